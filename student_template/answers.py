@@ -1,0 +1,223 @@
+"""Hand computations of the shoe-pair assignment, written as functions.
+
+Questions 2, 3(d), 3(f) and 6 of the handout ask for computations done by hand. Write each one
+here as a function so that the graders can check it on the handout's numbers and on random
+inputs. Plain Python or NumPy is enough; do not use autograd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def receptive_field_1d(kernel_size: int, n_layers: int) -> int:
+    """Width of the effective receptive field of a unit in a chain of 1-D convolutions (Q2d).
+
+    Every layer is a 1-D convolution of width ``kernel_size`` with stride 1 and no dilation.
+    Layers are counted as in the handout's diagram: layer 1 is the input sequence itself, so
+    a unit of layer 1 sees exactly one input position.
+
+    Args:
+        kernel_size: Kernel width K (K >= 1).
+        n_layers: Index N of the layer that holds the unit (N >= 1).
+
+    Returns:
+        The number of input positions that affect one unit of layer N.
+    """
+    raise NotImplementedError("Q2d: write receptive_field_1d(kernel_size, n_layers)")
+
+
+def cnn_receptive_fields(kernel_size: int) -> list[int]:
+    """Receptive field after each of the four downsamplings of ``CNNChannel`` (Q3f).
+
+    Every stage is a ``kernel_size`` x ``kernel_size`` convolution with stride 1 and 'same'
+    padding, followed by a 2x2 max-pool with stride 2. The unit lies near the centre of the
+    feature map, so image borders do not matter.
+
+    Args:
+        kernel_size: Odd convolution kernel size k (3 or 5 in the handout).
+
+    Returns:
+        Four ints: the side, in input pixels of one shoe image, of the square region that
+        affects one unit directly after the 1st, 2nd, 3rd and 4th downsampling.
+    """
+    raise NotImplementedError("Q3f: write cnn_receptive_fields(kernel_size)")
+
+
+def cnn_param_count(n: int, kernel_size: int) -> int:
+    """Number of parameters of ``CNN(n, kernel_size)`` (Q3d).
+
+    Layers: convolutions 3 -> n -> 2n -> 4n -> 8n channels with biases, each followed by a
+    2x2 downsampling of the [3, 448, 224] input, then a fully connected layer to 100 units and
+    a fully connected layer to 2 units, both with biases.
+
+    Args:
+        n: Number of channels of the first convolution.
+        kernel_size: Convolution kernel size k.
+
+    Returns:
+        The total number of scalar parameters.
+    """
+    raise NotImplementedError("Q3d: write cnn_param_count(n, kernel_size)")
+
+
+def cnn_channel_param_count(n: int, kernel_size: int) -> int:
+    """Number of parameters of ``CNNChannel(n, kernel_size)`` (Q3d).
+
+    Same layers as ``CNN``, but the left and right shoes are stacked on the channel axis, so
+    the first convolution sees a [6, 224, 224] input.
+
+    Args:
+        n: Number of channels of the first convolution.
+        kernel_size: Convolution kernel size k.
+
+    Returns:
+        The total number of scalar parameters.
+    """
+    raise NotImplementedError("Q3d: write cnn_channel_param_count(n, kernel_size)")
+
+
+def lstm_param_count(n_hidden: int, n_input: int, n_output: int) -> int:
+    """Number of parameters of a one-layer LSTM with a linear output layer.
+
+    The LSTM has the four gates of the standard equations (input, forget, cell candidate,
+    output), each with input weights, recurrent weights and a single bias vector; a linear
+    layer with bias maps the hidden state to the outputs.
+
+    Args:
+        n_hidden: Hidden size H.
+        n_input: Input size I.
+        n_output: Output size O.
+
+    Returns:
+        The total number of scalar parameters.
+    """
+    raise NotImplementedError("write lstm_param_count(n_hidden, n_input, n_output)")
+
+
+def conv1d_forward(
+    x: Sequence[float],
+    kernel: Sequence[float],
+    bias: float,
+    fc_weight: Sequence[float] | float,
+    fc_bias: float,
+    target: float,
+) -> dict[str, object]:
+    """Forward pass of the Q2a network: 1-D convolution, ReLU, one output unit, cross-entropy.
+
+    The convolution has one input and one output channel, no padding and stride 1, and is a
+    cross-correlation as in PyTorch: ``conv[i] = sum_j kernel[j] * x[i + j] + bias``. A fully
+    connected layer maps the ReLU outputs to one logit ``z``; ``y = sigmoid(z)`` and the loss is
+    the binary cross-entropy of ``y`` against ``target``.
+
+    Args:
+        x: Input sequence, length T.
+        kernel: Kernel, length K <= T.
+        bias: Convolution bias.
+        fc_weight: Fully connected weights, length T - K + 1 (a number is used for all of them).
+        fc_bias: Fully connected bias.
+        target: Binary target t in [0, 1].
+
+    Returns:
+        A dict with keys ``conv`` (list of T - K + 1 floats), ``relu`` (list), ``z`` (float),
+        ``y`` (float) and ``loss`` (float).
+    """
+    raise NotImplementedError("Q2a: write conv1d_forward(x, kernel, bias, fc_weight, fc_bias, target)")
+
+
+def conv1d_kernel_grad(
+    x: Sequence[float],
+    kernel: Sequence[float],
+    bias: float,
+    fc_weight: Sequence[float] | float,
+    fc_bias: float,
+    target: float,
+) -> list[float]:
+    """Gradient of the Q2a loss with respect to the convolution kernel (Q2b).
+
+    Same network and arguments as ``conv1d_forward``. The derivative of ReLU at 0 is taken
+    to be 0, as in PyTorch.
+
+    Args:
+        x: Input sequence, length T.
+        kernel: Kernel, length K <= T.
+        bias: Convolution bias.
+        fc_weight: Fully connected weights, length T - K + 1 (a number is used for all of them).
+        fc_bias: Fully connected bias.
+        target: Binary target t in [0, 1].
+
+    Returns:
+        d loss / d kernel as a list of K floats.
+    """
+    raise NotImplementedError("Q2b: write conv1d_kernel_grad(x, kernel, bias, fc_weight, fc_bias, target)")
+
+
+def gnn_sum_update(
+    h: Sequence[Sequence[float]],
+    edges: Sequence[tuple[int, int]],
+    W: Sequence[Sequence[float]],
+) -> np.ndarray:
+    """One GNN layer: ``h_v' = ReLU(sum over u in N(v) and v itself of W h_u)`` (Q6a).
+
+    Shapes:
+        h: (V, d); row ``v - 1`` holds the features of node ``v``.
+        W: (d_out, d).
+        returns: (V, d_out).
+
+    Args:
+        h: Node features.
+        edges: Undirected edges as pairs of node numbers **1..V**, written as in the handout,
+            e.g. ``[(1, 2), (2, 3)]``. Order inside a pair does not matter.
+        W: Layer weights.
+
+    Returns:
+        The updated node features as a float NumPy array.
+    """
+    raise NotImplementedError("Q6a: write gnn_sum_update(h, edges, W)")
+
+
+def gnn_graph_output(
+    h: Sequence[Sequence[float]],
+    edges: Sequence[tuple[int, int]],
+    W: Sequence[Sequence[float]],
+    q: Sequence[float],
+) -> dict[str, float]:
+    """Graph-level output of one GNN layer: ``y = sigmoid(q^T sum_v h_v')`` (Q6b).
+
+    Args:
+        h: Node features, shape (V, d); row ``v - 1`` is node ``v``.
+        edges: Undirected edges as pairs of node numbers 1..V.
+        W: Layer weights, shape (d_out, d).
+        q: Readout vector, shape (d_out,).
+
+    Returns:
+        ``{"z": q^T sum_v h_v', "y": sigmoid(z)}`` as floats.
+    """
+    raise NotImplementedError("Q6b: write gnn_graph_output(h, edges, W, q)")
+
+
+def gnn_param_grads(
+    h: Sequence[Sequence[float]],
+    edges: Sequence[tuple[int, int]],
+    W: Sequence[Sequence[float]],
+    q: Sequence[float],
+    target: float,
+) -> dict[str, np.ndarray]:
+    """Gradients of the binary cross-entropy of the Q6 GNN output against ``target`` (Q6c).
+
+    The network is ``gnn_graph_output``; the loss is ``-t log y - (1 - t) log(1 - y)``. The
+    derivative of ReLU at 0 is taken to be 0, as in PyTorch.
+
+    Args:
+        h: Node features, shape (V, d); row ``v - 1`` is node ``v``.
+        edges: Undirected edges as pairs of node numbers 1..V.
+        W: Layer weights, shape (d_out, d).
+        q: Readout vector, shape (d_out,).
+        target: Binary target t in [0, 1].
+
+    Returns:
+        ``{"W": dL/dW with shape (d_out, d), "q": dL/dq with shape (d_out,)}`` as float arrays.
+    """
+    raise NotImplementedError("Q6c: write gnn_param_grads(h, edges, W, q, target)")

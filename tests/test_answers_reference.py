@@ -1,0 +1,263 @@
+"""Tests of reference/answers.py: the handout's numbers, autograd, measured models, the template.
+
+The reference is loaded by file path (graders never import it; neither does the harness).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import math
+from itertools import pairwise
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torchgrade.checks.params import count_parameters
+from torchgrade.checks.receptive_field import downsampling_receptive_fields
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(relative: str, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ref = _load("reference/answers.py", "_torchgrade_reference_answers")
+
+# Handout values (shared/ASSIGNMENTS.md, section A).
+Q2_X = [1, 3, 2, 1, 1, 0, 1]
+Q2_KERNEL = [-1, 2, -1]
+Q6_H = [[1, 1], [0, 1], [1, 0], [-1, 0]]
+Q6_EDGES = [(1, 2), (2, 3), (2, 4), (3, 4)]
+Q6_W = [[1, 2], [0, 1]]
+Q6_Q = [1, 1]
+SIGMOID_5 = 1 / (1 + math.exp(-5))
+SIGMOID_20 = 1 / (1 + math.exp(-20))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Run these tiny models on one intra-op thread.
+
+    Thread synchronisation dominates at this size: with the 2 cores shared with another job, the
+    three check/answer test files took 19.6 s with torch's default threads and 2.7 s with one.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# --- the handout's numbers ---------------------------------------------------------------------
+
+
+def test_q2a_forward_pass() -> None:
+    out = ref.conv1d_forward(Q2_X, Q2_KERNEL, 0, [1] * 5, 1, 0)
+    assert out["conv"] == [3, 0, -1, 1, -2]
+    assert out["relu"] == [3, 0, 0, 1, 0]
+    assert out["z"] == 5
+    assert out["y"] == pytest.approx(SIGMOID_5)
+    assert out["loss"] == pytest.approx(-math.log(1 - SIGMOID_5))
+    assert out["loss"] == pytest.approx(5.00672, abs=1e-5)
+    assert ref.conv1d_forward(Q2_X, Q2_KERNEL, 0, 1, 1, 0) == out  # scalar weight broadcasts
+
+
+def test_q2b_kernel_gradient() -> None:
+    grad = ref.conv1d_kernel_grad(Q2_X, Q2_KERNEL, 0, [1] * 5, 1, 0)
+    assert grad == pytest.approx([SIGMOID_5 * v for v in (2, 4, 2)])
+    assert grad == pytest.approx([1.98661, 3.97323, 1.98661], abs=1e-5)
+
+
+def test_q2d_receptive_field_1d() -> None:
+    assert [ref.receptive_field_1d(3, n) for n in (1, 2, 3, 4)] == [1, 3, 5, 7]
+    assert ref.receptive_field_1d(5, 3) == 9
+    with pytest.raises(ValueError, match="n_layers must be a positive int"):
+        ref.receptive_field_1d(3, 0)
+
+
+def test_q3d_param_counts() -> None:
+    assert ref.cnn_param_count(4, 3) == 1_260_918
+    assert ref.cnn_channel_param_count(4, 3) == 633_826
+
+
+def test_q3f_receptive_fields() -> None:
+    assert ref.cnn_receptive_fields(3) == [4, 10, 22, 46]
+    assert ref.cnn_receptive_fields(5) == [6, 16, 36, 76]
+
+
+def test_q6_handout_example() -> None:
+    h1 = ref.gnn_sum_update(Q6_H, Q6_EDGES, Q6_W)
+    np.testing.assert_array_equal(h1, [[5, 2], [5, 2], [2, 1], [2, 1]])
+    np.testing.assert_array_equal(h1.sum(axis=0), [14, 6])
+    out = ref.gnn_graph_output(Q6_H, Q6_EDGES, Q6_W, Q6_Q)
+    assert out == {"z": 20.0, "y": pytest.approx(SIGMOID_20)}
+    grads = ref.gnn_param_grads(Q6_H, Q6_EDGES, Q6_W, Q6_Q, 0)
+    np.testing.assert_allclose(grads["q"], SIGMOID_20 * np.array([14, 6]))
+    np.testing.assert_allclose(grads["W"], SIGMOID_20 * np.array([[2, 6], [2, 6]]))
+
+
+def test_q6_with_h2_and_h3_swapped_gives_the_known_wrong_answer() -> None:
+    # The handout's text swaps h2 and h3 relative to its figure; the submission in 001 used the
+    # text's values. The reference follows the figure, so the two must differ exactly here.
+    swapped = [Q6_H[0], Q6_H[2], Q6_H[1], Q6_H[3]]
+    h1 = ref.gnn_sum_update(swapped, Q6_EDGES, Q6_W)
+    np.testing.assert_array_equal(h1, [[4, 1], [5, 2], [2, 1], [2, 1]])
+    assert ref.gnn_graph_output(swapped, Q6_EDGES, Q6_W, Q6_Q)["z"] == 18
+
+
+def test_gnn_edges_are_one_based_and_undirected() -> None:
+    one_way = ref.gnn_sum_update(Q6_H, [(2, 1), (3, 2), (4, 2), (4, 3)], Q6_W)
+    np.testing.assert_array_equal(one_way, ref.gnn_sum_update(Q6_H, Q6_EDGES, Q6_W))
+    with pytest.raises(ValueError, match=r"outside 1\.\.4"):
+        ref.gnn_sum_update(Q6_H, [(0, 1)], Q6_W)
+
+
+# --- against torch autograd on random inputs ---------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_conv1d_forward_and_gradient_match_autograd(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    length = int(rng.integers(3, 12))
+    width = int(rng.integers(1, length + 1))
+    x, kernel = rng.normal(size=length), rng.normal(size=width)
+    bias, fc_bias = float(rng.normal()), float(rng.normal())
+    fc_weight = rng.normal(size=length - width + 1)
+    target = float(rng.choice([0.0, 1.0, rng.uniform()]))
+
+    k = torch.tensor(kernel, dtype=torch.float64, requires_grad=True)
+    conv = F.conv1d(torch.tensor(x).view(1, 1, -1), k.view(1, 1, -1)).flatten() + bias
+    z = torch.relu(conv) @ torch.tensor(fc_weight) + fc_bias
+    loss = F.binary_cross_entropy_with_logits(z, torch.tensor(target, dtype=torch.float64))
+    loss.backward()
+
+    out = ref.conv1d_forward(x, kernel, bias, fc_weight, fc_bias, target)
+    np.testing.assert_allclose(out["conv"], conv.detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert out["z"] == pytest.approx(z.item(), rel=1e-12, abs=1e-12)
+    assert out["loss"] == pytest.approx(loss.item(), rel=1e-12, abs=1e-12)
+    grad = ref.conv1d_kernel_grad(x, kernel, bias, fc_weight, fc_bias, target)
+    np.testing.assert_allclose(grad, k.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_gnn_matches_autograd(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_nodes, d_in, d_out = (int(v) for v in rng.integers(2, 7, size=3))
+    pairs = [(u, v) for u in range(1, n_nodes + 1) for v in range(u + 1, n_nodes + 1)]
+    edges = [pairs[i] for i in rng.permutation(len(pairs))[: int(rng.integers(0, len(pairs) + 1))]]
+    h, w, q = rng.normal(size=(n_nodes, d_in)), rng.normal(size=(d_out, d_in)), rng.normal(size=d_out)
+    target = float(rng.choice([0.0, 1.0, rng.uniform()]))
+
+    adjacency = torch.eye(n_nodes, dtype=torch.float64)
+    for u, v in edges:
+        adjacency[u - 1, v - 1] = adjacency[v - 1, u - 1] = 1.0
+    w_t = torch.tensor(w, requires_grad=True)
+    q_t = torch.tensor(q, requires_grad=True)
+    h1 = torch.relu(adjacency @ torch.tensor(h) @ w_t.T)
+    z = q_t @ h1.sum(dim=0)
+    F.binary_cross_entropy_with_logits(z, torch.tensor(target, dtype=torch.float64)).backward()
+
+    np.testing.assert_allclose(ref.gnn_sum_update(h, edges, w), h1.detach().numpy(), atol=1e-12)
+    out = ref.gnn_graph_output(h, edges, w, q)
+    assert out["z"] == pytest.approx(z.item(), abs=1e-12)
+    assert out["y"] == pytest.approx(torch.sigmoid(z).item(), abs=1e-12)
+    grads = ref.gnn_param_grads(h, edges, w, q, target)
+    np.testing.assert_allclose(grads["W"], w_t.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grads["q"], q_t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# --- against measured models ---------------------------------------------------------------------
+
+
+class _ChannelStages(nn.Module):
+    """CNNChannel's four conv + max-pool stages (no head): halves stacked on channels."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        widths = [6, 2, 4, 8, 16]
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, k, padding=(k - 1) // 2) for a, b in pairwise(widths))
+        self.pool = nn.MaxPool2d(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        half = x.shape[2] // 2
+        x = torch.cat([x[:, :, :half], x[:, :, half:]], dim=1)
+        for conv in self.convs:
+            x = self.pool(F.relu(conv(x)))
+        return x
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_cnn_receptive_fields_match_a_measured_model(k: int) -> None:
+    measured = downsampling_receptive_fields(_ChannelStages(k), (1, 3, 256, 128), half="top")
+    assert ref.cnn_receptive_fields(k) == measured
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+@pytest.mark.parametrize("n_layers", [1, 2, 5])
+def test_receptive_field_1d_matches_autograd(k: int, n_layers: int) -> None:
+    # Layer 1 is the input, so a unit of layer N sits behind N - 1 convolutions.
+    x = torch.ones(1, 1, 64, requires_grad=True)
+    y = x
+    for _ in range(n_layers - 1):
+        y = F.conv1d(y, torch.ones(1, 1, k))
+    y[0, 0, y.shape[-1] // 2].backward()
+    assert ref.receptive_field_1d(k, n_layers) == int((x.grad != 0).sum())
+
+
+def _shoe_cnn(n: int, k: int, channel: bool) -> nn.Module:
+    widths = [6 if channel else 3, n, 2 * n, 4 * n, 8 * n]
+    layers: list[nn.Module] = []
+    for a, b in pairwise(widths):
+        layers += [nn.Conv2d(a, b, k, padding=(k - 1) // 2), nn.ReLU(), nn.MaxPool2d(2)]
+    side = 14 if channel else 28
+    layers += [nn.Flatten(), nn.Linear(8 * n * side * 14, 100), nn.ReLU(), nn.Linear(100, 2)]
+    return nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_param_counts_match_built_models(n: int, k: int) -> None:
+    assert ref.cnn_param_count(n, k) == count_parameters(_shoe_cnn(n, k, channel=False))
+    assert ref.cnn_channel_param_count(n, k) == count_parameters(_shoe_cnn(n, k, channel=True))
+
+
+@pytest.mark.parametrize(("hidden", "inputs", "outputs"), [(1, 1, 1), (128, 92, 92), (7, 3, 5)])
+def test_lstm_param_count(hidden: int, inputs: int, outputs: int) -> None:
+    # nn.LSTM keeps two bias vectors per gate (b_ih and b_hh); the handout's equations one.
+    built = count_parameters(nn.LSTM(inputs, hidden)) + count_parameters(nn.Linear(hidden, outputs))
+    assert ref.lstm_param_count(hidden, inputs, outputs) == built - 4 * hidden
+
+
+# --- the student template stays in step ----------------------------------------------------------
+
+
+def _public_functions(module: ModuleType) -> dict[str, object]:
+    return {
+        name: obj
+        for name, obj in vars(module).items()
+        if inspect.isfunction(obj) and not name.startswith("_") and obj.__module__ == module.__name__
+    }
+
+
+def test_student_template_matches_the_reference() -> None:
+    template = _load("student_template/answers.py", "_torchgrade_template_answers")
+    ours, theirs = _public_functions(ref), _public_functions(template)
+    assert sorted(ours) == sorted(theirs)
+    for name, fn in ours.items():
+        stub = theirs[name]
+        assert inspect.signature(fn) == inspect.signature(stub), name
+        # The template's docstring is the contract; the reference adds the formula after it.
+        assert inspect.getdoc(fn).startswith(inspect.getdoc(stub)), name
+        arguments = [object()] * len(inspect.signature(stub).parameters)
+        with pytest.raises(NotImplementedError):
+            stub(*arguments)

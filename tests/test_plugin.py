@@ -1,0 +1,163 @@
+"""The pytest plugin end to end, in a subprocess: points, parts, manual questions, the score
+table, the report, and the line between a student's failure and a harness error."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from torchgrade import report
+
+GRADER = '''
+import pytest
+from torchgrade.errors import CheckFailure
+
+ASSIGNMENT = "toy"
+MANUAL = {"Q9": (2, "explain")}
+
+@pytest.mark.points(2, question="Q1")
+def test_passes(sub):
+    assert sub.double(3) == 6
+
+@pytest.mark.points(3, question="Q2")
+def test_parts(sub, parts):
+    with parts.part(1, "small"):
+        assert sub.double(1) == 2
+    with parts.part(2, "negative"):
+        got = sub.double(-4)
+        if got != -8:
+            raise CheckFailure(f"double(-4) returned {got}; expected -8.")
+
+@pytest.mark.points(1, question="Q2")
+def test_student_crash(sub):
+    sub.crash()
+
+@pytest.mark.points(1, question="Q3")
+def test_not_implemented(sub):
+    sub.todo()
+
+@pytest.mark.points(1, question="Q3", assignment="other")
+def test_missing(sub):
+    sub.nowhere()
+
+def test_without_points():
+    pass
+'''
+
+SUBMISSION = '''
+def double(x):
+    return 2 * abs(x)
+
+def crash():
+    return {}["key"]
+
+def todo():
+    raise NotImplementedError
+'''
+
+
+@pytest.fixture
+def assignment(pytester: pytest.Pytester):
+    pytester.makeconftest('pytest_plugins = ["torchgrade.plugin"]')
+    pytester.makepyfile(test_toy=GRADER)
+    (pytester.path / "sub").mkdir()
+    (pytester.path / "sub" / "toy.py").write_text(textwrap.dedent(SUBMISSION))
+    return pytester
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_points_parts_and_report(assignment, isolation):
+    result = assignment.runpytest_subprocess("--submission=sub", f"--isolation={isolation}", "--report=out.json")
+    assert result.ret == 1
+    data = json.loads((assignment.path / "out.json").read_text())
+    report.validate(data)
+    checks = {c["id"].split("::")[-1]: c for c in data["checks"]}
+    assert "test_without_points" not in checks
+    assert checks["test_passes"]["outcome"] == "passed" and checks["test_passes"]["points"] == 2
+    parts = checks["test_parts"]
+    assert (parts["outcome"], parts["points"], parts["max_points"]) == ("failed", 1, 3)
+    assert parts["message"].startswith("1 of 2 parts failed (1 points kept); negative: double(-4) returned 8")
+    assert [p["points"] for p in parts["parts"]] == [1, 0]
+    assert checks["test_student_crash"]["message"].startswith("crash() raised KeyError: 'key'")
+    assert 'File "toy.py", line 6, in crash' in checks["test_student_crash"]["message"]
+    assert checks["test_not_implemented"]["message"] == "todo() is not implemented yet (it raises NotImplementedError)."
+    assert checks["test_missing"]["message"] == ("the submission has no `nowhere`: none of its modules defines it "
+                                                 "(modules: toy.py).")
+    assert {(q["assignment"], q["id"]): (q["score"], q["max_score"], q["status"]) for q in data["questions"]} == {
+        ("toy", "Q1"): (2, 2, "graded"), ("toy", "Q2"): (1, 4, "graded"), ("toy", "Q3"): (0, 1, "graded"),
+        ("other", "Q3"): (0, 1, "graded"), ("toy", "Q9"): (None, 2, "pending")}
+    assert (data["score"], data["max_score"], data["pending_max_score"], data["harness_errors"]) == (3, 8, 2, 0)
+    assert data["isolation"] == isolation
+    result.stdout.fnmatch_lines([
+        "*torchgrade: *sub ({} isolation)*".format(isolation),
+        " ok toy * Q1 * 2 / 2*",
+        " -- toy * Q2 * 1 / 4*",
+        "      test_parts: 1 of 2 parts failed*",
+        "      test_student_crash: crash() raised KeyError: 'key'",
+        " pending TA review: Q9 (2)",
+        " total: 3 / 8 auto-graded points; 2 points pending TA review",
+    ])
+
+
+def test_a_grader_bug_is_a_harness_error_not_a_zero(pytester: pytest.Pytester):
+    pytester.makeconftest('pytest_plugins = ["torchgrade.plugin"]')
+    pytester.makepyfile(test_bug='''
+import pytest
+ASSIGNMENT = "toy"
+
+@pytest.mark.points(1, question="Q1")
+def test_grader_bug(sub):
+    {}["oops"]
+''')
+    (pytester.path / "sub").mkdir()
+    result = pytester.runpytest_subprocess("--submission=sub", "--report=out.json")
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    data = json.loads((pytester.path / "out.json").read_text())
+    assert data["harness_errors"] == 1 and data["checks"][0]["outcome"] == "error"
+    assert "torchgrade internal error (KeyError: 'oops'); this is not your fault" in data["checks"][0]["message"]
+    result.stdout.fnmatch_lines(["*1 check(s) hit a torchgrade error: not the submission's fault.*"])
+
+
+def test_a_missing_question_is_a_usage_error(pytester: pytest.Pytester):
+    pytester.makeconftest('pytest_plugins = ["torchgrade.plugin"]')
+    pytester.makepyfile(test_bad='''
+import pytest
+
+@pytest.mark.points(1)
+def test_x():
+    pass
+''')
+    result = pytester.runpytest_subprocess("--submission=.")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*write @pytest.mark.points(N, question='Q3a')*"])
+
+
+def test_deselected_checks_are_not_reported(assignment):
+    assignment.runpytest_subprocess("--submission=sub", "--report=out.json", "-k", "passes")
+    data = json.loads((assignment.path / "out.json").read_text())
+    assert [c["id"].split("::")[-1] for c in data["checks"]] == ["test_passes"]
+
+
+def test_a_hung_check_fails_with_a_timeout(pytester: pytest.Pytester):
+    pytester.makeconftest('pytest_plugins = ["torchgrade.plugin"]')
+    pytester.makepyfile(test_hang='''
+import pytest
+ASSIGNMENT = "toy"
+
+@pytest.mark.points(1, question="Q1")
+@pytest.mark.timeout(10)
+def test_hang(sub):
+    sub.spin()
+
+@pytest.mark.points(1, question="Q2")
+def test_after(sub):
+    assert sub.ok() == 1
+''')
+    (pytester.path / "sub").mkdir()
+    (pytester.path / "sub" / "toy.py").write_text("def spin():\n    while True:\n        pass\n\ndef ok():\n    return 1\n")
+    pytester.runpytest_subprocess("--submission=sub", "--isolation=process", "--report=out.json")
+    checks = json.loads((pytester.path / "out.json").read_text())["checks"]
+    assert checks[0]["outcome"] == "failed" and checks[0]["message"].startswith("spin() timed out after ")
+    assert checks[1]["outcome"] == "passed"

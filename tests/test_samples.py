@@ -1,0 +1,83 @@
+"""The graders on the sample submissions: the reference earns every auto point, the template
+none, each buggy sample loses exactly the points its TOML file names, and both isolation modes
+give the same verdicts.
+
+Each sample is graded by the real entry point (``torchgrade.cli.grade``, a fresh pytest process).
+Training results are shared through a grade cache keyed by the content of the graded code, so
+samples whose training code is the reference's reuse its runs; the reference itself is graded
+once per isolation mode with separate caches, which also proves that grading twice agrees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fixtures import samples
+from torchgrade import cli, report
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL = samples.all_samples()
+BUGS = [s for s in ALL if s.name not in ("reference", "template")]
+#: Samples also graded with process isolation, compared check by check with in-process grading.
+MODE_SAMPLES = ["reference", "template", "labels_swapped", "stacked_on_width"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="session")
+def grading(tmp_path_factory: pytest.TempPathFactory):
+    """grading(name, isolation) -> the report's JSON, graded once per session and memoised."""
+    root = tmp_path_factory.mktemp("samples")
+    folders = {s.name: samples.materialise(s, root / "submissions") for s in ALL}
+    caches = {"none": root / "cache-none", "process": root / "cache-process"}
+    done: dict[tuple[str, str], dict] = {}
+
+    def grade(name: str, isolation: str = "none") -> dict:
+        if (name, isolation) not in done:
+            code, data = cli.grade(folders[name], assignment=ROOT, isolation=isolation,
+                                   report=root / f"{name}-{isolation}.json",
+                                   extra_args=("--grade-cache", str(caches[isolation])))
+            assert data is not None, f"{name}: no report was written (exit code {code})"
+            report.validate(data)
+            assert data["harness_errors"] == 0, [c["message"] for c in data["checks"] if c["outcome"] == "error"]
+            assert code == (cli.EXIT_OK if data["score"] == data["max_score"] else cli.EXIT_FAILED)
+            done[name, isolation] = data
+        return done[name, isolation]
+
+    return grade
+
+
+def lost_points(data: dict) -> dict[str, float]:
+    return {q["id"]: round(q["max_score"] - q["score"], 6) for q in data["questions"]
+            if not q["manual"] and q["score"] != q["max_score"]}
+
+
+def test_reference_earns_every_auto_point(grading):
+    data = grading("reference")
+    assert lost_points(data) == {}
+    assert all(c["outcome"] == "passed" for c in data["checks"])
+    assert data["max_score"] == 49 and data["pending_max_score"] == 22
+
+
+def test_template_earns_nothing_and_says_not_implemented(grading):
+    data = grading("template")
+    assert data["score"] == 0
+    assert all(c["outcome"] == "failed" for c in data["checks"])
+    not_implemented = [c["id"] for c in data["checks"] if "not implemented yet" in c["message"]]
+    assert len(not_implemented) == len(data["checks"]), [c["message"] for c in data["checks"]]
+
+
+@pytest.mark.parametrize("sample", BUGS, ids=[s.name for s in BUGS])
+def test_buggy_sample_loses_exactly_its_points(grading, sample):
+    data = grading(sample.name)
+    assert lost_points(data) == sample.lost, sample.description
+
+
+@pytest.mark.parametrize("name", MODE_SAMPLES)
+def test_isolation_modes_give_identical_verdicts(grading, name):
+    def verdicts(data):
+        return {c["id"]: (c["outcome"], c["points"], c.get("data")) for c in data["checks"]}
+
+    assert verdicts(grading(name, "process")) == verdicts(grading(name, "none"))

@@ -1,0 +1,1 @@
+"""Checks: pure functions that measure a property of a submitted object, usable outside pytest."""

@@ -1,0 +1,18 @@
+"""The submission interface of DESIGN.md: which module the handouts put each public name in.
+
+Graders look names up here first and then in the submission's other modules (real submissions
+move things around); ``reference/`` and ``student_template/`` must define exactly these names.
+"""
+
+from __future__ import annotations
+
+MODULES: dict[str, tuple[str, ...]] = {
+    "shoes": ("load_shoes", "generate_same_pair", "generate_different_pair", "CNN", "CNNChannel",
+              "get_accuracy", "train_model"),
+    "answers": ("receptive_field_1d", "cnn_receptive_fields", "cnn_param_count", "cnn_channel_param_count",
+                "lstm_param_count", "conv1d_forward", "conv1d_kernel_grad", "gnn_sum_update",
+                "gnn_graph_output", "gnn_param_grads"),
+}
+
+#: public name -> module, e.g. ``{"CNN": "shoes"}``.
+NAME_TO_MODULE: dict[str, str] = {name: module for module, names in MODULES.items() for name in names}

@@ -1,0 +1,134 @@
+"""Importing a submission's modules under a private package name (worker side).
+
+A student's ``shoes.py`` becomes ``_tg_submission.shoes``: it can never collide with an installed
+module, and the submission folder is never put on ``sys.path``, so a ``torch.py`` or
+``conftest.py`` in it changes nothing. Students' sibling imports (``from shoes import CNN`` inside
+``answers.py``) still work: a meta-path finder maps the bare names of the submission's own modules
+-- and only those that are not real, importable modules -- onto the private package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+PACKAGE = "_tg_submission"
+
+
+class ModuleImportError(Exception):
+    """A submission module exists but raised while being imported (syntax error, bad import...)."""
+
+    def __init__(self, module: str, message: str) -> None:
+        super().__init__(message)
+        self.module = module
+
+
+class _SiblingFinder(importlib.abc.MetaPathFinder):
+    """Resolves ``import shoes`` inside a submission to ``_tg_submission.shoes``."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in self.names:
+            return None
+        return importlib.util.spec_from_loader(fullname, _AliasLoader(f"{PACKAGE}.{fullname}"))
+
+
+class _AliasLoader(importlib.abc.Loader):
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def create_module(self, spec):
+        return importlib.import_module(self.target)
+
+    def exec_module(self, module):  # the target module is already executed
+        return None
+
+
+class Submission:
+    """The modules of one submission folder, imported lazily under :data:`PACKAGE`.
+
+    Args:
+        folder: the submission directory (its ``*.py`` files are the candidate modules).
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder).resolve()
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"submission folder {self.folder} does not exist")
+        self.module_names = sorted(p.stem for p in self.folder.glob("*.py") if p.stem.isidentifier())
+        self._errors: dict[str, str] = {}
+        package = types.ModuleType(PACKAGE)
+        package.__path__ = [str(self.folder)]
+        package.__package__ = PACKAGE
+        sys.modules[PACKAGE] = package
+        shadowing = {n for n in self.module_names if n in sys.modules or n in sys.stdlib_module_names
+                     or _importable_elsewhere(n)}
+        sys.meta_path.insert(0, _SiblingFinder(set(self.module_names) - shadowing))
+
+    def module(self, name: str) -> types.ModuleType:
+        """Import (once) and return the submission module ``name``.
+
+        Raises:
+            FileNotFoundError: there is no ``name.py`` in the submission.
+            ModuleImportError: the module raised on import; the message is the trimmed traceback.
+        """
+        if name not in self.module_names:
+            raise FileNotFoundError(f"{name}.py")
+        if name in self._errors:
+            raise ModuleImportError(name, self._errors[name])
+        try:
+            return importlib.import_module(f"{PACKAGE}.{name}")
+        except BaseException as exc:  # noqa: BLE001 - student code may raise anything, SystemExit too
+            from torchgrade.worker import format_student_exception  # local: avoids an import cycle
+
+            self._errors[name] = format_student_exception(exc, self.folder)
+            sys.modules.pop(f"{PACKAGE}.{name}", None)
+            raise ModuleImportError(name, self._errors[name]) from None
+
+    def find(self, name: str, preferred: str | None) -> tuple[object, str]:
+        """Find a public name, first in the ``preferred`` module, then in any other module.
+
+        Returns:
+            The object and the name of the module it was found in.
+
+        Raises:
+            LookupError: with a message naming where the grader looked.
+        """
+        order = ([preferred] if preferred in self.module_names else []) + [
+            m for m in self.module_names if m != preferred]
+        import_errors = {}
+        for module_name in order:
+            try:
+                module = self.module(module_name)
+            except ModuleImportError as exc:
+                import_errors[module_name] = str(exc)
+                continue
+            if hasattr(module, name):
+                return getattr(module, name), module_name
+        if preferred in import_errors:
+            raise LookupError(f"{preferred}.py could not be imported, so `{name}` is not available:\n"
+                              f"{import_errors[preferred]}")
+        modules = ", ".join(m + ".py" for m in self.module_names) or "none"
+        if preferred is None:
+            raise LookupError(f"the submission has no `{name}`: none of its modules defines it (modules: {modules}).")
+        if preferred not in self.module_names:
+            where = f"there is no {preferred}.py in the submission"
+            if self.module_names:
+                where += f" (its modules: {', '.join(m + '.py' for m in self.module_names)})"
+        else:
+            where = f"{preferred}.py does not define it"
+        raise LookupError(f"the submission has no `{name}`: {where}; no other module defines it either.")
+
+
+def _importable_elsewhere(name: str) -> bool:
+    try:
+        return importlib.machinery.PathFinder.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False

@@ -1,0 +1,478 @@
+"""The pytest plugin that turns ``pytest graders`` into an autograder.
+
+It owns every option, marker and fixture of torchgrade, and the hooks that turn test outcomes into
+points, the score table printed at the end and the JSON report. Graders load it from
+``graders/conftest.py`` with ``pytest_plugins = ["torchgrade.plugin"]``.
+
+A grader check is a test with a points marker::
+
+    @pytest.mark.points(3, question="Q3a")
+    def test_cnn_output_shape(sub):
+        out = sub.CNN(n=4)(torch.zeros(2, 3, 448, 224))
+        shapes.check_shape(out, (2, 2), who="CNN(n=4)(x[2, 3, 448, 224])")
+
+A grader module names its assignment (``ASSIGNMENT = "shoes"``) and the questions a TA grades by
+hand (``MANUAL = {"Q1a": (1, "why track men's and women's accuracy separately")}``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+import torchgrade
+from torchgrade import errors, report
+from torchgrade.interface import NAME_TO_MODULE
+
+HELP_SUBMISSION = "submission folder to grade (env TORCHGRADE_SUBMISSION; default: student_template/ of the rootdir)"
+HELP_ISOLATION = ("where student code runs: 'none' in this process (fast, debuggable), 'process' in a "
+                  "worker process (default when the CI variable is set)")
+HELP_REPORT = "where to write the JSON report (default: torchgrade-report.json)"
+HELP_CACHE = ("reuse results of expensive computations (training runs) across runs whose graded code is "
+              "identical, keyed by a content hash; for the harness's own tests, never for official grading "
+              "(env TORCHGRADE_CACHE)")
+HELP_MARKER = ("points(n, question, assignment=None): the check is worth n points of the handout question; "
+               "the assignment defaults to the module's ASSIGNMENT")
+ISOLATION_MODES = ("none", "process")
+#: pytest-timeout's marker value is also the wall-clock limit of each call into student code.
+DEFAULT_CHECK_TIMEOUT = 300.0
+
+MSG_TIMEOUT = "timed out after {seconds} s (the check's time limit)."
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("torchgrade", "torchgrade autograder")
+    group.addoption("--submission", default=None, help=HELP_SUBMISSION)
+    group.addoption("--isolation", default=None, choices=ISOLATION_MODES, help=HELP_ISOLATION)
+    group.addoption("--report", default="torchgrade-report.json", help=HELP_REPORT)
+    group.addoption("--grade-cache", default=None, help=HELP_CACHE)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", HELP_MARKER)
+    config.stash[_STATE] = _RunState(
+        submission=_submission_path(config),
+        isolation=config.getoption("isolation") or ("process" if os.environ.get("CI") else "none"),
+        report_path=Path(config.getoption("report")),
+        cache_dir=config.getoption("grade_cache") or os.environ.get("TORCHGRADE_CACHE"),
+        started_at=_now())
+
+
+def _submission_path(config: pytest.Config) -> Path:
+    given = config.getoption("submission") or os.environ.get("TORCHGRADE_SUBMISSION")
+    return Path(given).resolve() if given else config.rootpath / "student_template"
+
+
+# -- run state ------------------------------------------------------------------------------------
+@dataclass
+class _CheckSpec:
+    assignment: str
+    question: str
+    max_points: float
+
+
+@dataclass
+class _RunState:
+    submission: Path
+    isolation: str
+    report_path: Path
+    cache_dir: str | None
+    started_at: str
+    specs: dict[str, _CheckSpec] = field(default_factory=dict)
+    manual: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    proxy: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+_STATE = pytest.StashKey[_RunState]()
+
+
+def _state(config: pytest.Config) -> _RunState:
+    return config.stash[_STATE]
+
+
+# -- collection: points and questions ----------------------------------------------------------
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Record the points of every selected check (after -k/-m deselection)."""
+    state = _state(session.config)
+    for item in session.items:
+        marker = item.get_closest_marker("points")
+        if marker is None:
+            continue
+        module = getattr(item, "module", None)
+        default_assignment = getattr(module, "ASSIGNMENT", None)
+        assignment = marker.kwargs.get("assignment", default_assignment)
+        question = marker.kwargs.get("question")
+        if not marker.args or question is None or assignment is None:
+            raise pytest.UsageError(f"{item.nodeid}: write @pytest.mark.points(N, question='Q3a') in a module "
+                                    f"with ASSIGNMENT = '...' (got args={marker.args}, kwargs={marker.kwargs})")
+        state.specs[item.nodeid] = _CheckSpec(str(assignment), str(question), float(marker.args[0]))
+        for qid, (pts, title) in getattr(module, "MANUAL", {}).items():
+            state.manual[(str(default_assignment), qid)] = (float(pts), title)
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def submission(pytestconfig: pytest.Config):
+    """The submission being graded, as a :class:`torchgrade.proxy.Submission` (one per session)."""
+    from torchgrade.proxy import Submission
+
+    state = _state(pytestconfig)
+    if not state.submission.is_dir():
+        raise errors.TorchgradeError(f"submission folder {state.submission} does not exist")
+    proxy = Submission(state.submission, state.isolation, NAME_TO_MODULE)
+    state.proxy = proxy
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def sub(submission, request: pytest.FixtureRequest):
+    """The submission, seeded for this check (the seed is derived from the check's id, so a rerun
+    and the other isolation mode see the same random numbers) and with this check's time limit."""
+    submission.set_time_limit(None)
+    submission.seed(zlib.crc32(request.node.nodeid.encode()))  # also (re)starts the worker, not counted
+    # Stop student code a second before pytest-timeout would, so the message names the call.
+    spent = time.monotonic() - request.node.stash.get(_SETUP_STARTED, time.monotonic())
+    submission.set_time_limit(max(0.5, _check_timeout(request.node) - 1.0 - spent))
+    yield submission
+    submission.set_time_limit(None)
+
+
+def _check_timeout(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and marker.args:
+        return float(marker.args[0])
+    try:
+        ini = item.config.getini("timeout")
+    except ValueError:  # pytest-timeout is not installed
+        ini = None
+    return float(ini) if ini else DEFAULT_CHECK_TIMEOUT
+
+
+class Parts:
+    """Partial credit: each ``with parts.part(points, name):`` block earns its points if it passes.
+
+    A failing part does not stop the check; the check fails at the end with every failing part's
+    message, and earns the points of the parts that passed.
+    """
+
+    def __init__(self) -> None:
+        self.results: list[report.PartResult] = []
+
+    def part(self, points: float, name: str) -> "_PartContext":
+        return _PartContext(self, float(points), name)
+
+    @property
+    def earned(self) -> float:
+        return sum(p.points for p in self.results)
+
+    @property
+    def failures(self) -> list[report.PartResult]:
+        return [p for p in self.results if p.points < p.max_points]
+
+
+def parts_message(parts: Parts) -> str:
+    """One message for the failed parts of a check; its first line is the score table's reason."""
+    failed = parts.failures
+    messages = {p.message for p in failed}
+    if len(messages) == 1 and len(failed) == len(parts.results):
+        return failed[0].message  # e.g. every part hit "CNN(n=4) is not implemented yet"
+    first = failed[0].message.splitlines()[0] if failed[0].message else ""
+    head = f"{len(failed)} of {len(parts.results)} parts failed ({parts.earned:g} points kept); {failed[0].name}: {first}"
+    return "\n".join([head] + [f"[{p.name}: 0/{p.max_points:g}] {p.message}" for p in failed])
+
+
+class _PartContext:
+    def __init__(self, parts: Parts, points: float, name: str) -> None:
+        self.parts, self.points, self.name = parts, points, name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            self.parts.results.append(report.PartResult(self.name, self.points, self.points))
+            return False
+        if isinstance(exc, AssertionError):
+            self.parts.results.append(report.PartResult(self.name, 0.0, self.points, _message(exc)))
+            return True  # the failure is recorded; the next part still runs
+        return False
+
+
+@pytest.fixture
+def parts(request: pytest.FixtureRequest) -> Parts:
+    """Partial credit for a check made of parts; see :class:`Parts`."""
+    request.node.stash[_PARTS] = Parts()
+    return request.node.stash[_PARTS]
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A dict the check fills with measurements for the report (accuracies, curves)."""
+    request.node.stash[_EVIDENCE] = {}
+    return request.node.stash[_EVIDENCE]
+
+
+_PARTS = pytest.StashKey[Parts]()
+_EVIDENCE = pytest.StashKey[dict]()
+
+
+class GradeCache:
+    """Results of expensive computations, reused when the graded code is identical.
+
+    The key hashes the named submission modules' sources, the computing function's module source,
+    its parameters and the torchgrade version. Without a cache directory it computes every time.
+    Values must be plain JSON data; a :class:`~torchgrade.errors.CheckFailure` is cached too and
+    raised again with the same type and message.
+    """
+
+    def __init__(self, directory: str | None, submission: Path) -> None:
+        self.directory = Path(directory) if directory else None
+        self.submission = submission
+        self._memory: dict[str, dict[str, Any]] = {}
+
+    def compute(self, name: str, modules: tuple[str, ...], params: dict[str, Any], fn: Callable[[], Any],
+                ignore: tuple[str, ...] = ()) -> Any:
+        """Return ``fn()``, or its cached value for the same graded code.
+
+        Args:
+            name: what is computed, part of the key.
+            modules: the submission modules whose code the computation runs.
+            params: everything else the result depends on (budgets, seeds), part of the key.
+            fn: the computation; returns plain JSON data.
+            ignore: top-level functions/classes of ``modules`` the computation never calls
+                (e.g. ``load_shoes`` for a training run on data the grader supplies), left out of
+                the hash so that samples differing only there share the result.
+        """
+        key = self._key(name, modules, params, fn, ignore)
+        entry = self._memory.get(key) or self._read(key)
+        if entry is None:
+            try:
+                entry = {"value": fn()}
+            except errors.CheckFailure as exc:
+                entry = {"failure": type(exc).__name__, "message": str(exc)}
+            self._memory[key] = entry
+            self._write(key, entry)
+        if "failure" in entry:
+            raise getattr(errors, entry["failure"], errors.CheckFailure)(entry["message"])
+        return entry["value"]
+
+    def _key(self, name: str, modules: tuple[str, ...], params: dict[str, Any], fn: Callable,
+             ignore: tuple[str, ...]) -> str:
+        import inspect
+
+        digest = hashlib.sha256(f"{torchgrade.__version__}|{name}|{json.dumps(params, sort_keys=True)}".encode())
+        digest.update(Path(inspect.getsourcefile(fn)).read_bytes())
+        for module in modules:
+            path = self.submission / f"{module}.py"
+            digest.update(_code_without(path.read_bytes(), ignore) if path.is_file() else b"<missing>")
+        return f"{name}-{digest.hexdigest()[:24]}"
+
+    def _read(self, key: str) -> dict[str, Any] | None:
+        if self.directory is None:
+            return None
+        path = self.directory / f"{key}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def _write(self, key: str, entry: dict[str, Any]) -> None:
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / f".{key}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(entry))
+        os.replace(tmp, self.directory / f"{key}.json")
+
+
+def _code_without(source: bytes, ignore: tuple[str, ...]) -> bytes:
+    """The module's code minus the top-level definitions named in ``ignore`` (parsed, never run);
+    the raw bytes when it does not parse."""
+    import ast
+
+    if not ignore:
+        return source
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return source
+    tree.body = [node for node in tree.body if getattr(node, "name", None) not in ignore]
+    return ast.unparse(tree).encode()
+
+
+@pytest.fixture(scope="session")
+def grade_cache(pytestconfig: pytest.Config) -> GradeCache:
+    """The :class:`GradeCache` of this run (disabled unless ``--grade-cache`` is given)."""
+    state = _state(pytestconfig)
+    return GradeCache(state.cache_dir, state.submission)
+
+
+# -- outcomes -------------------------------------------------------------------------------
+_SETUP_STARTED = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_SETUP_STARTED] = time.monotonic()  # when pytest-timeout's clock starts too
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    result = yield
+    parts = item.stash.get(_PARTS, None)
+    if parts is not None and parts.failures:
+        raise errors.CheckFailure(parts_message(parts))
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    rep = yield
+    state = _state(item.config)
+    spec = state.specs.get(item.nodeid)
+    if spec is None:
+        return rep
+    entry = state.results.setdefault(item.nodeid, {"outcome": "passed", "message": "", "duration": 0.0})
+    entry["duration"] += rep.duration
+    if rep.skipped and entry["outcome"] == "passed":
+        entry.update(outcome="skipped", message=_skip_reason(rep))
+    elif rep.failed and entry["outcome"] in ("passed", "skipped"):
+        outcome, message = _classify(call.excinfo)
+        entry.update(outcome=outcome, message=message)
+        if outcome == "failed":
+            rep.longrepr = f"{message}\nReproduce: pytest {item.nodeid} --submission={state.submission}"
+    if call.when == "teardown":
+        parts = item.stash.get(_PARTS, None)
+        entry["parts"] = tuple(parts.results) if parts else ()
+        entry["data"] = item.stash.get(_EVIDENCE, {})
+    return rep
+
+
+def _classify(excinfo: pytest.ExceptionInfo | None) -> tuple[str, str]:
+    """A failure is the student's when it is a CheckFailure/AssertionError or a timeout; anything
+    else raised by grader code is a harness error."""
+    if excinfo is None:
+        return "error", "unknown failure"
+    exc = excinfo.value
+    if isinstance(exc, AssertionError):
+        return "failed", _message(exc)
+    if type(exc).__name__ == "Failed" and "Timeout" in str(exc):
+        return "failed", str(exc).strip().splitlines()[0]
+    return "error", f"torchgrade internal error ({type(exc).__name__}: {exc}); this is not your fault, tell your instructor."
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def _skip_reason(rep: pytest.TestReport) -> str:
+    longrepr = rep.longrepr
+    return str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+
+
+# -- the end: report and score table ----------------------------------------------------------------
+def build_report(state: _RunState) -> report.Report:
+    """Turn the recorded outcomes into a :class:`torchgrade.report.Report`."""
+    import sys
+
+    import torch
+
+    checks = []
+    for nodeid, spec in state.specs.items():
+        entry = state.results.get(nodeid, {"outcome": "skipped", "message": "not run", "duration": 0.0})
+        parts = entry.get("parts", ())
+        if entry["outcome"] == "passed":
+            points = spec.max_points
+        elif entry["outcome"] == "failed" and parts:
+            points = sum(p.points for p in parts)
+        else:
+            points = 0.0
+        checks.append(report.CheckResult(
+            id=nodeid, assignment=spec.assignment, question=spec.question, points=points,
+            max_points=spec.max_points, outcome=entry["outcome"], message=entry["message"],
+            duration=round(entry["duration"], 4), parts=parts, data=_plain(entry.get("data", {}))))
+    questions = report.summarise_questions(checks, state.manual)
+    notes = list(state.notes)
+    if state.proxy is not None:
+        notes += sorted(state.proxy.notes.values())
+    return report.Report(
+        submission=str(state.submission), isolation=state.isolation,
+        versions={"torchgrade": torchgrade.__version__, "torch": torch.__version__,
+                  "python": platform.python_version() or sys.version.split()[0]},
+        started_at=state.started_at, finished_at=_now(),
+        score=round(sum(c.points for c in checks), 6), max_score=round(sum(c.max_points for c in checks), 6),
+        pending_max_score=round(sum(q.max_score for q in questions if q.manual), 6),
+        harness_errors=sum(c.outcome == "error" for c in checks),
+        questions=tuple(questions), checks=tuple(checks), notes=tuple(notes))
+
+
+def _plain(data: Any) -> Any:
+    """Evidence goes into JSON: keep numbers, strings and containers of them."""
+    return json.loads(json.dumps(data, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = _state(session.config)
+    if not state.specs:
+        return
+    result = build_report(state)
+    report.write(result, state.report_path)
+    session.config.stash[_REPORT] = result
+    if result.harness_errors:
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+
+_REPORT = pytest.StashKey[report.Report]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    result = config.stash.get(_REPORT, None)
+    if result is None:
+        return
+    for line in score_table(result, _state(config).report_path):
+        terminalreporter.write_line(line)
+
+
+def score_table(result: report.Report, report_path: Path | None = None) -> list[str]:
+    """The score table printed after a run: one row per question, failing checks under it."""
+    width = 78
+    lines = ["", f" torchgrade: {result.submission} ({result.isolation} isolation) ".center(width, "=")]
+    by_question: dict[tuple[str, str], list[report.CheckResult]] = {}
+    for check in result.checks:
+        by_question.setdefault((check.assignment, check.question), []).append(check)
+    for q in result.questions:
+        if q.manual:
+            continue
+        mark = "ok" if q.score == q.max_score else "--"
+        lines.append(f" {mark} {q.assignment:<8} {q.id:<6} {q.score:>5g} / {q.max_score:<4g}")
+        for check in by_question.get((q.assignment, q.id), []):
+            if check.outcome != "passed":
+                name = check.id.split("::")[-1]
+                first = check.message.splitlines()[0] if check.message else check.outcome
+                lines.append(f"      {name}: {first}"[: width + 40])
+    pending = [q for q in result.questions if q.manual]
+    if pending:
+        lines.append(" pending TA review: " + ", ".join(f"{q.id} ({q.max_score:g})" for q in pending))
+    lines.append(f" total: {result.score:g} / {result.max_score:g} auto-graded points"
+                 + (f"; {result.pending_max_score:g} points pending TA review" if pending else ""))
+    if result.harness_errors:
+        lines.append(f" {result.harness_errors} check(s) hit a torchgrade error: not the submission's fault.")
+    if report_path is not None:
+        lines.append(f" report: {report_path}")
+    return lines
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

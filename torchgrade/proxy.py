@@ -1,0 +1,321 @@
+"""Proxies: how graders talk to a submission without holding its objects.
+
+``sub = Submission(...); model = sub.CNN(n=4); out = model(x)`` reads like in-process code, but
+``model`` is a :class:`Remote` handle and ``out`` is a plain tensor rebuilt from bytes. Two
+backends carry the requests:
+
+* :class:`InProcessBackend` (``--isolation none``) hands each encoded request to a
+  :class:`~torchgrade.worker.WorkerSession` in this process: fast, debuggable, not isolated.
+* :class:`ProcessBackend` (``--isolation process``) sends it to ``python -m torchgrade.worker``,
+  enforces a wall-clock limit per call by killing the worker's process group, and starts a fresh
+  worker for the next call after a crash or a timeout.
+
+Both encode and decode every value with :mod:`torchgrade.wire`, so graders see the same types and
+copies in both modes. Errors come back as :class:`~torchgrade.errors.CheckFailure` subclasses whose
+messages name the call, e.g. ``CNN(n=4)(tensor[2, 3, 448, 224]) raised RuntimeError: ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from torchgrade import errors, wire
+
+#: Per-call wall-clock limit when the grader sets none, in seconds.
+DEFAULT_CALL_TIMEOUT = 300.0
+
+
+def describe(value: Any) -> str:
+    """A short, student-readable rendering of an argument for messages: ``tensor[2, 3, 448, 224]``."""
+    if isinstance(value, Remote):
+        return value._label
+    if isinstance(value, torch.Tensor):
+        return f"tensor{list(value.shape)}"
+    if isinstance(value, np.ndarray):
+        return f"array{list(value.shape)}"
+    if isinstance(value, (list, tuple)) and len(value) > 6:
+        return f"{type(value).__name__} of {len(value)}"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def call_label(label: str, args: tuple, kwargs: dict) -> str:
+    parts = [describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()]
+    return f"{label}({', '.join(parts)})"
+
+
+class Backend:
+    """Carries encoded requests to a :class:`~torchgrade.worker.WorkerSession` and back."""
+
+    #: Bumped whenever the worker's object table is lost (a restart), so stale handles are caught.
+    generation = 0
+    #: Absolute ``time.monotonic()`` by which calls must end; None means DEFAULT_CALL_TIMEOUT per call.
+    deadline: float | None = None
+
+    def remaining(self) -> float:
+        """Seconds the next call may take."""
+        if self.deadline is None:
+            return DEFAULT_CALL_TIMEOUT
+        return max(0.5, self.deadline - time.monotonic())
+
+    def roundtrip(self, frame: bytes, label: str) -> bytes:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the backend's resources."""
+
+    def request(self, label: str, op: str, **fields: Any) -> Any:
+        """Send one request and return its decoded value.
+
+        Raises:
+            CheckFailure: the student's code raised, timed out, crashed the worker, or lacked a name.
+            TorchgradeError: the request itself was malformed (a harness bug).
+        """
+        message = {"op": op, **fields}
+        frame = wire.encode(message, make_ref=_ref_of)
+        reply = wire.decode(self.roundtrip(frame, label), lambda ref: Remote(self, ref, ref.type_name))
+        if "error" in reply:
+            raise _failure(label, reply["error"])
+        return reply["value"]
+
+
+def _ref_of(obj: Any) -> wire.Ref:
+    if isinstance(obj, Remote):
+        return obj._ref
+    raise wire.WireError(f"cannot send a {type(obj).__qualname__} to the submission")
+
+
+def _failure(label: str, error: dict[str, Any]) -> Exception:
+    kind, message = error.get("kind"), error.get("message", "")
+    if kind == "exception":
+        if error.get("type") == "NotImplementedError":
+            return errors.NotImplementedYet(f"{label} is not implemented yet (it raises NotImplementedError).",
+                                            "NotImplementedError")
+        return errors.StudentError(f"{label} raised {error['type']}: {message}\n{error.get('traceback', '')}".rstrip(),
+                                   error["type"])
+    if kind == "signature":
+        return errors.SignatureMismatch(
+            f"could not call {label}: {message}. The submitted signature is {error.get('signature')}.")
+    if kind == "missing":
+        return errors.MissingName(message)
+    if kind == "unencodable":
+        return errors.CheckFailure(f"{label} returned a value that cannot be graded: {message}")
+    return errors.TorchgradeError(f"worker refused {label}: {message}")
+
+
+class InProcessBackend(Backend):
+    """Runs the worker session in this process (``--isolation none``)."""
+
+    def __init__(self) -> None:
+        from torchgrade.worker import WorkerSession
+
+        self.session = WorkerSession()
+
+    def roundtrip(self, frame: bytes, label: str) -> bytes:
+        return self.session.handle(frame)
+
+
+class ProcessBackend(Backend):
+    """Runs the worker as ``python -m torchgrade.worker`` (``--isolation process``).
+
+    Args:
+        submission: the folder the worker loads after every (re)start.
+        log_path: where the worker's stdout/stderr (the student's prints) go.
+    """
+
+    def __init__(self, submission: Path, log_path: Path | None = None) -> None:
+        self.submission = Path(submission)
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="torchgrade-worker-", suffix=".log")[1])
+        self.process: subprocess.Popen | None = None
+        self.generation = 0
+        self.restarts = 0
+
+    def _start(self) -> None:
+        request_r, request_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHGRADE_")}
+        env["TORCHGRADE_THREADS"] = str(torch.get_num_threads())
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "torchgrade.worker", str(request_r), str(reply_w)],
+                pass_fds=(request_r, reply_w), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True, env=env, cwd=tempfile.gettempdir())
+        os.close(request_r)
+        os.close(reply_w)
+        self._to_worker, self._from_worker = request_w, reply_r
+        self.generation += 1
+        load = wire.encode({"op": "load", "target": str(self.submission)})
+        reply = wire.decode(self._exchange(load, "loading the submission", 120.0))
+        if "error" in reply:
+            raise errors.TorchgradeError(f"the worker could not load {self.submission}: {reply['error']['message']}")
+
+    def roundtrip(self, frame: bytes, label: str) -> bytes:
+        if self.process is None or self.process.poll() is not None:
+            self._start()
+        return self._exchange(frame, label, self.remaining())
+
+    def _exchange(self, frame: bytes, label: str, timeout: float) -> bytes:
+        try:
+            wire.write_frame(self._to_worker, frame)
+            ready, _, _ = select.select([self._from_worker], [], [], timeout)
+            if not ready:
+                self._kill()
+                raise errors.StudentTimeout(f"{label} timed out after {timeout:.0f} s; the worker was stopped.")
+            return wire.read_frame(self._from_worker)
+        except (EOFError, BrokenPipeError):
+            code = self._kill()
+            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            raise errors.WorkerCrashed(
+                f"{label}: the process running the submission died ({how}), for example by calling "
+                f"os._exit, sys.exit from a thread, or running out of memory.") from None
+        except BaseException:
+            self._kill()  # pytest-timeout or Ctrl-C while waiting: the worker is mid-call, drop it
+            raise
+
+    def _kill(self) -> int | None:
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        self.restarts += 1
+        self.generation += 1  # every handle into the dead worker is now stale
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        code = process.wait()
+        for fd in (self._to_worker, self._from_worker):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        return code
+
+    def close(self) -> None:
+        self._kill()
+        self.log_path.unlink(missing_ok=True)
+
+
+class Remote:
+    """A handle on an object that lives with the submission (a class, a model, a function).
+
+    Attribute access, calls and iteration are forwarded; plain values come back as values and
+    other objects as new :class:`Remote` handles. ``_label`` is how messages name the object.
+    """
+
+    __slots__ = ("_backend", "_ref", "_label", "_generation")
+
+    def __init__(self, backend: Backend, ref: wire.Ref, label: str) -> None:
+        object.__setattr__(self, "_backend", backend)
+        object.__setattr__(self, "_ref", ref)
+        object.__setattr__(self, "_label", label)
+        object.__setattr__(self, "_generation", backend.generation)
+
+    def _request(self, label: str, op: str, **fields: Any) -> Any:
+        if self._generation != self._backend.generation:
+            raise errors.CheckFailure(
+                f"{self._label} is gone: the worker was restarted after an earlier crash or timeout.")
+        value = self._backend.request(label, op, target=self, **fields)
+        return _relabel(value, label)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._request(f"{self._label}.{name}", "getattr", name=name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("graders never modify submitted objects")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._request(call_label(self._label, args, kwargs), "call", args=list(args), kwargs=kwargs)
+
+    def __iter__(self):
+        return iter(self._request(f"list({self._label})", "iter"))
+
+    def __repr__(self) -> str:
+        return f"<{self._ref.type_name} {self._label}>"
+
+
+def _relabel(value: Any, label: str) -> Any:
+    if isinstance(value, Remote):
+        object.__setattr__(value, "_label", label)
+    return value
+
+
+class Submission:
+    """The grader's view of one submission: names of the interface become :class:`Remote` handles.
+
+    Args:
+        folder: the submission directory.
+        isolation: ``"none"`` (in-process) or ``"process"`` (a worker process).
+        interface: public name -> the module the handout puts it in (``{"CNN": "shoes"}``).
+    """
+
+    def __init__(self, folder: str | Path, isolation: str, interface: dict[str, str]) -> None:
+        self.folder = Path(folder).resolve()
+        self.isolation = isolation
+        self.interface = interface
+        if isolation == "none":
+            self.backend: Backend = InProcessBackend()
+            self.backend.request("loading the submission", "load", target=str(self.folder))
+        elif isolation == "process":
+            self.backend = ProcessBackend(self.folder)
+        else:
+            raise errors.TorchgradeError(f"unknown isolation {isolation!r}; choose from 'none', 'process'")
+        #: Notes on adaptations made while grading (a name found in another module...), per name.
+        self.notes: dict[str, str] = {}
+
+    def __getattr__(self, name: str) -> Remote:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.lookup(name)
+
+    def lookup(self, name: str) -> Remote:
+        """Return a handle on the submitted object called ``name``.
+
+        Raises:
+            MissingName: no module of the submission defines it.
+        """
+        preferred = self.interface.get(name)
+        found = self.backend.request(name, "lookup", name=name, target=preferred)
+        if preferred and found["module"] != preferred:
+            self.notes[name] = f"`{name}` was found in {found['module']}.py instead of {preferred}.py"
+        return _relabel(found["object"], name)
+
+    def apply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a trusted function of ``torchgrade.checks`` next to the submission's objects.
+
+        Use it where a check needs the objects themselves, not their outputs: autograd through a
+        submitted model, a recording model handed to the student's training loop.
+        """
+        name = f"{fn.__module__}:{fn.__qualname__}"
+        return self.backend.request(call_label(fn.__qualname__, args, kwargs), "apply", fn=name,
+                                    args=list(args), kwargs=kwargs)
+
+    def set_time_limit(self, seconds: float | None) -> None:
+        """Limit the wall-clock time of every call from now on to ``seconds`` in total (None: no
+        overall limit, each call gets DEFAULT_CALL_TIMEOUT). Enforced only with process isolation;
+        in-process, pytest-timeout stops a hung check."""
+        self.backend.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def seed(self, seed: int) -> None:
+        """Seed the global generators (Python, NumPy, torch) where the submission runs."""
+        self.backend.request("seeding", "seed", target=int(seed))
+
+    def release(self) -> None:
+        """Drop every object the submission side holds for the grader (between tests)."""
+        self.backend.request("releasing objects", "release")
+
+    def close(self) -> None:
+        self.backend.close()

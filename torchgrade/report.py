@@ -1,0 +1,147 @@
+"""The report: a few frozen dataclasses, their JSON form, and validation against the schema.
+
+``schema/report.schema.json`` is the contract: every report is validated before it is written, and
+exporters read reports, never pytest internals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from torchgrade.errors import TorchgradeError
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """One part of a check that awards partial credit (e.g. one receptive field)."""
+
+    name: str
+    points: float
+    max_points: float
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict of one grader check."""
+
+    id: str
+    assignment: str
+    question: str
+    points: float
+    max_points: float
+    outcome: str  # passed | failed | error | skipped
+    message: str
+    duration: float
+    parts: tuple[PartResult, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QuestionResult:
+    """Points per handout question; manual questions are pending until a TA grades them."""
+
+    assignment: str
+    id: str
+    score: float | None
+    max_score: float
+    manual: bool
+    status: str  # graded | pending
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Report:
+    submission: str
+    isolation: str
+    versions: dict[str, str]
+    started_at: str
+    finished_at: str
+    score: float
+    max_score: float
+    pending_max_score: float
+    harness_errors: int
+    questions: tuple[QuestionResult, ...]
+    checks: tuple[CheckResult, ...]
+    notes: tuple[str, ...] = ()
+    schema_version: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        data = json.loads(json.dumps(dataclasses.asdict(self)))  # tuples become JSON arrays
+        for check in data["checks"]:
+            if not check["parts"]:
+                del check["parts"]
+            if not check["data"]:
+                del check["data"]
+        for question in data["questions"]:
+            if not question["title"]:
+                del question["title"]
+        return data
+
+
+def summarise_questions(checks: list[CheckResult], manual: dict[tuple[str, str], tuple[float, str]]) -> list[QuestionResult]:
+    """Add up check points per (assignment, question) and list the manual questions as pending.
+
+    Args:
+        checks: every check of the run.
+        manual: (assignment, question id) -> (points, title) of the questions a TA grades.
+    """
+    totals: dict[tuple[str, str], list[float]] = {}
+    for check in checks:
+        earned_max = totals.setdefault((check.assignment, check.question), [0.0, 0.0])
+        earned_max[0] += check.points
+        earned_max[1] += check.max_points
+    questions = [QuestionResult(a, q, round(s, 6), round(m, 6), False, "graded") for (a, q), (s, m) in totals.items()]
+    questions += [QuestionResult(a, q, None, pts, True, "pending", title) for (a, q), (pts, title) in manual.items()
+                  if (a, q) not in totals]
+    return sorted(questions, key=lambda q: (q.assignment, _question_order(q.id)))
+
+
+def _question_order(question_id: str) -> list[Any]:
+    """Sort Q2a before Q10a and 3.2 before 3.10: compare digit runs as numbers."""
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.findall(r"\d+|\D+", question_id)]
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The report JSON Schema shipped with the package."""
+    return json.loads(resources.files("torchgrade").joinpath("schema/report.schema.json").read_text())
+
+
+def validate(data: dict[str, Any]) -> None:
+    """Validate a report's JSON form against the schema.
+
+    Raises:
+        TorchgradeError: naming the first offending field.
+    """
+    validator = jsonschema.Draft202012Validator(schema(), format_checker=jsonschema.FormatChecker())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise TorchgradeError(f"report does not match the schema at {where}: {error.message}")
+
+
+def write(report: Report, path: str | Path) -> Path:
+    """Validate and write a report atomically (a reader never sees half a file)."""
+    data = report.to_json()
+    validate(data)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+    os.replace(tmp, path)
+    return path

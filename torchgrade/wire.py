@@ -1,0 +1,242 @@
+"""The wire protocol between the grader and the worker that runs student code.
+
+Everything that crosses the process boundary is encoded here, in both directions, and decoded
+without pickle: a frame is a JSON header followed by raw array buffers. Only plain data can be
+encoded -- ``None``, bools, ints, floats, strings, lists, tuples and dicts of them, numeric torch
+tensors and numpy arrays. Anything else (a model, an optimizer, a generator) stays in the worker
+and is referred to by a :class:`Ref` that carries the object's handle and type name.
+
+The in-process mode round-trips every value through the same codec, so graders see the very same
+types and copies in both isolation modes (verdicts must not depend on the mode).
+
+This module imports nothing from the rest of torchgrade: the worker side depends on it alone.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable, TypedDict
+
+import numpy as np
+import torch
+
+#: Largest frame accepted from the other side (header plus buffers).
+MAX_FRAME_BYTES = 2 * 1024**3
+#: Deepest nesting of lists/dicts accepted; deeper values are refused rather than recursed into.
+MAX_DEPTH = 32
+
+_DTYPES: dict[str, tuple[np.dtype, torch.dtype]] = {
+    "bool": (np.dtype(np.bool_), torch.bool),
+    "uint8": (np.dtype(np.uint8), torch.uint8),
+    "int8": (np.dtype(np.int8), torch.int8),
+    "int16": (np.dtype(np.int16), torch.int16),
+    "int32": (np.dtype(np.int32), torch.int32),
+    "int64": (np.dtype(np.int64), torch.int64),
+    "float16": (np.dtype(np.float16), torch.float16),
+    "float32": (np.dtype(np.float32), torch.float32),
+    "float64": (np.dtype(np.float64), torch.float64),
+}
+_TORCH_TO_NAME = {t: name for name, (_, t) in _DTYPES.items()}
+_NUMPY_TO_NAME = {n: name for name, (n, _) in _DTYPES.items()}
+
+
+class WireError(ValueError):
+    """A value could not be encoded, or a frame did not decode as the protocol says."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to an object that lives in the worker (a model, a class, a function...).
+
+    Attributes:
+        handle: the worker's id for the object.
+        type_name: ``type(obj).__qualname__`` in the worker, for messages.
+        callable: whether the object can be called.
+    """
+
+    handle: int
+    type_name: str
+    callable: bool = False
+
+
+class Request(TypedDict, total=False):
+    """A grader-to-worker message. ``op`` picks the operation; the other keys are its arguments."""
+
+    op: str  # "load", "lookup", "getattr", "call", "iter", "apply", "seed", "release", "ping"
+    target: Any
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    fn: str
+
+
+class Reply(TypedDict, total=False):
+    """A worker-to-grader message: either ``value`` or ``error`` is set."""
+
+    value: Any
+    error: dict[str, Any]  # {"kind", "type", "message", "traceback", ...}
+
+
+def encode(value: Any, make_ref: Callable[[Any], Ref] | None = None) -> bytes:
+    """Encode a value tree into one frame.
+
+    Args:
+        value: plain data, tensors, arrays and :class:`Ref` objects.
+        make_ref: called for any other object, to keep it on this side and send a reference
+            instead (the worker passes its object table here); without it such objects are refused.
+
+    Raises:
+        WireError: an object that is not plain data and ``make_ref`` is not given.
+    """
+    buffers: list[bytes] = []
+    header = _to_json(value, buffers, make_ref, 0)
+    head = json.dumps({"v": header, "b": [len(b) for b in buffers]}).encode()
+    return struct.pack("<Q", len(head)) + head + b"".join(buffers)
+
+
+def decode(frame: bytes, resolve_ref: Callable[[Ref], Any] | None = None) -> Any:
+    """Decode a frame made by :func:`encode`; tensors and arrays come back as fresh copies.
+
+    Args:
+        frame: the bytes of one frame.
+        resolve_ref: turns a :class:`Ref` into the object it names (the worker's object table);
+            without it references stay :class:`Ref` objects.
+
+    Raises:
+        WireError: a malformed frame, an unknown dtype, or a size that does not add up.
+    """
+    if len(frame) < 8 or len(frame) > MAX_FRAME_BYTES:
+        raise WireError(f"frame of {len(frame)} bytes is out of bounds")
+    (head_len,) = struct.unpack("<Q", frame[:8])
+    try:
+        head = json.loads(frame[8 : 8 + head_len])
+    except ValueError as exc:
+        raise WireError(f"frame header is not JSON: {exc}") from None
+    sizes = head.get("b", [])
+    offsets, pos = [], 8 + head_len
+    for size in sizes:
+        offsets.append((pos, pos + size))
+        pos += size
+    if pos != len(frame):
+        raise WireError("frame buffers do not add up to the frame length")
+    views = [memoryview(frame)[a:b] for a, b in offsets]
+    return _from_json(head["v"], views, resolve_ref, 0)
+
+
+def _to_json(value: Any, buffers: list[bytes], make_ref, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise WireError(f"value nested deeper than {MAX_DEPTH} levels")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return {"int": str(value)} if abs(value) >= 2**53 else value
+    if isinstance(value, float):
+        return value if np.isfinite(value) else {"float": repr(value)}
+    if isinstance(value, np.generic) and value.dtype in _NUMPY_TO_NAME:
+        return {"scalar": _NUMPY_TO_NAME[value.dtype], "value": _to_json(value.item(), buffers, make_ref, depth + 1)}
+    if isinstance(value, torch.Tensor) and not value.is_sparse and value.dtype in _TORCH_TO_NAME:
+        data = value.detach().to("cpu").contiguous()
+        buffers.append(data.numpy().tobytes())
+        return {"tensor": _TORCH_TO_NAME[data.dtype], "shape": list(data.shape), "buf": len(buffers) - 1,
+                "requires_grad": bool(value.requires_grad)}
+    if isinstance(value, np.ndarray) and value.dtype in _NUMPY_TO_NAME:
+        buffers.append(np.ascontiguousarray(value).tobytes())
+        return {"ndarray": _NUMPY_TO_NAME[value.dtype], "shape": list(value.shape), "buf": len(buffers) - 1}
+    if isinstance(value, Ref):
+        return {"ref": value.handle, "type": value.type_name, "callable": value.callable}
+    if type(value) in (list, tuple):
+        items = [_to_json(v, buffers, make_ref, depth + 1) for v in value]
+        return items if type(value) is list else {"tuple": items}
+    if type(value) is dict:
+        if all(type(k) is str for k in value):
+            return {"dict": {k: _to_json(v, buffers, make_ref, depth + 1) for k, v in value.items()}}
+        return {"items": [[_to_json(k, buffers, make_ref, depth + 1), _to_json(v, buffers, make_ref, depth + 1)]
+                          for k, v in value.items()]}
+    if make_ref is None:
+        raise WireError(f"cannot send a {type(value).__qualname__} across the process boundary")
+    return _to_json(make_ref(value), buffers, make_ref, depth + 1)
+
+
+def _from_json(node: Any, views: list[memoryview], resolve_ref, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise WireError(f"value nested deeper than {MAX_DEPTH} levels")
+    if node is None or isinstance(node, (bool, int, float, str)):
+        return node
+    if isinstance(node, list):
+        return [_from_json(v, views, resolve_ref, depth + 1) for v in node]
+    if not isinstance(node, dict) or len(node) == 0:
+        raise WireError(f"unexpected node {node!r:.80}")
+    if "tuple" in node:
+        return tuple(_from_json(v, views, resolve_ref, depth + 1) for v in node["tuple"])
+    if "dict" in node:
+        return {k: _from_json(v, views, resolve_ref, depth + 1) for k, v in node["dict"].items()}
+    if "items" in node:
+        return {_from_json(k, views, resolve_ref, depth + 1): _from_json(v, views, resolve_ref, depth + 1)
+                for k, v in node["items"]}
+    if "int" in node:
+        return int(node["int"])
+    if "float" in node:
+        return float(node["float"])
+    if "scalar" in node:
+        np_dtype = _dtype(node["scalar"])[0]
+        return np_dtype.type(_from_json(node["value"], views, resolve_ref, depth + 1))
+    if "tensor" in node or "ndarray" in node:
+        kind = "tensor" if "tensor" in node else "ndarray"
+        np_dtype = _dtype(node[kind])[0]
+        shape = tuple(int(s) for s in node["shape"])
+        buf = views[int(node["buf"])]
+        if buf.nbytes != int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize:
+            raise WireError(f"{kind} of shape {list(shape)} does not match its {buf.nbytes}-byte buffer")
+        array = np.frombuffer(buf, dtype=np_dtype).reshape(shape).copy()
+        if kind == "ndarray":
+            return array
+        tensor = torch.from_numpy(array)
+        return tensor.requires_grad_(True) if node.get("requires_grad") and tensor.is_floating_point() else tensor
+    if "ref" in node:
+        ref = Ref(int(node["ref"]), str(node["type"]), bool(node["callable"]))
+        return resolve_ref(ref) if resolve_ref is not None else ref
+    raise WireError(f"unknown node kind {sorted(node)}")
+
+
+def _dtype(name: str) -> tuple[np.dtype, torch.dtype]:
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise WireError(f"dtype {name!r} is not allowed; allowed: {sorted(_DTYPES)}") from None
+
+
+def write_frame(fd: int, frame: bytes) -> None:
+    """Write one length-prefixed frame to a file descriptor."""
+    import os
+
+    data = memoryview(struct.pack("<Q", len(frame)) + frame)
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def read_frame(fd: int) -> bytes:
+    """Read one length-prefixed frame from a file descriptor.
+
+    Raises:
+        EOFError: the other side closed the pipe (for the grader: the worker died).
+        WireError: the announced length is out of bounds.
+    """
+    (size,) = struct.unpack("<Q", _read_exact(fd, 8))
+    if size > MAX_FRAME_BYTES:
+        raise WireError(f"frame of {size} bytes announced; the limit is {MAX_FRAME_BYTES}")
+    return _read_exact(fd, size)
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    import os
+
+    chunks, remaining = [], size
+    while remaining:
+        chunk = os.read(fd, min(remaining, 1 << 24))
+        if not chunk:
+            raise EOFError("pipe closed")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,207 @@
+"""The worker: the only place where student code runs.
+
+``python -m torchgrade.worker REQUEST_FD REPLY_FD`` serves requests from the grader over two pipes
+(student ``print`` output goes to the worker's stdout, never into the protocol). The same
+:class:`WorkerSession` serves the in-process mode (``--isolation none``), so both modes execute
+exactly the same code and return the same plain values.
+
+Objects that are not plain data (a model, a class, a generator) stay here in an object table and
+travel as :class:`torchgrade.wire.Ref` handles. Trusted helpers from ``torchgrade.checks`` (for
+example the receptive-field probe, which needs autograd on the student's model) can be applied to
+those objects with the ``apply`` request; nothing else can be imported on the grader's behalf.
+
+This module imports nothing from the grader side: only :mod:`torchgrade.wire` and
+:mod:`torchgrade.loader`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import random
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchgrade import wire
+from torchgrade.loader import ModuleImportError, Submission
+
+#: Only functions and classes in these modules may be run through an ``apply`` request.
+APPLY_ALLOWED_PREFIX = "torchgrade.checks."
+#: The longest student traceback kept in a message, in lines.
+MAX_TRACEBACK_LINES = 30
+
+
+class WorkerSession:
+    """Executes grader requests against one submission and keeps its objects alive."""
+
+    def __init__(self) -> None:
+        self.submission: Submission | None = None
+        self.objects: dict[int, Any] = {}
+        self._ids: dict[int, int] = {}
+
+    # -- the object table ------------------------------------------------------------------
+    def make_ref(self, obj: Any) -> wire.Ref:
+        handle = self._ids.get(id(obj))
+        if handle is None or self.objects.get(handle) is not obj:
+            handle = len(self.objects) + 1
+            self.objects[handle] = obj
+            self._ids[id(obj)] = handle
+        return wire.Ref(handle, type(obj).__qualname__, callable(obj))
+
+    def resolve(self, ref: wire.Ref) -> Any:
+        if ref.handle not in self.objects:
+            raise LookupError(f"unknown handle {ref.handle} ({ref.type_name})")
+        return self.objects[ref.handle]
+
+    # -- the request loop --------------------------------------------------------------------
+    def handle(self, frame: bytes) -> bytes:
+        """Decode one request, execute it, and encode the reply (never raises)."""
+        try:
+            request = wire.decode(frame, self.resolve)
+            # Warnings in student code are theirs, not errors: the grader's own warning filters
+            # (pytest's -W error, in-process) must not change a verdict between isolation modes.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                reply: wire.Reply = {"value": getattr(self, "op_" + request["op"])(request)}
+        except _Refused as exc:
+            reply = {"error": exc.error}
+        except BaseException as exc:  # noqa: BLE001 - student code may raise anything, SystemExit too
+            if isinstance(exc, KeyboardInterrupt) or type(exc).__module__.startswith("_pytest"):
+                raise  # in-process mode: a Ctrl-C or pytest-timeout's failure must reach pytest
+            reply = {"error": self._student_error(exc)}
+        try:
+            return wire.encode(reply, self.make_ref)
+        except wire.WireError as exc:
+            return wire.encode({"error": {"kind": "unencodable", "type": "WireError", "message": str(exc)}})
+
+    def _student_error(self, exc: BaseException) -> dict[str, Any]:
+        folder = self.submission.folder if self.submission else Path(".")
+        return {"kind": "exception", "type": type(exc).__name__, "message": _exc_message(exc),
+                "traceback": format_student_exception(exc, folder)}
+
+    # -- operations ----------------------------------------------------------------------------
+    def op_ping(self, request: wire.Request) -> str:
+        return "pong"
+
+    def op_load(self, request: wire.Request) -> dict[str, Any]:
+        self.submission = Submission(request["target"])
+        return {"folder": str(self.submission.folder), "modules": self.submission.module_names}
+
+    def op_lookup(self, request: wire.Request) -> dict[str, Any]:
+        if self.submission is None:
+            raise _Refused("harness", "no submission loaded")
+        try:
+            obj, module = self.submission.find(request["name"], request.get("target"))
+        except LookupError as exc:
+            raise _Refused("missing", str(exc)) from None
+        return {"object": self.make_ref(obj), "module": module}
+
+    def op_getattr(self, request: wire.Request) -> Any:
+        return getattr(request["target"], request["name"])
+
+    def op_call(self, request: wire.Request) -> Any:
+        target, args, kwargs = request["target"], request.get("args", []), request.get("kwargs", {})
+        _check_signature(target, args, kwargs)
+        return target(*args, **kwargs)
+
+    def op_iter(self, request: wire.Request) -> list[Any]:
+        return list(request["target"])
+
+    def op_apply(self, request: wire.Request) -> Any:
+        module_name, _, attr = request["fn"].partition(":")
+        if not module_name.startswith(APPLY_ALLOWED_PREFIX):
+            raise _Refused("harness", f"{request['fn']} is not a torchgrade check")
+        fn = getattr(importlib.import_module(module_name), attr)
+        return fn(*request.get("args", []), **request.get("kwargs", {}))
+
+    def op_seed(self, request: wire.Request) -> None:
+        seed_everything(int(request["target"]))
+
+    def op_release(self, request: wire.Request) -> None:
+        self.objects.clear()
+        self._ids.clear()
+
+
+class _Refused(Exception):
+    """A request the worker refuses for a reason that is not an exception in student code."""
+
+    def __init__(self, kind: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.error = {"kind": kind, "type": kind, "message": message, **extra}
+
+
+def _check_signature(target: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Refuse a call whose arguments do not bind to the target's signature, before running it.
+
+    A ``TypeError`` raised by the call itself could come from deep inside student code; binding
+    first tells a wrong signature apart from a bug in the body.
+    """
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        name = getattr(target, "__qualname__", type(target).__qualname__)
+        raise _Refused("signature", str(exc), signature=f"{name}{signature}") from None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _exc_message(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 2000 else text[:2000] + " [...]"
+
+
+def format_student_exception(exc: BaseException, folder: Path) -> str:
+    """Format a traceback keeping only the frames of files inside the submission ``folder``.
+
+    The harness's own frames and torch's internals are noise to a student; the last library frame
+    is kept when no student frame exists (for example a bad argument to ``torch.cat``).
+    """
+    folder_text = str(Path(folder).resolve())
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if f.filename.startswith(folder_text)]
+    lines = traceback.format_list(own)
+    if isinstance(exc, SyntaxError) and exc.filename:
+        lines.append(f'  File "{exc.filename}", line {exc.lineno}\n    {(exc.text or "").rstrip()}\n')
+    text = "".join(lines) + "".join(traceback.format_exception_only(type(exc), exc))
+    text = text.replace(folder_text + os.sep, "")
+    kept = text.splitlines()
+    if len(kept) > MAX_TRACEBACK_LINES:
+        kept = kept[:5] + [f"  ... {len(kept) - MAX_TRACEBACK_LINES} lines cut ..."] + kept[-(MAX_TRACEBACK_LINES - 6):]
+    return "\n".join(kept)
+
+
+def main(argv: list[str]) -> int:
+    """Serve requests on the two file descriptors named in ``argv`` until the grader closes them."""
+    request_fd, reply_fd = int(argv[0]), int(argv[1])
+    # Never import from the current directory: python -m put it at the front of sys.path.
+    sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
+    threads = os.environ.get("TORCHGRADE_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    session = WorkerSession()
+    while True:
+        try:
+            frame = wire.read_frame(request_fd)
+        except EOFError:
+            return 0
+        wire.write_frame(reply_fd, session.handle(frame))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
