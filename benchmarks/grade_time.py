@@ -49,10 +49,12 @@ def main() -> int:
         print(f"{name:<36} {checks['none'][name]:>8.2f} {checks['process'].get(name, float('nan')):>10.2f}")
     for mode, (wall, data) in results.items():
         in_checks = sum(checks[mode].values())
-        print(f"{mode:>8}: {wall:6.1f} s wall, {in_checks:6.1f} s in checks, harness overhead {wall - in_checks:5.1f} s;"
+        print(f"{mode:>8}: {wall:6.1f} s wall, {in_checks:6.1f} s in checks, "
+              f"harness overhead {wall - in_checks:5.1f} s;"
               f" score {data['score']:g}/{data['max_score']:g}")
     none_wall, process_wall = results["none"][0], results["process"][0]
-    print(f"process isolation overhead: {process_wall - none_wall:+.1f} s ({(process_wall / none_wall - 1) * 100:+.1f}%)")
+    relative = (process_wall / none_wall - 1) * 100
+    print(f"process isolation overhead: {process_wall - none_wall:+.1f} s ({relative:+.1f}%)")
     return 0
 
 

@@ -36,7 +36,8 @@ def conv1d_network(x, kernel, bias, fc_weight, fc_bias, target, *, grad: bool = 
     weight = torch.as_tensor(fc_weight, dtype=torch.float64).expand_as(relu)
     z = weight @ relu + fc_bias
     loss = F.binary_cross_entropy_with_logits(z, torch.tensor(float(target), dtype=torch.float64))
-    out = {"conv": conv.detach().numpy(), "relu": relu.detach().numpy(), "z": float(z.detach()), "loss": float(loss.detach())}
+    out = {"conv": conv.detach().numpy(), "relu": relu.detach().numpy(), "z": float(z.detach()),
+           "loss": float(loss.detach())}
     if grad:
         loss.backward()
         out["kernel_grad"] = k.grad.numpy()
@@ -130,7 +131,7 @@ def test_receptive_field_1d(sub, parts):
 # -- Q3d, Q3f: parameter counts and receptive fields of the models ----------------------------------
 def shoe_cnn_params(n: int, k: int, in_channels: int, fc_features: int) -> int:
     channels = [in_channels, n, 2 * n, 4 * n, 8 * n]
-    convs = sum(c_in * c_out * k * k + c_out for c_in, c_out in zip(channels, channels[1:]))
+    convs = sum(c_in * c_out * k * k + c_out for c_in, c_out in zip(channels, channels[1:], strict=False))
     return convs + (8 * n * fc_features * 100 + 100) + (100 * 2 + 2)
 
 
@@ -178,7 +179,8 @@ def test_cnn_receptive_fields(sub, parts):
             source[k] = f"measured with autograd on your CNNChannel(n=4, kernel_size={k})"
         except CheckFailure:
             expected[k] = receptive_fields_formula(k)
-            source[k] = f"the formula for {k}x{k} convolutions and 2x2 max-pooling (your CNNChannel could not be measured)"
+            source[k] = (f"the formula for {k}x{k} convolutions and 2x2 max-pooling "
+                         f"(your CNNChannel could not be measured)")
     answers = {}
     for k in (3, 5):
         try:

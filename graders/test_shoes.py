@@ -96,7 +96,7 @@ def image_index(data: np.ndarray) -> dict[bytes, tuple[int, int, int]]:
 def split_rows(pairs: np.ndarray, index: dict, who: str) -> list[tuple]:
     """Identify the top and bottom photo of each returned pair image (None where no photo matches)."""
     rows = []
-    for i, row in enumerate(pairs.astype(np.float32)):
+    for _i, row in enumerate(pairs.astype(np.float32)):
         rows.append((index.get(np.ascontiguousarray(row[:SIZE]).tobytes()),
                      index.get(np.ascontiguousarray(row[SIZE:]).tobytes())))
     return rows
@@ -124,7 +124,7 @@ def test_load_shoes(sub, parts, shoe_folder, shoe_pixels):
         for name, pixels in shoe_pixels.items():
             shapes.check_shape(get(name)[..., 0], pixels.shape[:-1], f"load_shoes('{name}/')[..., 0]")
     with parts.part(1, "alpha channel dropped (3 colour channels)"):
-        for name, pixels in shoe_pixels.items():
+        for name in shoe_pixels:
             got = get(name).shape
             if got[-1:] != (3,):
                 raise CheckFailure(f"load_shoes('{name}/') returned shape {shapes.shape_text(got)}: the last axis "
@@ -337,7 +337,7 @@ def step_samples(step: dict, n_codes: int) -> list[tuple]:
     """Per sample of a step: (top photo, bottom photo, trained label)."""
     labels = [1 if sign < 0 else 0 for sign in step["label_sign"]]
     halves = step.get("halves") or [[math.nan, math.nan]] * len(labels)
-    return [(decode(a, n_codes), decode(b, n_codes), label) for (a, b), label in zip(halves, labels)]
+    return [(decode(a, n_codes), decode(b, n_codes), label) for (a, b), label in zip(halves, labels, strict=False)]
 
 
 @pytest.mark.points(8, question="Q4a")
@@ -354,7 +354,8 @@ def test_train_model(training_probe, parts, evidence):
                 raise CheckFailure(f"{who}: step {number} trained on {len(samples)} inputs with labels {labels}; "
                                    f"expected {PROBE_BATCH // 2} labelled 1 and {PROBE_BATCH // 2} labelled 0.")
             for top, bottom, label in samples:
-                true_pair = top is not None and bottom is not None and top[:2] == bottom[:2] and (top[2], bottom[2]) == (0, 1)
+                true_pair = (top is not None and bottom is not None and top[:2] == bottom[:2]
+                             and (top[2], bottom[2]) == (0, 1))
                 if label == 1 and not true_pair:
                     raise CheckFailure(f"{who}: step {number} labelled 1 an input that is not a true pair "
                                        f"(top: {_photo(top)}, bottom: {_photo(bottom)}). Hint: same pairs get "
@@ -414,6 +415,75 @@ def test_train_model(training_probe, parts, evidence):
             raise CheckFailure(f"{who} returned {shapes.describe_value(training_probe['returned'])}; expected the "
                                f"training curves (lists of numbers, e.g. loss per iteration and accuracies per epoch).")
         evidence["curves"] = curves
+
+
+# -- Q4b: memorising five students ------------------------------------------------------------------
+MEMORISE_STUDENTS = 5
+MEMORISE_SEED = 7
+#: The budget of the memorisation check per model: the student's train_model with these arguments.
+#: CNNChannel, reference over 20 seeds at this budget: CALIBRATION_CNN_CHANNEL.
+MEMORISE_BUDGET = {
+    "CNNChannel": dict(n=4, batch_size=10, learning_rate=1e-3, max_iters=150),
+}
+MEMORISE_THRESHOLD = 0.9
+CALIBRATION_CNN_CHANNEL = "reference over 20 seeds: min 0.967, mean 0.99; first >= 0.9 after 69-132 iterations"
+
+
+def training_layout(probe) -> str:
+    """The layout the student's train_model feeds its model (NCHW unless it transposes)."""
+    for call in probe.get("calls", []):
+        if call.get("label_sign") is not None and len(call["shape"]) == 4 and call["shape"][3] == 2 * SIZE:
+            return TRANSPOSED
+    return NCHW
+
+
+@pytest.fixture(scope="module")
+def memorised(submission, grade_cache, shoe_arrays, training_probe) -> dict:
+    """Train CNNChannel (and CNN) with the student's train_model on five students, once per
+    submission; the grader measures the accuracies itself. Per model: the result or the failure."""
+    data = shoe_arrays["train"][:MEMORISE_STUDENTS]
+    layout = training_layout(training_probe)
+    results = {}
+    for name, budget in MEMORISE_BUDGET.items():
+        def run(name=name, budget=budget) -> dict:
+            submission.seed(MEMORISE_SEED)
+            submission.set_time_limit(150)
+            try:
+                model = submission.lookup(name)(n=budget["n"])
+                returned = submission.train_model(
+                    model, data, data, batch_size=budget["batch_size"], learning_rate=budget["learning_rate"],
+                    max_iters=budget["max_iters"], max_epoch=1000)
+                model.eval()
+                who = f"{name}(n={budget['n']}) after train_model"
+                return {"train": accuracy(model, data, layout, who),
+                        "test_w": accuracy(model, shoe_arrays["test_w"], layout, who),
+                        "test_m": accuracy(model, shoe_arrays["test_m"], layout, who),
+                        "curves": _curves(returned), "layout": layout}
+            finally:
+                submission.set_time_limit(None)
+        try:
+            results[name] = grade_cache.compute(f"memorise-{name}", ("shoes",), {**budget, "layout": layout,
+                                                "seed": MEMORISE_SEED}, run, ignore=("load_shoes",))
+        except CheckFailure as exc:
+            results[name] = exc
+    return results
+
+
+@pytest.mark.points(2, question="Q4b")
+@pytest.mark.timeout(400)
+def test_memorise_five_students(memorised, parts, evidence):
+    for name, budget in MEMORISE_BUDGET.items():
+        with parts.part(2 / len(MEMORISE_BUDGET), f"{name} memorises {MEMORISE_STUDENTS} students"):
+            result = memorised[name]
+            if isinstance(result, Exception):
+                raise result
+            evidence[name] = result
+            pos, neg = result["train"]
+            training.check_at_least(
+                (pos + neg) / 2, MEMORISE_THRESHOLD,
+                f"train_model({name}(n={budget['n']}), {MEMORISE_STUDENTS} students, batch_size="
+                f"{budget['batch_size']}, learning_rate={budget['learning_rate']:g}, max_iters={budget['max_iters']})",
+                f"the training accuracy (positives {pos:.2f}, negatives {neg:.2f})", CALIBRATION_CNN_CHANNEL)
 
 
 @pytest.mark.points(3, question="Q5a")

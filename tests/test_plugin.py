@@ -91,7 +91,7 @@ def test_points_parts_and_report(assignment, isolation):
     assert (data["score"], data["max_score"], data["pending_max_score"], data["harness_errors"]) == (3, 8, 2, 0)
     assert data["isolation"] == isolation
     result.stdout.fnmatch_lines([
-        "*torchgrade: *sub ({} isolation)*".format(isolation),
+        f"*torchgrade: *sub ({isolation} isolation)*",
         " ok toy * Q1 * 2 / 2*",
         " -- toy * Q2 * 1 / 4*",
         "      test_parts: 1 of 2 parts failed*",
@@ -156,7 +156,8 @@ def test_after(sub):
     assert sub.ok() == 1
 ''')
     (pytester.path / "sub").mkdir()
-    (pytester.path / "sub" / "toy.py").write_text("def spin():\n    while True:\n        pass\n\ndef ok():\n    return 1\n")
+    (pytester.path / "sub" / "toy.py").write_text(
+        "def spin():\n    while True:\n        pass\n\ndef ok():\n    return 1\n")
     pytester.runpytest_subprocess("--submission=sub", "--isolation=process", "--report=out.json")
     checks = json.loads((pytester.path / "out.json").read_text())["checks"]
     assert checks[0]["outcome"] == "failed" and checks[0]["message"].startswith("spin() timed out after ")

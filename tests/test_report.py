@@ -41,5 +41,6 @@ def test_an_invalid_report_names_the_field(tmp_path):
 
 
 def test_questions_sort_numerically():
-    checks = [report.CheckResult(f"t{i}", "a", q, 1, 1, "passed", "", 0.0) for i, q in enumerate(["Q10a", "Q2b", "Q2a"])]
+    checks = [report.CheckResult(f"t{i}", "a", q, 1, 1, "passed", "", 0.0)
+              for i, q in enumerate(["Q10a", "Q2b", "Q2a"])]
     assert [q.id for q in report.summarise_questions(checks, {})] == ["Q2a", "Q2b", "Q10a"]

@@ -70,7 +70,18 @@ class Submission:
         sys.modules[PACKAGE] = package
         shadowing = {n for n in self.module_names if n in sys.modules or n in sys.stdlib_module_names
                      or _importable_elsewhere(n)}
-        sys.meta_path.insert(0, _SiblingFinder(set(self.module_names) - shadowing))
+        self._finder = _SiblingFinder(set(self.module_names) - shadowing)
+        sys.meta_path.insert(0, self._finder)
+
+    def unload(self) -> None:
+        """Forget the submission's modules, aliases and finder (in-process mode, when grading ends),
+        so that nothing of it leaks into a later submission or the grader's own imports."""
+        if self._finder in sys.meta_path:
+            sys.meta_path.remove(self._finder)
+        for name, module in list(sys.modules.items()):
+            if name == PACKAGE or name.startswith(PACKAGE + ".") or (
+                    name in self._finder.names and getattr(module, "__name__", "").startswith(PACKAGE + ".")):
+                del sys.modules[name]
 
     def module(self, name: str) -> types.ModuleType:
         """Import (once) and return the submission module ``name``.

@@ -24,9 +24,10 @@ import os
 import platform
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,7 @@ ISOLATION_MODES = ("none", "process")
 #: pytest-timeout's marker value is also the wall-clock limit of each call into student code.
 DEFAULT_CHECK_TIMEOUT = 300.0
 
-MSG_TIMEOUT = "timed out after {seconds} s (the check's time limit)."
+MSG_HARNESS_ERROR = "torchgrade internal error ({type}: {error}); this is not your fault, tell your instructor."
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -171,7 +172,7 @@ class Parts:
     def __init__(self) -> None:
         self.results: list[report.PartResult] = []
 
-    def part(self, points: float, name: str) -> "_PartContext":
+    def part(self, points: float, name: str) -> _PartContext:
         return _PartContext(self, float(points), name)
 
     @property
@@ -190,7 +191,8 @@ def parts_message(parts: Parts) -> str:
     if len(messages) == 1 and len(failed) == len(parts.results):
         return failed[0].message  # e.g. every part hit "CNN(n=4) is not implemented yet"
     first = failed[0].message.splitlines()[0] if failed[0].message else ""
-    head = f"{len(failed)} of {len(parts.results)} parts failed ({parts.earned:g} points kept); {failed[0].name}: {first}"
+    head = (f"{len(failed)} of {len(parts.results)} parts failed ({parts.earned:g} points kept); "
+            f"{failed[0].name}: {first}")
     return "\n".join([head] + [f"[{p.name}: 0/{p.max_points:g}] {p.message}" for p in failed])
 
 
@@ -368,7 +370,7 @@ def _classify(excinfo: pytest.ExceptionInfo | None) -> tuple[str, str]:
         return "failed", _message(exc)
     if type(exc).__name__ == "Failed" and "Timeout" in str(exc):
         return "failed", str(exc).strip().splitlines()[0]
-    return "error", f"torchgrade internal error ({type(exc).__name__}: {exc}); this is not your fault, tell your instructor."
+    return "error", MSG_HARNESS_ERROR.format(type=type(exc).__name__, error=exc)
 
 
 def _message(exc: BaseException) -> str:
@@ -475,4 +477,4 @@ def score_table(result: report.Report, report_path: Path | None = None) -> list[
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -24,8 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ from torchgrade import errors, wire
 
 #: Per-call wall-clock limit when the grader sets none, in seconds.
 DEFAULT_CALL_TIMEOUT = 300.0
+STALE = "{label} is gone: the worker was restarted after an earlier crash or timeout, or the objects were released."
 
 
 def describe(value: Any) -> str:
@@ -75,6 +77,13 @@ class Backend:
     def close(self) -> None:
         """Release the backend's resources."""
 
+    def _ref_of(self, obj: Any) -> wire.Ref:
+        if isinstance(obj, Remote):
+            if obj._generation != self.generation:
+                raise errors.CheckFailure(STALE.format(label=obj._label))
+            return obj._ref
+        raise wire.WireError(f"cannot send a {type(obj).__qualname__} to the submission")
+
     def request(self, label: str, op: str, **fields: Any) -> Any:
         """Send one request and return its decoded value.
 
@@ -83,17 +92,16 @@ class Backend:
             TorchgradeError: the request itself was malformed (a harness bug).
         """
         message = {"op": op, **fields}
-        frame = wire.encode(message, make_ref=_ref_of)
+        try:
+            frame = wire.encode(message, make_ref=self._ref_of)
+        except wire.WireError as exc:
+            raise errors.TorchgradeError(f"grader bug: cannot send the arguments of {label}: {exc}") from None
         reply = wire.decode(self.roundtrip(frame, label), lambda ref: Remote(self, ref, ref.type_name))
         if "error" in reply:
             raise _failure(label, reply["error"])
         return reply["value"]
 
 
-def _ref_of(obj: Any) -> wire.Ref:
-    if isinstance(obj, Remote):
-        return obj._ref
-    raise wire.WireError(f"cannot send a {type(obj).__qualname__} to the submission")
 
 
 def _failure(label: str, error: dict[str, Any]) -> Exception:
@@ -125,6 +133,10 @@ class InProcessBackend(Backend):
     def roundtrip(self, frame: bytes, label: str) -> bytes:
         return self.session.handle(frame)
 
+    def close(self) -> None:
+        if self.session.submission is not None:
+            self.session.submission.unload()
+
 
 class ProcessBackend(Backend):
     """Runs the worker as ``python -m torchgrade.worker`` (``--isolation process``).
@@ -136,7 +148,11 @@ class ProcessBackend(Backend):
 
     def __init__(self, submission: Path, log_path: Path | None = None) -> None:
         self.submission = Path(submission)
-        self.log_path = log_path or Path(tempfile.mkstemp(prefix="torchgrade-worker-", suffix=".log")[1])
+        if log_path is None:
+            fd, name = tempfile.mkstemp(prefix="torchgrade-worker-", suffix=".log")
+            os.close(fd)
+            log_path = Path(name)
+        self.log_path = log_path
         self.process: subprocess.Popen | None = None
         self.generation = 0
         self.restarts = 0
@@ -162,7 +178,10 @@ class ProcessBackend(Backend):
 
     def roundtrip(self, frame: bytes, label: str) -> bytes:
         if self.process is None or self.process.poll() is not None:
+            started = time.monotonic()
             self._start()
+            if self.deadline is not None:  # starting our worker is not the student's time
+                self.deadline += time.monotonic() - started
         return self._exchange(frame, label, self.remaining())
 
     def _exchange(self, frame: bytes, label: str, timeout: float) -> bytes:
@@ -224,8 +243,7 @@ class Remote:
 
     def _request(self, label: str, op: str, **fields: Any) -> Any:
         if self._generation != self._backend.generation:
-            raise errors.CheckFailure(
-                f"{self._label} is gone: the worker was restarted after an earlier crash or timeout.")
+            raise errors.CheckFailure(STALE.format(label=self._label))
         value = self._backend.request(label, op, target=self, **fields)
         return _relabel(value, label)
 
@@ -314,8 +332,9 @@ class Submission:
         self.backend.request("seeding", "seed", target=int(seed))
 
     def release(self) -> None:
-        """Drop every object the submission side holds for the grader (between tests)."""
+        """Drop every object the submission side holds for the grader; existing handles go stale."""
         self.backend.request("releasing objects", "release")
+        self.backend.generation += 1
 
     def close(self) -> None:
         self.backend.close()

@@ -89,7 +89,8 @@ class Report:
         return data
 
 
-def summarise_questions(checks: list[CheckResult], manual: dict[tuple[str, str], tuple[float, str]]) -> list[QuestionResult]:
+def summarise_questions(checks: list[CheckResult],
+                        manual: dict[tuple[str, str], tuple[float, str]]) -> list[QuestionResult]:
     """Add up check points per (assignment, question) and list the manual questions as pending.
 
     Args:

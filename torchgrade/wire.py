@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -112,17 +113,26 @@ def decode(frame: bytes, resolve_ref: Callable[[Ref], Any] | None = None) -> Any
     (head_len,) = struct.unpack("<Q", frame[:8])
     try:
         head = json.loads(frame[8 : 8 + head_len])
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise WireError(f"frame header is not JSON: {exc}") from None
-    sizes = head.get("b", [])
+    if not isinstance(head, dict) or "v" not in head or not isinstance(head.get("b", []), list):
+        raise WireError("frame header must be an object with a value 'v' and buffer sizes 'b'")
     offsets, pos = [], 8 + head_len
-    for size in sizes:
+    for size in head.get("b", []):
+        if not isinstance(size, int) or size < 0:
+            raise WireError(f"bad buffer size {size!r}")
         offsets.append((pos, pos + size))
         pos += size
     if pos != len(frame):
         raise WireError("frame buffers do not add up to the frame length")
     views = [memoryview(frame)[a:b] for a, b in offsets]
-    return _from_json(head["v"], views, resolve_ref, 0)
+    try:
+        return _from_json(head["v"], views, resolve_ref, 0)
+    except WireError:
+        raise
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, RecursionError) as exc:
+        # A hostile or broken peer can send any JSON: every malformation is a WireError.
+        raise WireError(f"malformed value in frame: {type(exc).__name__}: {exc}") from None
 
 
 def _to_json(value: Any, buffers: list[bytes], make_ref, depth: int) -> Any:
@@ -130,12 +140,12 @@ def _to_json(value: Any, buffers: list[bytes], make_ref, depth: int) -> Any:
         raise WireError(f"value nested deeper than {MAX_DEPTH} levels")
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, np.generic) and value.dtype in _NUMPY_TO_NAME:  # before float: np.float64 is a float
+        return {"scalar": _NUMPY_TO_NAME[value.dtype], "value": _to_json(value.item(), buffers, make_ref, depth + 1)}
     if isinstance(value, int):
         return {"int": str(value)} if abs(value) >= 2**53 else value
     if isinstance(value, float):
         return value if np.isfinite(value) else {"float": repr(value)}
-    if isinstance(value, np.generic) and value.dtype in _NUMPY_TO_NAME:
-        return {"scalar": _NUMPY_TO_NAME[value.dtype], "value": _to_json(value.item(), buffers, make_ref, depth + 1)}
     if isinstance(value, torch.Tensor) and not value.is_sparse and value.dtype in _TORCH_TO_NAME:
         data = value.detach().to("cpu").contiguous()
         buffers.append(data.numpy().tobytes())

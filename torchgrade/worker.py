@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import itertools
 import os
 import random
 import sys
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from torchgrade import wire
-from torchgrade.loader import ModuleImportError, Submission
+from torchgrade.loader import Submission
 
 #: Only functions and classes in these modules may be run through an ``apply`` request.
 APPLY_ALLOWED_PREFIX = "torchgrade.checks."
@@ -45,12 +46,13 @@ class WorkerSession:
         self.submission: Submission | None = None
         self.objects: dict[int, Any] = {}
         self._ids: dict[int, int] = {}
+        self._handles = itertools.count(1)  # never reused, even after a release
 
     # -- the object table ------------------------------------------------------------------
     def make_ref(self, obj: Any) -> wire.Ref:
         handle = self._ids.get(id(obj))
         if handle is None or self.objects.get(handle) is not obj:
-            handle = len(self.objects) + 1
+            handle = next(self._handles)
             self.objects[handle] = obj
             self._ids[id(obj)] = handle
         return wire.Ref(handle, type(obj).__qualname__, callable(obj))
@@ -101,7 +103,7 @@ class WorkerSession:
             obj, module = self.submission.find(request["name"], request.get("target"))
         except LookupError as exc:
             raise _Refused("missing", str(exc)) from None
-        return {"object": self.make_ref(obj), "module": module}
+        return {"object": obj, "module": module}  # plain values (constants) come back as values
 
     def op_getattr(self, request: wire.Request) -> Any:
         return getattr(request["target"], request["name"])

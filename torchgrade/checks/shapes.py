@@ -8,7 +8,8 @@ the caller can go on comparing. Order matters: type, then shape, then finiteness
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ def check_shape(value: Any, expected: Sequence[int | None], who: str, *, allow_s
     """
     array = as_array(value, who, shape_hint=shape_text(expected), allow_sequences=allow_sequences)
     got = array.shape
-    if len(got) != len(expected) or any(e is not None and g != e for g, e in zip(got, expected)):
+    if len(got) != len(expected) or any(e is not None and g != e for g, e in zip(got, expected, strict=False)):
         raise CheckFailure(MSG_SHAPE.format(who=who, got=shape_text(got),
                                             expected=shape_text(["*" if e is None else e for e in expected])))
     return array

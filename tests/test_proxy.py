@@ -1,0 +1,556 @@
+"""End-to-end tests of torchgrade.proxy.Submission against small submissions written by the tests.
+
+Every behaviour that must not depend on the isolation mode runs in both modes ("none": the worker
+session in this process, "process": ``python -m torchgrade.worker``). One Submission per mode and
+folder is shared by the tests of this module; tests that kill the worker look their handles up
+again. In-process submissions register modules under a fixed package name, so each one lives inside
+:func:`private_import_state`, which stashes and restores that state around it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torchgrade.checks.params import count_parameters, parameter_shapes
+from torchgrade.errors import (
+    CheckFailure,
+    MissingName,
+    NotImplementedYet,
+    SignatureMismatch,
+    StudentError,
+    StudentTimeout,
+    TorchgradeError,
+    WorkerCrashed,
+)
+from torchgrade.loader import PACKAGE, _SiblingFinder
+from torchgrade.proxy import STALE, Remote, Submission
+
+MODES = ["none", "process"]
+
+SHOES = '''\
+"""A submission with a bit of everything (written by tests/test_proxy.py)."""
+import os
+import signal
+import sys
+import time
+
+import torch
+from torch import nn
+
+from helpers import double, explode
+
+print("shoes.py is being imported")
+
+
+class CNN(nn.Module):
+    def __init__(self, n=4, k=3):
+        super().__init__()
+        self.conv = nn.Conv2d(3, n, k, padding=k // 2)
+        self.fc = nn.Linear(n, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x)).mean(dim=(2, 3))
+        return self.fc(h)
+
+
+class Box:
+    def __init__(self, value):
+        self.value = value
+
+
+def add(a, b):
+    return a + b
+
+
+def twice(x):
+    return double(x)
+
+
+def fail(x):
+    return explode(x)
+
+
+def stub(x):
+    raise NotImplementedError("TODO")
+
+
+def chatty(n):
+    for i in range(n):
+        print("chatter line", i)
+    print("chatter on stderr", file=sys.stderr)
+    sys.stdout.flush()
+    os.write(1, b"chatter written to fd 1\\n")
+    return n
+
+
+def rand3():
+    return torch.rand(3)
+
+
+def torch_origin():
+    return torch.__file__, hasattr(torch, "SHADOWED")
+
+
+def spin():
+    while True:
+        pass
+
+
+def crash(code):
+    os._exit(code)
+
+
+def stubborn(seconds):
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    time.sleep(seconds)
+    return "woke up"
+
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+'''
+
+FILES = {
+    "shoes.py": SHOES,
+    "helpers.py": """\
+        def double(x):
+            return 2 * x
+
+
+        def explode(x):
+            raise ValueError(f"bad value {x}")
+        """,
+    "other.py": """\
+        def moved():
+            return "found in other.py"
+        """,
+    "torch.py": """\
+        SHADOWED = True
+        raise RuntimeError("the submission's torch.py was imported")
+        """,
+    "broken_syntax.py": '''\
+        """A module with a syntax error on line 3."""
+        x = 1
+        def broken(:
+            pass
+        ''',
+    "broken_import.py": '''\
+        """A module that raises on line 4 while being imported."""
+        def boom():
+            return 1
+        raise RuntimeError("import-time boom")
+        ''',
+}
+MODULES_PRESENT = ["broken_import.py", "broken_syntax.py", "helpers.py", "other.py", "shoes.py", "torch.py"]
+
+INTERFACE = {
+    **dict.fromkeys(
+        [
+            "CNN",
+            "Box",
+            "add",
+            "twice",
+            "fail",
+            "stub",
+            "chatty",
+            "rand3",
+            "torch_origin",
+            "spin",
+            "crash",
+            "stubborn",
+            "nap",
+            "moved",
+            "absent",
+        ],
+        "shoes",
+    ),
+    "thing": "nomodule",
+    "broken": "broken_syntax",
+    "boom": "broken_import",
+}
+
+
+def write_submission(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(textwrap.dedent(text))
+    return folder
+
+
+def _submission_modules() -> list[str]:
+    """sys.modules keys holding submission modules: the private package and bare sibling aliases."""
+    return [
+        key
+        for key, module in list(sys.modules.items())
+        if key == PACKAGE or key.startswith(PACKAGE + ".") or str(getattr(module, "__name__", "")).startswith(PACKAGE)
+    ]
+
+
+@contextlib.contextmanager
+def private_import_state():
+    """Run an in-process submission with its own ``_tg_submission*`` modules and sibling finder."""
+    saved_modules = {key: sys.modules.pop(key) for key in _submission_modules()}
+    saved_finders = [f for f in sys.meta_path if isinstance(f, _SiblingFinder)]
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _SiblingFinder)]
+    try:
+        yield
+    finally:
+        for key in _submission_modules():
+            del sys.modules[key]
+        sys.meta_path[:] = saved_finders + [f for f in sys.meta_path if not isinstance(f, _SiblingFinder)]
+        sys.modules.update(saved_modules)
+
+
+@contextlib.contextmanager
+def open_submission(folder: Path, isolation: str, interface: dict[str, str] = INTERFACE):
+    with private_import_state() if isolation == "none" else contextlib.nullcontext():
+        sub = Submission(folder, isolation, interface)
+        try:
+            yield sub
+        finally:
+            sub.close()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_submission(tmp_path_factory.mktemp("submission"), FILES)
+
+
+@pytest.fixture(scope="module")
+def sub_none(folder: Path):
+    with open_submission(folder, "none") as sub:
+        yield sub
+
+
+@pytest.fixture(scope="module")
+def sub_process(folder: Path):
+    with open_submission(folder, "process") as sub:
+        yield sub
+
+
+@pytest.fixture(params=MODES)
+def sub(request: pytest.FixtureRequest) -> Submission:
+    return request.getfixturevalue(f"sub_{request.param}")
+
+
+# -- a model ------------------------------------------------------------------------------------------
+def test_model_is_a_remote_handle_returning_plain_tensors(sub: Submission) -> None:
+    model = sub.CNN(n=3)
+    assert isinstance(model, Remote)
+    x = torch.randn(2, 3, 8, 8)
+    out = model(x)
+    assert type(out) is torch.Tensor and out.shape == (2, 2)
+
+    params = list(model.parameters())
+    assert [tuple(p.shape) for p in params] == [(3, 3, 3, 3), (3,), (2, 3), (2,)]
+    assert all(type(p) is torch.Tensor and p.requires_grad for p in params)
+    conv_w, conv_b, fc_w, fc_b = (p.detach() for p in params)
+    expected = F.linear(F.relu(F.conv2d(x, conv_w, conv_b, padding=1)).mean(dim=(2, 3)), fc_w, fc_b)
+    torch.testing.assert_close(out.detach(), expected)  # the worker really ran forward on our x
+
+
+def test_model_attributes_methods_and_submodules(sub: Submission) -> None:
+    model = sub.CNN(n=2, k=5)
+    assert model.training is True
+    same = model.eval()
+    assert isinstance(same, Remote) and same._ref.handle == model._ref.handle
+    assert model.training is False and same.training is False
+    conv = model.conv
+    assert isinstance(conv, Remote) and conv._ref.type_name == "Conv2d"
+    assert conv.kernel_size == (5, 5) and conv.out_channels == 2
+    with pytest.raises(AttributeError, match="graders never modify submitted objects"):
+        model.training = True
+
+
+def test_handles_of_plain_objects(sub: Submission) -> None:
+    box = sub.Box([1, {"a": (2, 3)}])
+    assert box.value == [1, {"a": (2, 3)}]
+    assert sub.twice(21) == 42  # `from helpers import double` inside shoes.py: a sibling import
+
+
+# -- messages -------------------------------------------------------------------------------------------
+def test_missing_module_names_the_modules_present(sub: Submission) -> None:
+    with pytest.raises(MissingName) as info:
+        _ = sub.thing
+    message = str(info.value)
+    assert message.startswith("the submission has no `thing`: there is no nomodule.py in the submission")
+    assert f"(its modules: {', '.join(MODULES_PRESENT)})" in message
+    assert message.endswith("no other module defines it either.")
+
+
+def test_missing_name(sub: Submission) -> None:
+    with pytest.raises(
+        MissingName,
+        match=r"^the submission has no `absent`: shoes.py does not define it; "
+        r"no other module defines it either\.$",
+    ):
+        _ = sub.absent
+    with pytest.raises(MissingName, match=r"the submission has no `not_in_interface`"):
+        sub.lookup("not_in_interface")
+
+
+def test_name_found_in_another_module(sub: Submission) -> None:
+    assert sub.moved() == "found in other.py"
+    assert sub.notes["moved"] == "`moved` was found in other.py instead of shoes.py"
+
+
+def test_wrong_signature_names_the_submitted_signature(sub: Submission) -> None:
+    with pytest.raises(SignatureMismatch) as info:
+        sub.add(1)
+    assert str(info.value) == (
+        "could not call add(1): missing a required argument: 'b'. The submitted signature is add(a, b)."
+    )
+    with pytest.raises(
+        SignatureMismatch,
+        match=r"could not call CNN\(width=3\): .*'width'.*"
+        r"The submitted signature is CNN\(n=4, k=3\)\.",
+    ):
+        sub.CNN(width=3)
+
+
+def assert_only_student_frames(message: str, folder: Path) -> None:
+    assert "torchgrade" not in message and "worker.py" not in message
+    assert "site-packages" not in message and "torch/nn" not in message
+    assert str(folder) not in message  # paths are relative to the submission
+
+
+def test_exception_in_student_code(sub: Submission, folder: Path) -> None:
+    with pytest.raises(StudentError) as info:
+        sub.fail(7)
+    assert type(info.value) is StudentError and info.value.exc_type == "ValueError"
+    message = str(info.value)
+    assert message.startswith("fail(7) raised ValueError: bad value 7\n")
+    assert 'File "shoes.py", line 40, in fail' in message
+    assert 'File "helpers.py", line 6, in explode' in message
+    assert message.endswith("ValueError: bad value 7")
+    assert_only_student_frames(message, folder)
+
+
+def test_exception_inside_torch_keeps_the_student_frame(sub: Submission, folder: Path) -> None:
+    model = sub.CNN(n=2)
+    with pytest.raises(StudentError) as info:
+        model(torch.zeros(1, 5, 4, 4))  # 5 channels; the conv expects 3
+    message = str(info.value)
+    assert message.startswith("CNN(n=2)(tensor[1, 5, 4, 4]) raised RuntimeError: ")
+    assert 'File "shoes.py", line 22, in forward' in message
+    assert_only_student_frames(message, folder)
+
+
+def test_not_implemented_yet(sub: Submission) -> None:
+    with pytest.raises(NotImplementedYet) as info:
+        sub.stub(1)
+    assert str(info.value) == "stub(1) is not implemented yet (it raises NotImplementedError)."
+    assert info.value.exc_type == "NotImplementedError"
+
+
+def test_module_with_a_syntax_error(sub: Submission, folder: Path) -> None:
+    with pytest.raises(MissingName) as info:
+        _ = sub.broken
+    message = str(info.value)
+    assert message.startswith("broken_syntax.py could not be imported, so `broken` is not available:\n")
+    assert 'File "broken_syntax.py", line 3' in message
+    assert "def broken(:" in message and "SyntaxError" in message
+    assert_only_student_frames(message, folder)
+
+
+def test_module_raising_on_import(sub: Submission, folder: Path) -> None:
+    with pytest.raises(MissingName) as info:
+        _ = sub.boom
+    message = str(info.value)
+    assert message.startswith("broken_import.py could not be imported, so `boom` is not available:\n")
+    assert 'File "broken_import.py", line 4, in <module>' in message
+    assert message.endswith("RuntimeError: import-time boom")
+    assert_only_student_frames(message, folder)
+    assert sub.add(1, 2) == 3  # a broken module elsewhere does not stop the others
+
+
+# -- isolation of output and imports --------------------------------------------------------------------
+def test_student_output_does_not_break_the_protocol(sub: Submission, capfd: pytest.CaptureFixture) -> None:
+    assert sub.chatty(5000) == 5000
+    assert sub.add(2, 2) == 4
+    captured = capfd.readouterr()
+    if sub.isolation == "process":
+        log = sub.backend.log_path.read_text()
+        assert "chatter line 4999" in log and "chatter on stderr" in log and "chatter written to fd 1" in log
+        assert "chatter" not in captured.out + captured.err  # the grader's own output stays clean
+    else:
+        assert "chatter line 4999" in captured.out and "chatter written to fd 1" in captured.out
+        assert "chatter on stderr" in captured.err
+
+
+def test_torch_py_in_the_submission_does_not_shadow_torch(sub: Submission, folder: Path) -> None:
+    torch_file, shadowed = sub.torch_origin()
+    assert shadowed is False
+    assert torch_file == torch.__file__ and not torch_file.startswith(str(folder))
+    assert sys.modules["torch"] is torch
+
+
+# -- process isolation: limits and crashes ----------------------------------------------------------------
+def test_endless_loop_is_stopped_and_the_next_call_gets_a_fresh_worker(sub_process: Submission) -> None:
+    backend = sub_process.backend
+    spin, box = sub_process.spin, sub_process.Box(1)
+    old_pid = backend.process.pid
+    sub_process.set_time_limit(2)
+    try:
+        start = time.monotonic()
+        with pytest.raises(StudentTimeout, match=r"^spin\(\) timed out after 2 s; the worker was stopped\.$"):
+            spin()
+        elapsed = time.monotonic() - start
+    finally:
+        sub_process.set_time_limit(None)
+    assert 1.5 < elapsed < 5
+    assert sub_process.add(2, 3) == 5
+    assert backend.process.pid != old_pid
+    with pytest.raises(
+        CheckFailure,
+        match="^" + re.escape(STALE.format(label="Box(1)")) + "$",
+    ):
+        _ = box.value
+
+
+def test_os_exit_is_a_crash_and_the_next_call_works(sub_process: Submission) -> None:
+    model = sub_process.CNN(n=2)
+    with pytest.raises(
+        WorkerCrashed,
+        match=r"^crash\(3\): the process running the submission died "
+        r"\(exit code 3\)",
+    ):
+        sub_process.crash(3)
+    assert sub_process.add(1, 1) == 2
+    with pytest.raises(CheckFailure, match=r"^CNN\(n=2\) is gone: the worker was restarted"):
+        model(torch.zeros(1, 3, 4, 4))
+    with pytest.raises(CheckFailure, match="worker was restarted"):
+        list(model.parameters)
+
+
+def test_call_ignoring_sigalrm_is_still_stopped(sub_process: Submission) -> None:
+    stubborn = sub_process.stubborn
+    sub_process.set_time_limit(1)
+    try:
+        start = time.monotonic()
+        with pytest.raises(StudentTimeout, match=r"^stubborn\(60\) timed out after"):
+            stubborn(60)
+        elapsed = time.monotonic() - start
+    finally:
+        sub_process.set_time_limit(None)
+    assert elapsed < 4
+    assert sub_process.nap(0.01) == 0.01
+
+
+# -- trusted checks next to the submission, and mode independence ------------------------------------------
+def test_apply_runs_a_check_on_a_remote_model(sub_none: Submission, sub_process: Submission) -> None:
+    expected = (3 * 3 * 9 + 3) + (3 * 2 + 2)
+    counts = [s.apply(count_parameters, s.CNN(n=3)) for s in (sub_none, sub_process)]
+    assert counts == [expected, expected] and all(type(c) is int for c in counts)
+    shapes = [s.apply(parameter_shapes, s.CNN(n=3)) for s in (sub_none, sub_process)]
+    assert (
+        shapes[0]
+        == shapes[1]
+        == [("conv.weight", [3, 3, 3, 3]), ("conv.bias", [3]), ("fc.weight", [2, 3]), ("fc.bias", [2])]
+    )
+    assert sub_process.apply(count_parameters, sub_process.CNN(n=3), trainable_only=True) == expected
+
+
+@pytest.mark.parametrize("fn", ["os:getcwd", "torchgrade.checks:params", "torchgrade.checksum:f", "builtins:eval"])
+def test_worker_refuses_functions_outside_the_checks(sub: Submission, fn: str) -> None:
+    with pytest.raises(TorchgradeError, match=f"^worker refused getcwd: {fn} is not a torchgrade check$"):
+        sub.backend.request("getcwd", "apply", fn=fn)
+
+
+def test_seeded_computations_are_identical_in_both_modes(sub_none: Submission, sub_process: Submission) -> None:
+    values, outputs = [], []
+    x = torch.randn(2, 3, 6, 6)
+    for s in (sub_none, sub_process):
+        s.seed(3)
+        values.append(s.rand3())
+        s.seed(0)
+        outputs.append(s.CNN(n=2)(x))
+    assert torch.equal(values[0], values[1])
+    assert torch.equal(outputs[0], outputs[1])
+    torch.manual_seed(3)
+    assert torch.equal(values[0], torch.rand(3))
+
+
+# -- engine bugs, documented ----------------------------------------------------------------------------------
+def test_release_invalidates_old_handles(sub: Submission) -> None:
+    sub.release()
+    old = sub.Box("old")  # handles 1 (the class) and 2 (the box)
+    sub.release()
+    sub.Box("new")  # handles 1 and 2 again
+    with pytest.raises(CheckFailure, match="released|gone"):
+        print(old.value)  # returns "new"
+
+
+def test_stale_handle_passed_as_an_argument_is_refused(sub_process: Submission) -> None:
+    sub_process.release()
+    old = sub_process.CNN(n=2)  # handles 1 and 2
+    with pytest.raises(WorkerCrashed):
+        sub_process.crash(3)
+    sub_process.CNN(n=5)  # the fresh worker hands out handles 1 and 2 again
+    with pytest.raises(CheckFailure, match="restarted"):
+        print(sub_process.apply(count_parameters, old))  # counts the n=5 model
+
+
+def test_worker_start_up_is_not_charged_to_the_time_limit(
+    sub_process: Submission, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = sub_process.backend
+    nap = sub_process.nap
+    with pytest.raises(WorkerCrashed):
+        sub_process.crash(3)
+    real_start = backend._start
+
+    def slow_start() -> None:  # a machine under load: the worker takes a second longer to start
+        time.sleep(1.0)
+        real_start()
+
+    monkeypatch.setattr(backend, "_start", slow_start)
+    sub_process.set_time_limit(1.5)
+    try:
+        nap = sub_process.nap
+        assert nap(0.8) == 0.8  # 0.8 s of student time in a 1.5 s limit
+    finally:
+        sub_process.set_time_limit(None)
+
+
+@pytest.mark.parametrize("isolation", MODES)
+def test_unsendable_argument_is_a_harness_error(sub_none: Submission, sub_process: Submission, isolation: str) -> None:
+    sub = sub_none if isolation == "none" else sub_process
+    add = sub.add
+    with pytest.raises(TorchgradeError, match="cannot send a Linear"):
+        add(nn.Linear(1, 1), 1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_process_submission_leaks_no_file_descriptor(folder: Path) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        Submission(folder, "process", INTERFACE).close()
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_in_process_submissions_do_not_leak_into_each_other(tmp_path: Path) -> None:
+    files = {"shoes.py": "from helpers import VALUE\n"}
+    first = write_submission(tmp_path / "first", {**files, "helpers.py": "VALUE = 1\n"})
+    second = write_submission(tmp_path / "second", {**files, "helpers.py": "VALUE = 2\n"})
+    with private_import_state():
+        sub = Submission(first, "none", {"VALUE": "shoes"})
+        assert sub.VALUE == 1
+        sub.close()
+        sub = Submission(second, "none", {"VALUE": "shoes"})
+        try:
+            assert sub.VALUE == 2
+        finally:
+            sub.close()
