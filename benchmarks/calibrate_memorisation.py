@@ -114,7 +114,7 @@ def run_once(
         max_epoch=max_epoch,
     )
     seconds = time.perf_counter() - start
-    epochs = list(zip(curves["epoch_iters"], curves["train_acc"], strict=False))
+    epochs = list(zip(curves["epoch_iters"], curves["train_acc"], strict=True))
     reached = [it for it, acc in epochs if acc >= TARGET]
     # Accuracy after a smaller budget: the last epoch end at or before it.
     earlier = {}
@@ -217,9 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             results.append(r)
             earlier = " ".join(f"@{it}:{acc:.3f}" for it, acc in r["earlier"].values())
-            tests = (
-                f" test_w {r['test_w']:.3f} test_m {r['test_m']:.3f}" if "test_w" in r else ""
-            )
+            tests = f" test_w {r['test_w']:.3f} test_m {r['test_m']:.3f}" if "test_w" in r else ""
             print(
                 f"{label} seed {seed:2d}: train {r['train_acc']:.3f} [{earlier}]{tests} "
                 f"first>=0.9@{r['first_reach']:g} loss {r['last_loss']:.4f} "

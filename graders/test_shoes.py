@@ -418,15 +418,28 @@ def test_train_model(training_probe, parts, evidence):
 
 
 # -- Q4b: memorising five students ------------------------------------------------------------------
+# What the check demands, decided by measurement (benchmarks/calibrate_memorisation.py, reference,
+# 2 cores). Negatives pair L_p with R_(p+1), so every photo is in one positive and one negative and
+# neither half alone predicts the label: the model must compare the two shoes.
+# * CNNChannel (the shoes meet in conv1): at lr 3e-3, batch 10, the reference first reaches 90% after
+#   57-111 iterations and is at 100% after 150 in 20 of 20 seeds; at lr 1e-3, 150 iterations, only
+#   19 of 20 (min 0.867). Hence 150 iterations at lr 3e-3; the handout's "~50" is too few here.
+#   Buggy samples at this budget reach at most: positives 0.80 / negatives 0.33 (a "different" pair
+#   that can be a true pair), 1.00 / 0.00 (negatives across students; shoes stacked on width),
+#   0.00 / 0.00 (labels swapped).
+# * CNN (the shoes meet only in fc1) stays at loss ln 2 and 50% for the reference: 0 of 9 runs reached
+#   90% within 200 iterations (n = 2 and 4, lr 1e-4 and 1e-3, batch 10 and 30), as ASSIGNMENTS.md also
+#   measured over 1000 iterations and as the handout warns. A check on it would fail correct work, so
+#   the memorisation points go to CNNChannel alone; CNN's training loop is graded in Q4a.
 MEMORISE_STUDENTS = 5
 MEMORISE_SEED = 7
-#: The budget of the memorisation check per model: the student's train_model with these arguments.
-#: CNNChannel, reference over 20 seeds at this budget: CALIBRATION_CNN_CHANNEL.
+#: The budget of the memorisation check: the student's train_model with these arguments.
 MEMORISE_BUDGET = {
-    "CNNChannel": dict(n=4, batch_size=10, learning_rate=1e-3, max_iters=150),
+    "CNNChannel": dict(n=4, batch_size=10, learning_rate=3e-3, max_iters=150),
 }
 MEMORISE_THRESHOLD = 0.9
-CALIBRATION_CNN_CHANNEL = "reference over 20 seeds: min 0.967, mean 0.99; first >= 0.9 after 69-132 iterations"
+CALIBRATION_CNN_CHANNEL = ("the reference is at 100% after 150 iterations for 20 of 20 seeds; CNN is not "
+                           "required to memorise, see the handout's warning")
 
 
 def training_layout(probe) -> str:

@@ -57,9 +57,7 @@ def load_shoes(folder):
     )
     per_student = PAIRS_PER_STUDENT * 2
     if len(paths) % per_student:
-        raise ValueError(
-            f"{folder}: found {len(paths)} images; expected 6 per student (3 pairs x left/right)"
-        )
+        raise ValueError(f"{folder}: found {len(paths)} images; expected 6 per student (3 pairs x left/right)")
     images = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.float32)
     for i, path in enumerate(paths):
         with Image.open(path) as image:
@@ -292,9 +290,7 @@ def train_model(
         ValueError: If ``batch_size`` is smaller than 2.
     """
     if batch_size < 2:
-        raise ValueError(
-            f"batch_size must be at least 2 (half positives, half negatives), got {batch_size}"
-        )
+        raise ValueError(f"batch_size must be at least 2 (half positives, half negatives), got {batch_size}")
     half = batch_size // 2
     positives = generate_same_pair(train_data)
     negatives = generate_different_pair(train_data)
@@ -331,7 +327,11 @@ def train_model(
         curves["valid_acc"].append(valid_acc)
         _log.info(
             "epoch %d, iteration %d: loss %.4f, train acc %.3f, valid acc %.3f",
-            epoch, n_iter, curves["loss"][-1], train_acc, valid_acc,
+            epoch,
+            n_iter,
+            curves["loss"][-1],
+            train_acc,
+            valid_acc,
         )
         if checkpoint_path is not None:
             path = pathlib.Path(checkpoint_path.format(epoch))
