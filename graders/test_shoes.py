@@ -93,13 +93,12 @@ def image_index(data: np.ndarray) -> dict[bytes, tuple[int, int, int]]:
             for s in range(data.shape[0]) for p in range(3) for side in range(2)}
 
 
-def split_rows(pairs: np.ndarray, index: dict, who: str) -> list[tuple]:
+def split_rows(pairs: np.ndarray, index: dict) -> list[tuple]:
     """Identify the top and bottom photo of each returned pair image (None where no photo matches)."""
-    rows = []
-    for _i, row in enumerate(pairs.astype(np.float32)):
-        rows.append((index.get(np.ascontiguousarray(row[:SIZE]).tobytes()),
-                     index.get(np.ascontiguousarray(row[SIZE:]).tobytes())))
-    return rows
+    def photo(half: np.ndarray):
+        return index.get(np.ascontiguousarray(half).tobytes())
+
+    return [(photo(row[:SIZE]), photo(row[SIZE:])) for row in pairs.astype(np.float32)]
 
 
 def random_shoes(n_students: int, seed: int) -> np.ndarray:
@@ -164,7 +163,7 @@ def test_generate_same_pair(sub, parts):
         shapes.check_shape(out, (12, 2 * SIZE, SIZE, 3), who)
     with parts.part(1, "each pair once, left shoe on top of its right shoe"):
         array = shapes.check_shape(out, (12, 2 * SIZE, SIZE, 3), who)
-        rows = split_rows(array, image_index(data), who)
+        rows = split_rows(array, image_index(data))
         found = set()
         for i, (top, bottom) in enumerate(rows):
             if top is None or bottom is None or top[2] != 0 or bottom[2] != 1 or top[:2] != bottom[:2]:
@@ -185,7 +184,7 @@ def test_generate_different_pair(sub, parts):
     with parts.part(1, "left and right shoes of different pairs of the same student, 3 per student"):
         array = shapes.check_shape(out, (18, 2 * SIZE, SIZE, 3), who)
         per_student: dict[int, set] = {}
-        for i, (top, bottom) in enumerate(split_rows(array, image_index(data), who)):
+        for i, (top, bottom) in enumerate(split_rows(array, image_index(data))):
             if top is None or bottom is None or top[2] != 0 or bottom[2] != 1:
                 raise CheckFailure(f"{who}[{i}] is not a left shoe on top of a right shoe from the data "
                                    f"(top: {_photo(top)}, bottom: {_photo(bottom)}).")

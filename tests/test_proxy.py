@@ -351,7 +351,7 @@ def test_exception_inside_torch_keeps_the_student_frame(sub: Submission, folder:
 def test_not_implemented_yet(sub: Submission) -> None:
     with pytest.raises(NotImplementedYet) as info:
         sub.stub(1)
-    assert str(info.value) == "stub(1) is not implemented yet (it raises NotImplementedError)."
+    assert str(info.value) == "stub(1) is not implemented yet (it raises NotImplementedError: TODO)."
     assert info.value.exc_type == "NotImplementedError"
 
 

@@ -4,8 +4,9 @@ give the same verdicts.
 
 Each sample is graded by the real entry point (``torchgrade.cli.grade``, a fresh pytest process).
 Training results are shared through a grade cache keyed by the content of the graded code, so
-samples whose training code is the reference's reuse its runs; the reference itself is graded
-once per isolation mode with separate caches, which also proves that grading twice agrees.
+samples whose training code is the reference's reuse its runs; the reference is graded in process
+isolation with a cache of its own, so it trains twice: once per mode, which also shows that grading
+twice gives the same verdicts and the same measured accuracies.
 """
 
 from __future__ import annotations

@@ -108,7 +108,8 @@ def _failure(label: str, error: dict[str, Any]) -> Exception:
     kind, message = error.get("kind"), error.get("message", "")
     if kind == "exception":
         if error.get("type") == "NotImplementedError":
-            return errors.NotImplementedYet(f"{label} is not implemented yet (it raises NotImplementedError).",
+            said = f": {message}" if message else ""
+            return errors.NotImplementedYet(f"{label} is not implemented yet (it raises NotImplementedError{said}).",
                                             "NotImplementedError")
         return errors.StudentError(f"{label} raised {error['type']}: {message}\n{error.get('traceback', '')}".rstrip(),
                                    error["type"])
