@@ -420,16 +420,20 @@ def test_train_model(training_probe, parts, evidence):
 # What the check demands, decided by measurement (benchmarks/calibrate_memorisation.py, reference,
 # 2 cores). Negatives pair L_p with R_(p+1), so every photo is in one positive and one negative and
 # neither half alone predicts the label: the model must compare the two shoes.
-# * CNNChannel (the shoes meet in conv1): at lr 3e-3, batch 10, the reference first reaches 90% after
-#   57-111 iterations and is at 100% after 150 in 20 of 20 seeds; at lr 1e-3, 150 iterations, only
-#   19 of 20 (min 0.867). Hence 150 iterations at lr 3e-3; the handout's "~50" is too few here.
+# * CNNChannel (the shoes meet in conv1): at lr 3e-3, batch 10, the reference over 40 runs (20 seeds
+#   x 2 data seeds, one of them this grader's) is at min 1.000, mean 1.000 after 150 iterations; it
+#   first reaches 90% after 42-126 iterations (only 14/20 seeds by 99). At lr 1e-3 and 150 iterations,
+#   19 of 20 (min 0.867). Hence 150 iterations at lr 3e-3: the margin is 0.1 in accuracy and about 24
+#   iterations in budget; the handout's "~50 iterations" is too few here (1 of 20 seeds).
 #   Buggy samples at this budget reach at most: positives 0.80 / negatives 0.33 (a "different" pair
 #   that can be a true pair), 1.00 / 0.00 (negatives across students; shoes stacked on width),
 #   0.00 / 0.00 (labels swapped).
-# * CNN (the shoes meet only in fc1) stays at loss ln 2 and 50% for the reference: 0 of 9 runs reached
-#   90% within 200 iterations (n = 2 and 4, lr 1e-4 and 1e-3, batch 10 and 30), as ASSIGNMENTS.md also
-#   measured over 1000 iterations and as the handout warns. A check on it would fail correct work, so
-#   the memorisation points go to CNNChannel alone; CNN's training loop is graded in Q4a.
+# * CNN (the shoes meet only in fc1) stays at loss ln 2 and 50% for the reference: 0 of 13 runs reached
+#   90% within 200 iterations (n = 2 and 4, lr 1e-4 to 3e-3, batch 10 and 30; never above 0.567), as
+#   ASSIGNMENTS.md also measured over 1000 iterations and as the handout warns. fc1's inputs are nearly
+#   constant across samples at initialisation and its units die within 25 Adam steps (56 of 100 alive
+#   at init, 5 after). A check on it would fail correct work, so the memorisation points go to
+#   CNNChannel alone; the training loop itself is graded in Q4a, whatever the model.
 MEMORISE_STUDENTS = 5
 MEMORISE_SEED = 7
 #: The budget of the memorisation check: the student's train_model with these arguments.
