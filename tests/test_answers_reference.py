@@ -45,17 +45,7 @@ SIGMOID_5 = 1 / (1 + math.exp(-5))
 SIGMOID_20 = 1 / (1 + math.exp(-20))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Run these tiny models on one intra-op thread.
-
-    Thread synchronisation dominates at this size: with the 2 cores shared with another job, the
-    three check/answer test files took 19.6 s with torch's default threads and 2.7 s with one.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # --- the handout's numbers ---------------------------------------------------------------------

@@ -28,17 +28,7 @@ SMALL_PAIR = (1, 3, 256, 128)
 POOLING_STYLES = ("shared_module", "modules", "functional", "torch", "indices", "avg")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Run these tiny models on one intra-op thread.
-
-    Thread synchronisation dominates at this size: with the 2 cores shared with another job, the
-    three check/answer test files took 19.6 s with torch's default threads and 2.7 s with one.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _convs(in_channels: int, n: int, k: int, stride: int = 1) -> nn.ModuleList:
