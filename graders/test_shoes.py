@@ -499,7 +499,8 @@ def test_memorise_five_students(memorised, parts, evidence):
                 (pos + neg) / 2, MEMORISE_THRESHOLD,
                 f"train_model({name}(n={budget['n']}), {MEMORISE_STUDENTS} students, batch_size="
                 f"{budget['batch_size']}, learning_rate={budget['learning_rate']:g}, max_iters={budget['max_iters']})",
-                f"the training accuracy (positives {pos:.2f}, negatives {neg:.2f})", CALIBRATION_CNN_CHANNEL)
+                f"{name}'s training accuracy on {MEMORISE_STUDENTS} students (positives {pos:.2f}, negatives "
+                f"{neg:.2f})", CALIBRATION_CNN_CHANNEL)
 
 
 @pytest.mark.points(3, question="Q5a")

@@ -463,7 +463,7 @@ def score_table(result: report.Report, report_path: Path | None = None) -> list[
             if check.outcome != "passed":
                 name = check.id.split("::")[-1]
                 first = check.message.splitlines()[0] if check.message else check.outcome
-                lines.append(f"      {name}: {first}"[: width + 40])
+                lines.append(f"      {name}: {first}"[:200])
     pending = [q for q in result.questions if q.manual]
     if pending:
         lines.append(" pending TA review: " + ", ".join(f"{q.id} ({q.max_score:g})" for q in pending))

@@ -137,9 +137,13 @@ def first_conv_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     return seen[0] if seen else None
 
 
+MSG_BELOW_THRESHOLD = ("{what} was {value:.3f}; at least {threshold:.3f} is needed. Run: {who}. "
+                       "Threshold: {calibration}.")
+
+
 def check_at_least(value: float, threshold: float, who: str, what: str, calibration: str) -> None:
-    """Fail unless ``value >= threshold``; the message gives the value, the threshold and how the
-    threshold was calibrated, so a student can see how far off they are.
+    """Fail unless ``value >= threshold``. The message starts with the measured value and the
+    threshold (the score table shows the first line), then how it was run and calibrated.
 
     Raises:
         CheckFailure: when the value is below the threshold or not a number.
@@ -147,4 +151,5 @@ def check_at_least(value: float, threshold: float, who: str, what: str, calibrat
     from torchgrade.errors import CheckFailure
 
     if not isinstance(value, (int, float)) or value != value or value < threshold:
-        raise CheckFailure(f"{who}: {what} was {value:.3f}; at least {threshold:.3f} is needed ({calibration}).")
+        raise CheckFailure(MSG_BELOW_THRESHOLD.format(what=what, value=value, threshold=threshold, who=who,
+                                                      calibration=calibration))
