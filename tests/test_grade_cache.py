@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from torchgrade.cache import GradeCache
 from torchgrade.errors import StudentError
-from torchgrade.plugin import GradeCache
 
 SHOES = "def load_shoes(folder):\n    return 1\n\ndef train_model():\n    return 2\n"
 

@@ -162,3 +162,22 @@ def test_after(sub):
     checks = json.loads((pytester.path / "out.json").read_text())["checks"]
     assert checks[0]["outcome"] == "failed" and checks[0]["message"].startswith("spin() timed out after ")
     assert checks[1]["outcome"] == "passed"
+
+
+def test_a_report_that_breaks_the_schema_is_still_written(assignment):
+    """A torchgrade bug in the report must not lose the grades: written unvalidated, exit code 3."""
+    assignment.makeconftest('''
+import pytest
+from torchgrade import report
+
+pytest_plugins = ["torchgrade.plugin"]
+
+def pytest_configure(config):
+    real = report.Report.to_json
+    report.Report.to_json = lambda self: {**real(self), "unexpected": 1}
+''')
+    result = assignment.runpytest_subprocess("--submission=sub", "--report=out.json")
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    data = json.loads((assignment.path / "out.json").read_text())
+    assert data["score"] == 3 and data["unexpected"] == 1
+    result.stdout.fnmatch_lines(["*torchgrade internal error: the report failed its schema check and was written*"])

@@ -18,13 +18,12 @@ hand (``MANUAL = {"Q1a": (1, "why track men's and women's accuracy separately")}
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import pytest
 
 import torchgrade
 from torchgrade import errors, report
+from torchgrade.cache import GradeCache
 from torchgrade.interface import NAME_TO_MODULE
 
 HELP_SUBMISSION = "submission folder to grade (env TORCHGRADE_SUBMISSION; default: student_template/ of the rootdir)"
@@ -231,87 +231,6 @@ _PARTS = pytest.StashKey[Parts]()
 _EVIDENCE = pytest.StashKey[dict]()
 
 
-class GradeCache:
-    """Results of expensive computations, reused when the graded code is identical.
-
-    The key hashes the named submission modules' sources, the computing function's module source,
-    its parameters and the torchgrade version. Without a cache directory it computes every time.
-    Values must be plain JSON data; a :class:`~torchgrade.errors.CheckFailure` is cached too and
-    raised again with the same type and message.
-    """
-
-    def __init__(self, directory: str | None, submission: Path) -> None:
-        self.directory = Path(directory) if directory else None
-        self.submission = submission
-        self._memory: dict[str, dict[str, Any]] = {}
-
-    def compute(self, name: str, modules: tuple[str, ...], params: dict[str, Any], fn: Callable[[], Any],
-                ignore: tuple[str, ...] = ()) -> Any:
-        """Return ``fn()``, or its cached value for the same graded code.
-
-        Args:
-            name: what is computed, part of the key.
-            modules: the submission modules whose code the computation runs.
-            params: everything else the result depends on (budgets, seeds), part of the key.
-            fn: the computation; returns plain JSON data.
-            ignore: top-level functions/classes of ``modules`` the computation never calls
-                (e.g. ``load_shoes`` for a training run on data the grader supplies), left out of
-                the hash so that samples differing only there share the result.
-        """
-        key = self._key(name, modules, params, fn, ignore)
-        entry = self._memory.get(key) or self._read(key)
-        if entry is None:
-            try:
-                entry = {"value": fn()}
-            except errors.CheckFailure as exc:
-                entry = {"failure": type(exc).__name__, "message": str(exc)}
-            self._memory[key] = entry
-            self._write(key, entry)
-        if "failure" in entry:
-            raise getattr(errors, entry["failure"], errors.CheckFailure)(entry["message"])
-        return entry["value"]
-
-    def _key(self, name: str, modules: tuple[str, ...], params: dict[str, Any], fn: Callable,
-             ignore: tuple[str, ...]) -> str:
-        import inspect
-
-        digest = hashlib.sha256(f"{torchgrade.__version__}|{name}|{json.dumps(params, sort_keys=True)}".encode())
-        digest.update(Path(inspect.getsourcefile(fn)).read_bytes())
-        for module in modules:
-            path = self.submission / f"{module}.py"
-            digest.update(_code_without(path.read_bytes(), ignore) if path.is_file() else b"<missing>")
-        return f"{name}-{digest.hexdigest()[:24]}"
-
-    def _read(self, key: str) -> dict[str, Any] | None:
-        if self.directory is None:
-            return None
-        path = self.directory / f"{key}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    def _write(self, key: str, entry: dict[str, Any]) -> None:
-        if self.directory is None:
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f".{key}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(entry))
-        os.replace(tmp, self.directory / f"{key}.json")
-
-
-def _code_without(source: bytes, ignore: tuple[str, ...]) -> bytes:
-    """The module's code minus the top-level definitions named in ``ignore`` (parsed, never run);
-    the raw bytes when it does not parse."""
-    import ast
-
-    if not ignore:
-        return source
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return source
-    tree.body = [node for node in tree.body if getattr(node, "name", None) not in ignore]
-    return ast.unparse(tree).encode()
-
-
 @pytest.fixture(scope="session")
 def grade_cache(pytestconfig: pytest.Config) -> GradeCache:
     """The :class:`GradeCache` of this run (disabled unless ``--grade-cache`` is given)."""
@@ -430,13 +349,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not state.specs:
         return
     result = build_report(state)
-    report.write(result, state.report_path)
     session.config.stash[_REPORT] = result
+    try:
+        report.write(result, state.report_path)
+    except errors.TorchgradeError as exc:
+        # Our bug, not the student's: keep the grades anyway, unvalidated, and say so loudly.
+        report.write(result, state.report_path, strict=False)
+        session.config.stash[_REPORT_PROBLEM] = f"the report failed its schema check and was written anyway: {exc}"
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
     if result.harness_errors:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
 
 _REPORT = pytest.StashKey[report.Report]()
+_REPORT_PROBLEM = pytest.StashKey[str]()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -445,6 +371,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     for line in score_table(result, _state(config).report_path):
         terminalreporter.write_line(line)
+    if _REPORT_PROBLEM in config.stash:
+        terminalreporter.write_line(f" torchgrade internal error: {config.stash[_REPORT_PROBLEM]}", red=True)
 
 
 def score_table(result: report.Report, report_path: Path | None = None) -> list[str]:
