@@ -93,7 +93,6 @@ class _RunState:
     manual: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     proxy: Any = None
-    notes: list[str] = field(default_factory=list)
 
 
 _STATE = pytest.StashKey[_RunState]()
@@ -324,9 +323,7 @@ def build_report(state: _RunState) -> report.Report:
             max_points=spec.max_points, outcome=entry["outcome"], message=entry["message"],
             duration=round(entry["duration"], 4), parts=parts, data=_plain(entry.get("data", {}))))
     questions = report.summarise_questions(checks, state.manual)
-    notes = list(state.notes)
-    if state.proxy is not None:
-        notes += sorted(state.proxy.notes.values())
+    notes = sorted(state.proxy.notes.values()) if state.proxy is not None else []
     return report.Report(
         submission=str(state.submission), isolation=state.isolation,
         versions={"torchgrade": torchgrade.__version__, "torch": torch.__version__,
