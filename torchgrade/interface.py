@@ -16,3 +16,10 @@ MODULES: dict[str, tuple[str, ...]] = {
 
 #: public name -> module, e.g. ``{"CNN": "shoes"}``.
 NAME_TO_MODULE: dict[str, str] = {name: module for module, names in MODULES.items() for name in names}
+
+#: The handout's keyword parameters, in order, with their defaults, for the names whose calls
+#: graders adapt when a submission spells them differently (e.g. ``CNN()`` without ``n``).
+HANDOUT_PARAMETERS: dict[str, tuple[tuple[str, object], ...]] = {
+    "CNN": (("n", 4), ("kernel_size", 3)),
+    "CNNChannel": (("n", 4), ("kernel_size", 3)),
+}

@@ -394,6 +394,7 @@ def score_table(result: report.Report, report_path: Path | None = None) -> list[
         lines.append(" pending TA review: " + ", ".join(f"{q.id} ({q.max_score:g})" for q in pending))
     lines.append(f" total: {result.score:g} / {result.max_score:g} auto-graded points"
                  + (f"; {result.pending_max_score:g} points pending TA review" if pending else ""))
+    lines += [f" adapted: {note}" for note in result.notes]
     if result.harness_errors:
         lines.append(f" {result.harness_errors} check(s) hit a torchgrade error: not the submission's fault.")
     if report_path is not None:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from torchgrade import errors, wire
+from torchgrade.interface import HANDOUT_PARAMETERS
 
 #: Per-call wall-clock limit when the grader sets none, in seconds.
 DEFAULT_CALL_TIMEOUT = 300.0
@@ -58,7 +59,15 @@ def call_label(label: str, args: tuple, kwargs: dict) -> str:
 
 
 class Backend:
-    """Carries encoded requests to a :class:`~torchgrade.worker.WorkerSession` and back."""
+    """Carries encoded requests to a :class:`~torchgrade.worker.WorkerSession` and back.
+
+    Attributes:
+        notes: adaptations made while grading (a name found in another module, a call spelled
+            differently), keyed so that each is said once; they go into the report.
+    """
+
+    def __init__(self) -> None:
+        self.notes: dict[str, str] = {}
 
     #: Bumped whenever the worker's object table is lost (a restart), so stale handles are caught.
     generation = 0
@@ -129,6 +138,7 @@ class InProcessBackend(Backend):
     def __init__(self) -> None:
         from torchgrade.worker import WorkerSession
 
+        super().__init__()
         self.session = WorkerSession()
 
     def roundtrip(self, frame: bytes, label: str) -> bytes:
@@ -148,6 +158,7 @@ class ProcessBackend(Backend):
     """
 
     def __init__(self, submission: Path, log_path: Path | None = None) -> None:
+        super().__init__()
         self.submission = Path(submission)
         if log_path is None:
             fd, name = tempfile.mkstemp(prefix="torchgrade-worker-", suffix=".log")
@@ -234,13 +245,15 @@ class Remote:
     other objects as new :class:`Remote` handles. ``_label`` is how messages name the object.
     """
 
-    __slots__ = ("_backend", "_ref", "_label", "_generation")
+    __slots__ = ("_backend", "_ref", "_label", "_generation", "_handout")
 
-    def __init__(self, backend: Backend, ref: wire.Ref, label: str) -> None:
+    def __init__(self, backend: Backend, ref: wire.Ref, label: str,
+                 handout: tuple[tuple[str, Any], ...] = ()) -> None:
         object.__setattr__(self, "_backend", backend)
         object.__setattr__(self, "_ref", ref)
         object.__setattr__(self, "_label", label)
         object.__setattr__(self, "_generation", backend.generation)
+        object.__setattr__(self, "_handout", handout)  # the handout's (keyword, default) pairs, if known
 
     def _request(self, label: str, op: str, **fields: Any) -> Any:
         if self._generation != self._backend.generation:
@@ -257,7 +270,49 @@ class Remote:
         raise AttributeError("graders never modify submitted objects")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._call(args, kwargs)
+        except errors.SignatureMismatch as mismatch:
+            if not self._handout or args or not set(kwargs) <= {name for name, _ in self._handout}:
+                raise  # only the handout's own keywords are ever re-spelled
+            return self._call_adapted(kwargs, mismatch)
+
+    def _call(self, args: tuple, kwargs: dict[str, Any]) -> Any:
         return self._request(call_label(self._label, args, kwargs), "call", args=list(args), kwargs=kwargs)
+
+    def _call_adapted(self, kwargs: dict[str, Any], mismatch: errors.SignatureMismatch) -> Any:
+        """Retry a call of the handout's keywords in the spellings whose meaning is unambiguous:
+        the same values positionally, then without trailing arguments equal to the handout's
+        defaults (``CNN(n=4)`` for a submitted ``CNN()``). Only calls that fail to bind are retried
+        (the worker binds before running), so no attempt runs student code twice."""
+        order = [name for name, _ in self._handout]
+        defaults = dict(self._handout)
+
+        def positional(keywords: dict[str, Any]) -> list[tuple[tuple, dict]]:
+            # Only a leading run of the handout's parameters has an unambiguous position.
+            names = order[: len(keywords)]
+            return [(tuple(keywords[k] for k in names), {})] if set(names) == set(keywords) else []
+
+        kept = dict(kwargs)
+        attempts = positional(kept)
+        for name in reversed(order):
+            if name in kept and kept[name] == defaults[name]:
+                del kept[name]
+                attempts += [((), dict(kept))] + positional(kept)
+        tried = [call_label(self._label, (), kwargs)]
+        for args, keywords in attempts:
+            label = call_label(self._label, args, keywords)
+            if label in tried:
+                continue
+            tried.append(label)
+            try:
+                result = self._call(args, keywords)
+            except errors.SignatureMismatch:
+                continue
+            self._backend.notes[f"call {self._label}"] = (
+                f"{tried[0]} did not fit the submitted signature; graded as {label} instead")
+            return result
+        raise errors.SignatureMismatch(f"{mismatch} Also tried: {', '.join(tried[1:])}.") from None
 
     def __iter__(self):
         return iter(self._request(f"list({self._label})", "iter"))
@@ -292,8 +347,6 @@ class Submission:
             self.backend = ProcessBackend(self.folder)
         else:
             raise errors.TorchgradeError(f"unknown isolation {isolation!r}; choose from 'none', 'process'")
-        #: Notes on adaptations made while grading (a name found in another module...), per name.
-        self.notes: dict[str, str] = {}
 
     def __getattr__(self, name: str) -> Remote:
         if name.startswith("_"):
@@ -310,7 +363,15 @@ class Submission:
         found = self.backend.request(name, "lookup", name=name, target=preferred)
         if preferred and found["module"] != preferred:
             self.notes[name] = f"`{name}` was found in {found['module']}.py instead of {preferred}.py"
-        return _relabel(found["object"], name)
+        remote = _relabel(found["object"], name)
+        if isinstance(remote, Remote) and name in HANDOUT_PARAMETERS:
+            object.__setattr__(remote, "_handout", HANDOUT_PARAMETERS[name])
+        return remote
+
+    @property
+    def notes(self) -> dict[str, str]:
+        """Adaptations made while grading, for the report (see :attr:`Backend.notes`)."""
+        return self.backend.notes
 
     def apply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a trusted function of ``torchgrade.checks`` next to the submission's objects.
