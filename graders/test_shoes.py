@@ -121,7 +121,11 @@ def test_load_shoes(sub, parts, shoe_folder, shoe_pixels):
 
     with parts.part(1, "layout [S, 3, 2, 224, 224, C] for train/, test_w/, test_m/"):
         for name, pixels in shoe_pixels.items():
-            shapes.check_shape(get(name)[..., 0], pixels.shape[:-1], f"load_shoes('{name}/')[..., 0]")
+            got = get(name).shape
+            if got[:-1] != pixels.shape[:-1]:
+                raise CheckFailure(f"load_shoes('{name}/') returned shape {shapes.shape_text(got)}; expected "
+                                   f"{shapes.shape_text(pixels.shape)} ({pixels.shape[0]} students, 3 pairs, "
+                                   f"left/right, 224 x 224 pixels, colour).")
     with parts.part(1, "alpha channel dropped (3 colour channels)"):
         for name in shoe_pixels:
             got = get(name).shape
