@@ -111,8 +111,6 @@ class Backend:
         return reply["value"]
 
 
-
-
 def _failure(label: str, error: dict[str, Any]) -> Exception:
     kind, message = error.get("kind"), error.get("message", "")
     if kind == "exception":
@@ -247,17 +245,16 @@ class Remote:
 
     __slots__ = ("_backend", "_ref", "_label", "_generation", "_handout")
 
-    def __init__(self, backend: Backend, ref: wire.Ref, label: str,
-                 handout: tuple[tuple[str, Any], ...] = ()) -> None:
+    def __init__(self, backend: Backend, ref: wire.Ref, label: str) -> None:
         object.__setattr__(self, "_backend", backend)
         object.__setattr__(self, "_ref", ref)
         object.__setattr__(self, "_label", label)
         object.__setattr__(self, "_generation", backend.generation)
-        object.__setattr__(self, "_handout", handout)  # the handout's (keyword, default) pairs, if known
+        # The handout's (keyword, default) pairs, set by Submission.lookup for names it adapts calls of.
+        object.__setattr__(self, "_handout", ())
 
     def _request(self, label: str, op: str, **fields: Any) -> Any:
-        if self._generation != self._backend.generation:
-            raise errors.CheckFailure(STALE.format(label=self._label))
+        # A stale target (or argument) is refused by Backend._ref_of while the request is encoded.
         value = self._backend.request(label, op, target=self, **fields)
         return _relabel(value, label)
 
