@@ -5,6 +5,7 @@ Data comes from the deterministic generators in ``fixtures/``; nothing is downlo
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from fixtures import shoes_data  # noqa: E402
+from fixtures import citation, molecules, shoes_data  # noqa: E402
 
 #: Seed of the synthetic shoe photos every shoe check uses.
 SHOE_SEED = 2021
@@ -45,3 +46,63 @@ def shoe_pixels() -> dict[str, np.ndarray]:
 def shoe_arrays(shoe_pixels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``shoe_pixels`` as the handout's load step makes them: float32, ``/255 - 0.5``."""
     return {name: (pixels.astype(np.float32) / 255.0 - 0.5) for name, pixels in shoe_pixels.items()}
+
+
+# -- graphs (graders/test_gnn.py) ----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def citation_graph(data_root: str | None) -> citation.CitationGraph:
+    """Cora's public split when the Planetoid files are on disk (``--data-root`` or ../shared/data),
+    else (or with ``--data-root synthetic``) the deterministic synthetic citation graph of
+    fixtures/citation.py."""
+    if data_root == "synthetic":
+        return citation.synthetic_citation()
+    return citation.citation_graph(data_root)
+
+
+#: Largest graph the GAT accuracy check trains on. A GAT written as in the handout materialises
+#: every pair of nodes, a (N, N, heads, 2F') tensor: 3.7 GB and ~15 s an epoch on Cora's 2708 nodes.
+ATTENTION_GRAPH_MAX_NODES = 700
+
+
+@pytest.fixture(scope="session")
+def attention_graph(citation_graph: citation.CitationGraph) -> citation.CitationGraph:
+    """The graph of the GAT check: the citation graph if it is small, else its training nodes with
+    their neighbours (Cora: 644 nodes, 211 of them public test nodes), a graph any GAT can afford."""
+    if citation_graph.num_nodes <= ATTENTION_GRAPH_MAX_NODES:
+        return citation_graph
+    return training_neighbourhood(citation_graph)
+
+
+def training_neighbourhood(graph: citation.CitationGraph) -> citation.CitationGraph:
+    """The subgraph induced by the training nodes and their neighbours, with the masks restricted
+    to it: the training nodes keep every neighbour, so their messages are the full graph's."""
+    keep = graph.train_mask.copy()
+    sources, targets = graph.edge_index
+    keep[targets[graph.train_mask[sources]]] = True
+    new_id = np.cumsum(keep) - 1
+    inside = keep[sources] & keep[targets]
+    return dataclasses.replace(
+        graph, name=f"{graph.name} (training nodes and their neighbours: {int(keep.sum())} nodes)",
+        x=graph.x[keep], edge_index=new_id[graph.edge_index[:, inside]], y=graph.y[keep],
+        train_mask=graph.train_mask[keep], val_mask=graph.val_mask[keep], test_mask=graph.test_mask[keep])
+
+
+MOLECULE_SEED = 2024
+N_MOLECULES = {"n_train": 1000, "n_val": 200, "n_test": 300}
+
+
+@pytest.fixture(scope="session")
+def molecule_sets() -> dict[str, dict[str, np.ndarray]]:
+    """QM9-like molecules, z-scored targets, collated per split; ``permuted_test`` renumbers the atoms
+    of every test molecule."""
+    return make_molecule_sets()
+
+
+def make_molecule_sets() -> dict[str, dict[str, np.ndarray]]:
+    from torchgrade.checks.graphs import collate
+
+    data = molecules.make_dataset(seed=MOLECULE_SEED, **N_MOLECULES)
+    rng = np.random.default_rng(MOLECULE_SEED)
+    permuted = [molecules.permute_atoms(m, rng) for m in data["test"]]
+    return {"train": collate(data["train"]), "val": collate(data["val"]), "test": collate(data["test"]),
+            "permuted_test": collate(permuted)}

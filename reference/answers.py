@@ -328,6 +328,51 @@ def gnn_param_grads(
     return {"W": grad_pre.T @ summed, "q": error * post.sum(axis=0)}
 
 
+def message_passing(
+    h: Sequence[Sequence[float]],
+    edges: Sequence[tuple[int, int]],
+    W: Sequence[Sequence[float]],
+    steps: int = 1,
+    neighbours: bool = True,
+) -> np.ndarray:
+    """Node updates of the EECS 182 review (section C), repeated ``steps`` times.
+
+    Without neighbours each node only transforms itself, ``v_i <- f(v_i)``; with them it adds the
+    transformed states of its neighbours, ``v_i <- f(v_i) + sum over j in N(i) of f(v_j)``, where
+    ``f(v) = W v``.
+
+    Shapes:
+        h: (V, d); row ``i`` holds node ``i`` (A = 0, B = 1, ...).
+        W: (d, d).
+        returns: (V, d).
+
+    Args:
+        h: Node states at step 0.
+        edges: Undirected edges as pairs of node indices **0..V-1**, e.g. ``[(0, 1)]`` for A-B.
+        W: The update ``f_v`` as a matrix.
+        steps: How many updates to apply.
+        neighbours: Whether messages from neighbours are added.
+
+    Returns:
+        The node states after ``steps`` updates, as a float NumPy array.
+
+    Formula:
+        ``H <- (I + A) H W^T`` (``A`` the 0/1 adjacency, or zero without neighbours). Example:
+        ``f_v = [[3, 5], [4, 1]]``, ``v_A = [1, 2]``: alone ``[13, 6]`` then ``[69, 58]``; with its
+        neighbour ``v_B = [-1, 2]``: ``[20, 4]``.
+    """
+    h_arr = np.asarray(h, dtype=float)
+    w_arr = np.asarray(W, dtype=float)
+    _require_shape("W", w_arr, (h_arr.shape[1], h_arr.shape[1]))
+    propagate = np.eye(h_arr.shape[0])
+    if neighbours:
+        for i, j in edges:
+            propagate[i, j] = propagate[j, i] = 1.0
+    for _ in range(steps):
+        h_arr = propagate @ h_arr @ w_arr.T
+    return h_arr
+
+
 def _shoe_cnn_param_count(n: int, kernel_size: int, *, in_channels: int, height: int) -> int:
     _require_positive_int("n", n)
     _require_positive_int("kernel_size", kernel_size)

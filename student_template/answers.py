@@ -221,3 +221,34 @@ def gnn_param_grads(
         ``{"W": dL/dW with shape (d_out, d), "q": dL/dq with shape (d_out,)}`` as float arrays.
     """
     raise NotImplementedError("Q6c: write gnn_param_grads(h, edges, W, q, target)")
+
+
+def message_passing(
+    h: Sequence[Sequence[float]],
+    edges: Sequence[tuple[int, int]],
+    W: Sequence[Sequence[float]],
+    steps: int = 1,
+    neighbours: bool = True,
+) -> np.ndarray:
+    """Node updates of the EECS 182 review (section C), repeated ``steps`` times.
+
+    Without neighbours each node only transforms itself, ``v_i <- f(v_i)``; with them it adds the
+    transformed states of its neighbours, ``v_i <- f(v_i) + sum over j in N(i) of f(v_j)``, where
+    ``f(v) = W v``.
+
+    Shapes:
+        h: (V, d); row ``i`` holds node ``i`` (A = 0, B = 1, ...).
+        W: (d, d).
+        returns: (V, d).
+
+    Args:
+        h: Node states at step 0.
+        edges: Undirected edges as pairs of node indices **0..V-1**, e.g. ``[(0, 1)]`` for A-B.
+        W: The update ``f_v`` as a matrix.
+        steps: How many updates to apply.
+        neighbours: Whether messages from neighbours are added.
+
+    Returns:
+        The node states after ``steps`` updates, as a float NumPy array.
+    """
+    raise NotImplementedError("GNN-2: write message_passing(h, edges, W, steps, neighbours)")

@@ -11,15 +11,23 @@ MODULES: dict[str, tuple[str, ...]] = {
               "get_accuracy", "train_model"),
     "answers": ("receptive_field_1d", "cnn_receptive_fields", "cnn_param_count", "cnn_channel_param_count",
                 "lstm_param_count", "conv1d_forward", "conv1d_kernel_grad", "gnn_sum_update",
-                "gnn_graph_output", "gnn_param_grads"),
+                "gnn_graph_output", "gnn_param_grads", "message_passing"),
+    "gnn": ("normalize_adjacency", "GraphConvolution", "GNN", "GraphAttentionLayer", "GAT", "circulant_adjacency",
+            "circulant_matrix", "dft_matrix", "circulant_eigenvalues", "MoleculeMLP", "MoleculeGNN"),
 }
 
 #: public name -> module, e.g. ``{"CNN": "shoes"}``.
 NAME_TO_MODULE: dict[str, str] = {name: module for module, names in MODULES.items() for name in names}
+
+#: Stands for a handout parameter without a default: never equal to a value, so never dropped.
+REQUIRED = object()
 
 #: The handout's keyword parameters, in order, with their defaults, for the names whose calls
 #: graders adapt when a submission spells them differently (e.g. ``CNN()`` without ``n``).
 HANDOUT_PARAMETERS: dict[str, tuple[tuple[str, object], ...]] = {
     "CNN": (("n", 4), ("kernel_size", 3)),
     "CNNChannel": (("n", 4), ("kernel_size", 3)),
+    # Public submissions drop is_concat (always concatenating) or reorder the keywords.
+    "GraphAttentionLayer": (("in_features", REQUIRED), ("out_features", REQUIRED), ("n_heads", REQUIRED),
+                            ("is_concat", True), ("dropout", 0.6), ("alpha", 0.2)),
 }

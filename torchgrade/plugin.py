@@ -42,6 +42,9 @@ HELP_REPORT = "where to write the JSON report (default: torchgrade-report.json)"
 HELP_CACHE = ("reuse results of expensive computations (training runs) across runs whose graded code is "
               "identical, keyed by a content hash; for the harness's own tests, never for official grading "
               "(env TORCHGRADE_CACHE)")
+HELP_DATA_ROOT = ("folder with real data sets laid out as <root>/Cora/raw/ind.cora.* (Planetoid); graders read "
+                  "them offline and use synthetic stand-ins from fixtures/ when absent, or when the value is "
+                  "'synthetic' (env TORCHGRADE_DATA_ROOT; default: ../shared/data next to the assignment, if present)")
 HELP_MARKER = ("points(n, question, assignment=None): the check is worth n points of the handout question; "
                "the assignment defaults to the module's ASSIGNMENT")
 ISOLATION_MODES = ("none", "process")
@@ -57,6 +60,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--isolation", default=None, choices=ISOLATION_MODES, help=HELP_ISOLATION)
     group.addoption("--report", default="torchgrade-report.json", help=HELP_REPORT)
     group.addoption("--grade-cache", default=None, help=HELP_CACHE)
+    group.addoption("--data-root", default=None, help=HELP_DATA_ROOT)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -118,8 +122,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             raise pytest.UsageError(f"{item.nodeid}: write @pytest.mark.points(N, question='Q3a') in a module "
                                     f"with ASSIGNMENT = '...' (got args={marker.args}, kwargs={marker.kwargs})")
         state.specs[item.nodeid] = _CheckSpec(str(assignment), str(question), float(marker.args[0]))
-        for qid, (pts, title) in getattr(module, "MANUAL", {}).items():
-            state.manual[(str(default_assignment), qid)] = (float(pts), title)
+        for key, (pts, title) in getattr(module, "MANUAL", {}).items():
+            # "Q1a" belongs to the module's ASSIGNMENT; ("uva-a2", "Q3.3") names another assignment.
+            manual_assignment, qid = key if isinstance(key, tuple) else (default_assignment, key)
+            state.manual[(str(manual_assignment), str(qid))] = (float(pts), title)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -228,6 +234,12 @@ def evidence(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 _PARTS = pytest.StashKey[Parts]()
 _EVIDENCE = pytest.StashKey[dict]()
+
+
+@pytest.fixture(scope="session")
+def data_root(pytestconfig: pytest.Config) -> str | None:
+    """The ``--data-root`` folder of real data sets (or TORCHGRADE_DATA_ROOT); None when not given."""
+    return pytestconfig.getoption("data_root") or os.environ.get("TORCHGRADE_DATA_ROOT")
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,8 @@ def describe(value: Any) -> str:
         return f"array{list(value.shape)}"
     if isinstance(value, (list, tuple)) and len(value) > 6:
         return f"{type(value).__name__} of {len(value)}"
+    if isinstance(value, dict) and any(isinstance(v, (torch.Tensor, np.ndarray, dict, list)) for v in value.values()):
+        return f"dict[{', '.join(map(str, value))}]" if len(value) <= 6 else f"dict of {len(value)}"
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 

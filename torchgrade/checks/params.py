@@ -52,6 +52,17 @@ def parameter_shapes(model: nn.Module) -> list[tuple[str, list[int]]]:
     return [(name, list(p.shape)) for name, p in _unique_parameters(model, "parameter_shapes")]
 
 
+def parameter_values(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Name and a detached copy of every parameter of ``model``, in registration order.
+
+    Graders read weights back this way to compute what a layer should output with them.
+
+    Raises:
+        ValueError: as :func:`parameter_shapes`.
+    """
+    return [(name, p.detach().clone()) for name, p in _unique_parameters(model, "parameter_values")]
+
+
 def _unique_parameters(model: nn.Module, caller: str) -> list[tuple[str, torch.nn.Parameter]]:
     if not isinstance(model, nn.Module):
         raise ValueError(f"{caller}: expected a torch.nn.Module; got {type(model).__name__}")
