@@ -6,8 +6,8 @@ Each sample is graded by the real entry point (``torchgrade.cli.grade``, a fresh
 Graphs are the synthetic citation graph everywhere (``--data-root synthetic``), as in CI, where
 the Planetoid files are absent. Training results are shared through a grade cache keyed by the
 content of the graded code, so samples whose training code is the reference's reuse its runs; the
-reference is graded in process isolation with a cache of its own, so it trains twice: once per mode, which also shows that grading
-twice gives the same verdicts and the same measured accuracies.
+reference is graded in process isolation with a cache of its own, so it trains twice: once per
+mode, which also shows that grading twice gives the same verdicts and the same measured accuracies.
 """
 
 from __future__ import annotations
