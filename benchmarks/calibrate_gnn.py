@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,11 +42,7 @@ def load_gnn(folder: Path):
 def node_run(gnn, graph, model_name: str, seed: int) -> dict:
     budget = test_gnn.GCN_BUDGET if model_name == "GNN" else test_gnn.GAT_BUDGET
     torch.manual_seed(seed)
-    if model_name == "GNN":
-        model = gnn.GNN(graph.num_features, budget["n_hidden"], graph.n_classes, budget["dropout"])
-    else:
-        model = gnn.GAT(graph.num_features, budget["n_hidden"], graph.n_classes, budget["dropout"],
-                        n_heads=budget["n_heads"])
+    model = test_gnn.node_classifier(gnn, graph, model_name, budget)
     return graphs.train_node_classifier(model, *test_gnn.node_inputs(graph, normalise=model_name == "GNN"),
                                         epochs=budget["epochs"], lr=budget["lr"],
                                         weight_decay=budget["weight_decay"], seed=seed)
@@ -58,8 +53,9 @@ def molecule_run(gnn, sets: dict, model_name: str, seed: int) -> dict:
     model = getattr(gnn, model_name)()
     result = graphs.train_molecule_regressor(model, sets["train"], sets["val"], sets["test"], sets["permuted_test"],
                                              seed=seed, **test_gnn.MOLECULE_BUDGET)
-    change = float(np.max(np.abs(np.asarray(result["test_predictions"]) - np.asarray(result["permuted_predictions"]))))
-    return {"test_loss": result["test_loss"], "permutation_change": change}
+    return {"test_loss": result["test_loss"],
+            "permutation_change": test_gnn.permutation_change(result["test_predictions"],
+                                                              result["permuted_predictions"])}
 
 
 def summary(name: str, values: list[float]) -> str:
@@ -79,7 +75,7 @@ def main() -> None:
     torch.set_num_threads(1)
     gnn = load_gnn(args.submission)
     graph = citation.synthetic_citation() if args.graph == "synthetic" else citation.citation_graph()
-    small = graph if graph.num_nodes <= conftest.ATTENTION_GRAPH_MAX_NODES else conftest.training_neighbourhood(graph)
+    small = citation.attention_graph(graph)
     sets = conftest.make_molecule_sets() if "mlp" in args.runs or "molgnn" in args.runs else None
     print(f"submission {args.submission}; graph {graph.name}; attention graph {small.name}", flush=True)
     for run in args.runs:

@@ -5,7 +5,6 @@ Data comes from the deterministic generators in ``fixtures/``; nothing is downlo
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -59,32 +58,10 @@ def citation_graph(data_root: str | None) -> citation.CitationGraph:
     return citation.citation_graph(data_root)
 
 
-#: Largest graph the GAT accuracy check trains on. A GAT written as in the handout materialises
-#: every pair of nodes, a (N, N, heads, 2F') tensor: 3.7 GB and ~15 s an epoch on Cora's 2708 nodes.
-ATTENTION_GRAPH_MAX_NODES = 700
-
-
 @pytest.fixture(scope="session")
 def attention_graph(citation_graph: citation.CitationGraph) -> citation.CitationGraph:
-    """The graph of the GAT check: the citation graph if it is small, else its training nodes with
-    their neighbours (Cora: 644 nodes, 211 of them public test nodes), a graph any GAT can afford."""
-    if citation_graph.num_nodes <= ATTENTION_GRAPH_MAX_NODES:
-        return citation_graph
-    return training_neighbourhood(citation_graph)
-
-
-def training_neighbourhood(graph: citation.CitationGraph) -> citation.CitationGraph:
-    """The subgraph induced by the training nodes and their neighbours, with the masks restricted
-    to it: the training nodes keep every neighbour, so their messages are the full graph's."""
-    keep = graph.train_mask.copy()
-    sources, targets = graph.edge_index
-    keep[targets[graph.train_mask[sources]]] = True
-    new_id = np.cumsum(keep) - 1
-    inside = keep[sources] & keep[targets]
-    return dataclasses.replace(
-        graph, name=f"{graph.name} (training nodes and their neighbours: {int(keep.sum())} nodes)",
-        x=graph.x[keep], edge_index=new_id[graph.edge_index[:, inside]], y=graph.y[keep],
-        train_mask=graph.train_mask[keep], val_mask=graph.val_mask[keep], test_mask=graph.test_mask[keep])
+    """The graph of the GAT check (see ``citation.attention_graph``)."""
+    return citation.attention_graph(citation_graph)
 
 
 MOLECULE_SEED = 2024
