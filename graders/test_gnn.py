@@ -418,11 +418,16 @@ def gat_runs(submission, grade_cache, attention_graph) -> dict:
 #   synthetic graph (5 seeds). Normalisation bugs (no self-loops: 0.784 on Cora per ASSIGNMENTS.md)
 #   cannot be told apart by accuracy; the exact checks of 3.1 catch them, and training uses the
 #   grader's own normalised adjacency so that they cost only those points.
-# * GAT on Cora's training nodes and their neighbours (644 nodes, 211 test nodes): min 0.829, mean 0.838
-#   (18 seeds) -> threshold 0.78. On the synthetic graph: min 0.785, mean 0.805, max 0.831 -> 0.74.
-# * GAT against GCN on the same graph (paired by seed): on the synthetic graph GAT wins 10 of 20 (mean
-#   +0.003, range -0.035..+0.035), so "GAT beats GCN" is not a reliable property of the reference here
-#   and is not graded; both accuracies go into the report next to each other.
+# * GAT on Cora's training nodes and their neighbours (644 nodes, 211 test nodes): min 0.829, mean 0.839,
+#   max 0.853 -> threshold 0.78. On the synthetic graph: min 0.785, mean 0.805, max 0.831 -> 0.74.
+#   Bugs on that Cora graph (3 seeds): attention not masked (gat_unmasked) 0.175-0.190; heads averaged
+#   in the hidden layer (gat_heads_averaged) cannot run (the output layer expects the concatenation);
+#   softmax over the wrong dimension (gat_softmax_wrong_dim) still reaches 0.825-0.839, so it loses
+#   only the exact checks of 3.4. A correct GAT that builds all N x N pairs (gat_all_pairs): 0.834-0.848.
+# * GAT against GCN on the same graph (paired by seed): GAT wins 8 of 20 on the Cora graph (GCN min
+#   0.825, mean 0.836; GAT - GCN from -0.009) and 10 of 20 on the synthetic graph (mean +0.003, range
+#   -0.035..+0.035), so "GAT beats GCN" is not a reliable property of the reference at this budget and
+#   is not graded; both accuracies go into the report next to each other.
 GCN_THRESHOLD = {"Cora": 0.76, "synthetic": 0.74}
 GAT_THRESHOLD = {"Cora": 0.78, "synthetic": 0.74}
 CALIBRATION = "the reference's minimum over 20 seeds minus a margin (numbers in graders/test_gnn.py)"
@@ -529,17 +534,18 @@ def test_convolution_theorem(sub, parts):
 
 
 # -- UvA Q3.6: molecules ----------------------------------------------------------------------------------
-MOLECULE_BUDGET = {"epochs": 20, "lr": 3e-3, "batch_size": 64}
+MOLECULE_BUDGET = {"epochs": 60, "lr": 3e-3, "batch_size": 32}
 MOLECULE_TRAIN_SEED = 36
+# The grader's loop anneals the learning rate to 0 (cosine) over the epochs, so the final losses
+# are settled rather than one noisy epoch's. One run: ~12 s on one thread.
 # Reference over seeds 0-19 (benchmarks/calibrate_gnn.py), test MSE on the z-scored target:
-# * MoleculeMLP: min 0.406, mean 0.425, max 0.447 -> at most 0.55 (a constant prediction: ~1.0).
-#   Renumbering the atoms moves its predictions by 1.49-2.32 (max over the test set).
-# * MoleculeGNN: min 0.022, mean 0.038, max 0.068 -> at most 0.1. An MLP posing as a GNN (sample
-#   molecule_sorted_mlp) stays near the MLP's 0.42. Mean pooling reaches 0.04-0.09 in the data
-#   generator's own measurements, so at this budget the threshold cannot tell it from sum pooling;
-#   that needs a longer run (sum pooling reaches 0.0005 after 30 s), left for a later calibration.
+# * MoleculeMLP: min 0.393, mean 0.415, max 0.437 -> at most 0.55 (a constant prediction: ~1.0).
+#   Renumbering the atoms moves its predictions by 1.51-2.33 (max over the test set).
+# * MoleculeGNN: min 0.0025, mean 0.0057, max 0.0113 -> at most 0.025. Mean pooling where the
+#   target is additive (sample molecule_mean_readout, 5 seeds) stays at 0.053-0.063, above twice
+#   the threshold; an MLP posing as a GNN (sample molecule_sorted_mlp) stays near the MLP's 0.42.
 MLP_THRESHOLD = 0.55
-GNN_THRESHOLD = 0.1
+GNN_THRESHOLD = 0.025
 MOLECULE_CALIBRATION = "the reference's maximum over 20 seeds plus a margin (numbers in graders/test_gnn.py)"
 INVARIANCE_ATOL = 1e-4  # float32 sums in another order, on z-scored targets of unit variance
 
@@ -593,13 +599,13 @@ def test_molecule_mlp(mlp_run, evidence):
     _check_loss(mlp_run, "MoleculeMLP", MLP_THRESHOLD)
 
 
-def _check_loss(run: dict, name: str, threshold: float) -> None:
+def _check_loss(run: dict, name: str, threshold: float, hint: str = "") -> None:
     loss = run["test_loss"]
     if not loss <= threshold:
         budget = ", ".join(f"{k}={v:g}" for k, v in MOLECULE_BUDGET.items())
-        raise CheckFailure(f"{name}'s test loss (MSE on the z-scored target) was {loss:.3f}; at most {threshold:.3f} "
-                           f"is needed. Run: {name}() trained by the grader ({budget}, Adam). Threshold: "
-                           f"{MOLECULE_CALIBRATION}.")
+        raise CheckFailure(f"{name}'s test loss (MSE on the z-scored target) was {loss:.4f}; at most {threshold:.4f} "
+                           f"is needed. Run: {name}() trained by the grader ({budget}, Adam, learning rate "
+                           f"annealed to 0 by a cosine). Threshold: {MOLECULE_CALIBRATION}.{hint}")
 
 
 @pytest.mark.points(3, question="Q3.6c", assignment=UVA)
@@ -617,7 +623,8 @@ def test_mlp_depends_on_atom_order(mlp_run, evidence):
 def test_molecule_gnn(molecule_gnn_run, parts, evidence):
     evidence.update(molecule_evidence(molecule_gnn_run))
     with parts.part(5, "test loss below the calibrated threshold"):
-        _check_loss(molecule_gnn_run, "MoleculeGNN", GNN_THRESHOLD)
+        _check_loss(molecule_gnn_run, "MoleculeGNN", GNN_THRESHOLD,
+                    hint=" The target adds up over atoms and bonds: does the readout keep the molecule's size?")
     with parts.part(3, "predictions invariant to renumbering the atoms"):
         change = molecule_gnn_run["permutation_change"]
         if change > INVARIANCE_ATOL:
