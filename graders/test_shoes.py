@@ -9,6 +9,7 @@ in that layout, and the message says so.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -303,24 +304,24 @@ def decode(value: float, n_codes: int) -> tuple[int, int, int] | None:
 
 
 @pytest.fixture(scope="module")
-def training_probe(submission, tmp_path_factory):
+def training_probe(submission):
     """Run the student's train_model on a RecordingModel and coded photos; return what it saw."""
     n_codes = 6 * (PROBE_STUDENTS + 1)
     train, valid = coded_shoes(PROBE_STUDENTS, 0, n_codes), coded_shoes(1, 6 * PROBE_STUDENTS, n_codes)
-    checkpoints = tmp_path_factory.mktemp("checkpoints")
     submission.seed(421)
     submission.set_time_limit(120)
     try:
         model = submission.apply(training.RecordingModel)
+        checkpoints = submission.apply(training.scratch_folder, "torchgrade-checkpoints-")  # writable in a sandbox
         before = model.parameter_values()
         try:
             returned = submission.train_model(
                 model, train, valid, batch_size=PROBE_BATCH, learning_rate=0.01, weight_decay=0.0, max_iters=1000,
-                max_epoch=PROBE_EPOCHS, checkpoint_path=str(checkpoints / "epoch-{}.pt"))
+                max_epoch=PROBE_EPOCHS, checkpoint_path=os.path.join(checkpoints, "epoch-{}.pt"))
         except CheckFailure as exc:
             return {"failure": exc}
         return {"calls": model.calls, "before": before, "after": model.parameter_values(), "returned": returned,
-                "checkpoints": submission.apply(training.read_checkpoints, str(checkpoints / "*")),
+                "checkpoints": submission.apply(training.read_checkpoints, os.path.join(checkpoints, "*")),
                 "n_codes": n_codes}
     finally:
         submission.set_time_limit(None)

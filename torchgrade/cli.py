@@ -3,6 +3,13 @@
 Commands:
     grade SUBMISSION     grade one submission with the assignment's graders; print its score table
     demo                 grade the bundled sample submissions (reference, template, buggy samples)
+    export gradescope R  write Gradescope's results.json from report R (export markdown R: a score table)
+    release --out DIR    build the students' copy of the assignment (--profile gradescope: the autograder zip's)
+    check ASSIGNMENT     grade the assignment's samples: the reference earns every auto point, the template
+                         none, each buggy sample loses what its TOML file says (exit 1 on any mismatch)
+    batch SUBMISSIONS --out DIR
+                         grade every submission (subfolder, .py or .ipynb) in parallel or on a Dask cluster
+                         (--scheduler); resumable; writes a report each, gradebook.csv and summary.html
 
 Exit codes:
     0  every auto-graded check passed
@@ -29,16 +36,21 @@ DEMO_SAMPLES = ("reference", "template", "fc1_formula", "pairs_across_students",
 
 def grade(submission: Path, *, assignment: Path, isolation: str = "process", report: Path | None = None,
           extra_args: tuple[str, ...] = (), quiet: bool = True) -> tuple[int, dict | None]:
-    """Grade one submission folder in a fresh pytest process.
+    """Grade one submission in a fresh pytest process.
 
     pytest runs with the assignment's own configuration, rooted at the assignment (``--rootdir``,
     ``-c``), and ``PYTEST_ADDOPTS`` is dropped, so nothing in the submission or the environment
     changes how it is graded.
 
+    Args:
+        submission: a folder of modules, or a notebook (``.ipynb``) or script (``.py``) whose
+            definitions the plugin extracts (:mod:`torchgrade.notebook`). Any other file is graded
+            too: every check fails with a message saying why, so a batch still gets its report.
+
     Returns:
         The exit code (see the module docstring) and the report's JSON (None if none was written).
     """
-    assignment = assignment.resolve()
+    assignment, submission = assignment.resolve(), Path(submission).resolve()  # pytest runs in the assignment
     report = (report or Path(tempfile.mkstemp(prefix="torchgrade-", suffix=".json")[1])).resolve()
     report.unlink(missing_ok=True)
     command = [sys.executable, "-m", "pytest", str(assignment / "graders"), f"--rootdir={assignment}",
@@ -55,8 +67,9 @@ def grade(submission: Path, *, assignment: Path, isolation: str = "process", rep
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
-    if not args.submission.is_dir():
-        print(f"torchgrade: submission folder {args.submission} does not exist", file=sys.stderr)
+    if not args.submission.exists():
+        print(f"torchgrade: submission {args.submission} does not exist (give a folder, a .py or a .ipynb)",
+              file=sys.stderr)
         return EXIT_USAGE
     code, _ = grade(args.submission.resolve(), assignment=args.assignment, isolation=args.isolation,
                     report=args.report, quiet=not args.verbose)
@@ -86,13 +99,78 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return worst
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from torchgrade import export
+    from torchgrade.errors import TorchgradeError
+
+    try:
+        if args.format == "gradescope":
+            results = export.write_gradescope(args.report, args.out, hidden_visibility=args.hidden_visibility)
+            print(f"torchgrade: wrote {args.out}: {results['score']:g} points in {len(results['tests'])} tests")
+        else:
+            text = export.write_markdown(args.report, args.out)
+            if args.out is None:
+                print(text, end="")
+    except export.ReportInputError as exc:
+        print(f"torchgrade export: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TorchgradeError as exc:  # our output broke the platform's schema: a torchgrade bug
+        print(f"torchgrade export: internal error: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    return EXIT_OK
+
+
+def _cmd_release(args: argparse.Namespace) -> int:
+    from torchgrade import release
+    from torchgrade.errors import TorchgradeError
+
+    try:
+        files = release.release(args.out, assignment=args.assignment, profile=args.profile, ci=tuple(args.ci),
+                                torchgrade_requirement=args.torchgrade_requirement, force=args.force)
+    except release.LeakFound as exc:
+        print(f"torchgrade release: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except TorchgradeError as exc:
+        print(f"torchgrade release: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"torchgrade: {args.profile} release of {args.assignment.resolve()} in {args.out} ({len(files)} files); "
+          "no reference code found in it")
+    if args.profile == "gradescope":
+        print(f"torchgrade: upload a zip of its content to Gradescope: (cd {args.out} && zip -r ../autograder.zip .)")
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    import shlex
+
+    from torchgrade import assignment_check as check
+    from torchgrade.errors import TorchgradeError
+
+    pytest_args = [*(("-k", args.k) if args.k else ()), *(("-m", args.m) if args.m else ()),
+                   *shlex.split(args.pytest_args or "")]
+    print(check.HEADER, flush=True)
+    try:
+        verdicts = check.check_assignment(args.assignment_dir, samples=args.samples, isolation=args.isolation,
+                                          pytest_args=tuple(pytest_args), reports=args.reports, verbose=args.verbose,
+                                          progress=lambda verdict: print(check.format_row(verdict), flush=True))
+    except TorchgradeError as exc:
+        print(f"torchgrade check: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    code = check.exit_code(verdicts)
+    counts = {status: sum(v.status == status for v in verdicts) for status in (check.OK, check.MISMATCH,
+                                                                                check.NOT_SELECTED, check.ERROR)}
+    print("torchgrade check: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+          + ("" if code == EXIT_OK else f" (exit {code})"))
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="torchgrade", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assignment", type=Path, default=Path.cwd(),
                         help="folder holding graders/, fixtures/ and pyproject.toml (default: the current folder)")
     sub = parser.add_subparsers(dest="command", required=True)
-    grade_parser = sub.add_parser("grade", help="grade one submission folder")
+    grade_parser = sub.add_parser("grade", help="grade one submission: a folder, a .py script or a .ipynb notebook")
     grade_parser.add_argument("submission", type=Path)
     grade_parser.add_argument("--isolation", choices=("none", "process"), default="process")
     grade_parser.add_argument("--report", type=Path, default=Path("torchgrade-report.json"))
@@ -102,7 +180,52 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--all", action="store_true", help="grade every buggy sample, not a selection")
     demo_parser.add_argument("--isolation", choices=("none", "process"), default="process")
     demo_parser.set_defaults(func=_cmd_demo)
+    _add_export_release_check(sub)
+    from torchgrade import batch  # imported here: torchgrade.batch imports this module
+
+    batch.add_parser(sub)
     return parser
+
+
+def _add_export_release_check(sub) -> None:
+    from torchgrade.export import HELP_HIDDEN_VISIBILITY, HIDDEN_VISIBILITIES
+    from torchgrade.release import CI_FILES, PROFILES
+
+    export_parser = sub.add_parser("export", help="export a report in a grading platform's format")
+    formats = export_parser.add_subparsers(dest="format", required=True)
+    gradescope = formats.add_parser("gradescope", help="Gradescope's results.json, validated against its schema")
+    gradescope.add_argument("report", type=Path, help="a torchgrade report (JSON)")
+    gradescope.add_argument("--out", type=Path, default=Path("results.json"), help="default: results.json")
+    gradescope.add_argument("--hidden-visibility", choices=HIDDEN_VISIBILITIES, default=HIDDEN_VISIBILITIES[0],
+                            help=HELP_HIDDEN_VISIBILITY)
+    markdown = formats.add_parser("markdown", help="the score table in Markdown (CI job summaries)")
+    markdown.add_argument("report", type=Path, help="a torchgrade report (JSON)")
+    markdown.add_argument("--out", type=Path, default=None, help="default: print it")
+    export_parser.set_defaults(func=_cmd_export)
+
+    release_parser = sub.add_parser("release", help="build the students' copy of the assignment (never reference/)")
+    release_parser.add_argument("--out", type=Path, required=True, help="the folder to create")
+    release_parser.add_argument("--profile", choices=PROFILES, default="student",
+                                help="student (default) or gradescope: the content of the autograder zip")
+    release_parser.add_argument("--ci", nargs="+", choices=sorted(CI_FILES), default=[],
+                                help="add the CI file of these platforms to a student release")
+    release_parser.add_argument("--torchgrade-requirement", default=None,
+                                help="how students install torchgrade (requirements.txt line; default: this version)")
+    release_parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    release_parser.set_defaults(func=_cmd_release)
+
+    check_parser = sub.add_parser("check", help="check that the graders grade the sample submissions as described")
+    check_parser.add_argument("assignment_dir", type=Path)
+    check_parser.add_argument("--samples", nargs="+", metavar="NAME", help="only these samples (default: all)")
+    check_parser.add_argument("-k", metavar="EXPR", help="only checks matching EXPR (pytest -k)")
+    check_parser.add_argument("-m", metavar="EXPR", help="only checks with these markers (pytest -m)")
+    check_parser.add_argument("--pytest-args", metavar="ARGS",
+                              help="more pytest arguments, e.g. '--data-root synthetic'")
+    check_parser.add_argument("--isolation", choices=("none", "process"), default="none",
+                              help="default none: the samples are the instructor's own code")
+    check_parser.add_argument("--reports", type=Path, help="keep each sample's report and pytest log here")
+    check_parser.add_argument("-v", "--verbose", action="store_true", help="show pytest's output instead of logging it")
+    check_parser.set_defaults(func=_cmd_check)
 
 
 def main(argv: list[str] | None = None) -> int:

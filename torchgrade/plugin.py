@@ -13,6 +13,12 @@ A grader check is a test with a points marker::
 
 A grader module names its assignment (``ASSIGNMENT = "shoes"``) and the questions a TA grades by
 hand (``MANUAL = {"Q1a": (1, "why track men's and women's accuracy separately")}``).
+
+Hidden checks live in modules under ``graders/hidden/`` (give them names of their own, e.g.
+``test_shoes_hidden.py``). The folder, not a per-check marker, is what hides them: ``torchgrade release``
+leaves the folder out of the students' copy, and a marked check in a released module would ship anyway.
+Their checks get the ``hidden`` marker automatically (``pytest graders -m "not hidden"`` shows what
+students see), and ``torchgrade export gradescope`` shows them to students only once grades are published.
 """
 
 from __future__ import annotations
@@ -21,21 +27,24 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
+import tempfile
 import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 
 import torchgrade
-from torchgrade import errors, report
+from torchgrade import errors, notebook, report
 from torchgrade.cache import GradeCache
 from torchgrade.interface import NAME_TO_MODULE
 
-HELP_SUBMISSION = "submission folder to grade (env TORCHGRADE_SUBMISSION; default: student_template/ of the rootdir)"
+HELP_SUBMISSION = ("submission to grade: a folder of modules, or a notebook (.ipynb) or script (.py) whose "
+                   "definitions are extracted (env TORCHGRADE_SUBMISSION; default: student_template/ of the rootdir)")
 HELP_ISOLATION = ("where student code runs: 'none' in this process (fast, debuggable), 'process' in a "
                   "worker process (default when the CI variable is set)")
 HELP_REPORT = "where to write the JSON report (default: torchgrade-report.json)"
@@ -47,6 +56,11 @@ HELP_DATA_ROOT = ("folder with real data sets laid out as <root>/Cora/raw/ind.co
                   "'synthetic' (env TORCHGRADE_DATA_ROOT; default: ../shared/data next to the assignment, if present)")
 HELP_MARKER = ("points(n, question, assignment=None): the check is worth n points of the handout question; "
                "the assignment defaults to the module's ASSIGNMENT")
+HIDDEN_DIR = "hidden"
+HELP_HIDDEN_MARKER = (f"hidden: set on every check whose module lives in graders/{HIDDEN_DIR}/ (kept out of the "
+                      "students' release); write no @pytest.mark.hidden yourself: move the module there")
+MSG_HIDDEN_OUTSIDE = ("{nodeid}: @pytest.mark.hidden cannot hide a check whose module is released to students; "
+                      f"move the module to graders/{HIDDEN_DIR}/ instead")
 ISOLATION_MODES = ("none", "process")
 #: pytest-timeout's marker value is also the wall-clock limit of each call into student code.
 DEFAULT_CHECK_TIMEOUT = 300.0
@@ -65,6 +79,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", HELP_MARKER)
+    config.addinivalue_line("markers", HELP_HIDDEN_MARKER)
     config.stash[_STATE] = _RunState(
         submission=_submission_path(config),
         isolation=config.getoption("isolation") or ("process" if os.environ.get("CI") else "none"),
@@ -97,6 +112,9 @@ class _RunState:
     manual: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     proxy: Any = None
+    #: For a notebook or script: the temporary folder of the code kept from it, and what was dropped.
+    extracted_dir: Path | None = None
+    extraction: report.Extraction | None = None
 
 
 _STATE = pytest.StashKey[_RunState]()
@@ -107,6 +125,20 @@ def _state(config: pytest.Config) -> _RunState:
 
 
 # -- collection: points and questions ----------------------------------------------------------
+def is_hidden_check(nodeid: str) -> bool:
+    """Whether a check is hidden: its module lives in a ``hidden/`` folder (``graders/hidden/x.py::t``)."""
+    return HIDDEN_DIR in PurePosixPath(nodeid.split("::", 1)[0]).parts[:-1]
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects, so that -m "not hidden" sees the marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if is_hidden_check(item.nodeid):
+            item.add_marker(pytest.mark.hidden)
+        elif item.get_closest_marker("hidden") is not None:
+            raise pytest.UsageError(MSG_HIDDEN_OUTSIDE.format(nodeid=item.nodeid))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Record the points of every selected check (after -k/-m deselection)."""
     state = _state(session.config)
@@ -135,12 +167,52 @@ def submission(pytestconfig: pytest.Config):
     from torchgrade.proxy import Submission
 
     state = _state(pytestconfig)
-    if not state.submission.is_dir():
-        raise errors.TorchgradeError(f"submission folder {state.submission} does not exist")
-    proxy = Submission(state.submission, state.isolation, NAME_TO_MODULE)
+    folder = _graded_folder(state)
+    if state.extraction is not None and state.extraction.error:
+        # The student's file is unusable (invalid JSON, a binary...): every check fails with why.
+        raise errors.CheckFailure(state.extraction.error)
+    if not folder.is_dir():
+        raise errors.TorchgradeError(f"submission {state.submission} does not exist")
+    if state.extraction is None:
+        proxy = Submission(folder, state.isolation, NAME_TO_MODULE)
+    else:
+        proxy = _extracted_submission(folder, state.isolation, state.extraction)
     state.proxy = proxy
     yield proxy
     proxy.close()
+
+
+def _graded_folder(state: _RunState) -> Path:
+    """The folder whose modules are graded: the submission folder itself or, for a notebook or script,
+    a temporary folder of the code kept from it (converted once, from the AST alone, on this side)."""
+    if not state.submission.is_file():
+        return state.submission
+    if state.extracted_dir is None:
+        state.extracted_dir = Path(tempfile.mkdtemp(prefix="torchgrade-extracted-"))
+        state.extraction = notebook.convert(state.submission, state.extracted_dir)
+    return state.extracted_dir
+
+
+def _extracted_submission(folder: Path, isolation: str, extraction: report.Extraction):
+    """A proxy whose missing-name failures speak of the notebook (the cell that defined the name and
+    why it was left out) instead of modules the student never wrote. Built here because the proxy
+    module, which imports torch, is imported only once a check needs the submission."""
+    from torchgrade.proxy import Submission
+
+    class ExtractedSubmission(Submission):
+        def lookup(self, name: str):
+            try:
+                return super().lookup(name)
+            except errors.MissingName as exc:
+                raise errors.MissingName(notebook.explain_missing(extraction, name, str(exc))) from None
+
+    return ExtractedSubmission(folder, isolation, NAME_TO_MODULE)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is not None and state.extracted_dir is not None:
+        shutil.rmtree(state.extracted_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -246,7 +318,7 @@ def data_root(pytestconfig: pytest.Config) -> str | None:
 def grade_cache(pytestconfig: pytest.Config) -> GradeCache:
     """The :class:`GradeCache` of this run (disabled unless ``--grade-cache`` is given)."""
     state = _state(pytestconfig)
-    return GradeCache(state.cache_dir, state.submission)
+    return GradeCache(state.cache_dir, _graded_folder(state))
 
 
 # -- outcomes -------------------------------------------------------------------------------
@@ -336,6 +408,9 @@ def build_report(state: _RunState) -> report.Report:
             duration=round(entry["duration"], 4), parts=parts, data=_plain(entry.get("data", {}))))
     questions = report.summarise_questions(checks, state.manual)
     notes = sorted(state.proxy.notes.values()) if state.proxy is not None else []
+    backend = getattr(state.proxy, "backend", None)
+    protections = tuple(backend.sandbox.protections()) if hasattr(backend, "sandbox") else ()
+    output = report.StudentOutput(*backend.output) if getattr(backend, "output", ("", 0))[0] else None
     return report.Report(
         submission=str(state.submission), isolation=state.isolation,
         versions={"torchgrade": torchgrade.__version__, "torch": torch.__version__,
@@ -344,7 +419,8 @@ def build_report(state: _RunState) -> report.Report:
         score=round(sum(c.points for c in checks), 6), max_score=round(sum(c.max_points for c in checks), 6),
         pending_max_score=round(sum(q.max_score for q in questions if q.manual), 6),
         harness_errors=sum(c.outcome == "error" for c in checks),
-        questions=tuple(questions), checks=tuple(checks), notes=tuple(notes))
+        questions=tuple(questions), checks=tuple(checks), notes=tuple(notes), extraction=state.extraction,
+        sandbox=protections, student_output=output)
 
 
 def _plain(data: Any) -> Any:
@@ -407,6 +483,10 @@ def score_table(result: report.Report, report_path: Path | None = None) -> list[
     lines.append(f" total: {result.score:g} / {result.max_score:g} auto-graded points"
                  + (f"; {result.pending_max_score:g} points pending TA review" if pending else ""))
     lines += [f" adapted: {note}" for note in result.notes]
+    if result.sandbox:
+        lines.append(" " + "; ".join(result.sandbox[:1] + result.sandbox[2:]))  # the tier and what it protects
+    if result.extraction is not None:
+        lines += notebook.summary(result.extraction)
     if result.harness_errors:
         lines.append(f" {result.harness_errors} check(s) hit a torchgrade error: not the submission's fault.")
     if report_path is not None:

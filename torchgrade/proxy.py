@@ -31,9 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchgrade import errors, wire
+from torchgrade import errors, sandbox, wire
 from torchgrade.interface import HANDOUT_PARAMETERS
 
+#: How much of the submission's stdout/stderr the report keeps, in bytes.
+OUTPUT_CAP = 64 * 1024
 #: Per-call wall-clock limit when the grader sets none, in seconds.
 DEFAULT_CALL_TIMEOUT = 300.0
 STALE = "{label} is gone: the worker was restarted after an earlier crash or timeout, or the objects were released."
@@ -152,14 +154,22 @@ class InProcessBackend(Backend):
 class ProcessBackend(Backend):
     """Runs the worker as ``python -m torchgrade.worker`` (``--isolation process``).
 
+    Every (re)start copies the submission into a fresh scratch folder and starts the worker in the
+    sandbox tier of :func:`torchgrade.sandbox.choose` (bubblewrap, unshare, or resource limits only).
+
     Args:
         submission: the folder the worker loads after every (re)start.
         log_path: where the worker's stdout/stderr (the student's prints) go.
+        hidden: paths the worker must not read (default: :func:`torchgrade.sandbox.hidden_paths`
+            with the current folder as the assignment).
     """
 
-    def __init__(self, submission: Path, log_path: Path | None = None) -> None:
+    def __init__(self, submission: Path, log_path: Path | None = None, hidden: list[Path] | None = None) -> None:
         super().__init__()
         self.submission = Path(submission)
+        self.sandbox = sandbox.choose()
+        self.hidden = sandbox.hidden_paths(self.submission, Path.cwd(), None) if hidden is None else hidden
+        self.scratch: sandbox.Scratch | None = None
         if log_path is None:
             fd, name = tempfile.mkstemp(prefix="torchgrade-worker-", suffix=".log")
             os.close(fd)
@@ -168,22 +178,26 @@ class ProcessBackend(Backend):
         self.process: subprocess.Popen | None = None
         self.generation = 0
         self.restarts = 0
+        self.output: tuple[str, int] = ("", 0)  # (kept text, dropped bytes), read at close
 
     def _start(self) -> None:
+        box = self.sandbox
+        self.scratch = sandbox.Scratch.create(self.submission, sandbox.NOBODY if box.drops_privileges else None)
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHGRADE_")}
-        env["TORCHGRADE_THREADS"] = str(torch.get_num_threads())
+        # -u: what the student printed reaches the log even when the worker is killed mid-call.
+        argv = [sys.executable, "-I", "-u", "-m", "torchgrade.worker", str(request_r), str(reply_w)]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "torchgrade.worker", str(request_r), str(reply_w)],
-                pass_fds=(request_r, reply_w), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, env=env, cwd=tempfile.gettempdir())
+                box.command(argv, self.scratch, self.hidden), pass_fds=(request_r, reply_w),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                env=box.environment(self.scratch, torch.get_num_threads()), cwd=self.scratch.submission,
+                preexec_fn=box.preexec())
         os.close(request_r)
         os.close(reply_w)
         self._to_worker, self._from_worker = request_w, reply_r
         self.generation += 1
-        load = wire.encode({"op": "load", "target": str(self.submission)})
+        load = wire.encode({"op": "load", "target": str(self.scratch.submission)})
         reply = wire.decode(self._exchange(load, "loading the submission", 120.0))
         if "error" in reply:
             raise errors.TorchgradeError(f"the worker could not load {self.submission}: {reply['error']['message']}")
@@ -205,7 +219,7 @@ class ProcessBackend(Backend):
                 raise errors.StudentTimeout(f"{label} timed out after {timeout:.0f} s; the worker was stopped.")
             return wire.read_frame(self._from_worker)
         except (EOFError, BrokenPipeError):
-            code = self._kill()
+            code = self._kill(grace=2.0)  # the worker is exiting: let the sandbox pass on its exit code
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             raise errors.WorkerCrashed(
                 f"{label}: the process running the submission died ({how}), for example by calling "
@@ -214,12 +228,17 @@ class ProcessBackend(Backend):
             self._kill()  # pytest-timeout or Ctrl-C while waiting: the worker is mid-call, drop it
             raise
 
-    def _kill(self) -> int | None:
+    def _kill(self, grace: float = 0.0) -> int | None:
         process, self.process = self.process, None
         if process is None:
             return None
         self.restarts += 1
         self.generation += 1  # every handle into the dead worker is now stale
+        if grace:
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
         if process.poll() is None:
             try:
                 os.killpg(process.pid, signal.SIGKILL)
@@ -231,11 +250,26 @@ class ProcessBackend(Backend):
                 os.close(fd)
             except OSError:
                 pass
+        if self.scratch is not None:
+            self.scratch.remove()
+            self.scratch = None
         return code
 
     def close(self) -> None:
         self._kill()
+        self.output = read_output(self.log_path, OUTPUT_CAP)
         self.log_path.unlink(missing_ok=True)
+
+
+def read_output(log: Path, cap: int) -> tuple[str, int]:
+    """The first ``cap`` bytes of a worker log as text, and how many bytes followed them."""
+    try:
+        size = log.stat().st_size
+        with open(log, "rb") as handle:
+            head = handle.read(cap)
+    except OSError:
+        return "", 0
+    return head.decode("utf-8", errors="replace"), max(size - len(head), 0)
 
 
 class Remote:

@@ -61,6 +61,42 @@ class QuestionResult:
 
 
 @dataclass(frozen=True)
+class Dropped:
+    """A statement (or cell) of a notebook or script that was left out of grading, and why.
+
+    ``cell`` is the notebook position of the cell (1-based, every cell counted) or, in a script,
+    the N of its ``# In[N]:`` marker (None without one); ``lines`` are (first, last), counted within
+    the cell in a notebook and in the file in a script.
+    """
+
+    cell: int | None
+    lines: tuple[int, int]
+    excerpt: str
+    reason: str
+    names: tuple[str, ...] = ()  # what it would have defined
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """How a notebook or script submission became gradable modules (absent for a folder)."""
+
+    source: str  # the file's name, e.g. hw2.ipynb
+    kind: str  # notebook | script | unknown
+    modules: tuple[str, ...]  # the modules the kept code was graded as
+    defined: tuple[str, ...]  # top-level names the kept code defines (imports aside)
+    dropped: tuple[Dropped, ...]
+    error: str = ""  # set when the file could not be graded at all; every check failed with it
+
+
+@dataclass(frozen=True)
+class StudentOutput:
+    """What the submission printed: the first ``text`` of it, and how many bytes were left out."""
+
+    text: str
+    dropped_bytes: int
+
+
+@dataclass(frozen=True)
 class Report:
     submission: str
     isolation: str
@@ -74,10 +110,22 @@ class Report:
     questions: tuple[QuestionResult, ...]
     checks: tuple[CheckResult, ...]
     notes: tuple[str, ...] = ()
+    extraction: Extraction | None = None
+    #: What protected the grader from the submission (process isolation): tier, limits, hidden paths.
+    sandbox: tuple[str, ...] = ()
+    #: The submission's stdout/stderr in the worker, cut at a size cap.
+    student_output: StudentOutput | None = None
     schema_version: int = 1
 
     def to_json(self) -> dict[str, Any]:
         data = json.loads(json.dumps(dataclasses.asdict(self)))  # tuples become JSON arrays
+        for optional in ("sandbox", "student_output"):
+            if not data[optional]:
+                del data[optional]  # in-process grading: nothing to say
+        if data["extraction"] is None:
+            del data["extraction"]  # a folder submission: the report reads as before
+        elif not data["extraction"]["error"]:
+            del data["extraction"]["error"]
         for check in data["checks"]:
             if not check["parts"]:
                 del check["parts"]

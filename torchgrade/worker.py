@@ -191,6 +191,13 @@ def format_student_exception(exc: BaseException, folder: Path) -> str:
 def main(argv: list[str]) -> int:
     """Serve requests on the two file descriptors named in ``argv`` until the grader closes them."""
     request_fd, reply_fd = int(argv[0]), int(argv[1])
+    options = dict(arg.removeprefix("--").split("=", 1) for arg in argv[2:] if arg.startswith("--"))
+    if "writable" in options:  # the unshare tier: a read-only view with paths hidden, then not root
+        from torchgrade.sandbox import hide_paths, leave_root
+
+        hide_paths([arg.removeprefix("--hide=") for arg in argv[2:] if arg.startswith("--hide=")],
+                   options["writable"])
+        leave_root(argv[:2])  # re-executes this worker as uid 65534 of a nested user namespace
     # Never import from the current directory: python -m put it at the front of sys.path.
     sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
     threads = os.environ.get("TORCHGRADE_THREADS")

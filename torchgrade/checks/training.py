@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import os
+import tempfile
 from typing import Any
 
 import torch
@@ -84,6 +85,12 @@ class ConstantModel(nn.Module):
         logits = torch.full((len(x), 2), -5.0)
         logits[:, self.label] = 5.0
         return logits + self.bias
+
+
+def scratch_folder(prefix: str) -> str:
+    """A new empty folder the submission may write to, next to it: under the worker's own TMPDIR
+    (inside its scratch copy) in process isolation, where the rest of the file system is read-only."""
+    return tempfile.mkdtemp(prefix=prefix)
 
 
 def read_checkpoints(pattern: str) -> list[dict[str, Any]]:

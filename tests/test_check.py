@@ -1,0 +1,130 @@
+"""``torchgrade check``: the verdict rules on hand-built reports, and one run of the command on a copy
+of this assignment with a sample whose TOML file is wrong, which must come out as a mismatch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from torchgrade import assignment_check as check
+from torchgrade import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def graded(lost: dict[str, float], *, kept: dict[str, float] | None = None, manual: tuple[str, ...] = ("Q9",),
+           errors: int = 0) -> dict:
+    """A report's JSON with the given points lost (and kept, of questions that lost nothing)."""
+    questions = [{"assignment": "shoes", "id": q, "score": 2 - p, "max_score": 2, "manual": False, "status": "graded"}
+                 for q, p in lost.items()]
+    questions += [{"assignment": "shoes", "id": q, "score": p, "max_score": p, "manual": False, "status": "graded"}
+                  for q, p in (kept or {}).items()]
+    questions += [{"assignment": "shoes", "id": q, "score": None, "max_score": 1, "manual": True, "status": "pending"}
+                  for q in manual]
+    score = sum(q["score"] for q in questions if not q["manual"])
+    checks = [{"id": f"graders/t.py::test_{q['id']}", "outcome": "passed" if q["score"] == q["max_score"] else "failed"}
+              for q in questions if not q["manual"]]
+    return {"score": score, "max_score": sum(q["max_score"] for q in questions if not q["manual"]),
+            "harness_errors": errors, "questions": questions, "checks": checks}
+
+
+def test_a_bug_must_lose_exactly_its_points_on_the_graded_questions():
+    assert check.judge("bug", {"Q2d": 2}, graded({"Q2d": 2}, kept={"Q2a": 2})) == (check.OK, "Q2d 2", "Q2d 2")
+    assert check.judge("bug", {"Q2d": 2}, graded({"Q2d": 1}))[0] == check.MISMATCH
+    assert check.judge("bug", {"Q2d": 2}, graded({"Q2d": 2, "Q2a": 1})) == (check.MISMATCH, "Q2d 2", "Q2d 2, Q2a 1")
+    assert check.judge("bug", {}, graded({}, kept={"Q2a": 2}))[0] == check.OK  # a bug that must cost nothing
+
+
+def test_a_selection_narrows_the_expectation_and_never_passes_an_ungraded_bug():
+    status, expected, got = check.judge("bug", {"Q3b": 2, "Q3d": 1}, graded({"Q3d": 1}, kept={"Q2a": 2}))
+    assert (status, expected, got) == (check.OK, "Q3d 1 (of Q3b 2, Q3d 1)", "Q3d 1")
+    assert check.judge("bug", {"Q4b": 2}, graded({}, kept={"Q2a": 2})) == (
+        check.NOT_SELECTED, "Q4b 2", "its questions were not graded")
+
+
+def test_reference_template_and_errors():
+    assert check.judge("reference", {}, graded({}, kept={"Q2a": 2}))[0] == check.OK
+    assert check.judge("reference", {}, graded({"Q2a": 1}))[0] == check.MISMATCH
+    assert check.judge("template", None, graded({"Q2a": 2, "Q2d": 2})) == (check.OK, "everything (4)", "everything (4)")
+    assert check.judge("template", None, graded({"Q2a": 2}, kept={"Q2d": 2}))[0] == check.MISMATCH
+    assert check.judge("bug", {"Q2d": 2}, None)[0] == check.ERROR
+    assert check.judge("bug", {"Q2d": 2}, graded({"Q2d": 2}, errors=1))[0] == check.ERROR
+
+
+@pytest.mark.parametrize(("statuses", "code"), [
+    ([check.OK, check.NOT_SELECTED], cli.EXIT_OK),
+    ([check.OK, check.MISMATCH], cli.EXIT_FAILED),
+    ([check.MISMATCH, check.ERROR], cli.EXIT_INTERNAL),
+])
+def test_exit_code(statuses, code):
+    assert check.exit_code([check.SampleVerdict("s", status, "", "", 0.0) for status in statuses]) == code
+
+
+#: The off-by-one receptive field of fixtures/submissions/rf_off_by_one.toml, with the wrong question.
+WRONG_CLAIM = '''
+description = "rf_off_by_one's bug, but its TOML file blames the wrong question"
+
+[lost]
+Q2a = 2
+
+[[edit]]
+file = "answers.py"
+old = "    return 1 + (n_layers - 1) * (kernel_size - 1)\\n"
+new = "    return 1 + n_layers * (kernel_size - 1)\\n"
+'''
+STALE_EDIT = '''
+description = "an edit of code the reference no longer has"
+
+[lost]
+Q2a = 2
+
+[[edit]]
+file = "answers.py"
+old = "this line is not in the reference\\n"
+new = "x\\n"
+'''
+
+
+@pytest.fixture(scope="module")
+def assignment_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This assignment with one grader module and two extra samples: one mis-described, one stale."""
+    root = tmp_path_factory.mktemp("check") / "assignment"
+    ignore = shutil.ignore_patterns("__pycache__")
+    for folder in ("reference", "student_template", "fixtures"):
+        shutil.copytree(ROOT / folder, root / folder, ignore=ignore)
+    (root / "graders").mkdir()
+    for name in ("conftest.py", "test_answers.py"):
+        shutil.copy2(ROOT / "graders" / name, root / "graders" / name)
+    shutil.copy2(ROOT / "pyproject.toml", root / "pyproject.toml")
+    (root / "fixtures" / "submissions" / "wrong_claim.toml").write_text(textwrap.dedent(WRONG_CLAIM))
+    (root / "fixtures" / "submissions" / "stale_edit.toml").write_text(textwrap.dedent(STALE_EDIT))
+    return root
+
+
+def test_check_command_prints_a_table_and_fails_on_a_mismatch(assignment_copy, tmp_path, capsys):
+    """Three gradings of two checks each (about 10 s): the reference, the template, wrong_claim."""
+    code = cli.main(["check", str(assignment_copy), "--samples", "reference", "template", "wrong_claim",
+                     "stale_edit", "-k", "receptive_field_1d or conv1d_forward", "--reports", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == cli.EXIT_FAILED, out
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line and not line.startswith("torchgrade")}
+    assert out.splitlines()[0] == check.HEADER
+    assert rows["reference"].split()[1] == check.OK
+    assert rows["template"].split()[1:4] == [check.OK, "everything", "(4)"]
+    assert rows["wrong_claim"].split()[1:6] == [check.MISMATCH, "Q2a", "2", "Q2d", "2"]
+    assert rows["stale_edit"].split()[1] == check.MISMATCH and "its edit no longer applies" in rows["stale_edit"]
+    assert out.splitlines()[-1] == "torchgrade check: 2 ok, 2 MISMATCH (exit 1)"
+    kept = json.loads((tmp_path / "wrong_claim.json").read_text())
+    assert check.lost_points(kept) == {"Q2d": 2}
+    assert "receptive_field_1d" in (tmp_path / "wrong_claim.log").read_text()  # pytest's output, out of the table
+
+
+def test_unknown_sample_or_folder_is_a_usage_error(assignment_copy, tmp_path, capsys):
+    assert cli.main(["check", str(assignment_copy), "--samples", "no_such_bug"]) == cli.EXIT_USAGE
+    assert "no sample called 'no_such_bug'; choose from reference, template," in capsys.readouterr().err
+    assert cli.main(["check", str(tmp_path)]) == cli.EXIT_USAGE
+    assert "it has no graders/ folder" in capsys.readouterr().err

@@ -1,0 +1,405 @@
+"""Notebook and script submissions: what is kept and what is dropped (and why), the messages a student
+reads when a name is missing, the report's "extraction", and bad files that still get a report."""
+
+from __future__ import annotations
+
+import ast
+import json
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat import v4
+
+from fixtures.notebooks import colab
+from torchgrade import cli, notebook, plugin, report
+from torchgrade.interface import MODULES
+from torchgrade.loader import Submission
+
+ROOT = Path(__file__).resolve().parents[1]
+NOT_INSTALLED = "torchgrade_no_such_module"
+
+# A script as `jupyter nbconvert --to script` writes it: cell markers, magics as get_ipython() calls,
+# and the training cell at the bottom.
+SCRIPT = '''#!/usr/bin/env python
+# coding: utf-8
+
+# In[1]:
+
+
+get_ipython().system('pip install torch_geometric')
+
+
+# In[2]:
+
+
+import torch
+from torch import nn
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+HIDDEN = 100
+LAYERS = [nn.Linear(HIDDEN, 2) for _ in range(2)]
+
+
+# In[3]:
+
+
+class CNN(nn.Module):
+    def __init__(self, n=4):
+        super().__init__()
+        self.fc = nn.Linear(n, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def train_model(model, data):
+    raise RuntimeError("train_model ran on import")
+
+
+# In[5]:
+
+
+model = CNN().to(DEVICE)
+optimizer = torch.optim.Adam(model.parameters())
+for epoch in range(10):
+    train_model(model, None)
+'''
+
+
+def line_of(text: str, start: str) -> int:
+    """The 1-based number of the first line of ``text`` that starts with ``start``."""
+    return next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith(start))
+
+
+def write_notebook(path: Path, *sources: str) -> Path:
+    """A notebook whose cells are a markdown title and then ``sources`` as code cells (cell 2 on)."""
+    cells = [v4.new_markdown_cell("# Homework")] + [v4.new_code_cell(textwrap.dedent(s)) for s in sources]
+    nbformat.write(v4.new_notebook(cells=cells), path)
+    return path
+
+
+def summary_of(extraction: report.Extraction) -> list[tuple]:
+    return [(d.cell, d.lines, d.reason, d.names) for d in extraction.dropped]
+
+
+# -- scripts -----------------------------------------------------------------------------------------
+def test_a_script_keeps_definitions_and_drops_the_training_cell(tmp_path):
+    path = tmp_path / "hw2.py"
+    path.write_text(SCRIPT)
+    extraction = notebook.convert(path, tmp_path / "out")
+
+    model_line = line_of(SCRIPT, "model = ")
+    assert extraction.modules == ("shoes",)  # CNN and train_model are names of shoes.py
+    assert extraction.defined == ("DEVICE", "HIDDEN", "LAYERS", "CNN", "train_model")
+    assert summary_of(extraction) == [
+        (1, (7, 7), notebook.REASON_IPYTHON_CALL, ()),
+        (5, (model_line, model_line), notebook.REASON_CALLS_OWN.format(callee="CNN"), ("model",)),
+        (5, (model_line + 1, model_line + 1),
+         notebook.REASON_LEFT_OUT.format(name="model", where=f"line {model_line} (In[5])"), ("optimizer",)),
+        (5, (model_line + 2, model_line + 3), notebook.REASON_LOOP, ("epoch",)),
+    ]
+    # The graded module imports without training, and what it kept works.
+    loaded = Submission(tmp_path / "out")
+    try:
+        shoes = loaded.module("shoes")
+        assert shoes.CNN(n=4).fc.in_features == 4 and str(shoes.DEVICE) in ("cpu", "cuda")
+        assert len(shoes.LAYERS) == 2
+    finally:
+        loaded.unload()
+
+
+def test_a_script_without_markers_is_one_cell_with_file_line_numbers(tmp_path):
+    path = tmp_path / "shoes.py"
+    path.write_text("import torch\n\n\ndef f():\n    return 1\n\n\nprint(f())\n")
+    extraction = notebook.extract(path).extraction
+    assert summary_of(extraction) == [(None, (8, 8), notebook.REASON_CALL.format(callee="print"), ())]
+    assert notebook.where(extraction.dropped[0], "script") == "line 8"
+
+
+# -- notebooks ---------------------------------------------------------------------------------------------
+COLAB_CELL = """\
+!pip install torch_geometric
+%matplotlib inline
+from google.colab import drive
+drive.mount('/content/drive')
+"""
+
+
+def test_a_colab_notebook_defines_the_references_names_and_says_what_it_dropped(tmp_path):
+    answers = (ROOT / "reference" / "answers.py").read_text()
+    path = write_notebook(tmp_path / "hw.ipynb", COLAB_CELL, "import matplotlib.pyplot as plt", answers,
+                          "for n in (2, 4):\n    print(cnn_param_count(n, 3))",
+                          "plt.plot([1, 2, 3])\nplt.show()")
+    extraction = notebook.convert(path, tmp_path / "out")
+
+    reference_names = {n.name if hasattr(n, "name") else n.targets[0].id
+                       for n in ast.parse(answers).body if isinstance(n, (ast.FunctionDef, ast.Assign))}
+    assert set(extraction.defined) == reference_names
+    assert set(MODULES["answers"]) <= set(extraction.defined)
+    assert extraction.modules == ("answers",)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["answers.py"]
+    assert summary_of(extraction) == [
+        (2, (1, 1), notebook.REASON_SHELL, ()),
+        (2, (2, 2), notebook.REASON_MAGIC, ()),
+        (2, (3, 3), notebook.REASON_COLAB.format(what="`google.colab` exists only in Colab"), ("drive",)),
+        (2, (4, 4), notebook.REASON_COLAB.format(what="it mounts Google Drive"), ()),
+        (5, (1, 2), notebook.REASON_LOOP, ("n",)),
+        (6, (1, 1), notebook.REASON_PLOT.format(callee="plt.plot"), ()),
+        (6, (2, 2), notebook.REASON_PLOT.format(callee="plt.show"), ()),
+    ]
+    # The reference's own `from __future__ import annotations` moved to the top, where Python needs it.
+    code = (tmp_path / "out" / "answers.py").read_text()
+    assert code.count("from __future__ import annotations") == 1
+    compile(code, "answers.py", "exec")
+
+
+@pytest.mark.parametrize(("cells", "kept", "dropped"), [
+    pytest.param(["import torch", "DEVICE = torch.device('cpu')"], ["DEVICE"], [], id="library-call-constant"),
+    pytest.param([f"from {NOT_INSTALLED} import transforms",
+                  "transform = transforms.Compose([transforms.ToTensor()])"], [],
+                 [(2, notebook.REASON_NOT_INSTALLED.format(module=NOT_INSTALLED), ("transforms",)),
+                  (3, notebook.REASON_LEFT_OUT.format(name="transforms", where="cell 2, line 1"), ("transform",))],
+                 id="not-installed-import-and-its-use"),
+    pytest.param(["import numpy as np\ndata = np.load('/content/drive/MyDrive/x.npy')"], [],
+                 [(2, notebook.REASON_LOADS.format(callee="np.load"), ("data",))], id="data-from-drive"),
+    pytest.param(["from torch_geometric.datasets import Planetoid\ncora = Planetoid('/tmp/Cora', 'Cora')"], [],
+                 [(2, notebook.REASON_LOADS.format(callee="Planetoid"), ("cora",))], id="dataset-class"),
+    pytest.param(["name = input('your name: ')"], [], [(2, notebook.REASON_BUILTIN.format(callee="input"), ("name",))],
+                 id="input"),
+    pytest.param(["import torch\nif torch.cuda.is_available():\n    device = 'cuda'\nelse:\n    device = 'cpu'"],
+                 ["device"], [], id="if-of-constants"),
+    pytest.param([f"try:\n    import {NOT_INSTALLED}\nexcept ImportError:\n    {NOT_INSTALLED} = None"],
+                 [NOT_INSTALLED], [], id="guarded-import"),
+    pytest.param(["try:\n    from google.colab import drive\n    IN_COLAB = True\nexcept ImportError:\n"
+                  "    IN_COLAB = False"], ["IN_COLAB"], [], id="colab-import-in-try"),
+    pytest.param(["a = 1; print(a); b = a + 1"], ["a", "b"], [(2, notebook.REASON_CALL.format(callee="print"), ())],
+                 id="semicolons"),
+    pytest.param(["def main():\n    pass\n\nif __name__ == '__main__':\n    main()"], ["main"],
+                 [(2, notebook.REASON_MAIN, ())], id="main-guard"),
+    pytest.param(["class CNN:\n    pass", "Model = CNN", "model = Model()"], ["CNN", "Model"],
+                 [(4, notebook.REASON_CALLS_OWN.format(callee="Model"), ("model",))], id="alias-of-own-class"),
+    pytest.param(["def load():\n    return 1", "data = load()", "def f(x=data):\n    return x"], ["load"],
+                 [(3, notebook.REASON_CALLS_OWN.format(callee="load"), ("data",)),
+                  (4, notebook.REASON_LEFT_OUT.format(name="data", where="cell 3, line 1"), ("f",))],
+                 id="default-uses-dropped-name"),
+    pytest.param(["import torch\nwith torch.no_grad():\n    y = torch.zeros(1)"], [],
+                 [(2, notebook.REASON_BLOCK.format(kind="with"), ("y",))], id="with-block"),
+    pytest.param(['"""# Part 1: markdown pasted as a string"""\nx = 1\nx'], ["x"],
+                 [(2, notebook.REASON_EXPRESSION, ())], id="bare-expressions"),
+    pytest.param(["import functools\n@functools.lru_cache\ndef f(n: int = 2) -> int:\n    return n"], ["f"], [],
+                 id="decorated-def"),
+    pytest.param(["class Net:\n    SIZE = 4\n    DOUBLE = SIZE * 2\n    def f(self, k=DOUBLE):\n        return k"],
+                 ["Net"], [], id="class-body-constants"),
+    pytest.param(["%%time\nfor i in range(3):\n    pass\ndef in_timed_cell():\n    pass"], [],
+                 [(2, notebook.REASON_CELL_MAGIC.format(magic="%%time"), ("i", "in_timed_cell"))],
+                 id="cell-magic"),
+])
+def test_keep_and_drop_rules(tmp_path, cells, kept, dropped):
+    extraction = notebook.extract(write_notebook(tmp_path / "hw.ipynb", *cells)).extraction
+    assert list(extraction.defined) == kept
+    assert [(d.cell, d.reason, d.names) for d in extraction.dropped] == dropped
+
+
+def test_ipython_lines_are_blanked_and_the_rest_of_the_cell_kept(tmp_path):
+    path = write_notebook(tmp_path / "hw.ipynb", "import torch\nfiles = !ls /content\ntorch.nn.Conv2d?\n"
+                                                  "def double(x):\n    return 2 * x\n")
+    extraction = notebook.extract(path).extraction
+    assert extraction.defined == ("double",)
+    assert [(d.lines, d.excerpt, d.reason) for d in extraction.dropped] == [
+        ((2, 2), "files = !ls /content", notebook.REASON_SHELL), ((3, 3), "torch.nn.Conv2d?", notebook.REASON_HELP)]
+
+
+def test_a_cell_that_still_does_not_parse_is_dropped_with_the_names_it_holds(tmp_path):
+    path = write_notebook(tmp_path / "hw.ipynb", "def ok():\n    return 1", "def broken(:\n    pass\n\n"
+                                                                            "def lost():\n    return 2\n")
+    extraction = notebook.extract(path).extraction
+    assert extraction.defined == ("ok",)
+    assert summary_of(extraction) == [
+        (3, (1, 5), notebook.REASON_SYNTAX.format(error="invalid syntax", line=1), ("lost",))]
+
+
+# -- messages for missing names --------------------------------------------------------------------------
+IF_CELL = """\
+if RUN_TRAINING:
+    def triple(x):
+        return 3 * x
+    print(triple(2))
+"""
+
+
+def test_a_name_defined_only_in_dropped_code_gets_a_message_naming_the_cell(tmp_path):
+    path = write_notebook(tmp_path / "hw.ipynb", "RUN_TRAINING = True", IF_CELL, "def dubble(x):\n    return 2 * x",
+                          "%%capture\ndef quadruple(x):\n    return 4 * x")
+    extraction = notebook.extract(path).extraction
+    nested = notebook.REASON_PART.format(line=4, reason=notebook.REASON_CALL.format(callee="print"))
+    assert notebook.explain_missing(extraction, "triple", "loader's message") == (
+        notebook.MSG_DROPPED_DEFINITION.format(source="hw.ipynb", name="triple", where="cell 3, lines 1-4",
+                                               reason=nested) + notebook.HINT_TOP_LEVEL.format(name="triple"))
+    assert notebook.explain_missing(extraction, "quadruple", "loader's message") == (
+        notebook.MSG_DROPPED_DEFINITION.format(source="hw.ipynb", name="quadruple", where="cell 5, lines 1-3",
+                                               reason=notebook.REASON_CELL_MAGIC.format(magic="%%capture")))
+    assert notebook.explain_missing(extraction, "double", "loader's message") == (
+        notebook.MSG_NOT_DEFINED.format(source="hw.ipynb", name="double")
+        + notebook.MSG_SIMILAR.format(names="`dubble`", name="double"))
+    # A kept name that the grader still misses: its module failed to import; the loader's message stays.
+    assert notebook.explain_missing(extraction, "dubble", "shoes.py could not be imported") == (
+        notebook.MSG_KEPT_BUT_BROKEN.format(message="shoes.py could not be imported", source="hw.ipynb",
+                                            modules="notebook.py"))
+
+
+GRADER = '''
+import pytest
+
+ASSIGNMENT = "toy"
+
+@pytest.mark.points(2, question="Q1")
+def test_double(sub):
+    assert sub.double(3) == 6
+
+@pytest.mark.points(1, question="Q2")
+def test_triple(sub):
+    assert sub.triple(3) == 9
+'''
+
+
+@pytest.fixture
+def toy(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest('pytest_plugins = ["torchgrade.plugin"]')
+    pytester.makepyfile(test_toy=GRADER)
+    return pytester
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_grading_a_notebook_reports_what_was_dropped(toy, isolation):
+    write_notebook(toy.path / "hw.ipynb", COLAB_CELL, "RUN_TRAINING = True\ndef double(x):\n    return 2 * x",
+                   IF_CELL)
+    result = toy.runpytest_subprocess("--submission=hw.ipynb", f"--isolation={isolation}", "--report=out.json")
+    assert result.ret == 1
+    data = json.loads((toy.path / "out.json").read_text())
+    report.validate(data)
+    assert data["submission"] == str(toy.path / "hw.ipynb")
+    assert (data["score"], data["max_score"], data["notes"]) == (2, 3, [])  # double found where it belongs
+    checks = {c["id"].split("::")[-1]: c for c in data["checks"]}
+    nested = notebook.REASON_PART.format(line=4, reason=notebook.REASON_CALL.format(callee="print"))
+    assert checks["test_triple"]["message"] == (
+        notebook.MSG_DROPPED_DEFINITION.format(source="hw.ipynb", name="triple", where="cell 4, lines 1-4",
+                                               reason=nested) + notebook.HINT_TOP_LEVEL.format(name="triple"))
+    extraction = data["extraction"]
+    assert (extraction["source"], extraction["kind"], extraction["modules"]) == ("hw.ipynb", "notebook", ["notebook"])
+    assert extraction["defined"] == ["RUN_TRAINING", "double"] and "error" not in extraction
+    assert [(d["cell"], d["lines"], d["excerpt"]) for d in extraction["dropped"]] == [
+        (2, [1, 1], "!pip install torch_geometric"), (2, [2, 2], "%matplotlib inline"),
+        (2, [3, 3], "from google.colab import drive"), (2, [4, 4], "drive.mount('/content/drive')"),
+        (4, [1, 4], "if RUN_TRAINING:")]
+    result.stdout.fnmatch_lines([" hw.ipynb (notebook): graded as notebook.py; 5 statement(s) left out",
+                                 "   left out cell 4, lines 1-4 `if RUN_TRAINING:`: line 4 inside it would run*"])
+
+
+BAD_FILES = {
+    "invalid-json": ("hw.ipynb", b'{"cells": [',
+                     notebook.PROBLEM_JSON.format(error="line 1, column 12: Expecting value")),
+    "syntax-error": ("hw.py", b"def f(:\n    pass\n",
+                     notebook.PROBLEM_SYNTAX.format(error="invalid syntax", where="line 1", excerpt="def f(:")),
+    "binary": ("hw.ipynb", bytes(range(256)), notebook.PROBLEM_BINARY),
+    "empty": ("hw.py", b"", notebook.PROBLEM_EMPTY),
+    "unknown-extension": ("hw.pdf", b"%PDF-1.4", notebook.PROBLEM_SUFFIX.format(suffix="`.pdf`")),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_a_bad_file_is_an_extraction_error(tmp_path, case):
+    name, content, problem = BAD_FILES[case]
+    (tmp_path / name).write_bytes(content)
+    extraction = notebook.convert(tmp_path / name, tmp_path / "out")
+    assert extraction.error == notebook.MSG_BAD_FILE.format(source=name, problem=problem)
+    assert (extraction.modules, extraction.defined) == ((), ())
+    assert not list((tmp_path / "out").iterdir())
+
+
+# Every bad file takes the same path through the plugin; two of them end to end.
+@pytest.mark.parametrize("case", ["invalid-json", "syntax-error"])
+def test_a_bad_file_fails_every_check_with_a_report_that_says_why(toy, case):
+    name, content, problem = BAD_FILES[case]
+    (toy.path / name).write_bytes(content)
+    result = toy.runpytest_subprocess(f"--submission={name}", "--report=out.json")
+    assert result.ret == 1
+    data = json.loads((toy.path / "out.json").read_text())
+    report.validate(data)
+    message = notebook.MSG_BAD_FILE.format(source=name, problem=problem)
+    assert data["extraction"]["error"] == message
+    assert [(c["outcome"], c["message"]) for c in data["checks"]] == [("failed", message)] * 2
+    assert (data["score"], data["harness_errors"]) == (0, 0)
+    result.stdout.fnmatch_lines([f" {message}"])
+
+
+def test_json_that_is_not_a_notebook_is_a_bad_file(tmp_path):
+    path = tmp_path / "hw.ipynb"
+    path.write_text('{"cells": 3}')
+    extraction = notebook.extract(path).extraction
+    assert extraction.error == notebook.MSG_BAD_FILE.format(
+        source="hw.ipynb", problem=notebook.PROBLEM_NOT_NOTEBOOK.format(error='it has no list of "cells"'))
+    assert (extraction.modules, extraction.defined, extraction.dropped) == ((), (), ())
+
+
+# -- the report ------------------------------------------------------------------------------------------
+def minimal_report(extraction: report.Extraction | None) -> report.Report:
+    return report.Report(submission="hw.ipynb", isolation="none", versions={"torchgrade": "0", "torch": "2",
+                                                                              "python": "3"},
+                         started_at="2026-11-23T01:00:00+00:00", finished_at="2026-11-23T01:00:05+00:00", score=0,
+                         max_score=0, pending_max_score=0, harness_errors=0, questions=(), checks=(),
+                         extraction=extraction)
+
+
+EXTRACTION = report.Extraction("hw.ipynb", "notebook", ("shoes",), ("CNN",), (
+    report.Dropped(3, (1, 4), "for epoch in range(10):", notebook.REASON_LOOP, ("epoch",)),
+    report.Dropped(2, (1, 1), "!pip install torch_geometric", notebook.REASON_SHELL)))
+
+
+def test_the_extraction_validates_and_a_folders_report_reads_as_before(tmp_path):
+    data = json.loads(report.write(minimal_report(EXTRACTION), tmp_path / "r.json").read_text())
+    assert data["extraction"]["dropped"][0] == {"cell": 3, "lines": [1, 4], "excerpt": "for epoch in range(10):",
+                                                "reason": notebook.REASON_LOOP, "names": ["epoch"]}
+    assert "error" not in data["extraction"]
+    assert "extraction" not in minimal_report(None).to_json()
+    report.validate(minimal_report(None).to_json())
+
+
+def test_a_malformed_extraction_names_the_field(tmp_path):
+    broken = report.Extraction("hw.ipynb", "pdf", (), (), ())
+    with pytest.raises(report.TorchgradeError, match=r"at extraction/kind: 'pdf' is not one of"):
+        report.write(minimal_report(broken), tmp_path / "r.json")
+
+
+def test_the_score_table_lists_dropped_definitions_first():
+    lines = plugin.score_table(minimal_report(EXTRACTION))
+    start = lines.index(" hw.ipynb (notebook): graded as shoes.py; 2 statement(s) left out")
+    assert lines[start + 1] == f"   left out cell 3, lines 1-4 `for epoch in range(10):`: {notebook.REASON_LOOP}"
+    assert lines[start + 2].startswith("   left out cell 2, line 1 `!pip install torch_geometric`")
+
+
+# -- the command line and a realistic notebook, end to end ------------------------------------------------
+def test_the_cli_refuses_a_missing_file(tmp_path, capsys):
+    assert cli.main(["--assignment", str(ROOT), "grade", str(tmp_path / "hw.ipynb")]) == cli.EXIT_USAGE
+    assert "does not exist (give a folder, a .py or a .ipynb)" in capsys.readouterr().err
+
+
+def test_the_colab_sample_notebook_earns_the_references_points(tmp_path):
+    path = colab.write_notebook(tmp_path)
+    # Only the hand-computation checks: cheap, and they look up CNN/CNNChannel in shoes.py too.
+    code, data = cli.grade(path, assignment=ROOT, isolation="process", report=tmp_path / "r.json",
+                           extra_args=("-k", "test_answers"))
+    assert code == cli.EXIT_OK, data and [c["message"] for c in data["checks"] if c["outcome"] != "passed"]
+    report.validate(data)
+    assert data["score"] == data["max_score"] > 0 and data["notes"] == []
+    extraction = data["extraction"]
+    assert extraction["modules"] == ["shoes", "answers"]
+    assert set(extraction["defined"]) == colab.reference_names()
+    reasons = {d["excerpt"].split("(")[0]: d["reason"] for d in extraction["dropped"]}
+    assert reasons["!pip install torch_geometric"] == notebook.REASON_SHELL
+    assert reasons["drive.mount"] == notebook.REASON_COLAB.format(what="it mounts Google Drive")
+    assert reasons["%matplotlib inline"] == notebook.REASON_MAGIC
+    assert reasons["%%time"] == notebook.REASON_CELL_MAGIC.format(magic="%%time")
+    assert reasons["for kernel_size in "] == notebook.REASON_LOOP
+    assert reasons["plt.show"] == notebook.REASON_PLOT.format(callee="plt.show")

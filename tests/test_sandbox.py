@@ -1,0 +1,209 @@
+"""The worker's sandbox (torchgrade/sandbox.py): what a submission can and cannot do in each tier.
+
+A probe submission reports from inside the worker what it sees; the tests state what each tier must
+guarantee. Tiers this machine cannot provide are skipped with the reason (the rlimits tier always
+runs).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from torchgrade import cli, errors, sandbox
+from torchgrade.proxy import OUTPUT_CAP, Submission, read_output
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROBE = '''
+import os, resource, socket, subprocess, sys
+
+def read(path):
+    try:
+        with open(path) as f:
+            return "read " + str(len(f.read()))
+    except OSError as exc:
+        return type(exc).__name__
+
+def write(path):
+    try:
+        with open(path, "w") as f:
+            f.write("forged")
+        return "written"
+    except OSError as exc:
+        return type(exc).__name__
+
+def listing(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError as exc:
+        return type(exc).__name__
+
+def connect():
+    try:
+        socket.create_connection(("1.1.1.1", 53), timeout=2).close()
+        return "connected"
+    except OSError as exc:
+        return type(exc).__name__
+
+def facts():
+    return {"uid": os.getuid(), "home": os.environ.get("HOME"), "tmp": os.environ.get("TMPDIR"),
+            "cwd": os.getcwd(), "address_space": resource.getrlimit(resource.RLIMIT_AS)[0],
+            "grader_env": sorted(k for k in os.environ if k.startswith("TORCHGRADE_") and k != "TORCHGRADE_THREADS"),
+            "isolated": sys.flags.isolated}
+
+def spawn_sleeper():
+    return subprocess.Popen(["sleep", "300"], start_new_session=True).pid
+
+def allocate(gigabytes):
+    return len(bytearray(int(gigabytes * 2**30)))
+'''
+
+
+def tiers() -> list:
+    params = []
+    for tier in sandbox.TIERS:
+        box = sandbox.available(tier)
+        mark = pytest.mark.skipif(box is None, reason=f"{tier} does not work on this machine")
+        params.append(pytest.param(tier, marks=mark, id=tier))
+    return params
+
+
+@pytest.fixture
+def probe(tmp_path, monkeypatch, request):
+    """A probe submission graded in process isolation under the tier of the test's parameter."""
+    tier = request.param
+    monkeypatch.setenv("TORCHGRADE_SANDBOX", tier)
+    monkeypatch.setenv("TORCHGRADE_SECRET", "grader only")
+    sandbox.choose.cache_clear()
+    folder = tmp_path / "submissions" / "alice"
+    folder.mkdir(parents=True)
+    (folder / "probe.py").write_text(textwrap.dedent(PROBE))
+    (tmp_path / "submissions" / "bob").mkdir()
+    (tmp_path / "submissions" / "bob" / "probe.py").write_text("ANSWER = 42\n")
+    monkeypatch.chdir(ROOT)  # the assignment: reference/ and graders/ must be hidden
+    submission = Submission(folder, "process", {})
+    yield tier, submission, tmp_path
+    submission.close()
+    sandbox.choose.cache_clear()
+
+
+def call(submission: Submission, name: str, *args):
+    return submission.lookup(name)(*args)
+
+
+@pytest.mark.parametrize("probe", tiers(), indirect=True)
+def test_every_tier_limits_and_cleans_the_environment(probe):
+    tier, submission, _ = probe
+    facts = call(submission, "facts")
+    assert facts["address_space"] == sandbox.Limits().address_space
+    assert facts["grader_env"] == []  # TORCHGRADE_SECRET stayed with the grader
+    assert facts["isolated"] == 1  # python -I
+    assert facts["home"].startswith(str(sandbox.scratch_area())) and facts["cwd"].endswith("submission")
+    assert facts["tmp"].startswith(str(sandbox.scratch_area()))
+    box = submission.backend.sandbox
+    if tier != "rlimits" or box.drops_privileges:
+        assert facts["uid"] == sandbox.NOBODY  # never root inside a namespace
+    else:  # root's Python under /root is out of nobody's reach: the report says the worker kept the uid
+        assert facts["uid"] == os.geteuid() and f"runs as: uid {os.geteuid()}" in " ".join(box.protections())
+    with pytest.raises(errors.CheckFailure, match="MemoryError"):
+        call(submission, "allocate", 50)  # 50 GB: refused by the address-space limit, not the OOM killer
+
+
+@pytest.mark.parametrize("probe", tiers()[:2], indirect=True)
+def test_namespaced_tiers_hide_the_assignment_and_the_network(probe):
+    tier, submission, tmp_path = probe
+    assert call(submission, "read", str(ROOT / "reference" / "gnn.py")) in ("FileNotFoundError", "PermissionError")
+    assert call(submission, "listing", str(ROOT / "graders")) in ([], "PermissionError")
+    assert call(submission, "listing", str(tmp_path / "submissions")) in ([], "PermissionError")
+    assert call(submission, "read", str(tmp_path / "submissions" / "bob" / "probe.py")) != "read 12"
+    assert call(submission, "connect") != "connected"
+    # Not writable: the assignment (a write into a hidden folder lands in a throwaway tmpfs at most);
+    # writable: the worker's own copy and temp folder.
+    canary = tmp_path / "canary.txt"
+    canary.write_text("original")
+    assert call(submission, "write", str(canary)) in ("OSError", "PermissionError")
+    assert canary.read_text() == "original"
+    call(submission, "write", str(ROOT / "graders" / "forged.py"))
+    assert not (ROOT / "graders" / "forged.py").exists()
+    assert call(submission, "write", "notes.txt") == "written"
+
+
+@pytest.mark.parametrize("probe", tiers()[:1], indirect=True)
+def test_background_processes_die_with_the_worker(probe):
+    _, submission, _ = probe
+    call(submission, "spawn_sleeper")
+    backend = submission.backend
+    worker = backend.process.pid
+    submission.close()
+    # bwrap's PID namespace ends with its first process: no sleeper survives anywhere.
+    sleepers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p) == "sleep\x00300\x00"]
+    assert not sleepers, f"sleep 300 outlived worker {worker}"
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_text()
+    except OSError:
+        return ""
+
+
+def test_required_refuses_the_rlimits_tier(monkeypatch):
+    monkeypatch.setenv("TORCHGRADE_SANDBOX", "required")
+    sandbox.choose.cache_clear()
+    monkeypatch.setattr(sandbox, "available", lambda tier: sandbox.Sandbox(tier) if tier == "rlimits" else None)
+    with pytest.raises(sandbox.SandboxUnavailable, match="neither bubblewrap nor unshare"):
+        sandbox.choose()
+    sandbox.choose.cache_clear()
+
+
+def test_unknown_setting_is_an_error(monkeypatch):
+    monkeypatch.setenv("TORCHGRADE_SANDBOX", "docker")
+    sandbox.choose.cache_clear()
+    with pytest.raises(sandbox.SandboxUnavailable, match="expected auto, required"):
+        sandbox.choose()
+    sandbox.choose.cache_clear()
+
+
+def test_hidden_paths_never_hide_what_the_worker_needs(tmp_path):
+    submission = tmp_path / "class" / "alice"
+    submission.mkdir(parents=True)
+    hidden = sandbox.hidden_paths(submission, ROOT, tmp_path / "missing-report.json")
+    assert ROOT / "reference" in hidden and ROOT / "graders" in hidden
+    assert submission in hidden and submission.parent in hidden
+    # The assignment root holds torchgrade itself (an editable install): never hidden as a whole.
+    assert ROOT not in hidden and Path("/") not in hidden
+
+
+def test_limits_apply_in_a_child():
+    limits = sandbox.Limits(address_space=3 * 2**30)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        limits.apply()
+        os._exit(0 if resource.getrlimit(resource.RLIMIT_AS)[0] == 3 * 2**30 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_read_output_keeps_the_head_and_counts_the_rest(tmp_path):
+    log = tmp_path / "worker.log"
+    log.write_bytes(b"a" * 10 + "é".encode() + b"b" * 100)
+    assert read_output(log, 11) == ("a" * 10 + "\ufffd", 101)  # a character cut in half is replaced
+    assert read_output(tmp_path / "missing.log", 11) == ("", 0)
+
+
+def test_the_report_names_the_sandbox_and_caps_the_output(tmp_path):
+    folder = tmp_path / "loud"
+    folder.mkdir()
+    answers = (ROOT / "reference" / "answers.py").read_text()
+    (folder / "answers.py").write_text(answers + "\nprint('x' * 200_000)\n")
+    _, data = cli.grade(folder, assignment=ROOT, isolation="process", report=tmp_path / "report.json",
+                        extra_args=("-k", "test_receptive_field_1d"))
+    assert data["score"] == data["max_score"] > 0
+    assert data["sandbox"][0] == f"sandbox: {sandbox.choose().tier}"
+    assert data["student_output"]["text"].startswith("x" * 1000)
+    assert data["student_output"]["dropped_bytes"] == 200_001 - OUTPUT_CAP

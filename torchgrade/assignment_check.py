@@ -1,0 +1,198 @@
+"""``torchgrade check ASSIGNMENT_DIR``: does an assignment grade its own samples as it should?
+
+Before an assignment goes to students, its graders must give the reference every auto-graded point,
+the template none, and each buggy sample of ``fixtures/submissions/`` exactly the points its TOML
+file says it loses, no more and no fewer. This grades those samples with the real entry point
+(:func:`torchgrade.cli.grade`, a fresh pytest process each) and prints one row per sample.
+
+A pytest selection (``-k``/``-m``) makes a check cheap, and narrows what it can prove: a sample is
+then compared on the questions that the selection graded, and a buggy sample none of whose lost
+questions was graded is reported as ``not selected``, never as a pass. Select whole questions (e.g.
+``-k answers`` grades every question of ``graders/test_answers.py``): a selection that grades part of
+a question can report a mismatch that is only the selection's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from torchgrade import cli
+from torchgrade.errors import TorchgradeError
+
+OK, MISMATCH, NOT_SELECTED, ERROR = "ok", "MISMATCH", "not selected", "ERROR"
+
+
+@dataclass(frozen=True)
+class SampleVerdict:
+    """How one sample was graded, against what its description says.
+
+    Attributes:
+        name: the sample (``reference``, ``template`` or a bug's TOML stem).
+        status: :data:`OK`, :data:`MISMATCH`, :data:`NOT_SELECTED` or :data:`ERROR`.
+        expected: what it should lose, in words.
+        got: what it lost, in words.
+        seconds: how long grading it took.
+    """
+
+    name: str
+    status: str
+    expected: str
+    got: str
+    seconds: float
+
+
+def load_samples_module(assignment: Path) -> ModuleType:
+    """Import ``ASSIGNMENT/fixtures/samples.py`` under a private name, so that it describes the
+    samples of this assignment and not those of whatever ``fixtures`` package is importable."""
+    path = Path(assignment) / "fixtures" / "samples.py"
+    if not path.is_file():
+        raise TorchgradeError(f"{assignment} has no fixtures/samples.py describing its sample submissions")
+    name = f"_torchgrade_samples_{zlib.crc32(str(path.resolve()).encode())}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def lost_points(data: dict[str, Any]) -> dict[str, float]:
+    """Question id -> points lost, for every auto-graded question that lost some."""
+    return {q["id"]: round(q["max_score"] - q["score"], 6) for q in data["questions"]
+            if not q["manual"] and q["score"] != q["max_score"]}
+
+
+def judge(name: str, expected_lost: dict[str, float] | None, data: dict[str, Any] | None) -> tuple[str, str, str]:
+    """Compare one graded sample with what it should lose.
+
+    Args:
+        name: the sample's name (``reference`` must also pass every check).
+        expected_lost: question id -> points the sample loses; None: it loses everything (the template).
+        data: the report's JSON, or None when grading wrote none.
+
+    Returns:
+        (status, expected in words, got in words).
+    """
+    expected_text = "everything" if expected_lost is None else _points_text(expected_lost)
+    if data is None:
+        return ERROR, expected_text, "no report (torchgrade error)"
+    if data["harness_errors"]:
+        return ERROR, expected_text, f"{data['harness_errors']} check(s) hit a torchgrade error"
+    lost = lost_points(data)
+    if expected_lost is None:
+        everything = f"everything ({data['max_score']:g})"
+        got = everything if data["score"] == 0 else f"{_points_text(lost)}; kept {data['score']:g}"
+        return (OK if data["score"] == 0 else MISMATCH), everything, got
+    graded = {q["id"] for q in data["questions"] if not q["manual"]}
+    expected = {q: p for q, p in expected_lost.items() if q in graded}
+    if expected_lost and not expected:
+        return NOT_SELECTED, expected_text, "its questions were not graded"
+    if expected != expected_lost:  # say which expectations the selection left out
+        expected_text = f"{_points_text(expected)} (of {expected_text})"
+    failed_in_reference = name == "reference" and any(c["outcome"] != "passed" for c in data["checks"])
+    status = OK if lost == expected and not failed_in_reference else MISMATCH
+    return status, expected_text, _points_text(lost)
+
+
+def _points_text(lost: dict[str, float]) -> str:
+    return ", ".join(f"{q} {p:g}" for q, p in lost.items()) if lost else "nothing"
+
+
+def check_assignment(assignment: str | Path, *, samples: list[str] | None = None, isolation: str = "none",
+                     pytest_args: tuple[str, ...] = (), reports: str | Path | None = None, verbose: bool = False,
+                     progress: Callable[[SampleVerdict], None] = lambda verdict: None) -> list[SampleVerdict]:
+    """Grade the samples of an assignment and judge each one.
+
+    Args:
+        assignment: the assignment folder (``graders/``, ``fixtures/samples.py``, ``reference/``...).
+        samples: sample names; default every sample (reference, template, each buggy sample).
+        isolation: ``none`` (the default: the samples are the instructor's own code) or ``process``.
+        pytest_args: extra pytest arguments for every grading (``-k answers``, ``--data-root synthetic``).
+        reports: a folder that keeps each sample's report (``<name>.json``) and pytest's output
+            (``<name>.log``); default a temporary folder.
+        verbose: show pytest's output as it runs instead of writing it to the log.
+        progress: called with each verdict as soon as its sample is graded.
+
+    Raises:
+        TorchgradeError: no such assignment or sample.
+    """
+    assignment = Path(assignment).resolve()
+    if not (assignment / "graders").is_dir():
+        raise TorchgradeError(f"{assignment} is not an assignment: it has no graders/ folder")
+    module = load_samples_module(assignment)
+    try:
+        chosen = [module.load(name) for name in samples] if samples else module.all_samples()
+    except KeyError as exc:
+        raise TorchgradeError(exc.args[0]) from None
+    verdicts = []
+    with tempfile.TemporaryDirectory(prefix="torchgrade-check-") as tmp:
+        report_dir = Path(reports) if reports is not None else Path(tmp) / "reports"
+        report_dir.mkdir(parents=True, exist_ok=True)
+        for sample in chosen:
+            started = time.monotonic()
+            expected = _points_text(sample.lost) if sample.lost is not None else "everything"
+            try:
+                folder = module.materialise(sample, Path(tmp) / "submissions")
+            except ValueError as exc:  # the reference changed under the sample's edit
+                got = "its edit no longer applies: " + str(exc).splitlines()[0]
+                verdict = SampleVerdict(sample.name, MISMATCH, expected, got, 0.0)
+            else:
+                with _output_to(None if verbose else report_dir / f"{sample.name}.log"):
+                    _, data = cli.grade(folder, assignment=assignment, isolation=isolation,
+                                        report=report_dir / f"{sample.name}.json", extra_args=tuple(pytest_args))
+                status, expected, got = judge(sample.name, sample.lost, data)
+                verdict = SampleVerdict(sample.name, status, expected, got, time.monotonic() - started)
+            verdicts.append(verdict)
+            progress(verdict)
+    return verdicts
+
+
+@contextlib.contextmanager
+def _output_to(log: Path | None) -> Iterator[None]:
+    """Send this process's and its children's stdout and stderr to ``log`` (None: leave them).
+
+    File descriptors, not ``sys.stdout``: the grading pytest is a child process that inherits them.
+    """
+    if log is None:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(log, "wb") as handle:
+            os.dup2(handle.fileno(), 1)
+            os.dup2(handle.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+HEADER = f"{'sample':<28} {'verdict':<13} {'should lose':<34} {'lost':<34} {'time':>6}"
+
+
+def format_row(verdict: SampleVerdict) -> str:
+    return (f"{verdict.name:<28} {verdict.status:<13} {verdict.expected:<34} {verdict.got:<34} "
+            f"{verdict.seconds:>5.1f}s")
+
+
+def exit_code(verdicts: list[SampleVerdict]) -> int:
+    """0: every sample graded as described (or not selected); 1: some mismatch; 3: a torchgrade error."""
+    if any(v.status == ERROR for v in verdicts):
+        return cli.EXIT_INTERNAL
+    if any(v.status == MISMATCH for v in verdicts):
+        return cli.EXIT_FAILED
+    return cli.EXIT_OK

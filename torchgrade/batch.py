@@ -1,0 +1,577 @@
+"""``torchgrade batch SUBMISSIONS/ --out reports/``: grade a whole class, on local cores or a Dask cluster.
+
+Every entry of ``SUBMISSIONS/`` is one submission: a folder, or a single ``.py`` / ``.ipynb`` file
+(hidden entries and ``__pycache__`` are ignored). Each is graded by :func:`torchgrade.cli.grade`, a
+fresh pytest process in ``--isolation process`` by default, and its report lands in ``--out``::
+
+    reports/<name>.json                     the report (``<name>`` keeps a file's suffix: bob.py.json)
+    reports/gradebook.csv                   one row per submission (torchgrade.gradebook)
+    reports/summary.html, *.png             the summary page and its plots (torchgrade.summary)
+    reports/.torchgrade-batch/<name>.json   the resumability record of each report
+    reports/.torchgrade-batch/logs/         pytest's output for each grading
+    reports/.torchgrade-batch/scratch/      the local gradings in flight (a rerun removes leftovers)
+
+Run one batch at a time per output folder.
+
+Design decisions:
+
+* **One task, two executors.** :func:`torchgrade.batchjob.grade_one` grades one submission and
+  returns plain data: the report's JSON, the exit code, the log. The local pool runs it on threads
+  (``--jobs N``; the work is in child processes, so threads are enough) and Dask runs it as a task
+  (``--scheduler``). Reports are written only by the batch's own process, as results arrive, so both
+  give the same files.
+* **Resumable, keyed by content.** A report is reused when its record names the same submission
+  content hash (SHA-256 of every file's relative path and bytes, ``__pycache__`` left out) and the
+  same grading set-up hash (the assignment's ``graders/``, ``fixtures/`` and ``pyproject.toml``,
+  the isolation mode, the pass-through pytest arguments and torchgrade's version) and the report's
+  own SHA-256 still matches. An edited submission, an edited grader or another ``-k`` selection is
+  graded again; ``--force`` regrades everything and ``--retry-failed`` regrades reports whose
+  status is not ``graded``.
+* **Nothing finished is lost.** The record is written first and the report second, each
+  atomically (:mod:`torchgrade.atomic`): the report's rename is the commit point. A batch killed at
+  any moment leaves every finished report valid and reusable; at most the gradings in flight run
+  again.
+* **One submission never stops the batch.** Each grading runs in its own process tree with a
+  wall-clock limit (``--timeout``, default :data:`DEFAULT_TIMEOUT` s, on top of the per-check limits
+  of the graders). A grading that times out, dies without a report, or writes one that breaks the
+  schema gets a report written by the batch: every check of the assignment at zero points, with a
+  note starting with :data:`torchgrade.gradebook.NOTE_PREFIX` that says why (``failed`` checks for
+  a timeout, ``error`` checks for a crash, which is never the student's fault under process
+  isolation). The whole tree (grader, pytest, workers) is frozen, then killed.
+* **On a cluster, submissions travel with the task.** The batch packs each submission into a
+  gzipped tar (at most :data:`MAX_PAYLOAD` bytes) and the task unpacks it into a scratch folder on
+  the worker, so workers need no shared file system and can never read one another's submissions.
+  The assignment (graders, fixtures, data) is the instructor's trusted set-up and must be installed
+  on every worker at the same path as on the client, like torchgrade itself: the batch checks this
+  on every worker before submitting anything. Reports come back as JSON and are written locally.
+* **One torch thread per grading when gradings run side by side**: ``OMP_NUM_THREADS`` is set for the
+  grading process, whose torch passes its thread count on to the worker (``TORCHGRADE_THREADS``).
+  Two gradings each spinning two OpenMP threads on two shared cores made training 3-9x slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torchgrade
+from torchgrade import atomic, batchjob, cli, gradebook
+from torchgrade.batchjob import Job, Outcome, content_hash, failed_outcome, grade_one, has_assignment, pack
+from torchgrade.errors import TorchgradeError
+
+#: Wall-clock seconds one submission's grading may take before the batch stops it.
+DEFAULT_TIMEOUT = 3600.0
+#: Largest packed submission sent to a cluster, in bytes.
+MAX_PAYLOAD = 64 * 2**20
+#: Where the resumability records and logs live, inside --out.
+STATE_DIR = ".torchgrade-batch"
+SUBMISSION_SUFFIXES = (".py", ".ipynb")
+#: Wall-clock seconds allowed to list the assignment's checks (pytest --collect-only).
+SKELETON_TIMEOUT = 300.0
+
+HELP = "grade every submission in a folder, in parallel or on a Dask cluster; write a gradebook and a summary"
+HELP_JOBS = "gradings run at once on this machine (default: the number of cores)"
+HELP_SCHEDULER = ("address of a Dask scheduler (tcp://HOST:PORT): send each submission to its cluster as a task; "
+                  "the assignment must be installed at the same path on every worker")
+HELP_TIMEOUT = (f"wall-clock seconds per submission before its grading is stopped with zero points "
+                f"(default {DEFAULT_TIMEOUT:g})")
+HELP_THREADS = "torch threads per grading (default: 1 when gradings run side by side, else torch's default)"
+HELP_FORCE = "regrade every submission, even those with an up-to-date report"
+HELP_RETRY = "regrade the submissions whose report is not 'graded' (timeouts, crashes, harness errors)"
+EPILOG = """\
+Arguments after a lone -- go to pytest for every grading, e.g. -- -k answers. The graders are those
+of torchgrade's --assignment folder (default: the current folder).
+
+A rerun skips submissions whose report is up to date (same submission content, same graders and
+arguments); a killed batch keeps every report it finished.
+
+Exit codes:
+  0  every submission was graded (whatever its score)
+  1  some gradings failed (timeout, crash, no report): their reports give zero points and say why
+  2  usage error (bad arguments, missing folders, a cluster worker without the assignment)
+  3  some reports contain torchgrade errors, or the batch itself failed
+"""
+
+MSG_INVALID = "the grading wrote a report that breaks the report schema ({error}), so every check scores 0"
+MSG_TOO_LARGE = "the submission is {size} MiB packed, more than the {limit} MiB that can be sent to a cluster"
+MSG_NO_ASSIGNMENT = ("Dask worker(s) {workers} have no assignment at {path} (graders/ and pyproject.toml): install it "
+                     "at the same path on every worker")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One entry of the submissions folder; ``name`` is the entry's name (a file keeps its suffix)."""
+
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch did.
+
+    Attributes:
+        graded: submissions graded by this run.
+        skipped: submissions whose up-to-date report was reused.
+        statuses: every submission's :func:`torchgrade.gradebook.status`, in folder order.
+        ignored: entries of the folder that are not submissions.
+        out: the output folder.
+        exit_code: see :data:`EPILOG`.
+    """
+
+    graded: tuple[str, ...]
+    skipped: tuple[str, ...]
+    statuses: dict[str, str]
+    ignored: tuple[str, ...]
+    out: Path
+    exit_code: int
+
+
+# -- submissions and their keys ---------------------------------------------------------------------
+def discover(folder: Path, *, exclude: Sequence[Path] = ()) -> tuple[list[Submission], list[str]]:
+    """The submissions in ``folder``, sorted by name, and the names of the entries that are not.
+
+    Args:
+        folder: one submission per subfolder, ``.py`` or ``.ipynb`` file.
+        exclude: paths never taken as submissions (the output folder, when it lies inside).
+    """
+    excluded = {p.resolve() for p in exclude}
+    found, ignored = [], []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.resolve() in excluded or entry.name.startswith(".") or entry.name in batchjob.IGNORED_DIRS:
+            continue
+        if entry.is_dir() or (entry.is_file() and entry.suffix in SUBMISSION_SUFFIXES):
+            found.append(Submission(entry.name, entry))
+        else:
+            ignored.append(entry.name)
+    return found, ignored
+
+
+def setup_hash(assignment: Path, isolation: str, extra_args: Sequence[str]) -> str:
+    """SHA-256 of what grading depends on besides the submission: graders, fixtures, configuration,
+    isolation, pytest arguments and torchgrade's version. A change regrades every submission."""
+    digest = hashlib.sha256(json.dumps([torchgrade.__version__, isolation, list(extra_args)]).encode())
+    for part in ("graders", "fixtures", "pyproject.toml"):
+        if (assignment / part).exists():
+            digest.update(f"{part}\0{content_hash(assignment / part)}\0".encode())
+    return digest.hexdigest()
+
+
+# -- executors ----------------------------------------------------------------------------------
+def run_local(jobs: list[Job], workers: int) -> Iterator[tuple[Job, Outcome]]:
+    """Grade ``jobs`` on this machine, ``workers`` at a time; yield each result as it is ready.
+
+    Closing the iterator early (Ctrl-C, an error in the caller) stops the gradings in flight.
+    """
+    batchjob.STOP.clear()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="torchgrade-batch")
+    futures = {pool.submit(grade_one, job): job for job in jobs}
+    try:
+        for future in as_completed(futures):
+            yield futures[future], future.result()  # grade_one never raises
+    finally:
+        batchjob.STOP.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        batchjob.STOP.clear()
+
+
+def run_dask(jobs: list[Job], scheduler: str, *, assignment: Path) -> Iterator[tuple[Job, Outcome]]:
+    """Grade ``jobs`` as tasks on the Dask cluster at ``scheduler``; yield each result as it is ready.
+
+    Each job carries its packed submission (see the module docstring).
+
+    Raises:
+        BatchUsageError: a worker lacks the assignment.
+    """
+    from distributed import Client
+    from distributed import as_completed as dask_completed
+
+    with Client(scheduler, timeout="60s", set_as_default=False) as client:
+        client.wait_for_workers(1, timeout=120)
+        present = client.run(has_assignment, str(assignment))
+        missing = sorted(worker for worker, ok in present.items() if not ok)
+        if missing:
+            raise BatchUsageError(MSG_NO_ASSIGNMENT.format(workers=", ".join(missing), path=assignment))
+        run = uuid.uuid4().hex[:8]
+        futures = {client.submit(grade_one, job, key=f"torchgrade-{run}-{i}", pure=False): job
+                   for i, job in enumerate(jobs)}
+        try:
+            for future in dask_completed(futures, loop=client.loop):
+                job = futures[future]
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # the task died with its worker, or could not run at all
+                    outcome = failed_outcome(job, batchjob.MSG_TASK_ERROR.format(error=f"{type(exc).__name__}: {exc}"))
+                yield job, outcome
+        finally:
+            client.cancel(list(futures))
+
+
+class BatchUsageError(Exception):
+    """The batch cannot start: a missing folder, a bad option, a cluster without the assignment."""
+
+
+# -- reports the batch writes itself ----------------------------------------------------------------
+def collect_skeleton(assignment: Path, isolation: str, extra_args: Sequence[str]) -> tuple[dict | None, str]:
+    """A report of every selected check with no result (``pytest --collect-only``), or None and why.
+
+    It gives a failed grading's report the assignment's checks, questions and maximum score.
+    """
+    outcome = grade_one(Job(name="(collection)", submission=str(assignment), payload=None,
+                            assignment=str(assignment), isolation=isolation,
+                            extra_args=[*extra_args, "--collect-only"], timeout=SKELETON_TIMEOUT, threads=None,
+                            scratch_root=None))
+    if outcome["report"] is None:
+        return None, outcome["problem"] or outcome["kind"]
+    return outcome["report"], ""
+
+
+def failure_report(job: Job, outcome: Outcome, skeleton: dict | None, why_no_skeleton: str = "") -> dict[str, Any]:
+    """The report of a submission the batch could not grade: every check at zero, and why.
+
+    A timeout fails the checks (the submission was too slow: the graders limit every call); any
+    other failure makes them errors, which are never the student's fault.
+    """
+    problem = outcome["problem"] or outcome["kind"]
+    outcome_name = "failed" if outcome["kind"] == "timeout" else "error"
+    headline = problem.splitlines()[0]
+    notes = [f"{gradebook.NOTE_PREFIX}{problem}"]
+    if skeleton is None:
+        notes.append(f"{gradebook.NOTE_PREFIX}the assignment's checks could not be listed: {why_no_skeleton}")
+        skeleton = {"versions": _versions(), "questions": [], "checks": [], "max_score": 0.0,
+                    "pending_max_score": 0.0}
+    checks = [{key: check[key] for key in ("id", "assignment", "question", "max_points")}
+              | {"points": 0.0, "outcome": outcome_name, "message": headline, "duration": 0.0}
+              for check in skeleton["checks"]]
+    questions = [question if question["manual"] else {**question, "score": 0.0} for question in skeleton["questions"]]
+    return {"schema_version": 1, "submission": job["submission"], "isolation": job["isolation"],
+            "versions": skeleton["versions"], "started_at": outcome["started_at"],
+            "finished_at": outcome["finished_at"], "score": 0.0, "max_score": skeleton["max_score"],
+            "pending_max_score": skeleton["pending_max_score"],
+            "harness_errors": sum(c["outcome"] == "error" for c in checks), "questions": questions,
+            "checks": checks, "notes": notes}
+
+
+def _versions() -> dict[str, str]:
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = "unknown"
+    return {"torchgrade": torchgrade.__version__, "torch": torch_version, "python": platform.python_version()}
+
+
+# -- resumability -----------------------------------------------------------------------------------
+def report_path(out: Path, name: str) -> Path:
+    return out / f"{name}.json"
+
+
+def record_path(out: Path, name: str) -> Path:
+    return out / STATE_DIR / f"{name}.json"
+
+
+def is_up_to_date(out: Path, name: str, content: str, setup: str, *, retry_failed: bool = False) -> bool:
+    """Whether ``out`` holds a valid report of this exact submission content and grading set-up."""
+    from torchgrade import report  # here: jsonschema is slow to import, and the CLI imports this module
+
+    try:
+        record = json.loads(record_path(out, name).read_text())
+        text = report_path(out, name).read_bytes()
+        data = json.loads(text)
+        report.validate(data)
+    except (OSError, ValueError, TorchgradeError):
+        return False
+    if (record.get("content_hash"), record.get("setup_hash")) != (content, setup):
+        return False
+    if record.get("report_sha256") != hashlib.sha256(text).hexdigest():
+        return False  # killed between the record and the report: the record describes another report
+    return not (retry_failed and gradebook.status(data) != gradebook.STATUS_GRADED)
+
+
+def commit(out: Path, name: str, data: dict[str, Any], record: dict[str, Any]) -> Path:
+    """Write a submission's record, then its report (the commit point), each atomically."""
+    text = json.dumps(data, indent=2) + "\n"
+    record = {**record, "report_sha256": hashlib.sha256(text.encode()).hexdigest()}
+    atomic.write_text(record_path(out, name), json.dumps(record, indent=2) + "\n")
+    return atomic.write_text(report_path(out, name), text)
+
+
+# -- the batch --------------------------------------------------------------------------------------
+def run_batch(submissions: Path, *, out: Path, assignment: Path, jobs: int | None = None,
+              scheduler: str | None = None, isolation: str = "process", timeout: float = DEFAULT_TIMEOUT,
+              threads: int | None = None, extra_args: Sequence[str] = (), force: bool = False,
+              retry_failed: bool = False, progress: bool = True) -> BatchResult:
+    """Grade every submission in ``submissions`` that has no up-to-date report in ``out``; write the
+    gradebook and the summary page of all of them.
+
+    Args:
+        submissions: the folder of submissions (see :func:`discover`).
+        out: the output folder (created if needed).
+        assignment: the folder holding ``graders/``, ``fixtures/`` and ``pyproject.toml``.
+        jobs: gradings at once on this machine (default: the number of cores); ignored with ``scheduler``.
+        scheduler: a Dask scheduler's address; grade there instead of locally.
+        isolation: ``process`` (default) or ``none``, as in ``torchgrade grade``.
+        timeout: wall-clock seconds per submission.
+        threads: torch threads per grading (default: 1 when gradings run side by side).
+        extra_args: pytest arguments for every grading (e.g. ``("-k", "answers")``).
+        force: regrade even up-to-date reports.
+        retry_failed: regrade reports whose status is not ``graded``.
+        progress: show a progress bar (per-submission lines are printed either way).
+
+    Raises:
+        BatchUsageError: missing folders, bad values, a cluster worker without the assignment.
+    """
+    submissions, out, assignment = submissions.resolve(), out.resolve(), assignment.resolve()
+    jobs = jobs or _cores()
+    _check_options(submissions, assignment, jobs=jobs, timeout=timeout, threads=threads, isolation=isolation)
+    found, ignored = discover(submissions, exclude=[out])
+    for folder in (out, out / STATE_DIR):
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic.remove_leftovers(folder)
+    shutil.rmtree(out / STATE_DIR / "scratch", ignore_errors=True)  # a killed batch's gradings in flight
+    setup = setup_hash(assignment, isolation, extra_args)
+    if threads is None and (scheduler or jobs > 1):
+        threads = 1
+    todo: list[tuple[Submission, str]] = []
+    skipped: list[str] = []
+    for sub in found:
+        content = content_hash(sub.path)
+        if not force and is_up_to_date(out, sub.name, content, setup, retry_failed=retry_failed):
+            skipped.append(sub.name)
+        else:
+            todo.append((sub, content))
+    # Local gradings keep their scratch folders (report, log) under --out, so that a rerun removes what a
+    # killed batch left; on a cluster they go to each worker's temporary folder.
+    scratch_root = None if scheduler else str(out / STATE_DIR / "scratch")
+    work = [Job(name=sub.name, submission=str(sub.path), payload=None, assignment=str(assignment),
+                isolation=isolation, extra_args=list(extra_args), timeout=float(timeout), threads=threads,
+                scratch_root=scratch_root) for sub, _ in todo]
+    contents = {sub.name: content for sub, content in todo}
+    display = _Display(len(found), len(skipped), enabled=progress)
+    where = f"on the Dask cluster at {scheduler}" if scheduler else f"{min(jobs, max(1, len(todo)))} at a time"
+    display.say(f"{len(found)} submissions in {submissions}: {len(todo)} to grade ({where}), {len(skipped)} up to date"
+                + (f"; not submissions: {', '.join(ignored)}" if ignored else ""))
+    skeleton: list[tuple[dict | None, str]] = []  # computed at the first failure, then reused
+
+    def skeleton_once() -> tuple[dict | None, str]:
+        if not skeleton:
+            skeleton.append(collect_skeleton(assignment, isolation, extra_args))
+        return skeleton[0]
+
+    graded: list[str] = []
+    with display:
+        if scheduler:
+            sendable, refused = _packed(work)
+            results = _chain(refused, run_dask(sendable, scheduler, assignment=assignment))
+        else:
+            results = run_local(work, jobs)
+        with contextlib.closing(results):
+            for job, outcome in results:
+                if outcome["kind"] == "interrupted":
+                    continue
+                data = _final_report(job, outcome, skeleton_once, out)
+                _write_log(out, job["name"], outcome["log"])
+                commit(out, job["name"], data, _record(job, outcome, contents[job["name"]], setup))
+                graded.append(job["name"])
+                display.finished(job["name"], data, outcome)
+    statuses = write_summaries(out, [sub.name for sub in found], ignored=ignored)
+    display.say(f"reports, gradebook.csv and summary.html in {out}")
+    code = cli.EXIT_OK
+    if gradebook.STATUS_FAILED in statuses.values():
+        code = cli.EXIT_FAILED
+    if gradebook.STATUS_HARNESS_ERROR in statuses.values():
+        code = cli.EXIT_INTERNAL
+    return BatchResult(tuple(graded), tuple(skipped), statuses, tuple(ignored), out, code)
+
+
+def write_summaries(out: Path, names: list[str], *, ignored: Sequence[str] = ()) -> dict[str, str]:
+    """Write ``gradebook.csv`` and ``summary.html`` from the reports of ``names`` in ``out`` (reports of
+    submissions no longer in the folder are left out); return each submission's status.
+
+    ``ignored`` names the entries of the submissions folder that are not submissions, for the page."""
+    from torchgrade import summary
+
+    reports = {name: json.loads(report_path(out, name).read_text()) for name in names
+               if report_path(out, name).is_file()}
+    gradebook.write(reports, out / "gradebook.csv")
+    summary.write(reports, out, report_files={name: report_path(out, name).name for name in reports},
+                  ignored=ignored)
+    return {name: gradebook.status(data) for name, data in reports.items()}
+
+
+def _check_options(submissions: Path, assignment: Path, *, jobs: int, timeout: float, threads: int | None,
+                   isolation: str) -> None:
+    if not submissions.is_dir():
+        raise BatchUsageError(f"submissions folder {submissions} does not exist")
+    if not has_assignment(str(assignment)):
+        raise BatchUsageError(f"{assignment} is not an assignment (no graders/ or pyproject.toml); use --assignment")
+    if jobs < 1 or timeout <= 0 or (threads is not None and threads < 1):
+        raise BatchUsageError(f"--jobs and --threads must be at least 1 and --timeout positive "
+                              f"(got {jobs}, {threads}, {timeout:g})")
+    if isolation not in ("none", "process"):
+        raise BatchUsageError(f"unknown isolation {isolation!r}; choose from 'none', 'process'")
+
+
+def _packed(work: list[Job]) -> tuple[list[Job], list[tuple[Job, Outcome]]]:
+    """Pack each job's submission for the cluster: (jobs to send, outcomes of those too large to send)."""
+    sendable, refused = [], []
+    for job in work:
+        payload = pack(Path(job["submission"]))
+        if len(payload) <= MAX_PAYLOAD:
+            sendable.append(Job(**{**job, "payload": payload}))
+        else:
+            size, limit = len(payload) // 2**20, MAX_PAYLOAD // 2**20
+            refused.append((job, failed_outcome(job, MSG_TOO_LARGE.format(size=size, limit=limit))))
+    return sendable, refused
+
+
+def _chain(first: list[tuple[Job, Outcome]], then: Iterator[tuple[Job, Outcome]]) -> Iterator[tuple[Job, Outcome]]:
+    """``first``, then ``then``; closing it closes ``then`` (itertools.chain cannot be closed)."""
+    yield from first
+    with contextlib.closing(then):
+        yield from then
+
+
+def _final_report(job: Job, outcome: Outcome, skeleton_once: Callable, out: Path) -> dict[str, Any]:
+    """The report to write for an outcome: the grading's own (under the client's submission path),
+    else one written by the batch. A report that breaks the schema is kept next to the log."""
+    from torchgrade import report
+
+    data = outcome["report"]
+    if data is not None:
+        data = {**data, "submission": job["submission"]}  # on a cluster, the task graded a scratch copy
+        try:
+            report.validate(data)
+            return data
+        except TorchgradeError as exc:
+            kept = out / STATE_DIR / "logs" / f"{job['name']}.invalid-report.json"
+            atomic.write_text(kept, json.dumps(data, indent=2) + "\n")
+            outcome = Outcome(**{**outcome, "kind": "error", "problem": MSG_INVALID.format(error=exc)})
+    data = failure_report(job, outcome, *skeleton_once())
+    report.validate(data)
+    return data
+
+
+def _record(job: Job, outcome: Outcome, content: str, setup: str) -> dict[str, Any]:
+    return {"name": job["name"], "submission": job["submission"], "content_hash": content, "setup_hash": setup,
+            "kind": outcome["kind"], "exit_code": outcome["exit_code"], "seconds": outcome["seconds"],
+            "host": outcome["host"], "graded_at": outcome["finished_at"]}
+
+
+def _write_log(out: Path, name: str, log: str) -> None:
+    atomic.write_text(out / STATE_DIR / "logs" / f"{name}.log", log)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class _Display:
+    """The progress bar (rich): done / failed / remaining and seconds per submission, plus one line per
+    finished submission, on stderr."""
+
+    def __init__(self, total: int, skipped: int, *, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True, highlight=False)
+        self.done, self.failed, self.remaining = skipped, 0, total - skipped
+        self.seconds: list[float] = []
+        self.progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("failed {task.fields[failed]} · remaining {task.fields[remaining]} · "
+                                            "{task.fields[per]}"), TimeElapsedColumn(),
+                                 console=self.console, disable=not enabled)
+        self.task = self.progress.add_task("grading", total=total, completed=skipped, failed=0,
+                                           remaining=self.remaining, per="")
+
+    def __enter__(self) -> _Display:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def say(self, text: str) -> None:
+        self.progress.console.print(text, markup=False, soft_wrap=True)
+
+    def finished(self, name: str, data: dict[str, Any], outcome: Outcome) -> None:
+        state = gradebook.status(data)
+        self.done, self.remaining = self.done + 1, self.remaining - 1
+        self.failed += state != gradebook.STATUS_GRADED
+        self.seconds.append(outcome["seconds"])
+        mean = sum(self.seconds) / len(self.seconds)
+        self.progress.update(self.task, completed=self.done, failed=self.failed, remaining=self.remaining,
+                             per=f"{mean:.1f} s/submission")
+        line = f"{name}: {data['score']:g} / {data['max_score']:g} in {outcome['seconds']:.1f} s"
+        if state != gradebook.STATUS_GRADED:
+            line += f" ({state}: {(outcome['problem'] or 'see its report').splitlines()[0]})"
+        self.say(line)
+
+
+# -- command line -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="torchgrade batch", description=HELP, epilog=EPILOG,
+                                     usage="torchgrade [--assignment DIR] batch SUBMISSIONS --out DIR [options] "
+                                           "[-- PYTEST_ARGS ...]",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("submissions", type=Path, help="folder with one submission per subfolder, .py or .ipynb file")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the reports, gradebook.csv, summary.html")
+    parser.add_argument("--jobs", "-j", type=int, default=None, help=HELP_JOBS)
+    parser.add_argument("--scheduler", default=None, help=HELP_SCHEDULER)
+    parser.add_argument("--isolation", choices=("none", "process"), default="process",
+                        help="where student code runs, as in torchgrade grade (default: process)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help=HELP_TIMEOUT)
+    parser.add_argument("--threads", type=int, default=None, help=HELP_THREADS)
+    parser.add_argument("--force", action="store_true", help=HELP_FORCE)
+    parser.add_argument("--retry-failed", action="store_true", help=HELP_RETRY)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    return parser
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``batch`` with the ``torchgrade`` command's subparsers.
+
+    argparse cannot take pass-through arguments after ``--`` in a subparser, so ``batch`` takes its
+    arguments as they are and parses them with :func:`build_parser` itself.
+    """
+    batch_parser = subparsers.add_parser("batch", help=HELP, add_help=False, prefix_chars="+")
+    batch_parser.add_argument("arguments", nargs=argparse.REMAINDER)
+    batch_parser.set_defaults(func=_cmd_batch)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    arguments = list(args.arguments)
+    pytest_args = arguments[arguments.index("--") + 1:] if "--" in arguments else []
+    own = arguments[:arguments.index("--")] if "--" in arguments else arguments
+    try:
+        options = build_parser().parse_args(own)
+    except SystemExit as exc:
+        return cli.EXIT_USAGE if exc.code else cli.EXIT_OK
+    try:
+        result = run_batch(options.submissions, out=options.out, assignment=args.assignment, jobs=options.jobs,
+                           scheduler=options.scheduler, isolation=options.isolation, timeout=options.timeout,
+                           threads=options.threads, extra_args=pytest_args, force=options.force,
+                           retry_failed=options.retry_failed, progress=not options.no_progress)
+    except BatchUsageError as exc:
+        print(f"torchgrade batch: {exc}", file=sys.stderr)
+        return cli.EXIT_USAGE
+    except KeyboardInterrupt:
+        print("torchgrade batch: interrupted; every finished report is kept: run the same command again to "
+              "grade the rest", file=sys.stderr)
+        raise
+    return result.exit_code

