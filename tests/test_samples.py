@@ -62,7 +62,7 @@ def test_reference_earns_every_auto_point(grading):
     data = grading("reference")
     assert lost_points(data) == {}
     assert all(c["outcome"] == "passed" for c in data["checks"])
-    assert data["max_score"] == 94 and data["pending_max_score"] == 38
+    assert data["max_score"] == 111 and data["pending_max_score"] == 38
 
 
 def test_template_earns_nothing_and_says_not_implemented(grading):

@@ -14,6 +14,7 @@ MODULES: dict[str, tuple[str, ...]] = {
                 "gnn_graph_output", "gnn_param_grads", "message_passing"),
     "gnn": ("normalize_adjacency", "GraphConvolution", "GNN", "GraphAttentionLayer", "GAT", "circulant_adjacency",
             "circulant_matrix", "dft_matrix", "circulant_eigenvalues", "MoleculeMLP", "MoleculeGNN"),
+    "unet": ("Down", "Up", "UNet", "mean_iou"),
 }
 
 #: public name -> module, e.g. ``{"CNN": "shoes"}``.
