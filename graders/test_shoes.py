@@ -428,8 +428,12 @@ def test_train_model(training_probe, parts, evidence):
 # * CNNChannel (the shoes meet in conv1): at lr 3e-3, batch 10, the reference over 40 runs (20 seeds
 #   x 2 data seeds, one of them this grader's) is at min 1.000, mean 1.000 after 150 iterations; it
 #   first reaches 90% after 42-126 iterations (only 14/20 seeds by 99). At lr 1e-3 and 150 iterations,
-#   19 of 20 (min 0.867). Hence 150 iterations at lr 3e-3: the margin is 0.1 in accuracy and about 24
-#   iterations in budget; the handout's "~50 iterations" is too few here (1 of 20 seeds).
+#   19 of 20 (min 0.867). The handout's "~50 iterations" is too few here (1 of 20 seeds).
+#   Those runs used 2 threads. On 1 thread the numbers take another path: 20 seeds (each with its own
+#   photos) first reach 90% after 45-108 iterations and are all at 1.000 after 150, but this grader's
+#   seed on its own photos first reaches 90% after 174 and stays at 1.000 from 210 (with 2 threads it
+#   was at 1.000 by 150). Training is pinned to 1 thread (MEMORISE_THREADS, so that a batch job and a
+#   student's laptop give one verdict) with 250 iterations: 40 iterations of margin for this seed.
 #   Buggy samples at this budget reach at most: positives 0.80 / negatives 0.33 (a "different" pair
 #   that can be a true pair), 1.00 / 0.00 (negatives across students; shoes stacked on width),
 #   0.00 / 0.00 (labels swapped).
@@ -442,11 +446,14 @@ def test_train_model(training_probe, parts, evidence):
 MEMORISE_STUDENTS = 5
 MEMORISE_SEED = 7
 MEMORISE_MODEL = "CNNChannel"
+#: Training runs on this many torch threads wherever it is graded (see training.set_threads).
+MEMORISE_THREADS = 1
 #: The budget of the memorisation check: the student's train_model with these arguments.
-MEMORISE_BUDGET = dict(n=4, batch_size=10, learning_rate=3e-3, max_iters=150)
+MEMORISE_BUDGET = dict(n=4, batch_size=10, learning_rate=3e-3, max_iters=250)
 MEMORISE_THRESHOLD = 0.9
-CALIBRATION_CNN_CHANNEL = ("the reference is at 100% after 150 iterations in 40 of 40 runs; CNN is not "
-                           "required to memorise, see the handout's warning")
+CALIBRATION_CNN_CHANNEL = ("on one thread the reference is at 100% after 150 iterations for 20 of 20 seeds and "
+                           "after 210 for this grader's seed; CNN is not required to memorise, see the handout's "
+                           "warning")
 
 
 def training_layout(probe) -> str:
@@ -468,6 +475,7 @@ def memorised(submission, grade_cache, shoe_arrays, training_probe) -> dict:
     def run() -> dict:
         submission.seed(MEMORISE_SEED)
         submission.set_time_limit(150)
+        threads = submission.apply(training.set_threads, MEMORISE_THREADS)
         try:
             model = submission.lookup(MEMORISE_MODEL)(n=budget["n"])
             returned = submission.train_model(
@@ -481,9 +489,13 @@ def memorised(submission, grade_cache, shoe_arrays, training_probe) -> dict:
                     "curves": _curves(returned), "layout": layout}
         finally:
             submission.set_time_limit(None)
+            try:
+                submission.apply(training.set_threads, threads)
+            except CheckFailure:
+                pass  # the worker died or timed out: its successor starts with the default count
 
-    return grade_cache.compute(f"memorise-{MEMORISE_MODEL}", ("shoes",),
-                               {**budget, "layout": layout, "seed": MEMORISE_SEED}, run, ignore=("load_shoes",))
+    settings = {**budget, "layout": layout, "seed": MEMORISE_SEED, "threads": MEMORISE_THREADS}
+    return grade_cache.compute(f"memorise-{MEMORISE_MODEL}", ("shoes",), settings, run, ignore=("load_shoes",))
 
 
 @pytest.mark.points(2, question="Q4b")

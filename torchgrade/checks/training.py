@@ -87,6 +87,18 @@ class ConstantModel(nn.Module):
         return logits + self.bias
 
 
+def set_threads(threads: int) -> int:
+    """Set torch's intra-op thread count where the submission runs; return the previous count.
+
+    A training check's verdict must not depend on where it runs: the same seeded run takes a
+    different numerical path with 1 thread than with 2 (a batch grades with 1 per job), enough to
+    move a marginal run across its threshold. Training checks pin the count they were calibrated at.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return previous
+
+
 def scratch_folder(prefix: str) -> str:
     """A new empty folder the submission may write to, next to it: under the worker's own TMPDIR
     (inside its scratch copy) in process isolation, where the rest of the file system is read-only."""
