@@ -3,6 +3,10 @@ none, each buggy sample loses exactly the points its TOML file names, and both i
 give the same verdicts.
 
 Each sample is graded by the real entry point (``torchgrade.cli.grade``, a fresh pytest process).
+The reference and the template are graded by every grader; a buggy sample only by the grader modules
+that mention a name of a module it edits (``-k test_gnn.py``): every other grader sees the
+reference's code byte for byte, so its verdicts are the reference's, and grading them again cost most
+of this file's time.
 Graphs are the synthetic citation graph everywhere (``--data-root synthetic``), as in CI, where
 the Planetoid files are absent. Training results are shared through a grade cache keyed by the
 content of the graded code, so samples whose training code is the reference's reuse its runs; the
@@ -12,12 +16,14 @@ mode, which also shows that grading twice gives the same verdicts and the same m
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from fixtures import samples
 from torchgrade import cli, report
+from torchgrade.interface import MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = samples.all_samples()
@@ -26,6 +32,17 @@ BUGS = [s for s in ALL if s.name not in ("reference", "template")]
 MODE_SAMPLES = ["reference", "template", "labels_swapped", "stacked_on_width", "gat_unmasked"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+def graders_for(sample: samples.Sample) -> str | None:
+    """A pytest ``-k`` selecting the grader modules that mention a name of a module the sample edits
+    (None: every grader, for samples that edit nothing)."""
+    names = {name for file, _, _ in sample.edits for name in MODULES.get(Path(file).stem, ())}
+    if not names:
+        return None
+    pattern = re.compile(r"\b(" + "|".join(sorted(names)) + r")\b")
+    chosen = [path.name for path in sorted((ROOT / "graders").glob("test_*.py")) if pattern.search(path.read_text())]
+    return " or ".join(chosen)
 
 
 @pytest.fixture(scope="session")
@@ -40,9 +57,11 @@ def grading(tmp_path_factory: pytest.TempPathFactory):
         # that run, compared with the in-process one, shows that both modes and two runs agree.
         cache = root / ("cache-reference-process" if (name, isolation) == ("reference", "process") else "cache")
         if (name, isolation) not in done:
+            selection = graders_for(samples.load(name))
             code, data = cli.grade(folders[name], assignment=ROOT, isolation=isolation,
                                    report=root / f"{name}-{isolation}.json",
-                                   extra_args=("--grade-cache", str(cache), "--data-root", "synthetic"))
+                                   extra_args=("--grade-cache", str(cache), "--data-root", "synthetic",
+                                               *(("-k", selection) if selection else ())))
             assert data is not None, f"{name}: no report was written (exit code {code})"
             report.validate(data)
             assert data["harness_errors"] == 0, [c["message"] for c in data["checks"] if c["outcome"] == "error"]
@@ -77,6 +96,13 @@ def test_template_earns_nothing_and_says_not_implemented(grading):
 def test_buggy_sample_loses_exactly_its_points(grading, sample):
     data = grading(sample.name)
     assert lost_points(data) == sample.lost, sample.description
+
+
+def test_samples_are_graded_by_the_graders_of_what_they_edit():
+    assert graders_for(samples.load("reference")) is None
+    assert graders_for(samples.load("unet_flag_ignored")) == "test_unet.py"
+    assert "test_gnn.py" in graders_for(samples.load("gat_unmasked"))
+    assert "test_shoes.py" in graders_for(samples.load("labels_swapped"))
 
 
 @pytest.mark.parametrize("name", MODE_SAMPLES)
