@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 TIERS = ("bubblewrap", "unshare", "rlimits")
@@ -87,14 +87,18 @@ class Scratch:
     """A private copy of the submission with its own home and temp folder, writable by the worker."""
 
     root: Path
-    submission: Path = field(init=False)
-    home: Path = field(init=False)
-    tmp: Path = field(init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "submission", self.root / "submission")
-        object.__setattr__(self, "home", self.root / "home")
-        object.__setattr__(self, "tmp", self.root / "tmp")
+    @property
+    def submission(self) -> Path:
+        return self.root / "submission"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
 
     @classmethod
     def create(cls, submission: Path, owner: int | None) -> Scratch:
@@ -264,18 +268,10 @@ def hidden_paths(submission: Path, assignment: Path | None, report: Path | None)
     for path in candidates:
         if not path.exists() or path in hidden or path == Path("/"):
             continue
-        if any(_inside(need, path) or _inside(path, need) for need in needed):
+        if any(need.resolve().is_relative_to(path) or path.is_relative_to(need.resolve()) for need in needed):
             continue
         hidden.append(path)
     return hidden
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def hide_paths(paths: Sequence[str], writable: str) -> None:

@@ -11,8 +11,7 @@ concatenated, with ``node_ptr``/``edge_ptr`` offsets per molecule, the layout of
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,21 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread, then restore the count (also a decorator: ``@one_thread()``).
-
-    The graders' training runs are small (molecule batches, a 644-node GAT): a second thread saves
-    little, and where the other core is busy (a second grading job, a parallel batch) two spinning
-    OpenMP threads made a 10 s molecule run take over 90 s here, and a GAT run 50 s -> 160 s.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+from torchgrade.checks.training import one_thread
 
 
 # -- node classification -------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The training loop and the probe need the submitted model itself (autograd, forward hooks), so they
 run where it lives (``Submission.apply``): with process isolation, inside the worker. Like
-:mod:`torchgrade.checks.graphs` (whose ``one_thread`` they share) they are the grader's own,
+:mod:`torchgrade.checks.graphs` (with ``training.one_thread``, which they share) they are the grader's own,
 trusted code, take and return plain data and import only torch, NumPy and that module.
 :func:`class_iou` is the grader's IoU, used both to score the trained models and as the exact
 expectation for a submitted ``mean_iou``.
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchgrade.checks.graphs import one_thread
+from torchgrade.checks.training import one_thread
 
 
 # -- intersection over union -------------------------------------------------------------------------
