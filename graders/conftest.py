@@ -5,6 +5,7 @@ Data comes from the deterministic generators in ``fixtures/``; nothing is downlo
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -13,11 +14,22 @@ import pytest
 
 pytest_plugins = ["torchgrade.plugin"]
 
-# fixtures/ ships with the assignment next to graders/; make it importable however pytest is run.
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
+
+def _import_fixtures() -> None:
+    """Import fixtures/, which ships next to graders/, by its path. The assignment's folder never goes
+    on ``sys.path``: a ``torch.py`` or ``numpy.py`` at the root of a student's repository shadows nothing."""
+    if "fixtures" in sys.modules:  # the harness's own tests imported it already
+        return
+    spec = importlib.util.spec_from_file_location("fixtures", ROOT / "fixtures" / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT / "fixtures")])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fixtures"] = module
+    spec.loader.exec_module(module)
+
+
+_import_fixtures()
 from fixtures import citation, molecules, shoes_data  # noqa: E402
 
 #: Seed of the synthetic shoe photos every shoe check uses.

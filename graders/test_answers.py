@@ -1,9 +1,14 @@
-"""Graders of the shoe assignment's hand computations and formulas (ASSIGNMENTS.md section A):
-Q2a, Q2b, Q2d, Q3d, Q3f and Q6a-c, answered as functions in ``answers.py``.
+"""Graders of the hand computations answered as functions in ``answers.py``: the shoe assignment's
+Q2a, Q2b, Q2d, Q3d, Q3f and Q6a-c (ASSIGNMENTS.md section A) and the EECS 182 midterm review's
+basics 1-4 (section C: the sigmoid's derivative, the gradients of a one-hidden-layer network, ridge
+regression, batch norm and its mean-only variant; the review's message passing is graded in
+``test_gnn.py``).
 
 Each is checked on the handout's own numbers and on seeded random inputs against an independent
-implementation here (torch autograd for gradients). Parameter counts and receptive fields are also
-compared with the submitted models themselves.
+implementation here (torch autograd for gradients, ``numpy.linalg.lstsq`` for ridge regression).
+Parameter counts and receptive fields are also compared with the submitted models themselves.
+Where a review's printed solution is wrong (the gradient of mean-only batch norm), the grader
+follows autograd.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from torchgrade.checks import params, receptive_field, shapes
-from torchgrade.errors import CheckFailure
+from torchgrade.errors import CheckFailure, StudentError
 
 ASSIGNMENT = "shoes"
 
@@ -245,3 +250,146 @@ def test_gnn_param_grads(sub, parts):
             got, want = sub.gnn_param_grads(**case, q=q, target=target), gnn_network(**case, q=q, target=target)
             shapes.check_close(field(got, "W", who), want["W_grad"], f"{who}['W']", atol=1e-6)
             shapes.check_close(field(got, "q", who), want["q_grad"], f"{who}['q']", atol=1e-6)
+
+
+# -- EECS 182 midterm review, basics: the maths as functions --------------------------------------------
+EECS = "eecs182"
+HINT_MLP = ("Hint: every gradient carries dL/dy_pred = 2 (y_pred - y_true) by the chain rule, e.g. "
+            "dL/db_i = 2 (y_pred - y_true) C_i sigma'(z_i) with z = A x + b.")
+HINT_BATCHNORM = ("Hint: batch norm divides by the square root of the biased variance, the mean of (x_i - mu)^2 over "
+                  "the m samples (not m - 1), plus eps; gamma and beta act per feature.")
+HINT_MEAN_ONLY = ("Hint: every y_j depends on x_i through the batch mean, so dL/dx_i = sum_j dL/dy_j dy_j/dx_i "
+                  "collects -gamma/m of every dL/dy_j; the review's printed gamma (1 - 1/m) dL/dy_i keeps only j = i.")
+
+
+def param_grad(result, key: str, expected: np.ndarray, who: str) -> np.ndarray:
+    """A returned gradient, read in the parameter's shape: a column (k, 1), a row (1, k) and a flat (k,)
+    hold the same k numbers, so any of them is accepted for a vector parameter."""
+    value = shapes.as_array(field(result, key, who), f"{who}['{key}']", allow_sequences=True)
+    if value.size == expected.size and (value.ndim <= 1 or 1 in value.shape):
+        value = value.reshape(expected.shape)
+    return shapes.check_close(value, expected, f"{who}['{key}']", atol=1e-10, rtol=1e-8)
+
+
+def mlp_network(x: float, y_true: float, A, b, C, d: float) -> dict[str, np.ndarray]:
+    """y = C sigmoid(A x + b) + d, L = (y_true - y)^2, gradients by autograd."""
+    params = {name: torch.tensor(np.asarray(v, dtype=np.float64), requires_grad=True)
+              for name, v in (("A", A), ("b", b), ("C", C), ("d", d))}
+    y_pred = params["C"] @ torch.sigmoid(params["A"] * x + params["b"]) + params["d"]
+    ((y_true - y_pred) ** 2).sum().backward()
+    return {name: t.grad.numpy() for name, t in params.items()}
+
+
+@pytest.mark.points(1, question="Basics-1a", assignment=EECS)
+def test_sigmoid_derivative(sub):
+    z = np.concatenate([np.linspace(-8, 8, 33), [-30.0, -12.5, 12.5, 30.0]])
+    t = torch.tensor(z, requires_grad=True)
+    torch.sigmoid(t).sum().backward()
+    shapes.check_close(sub.sigmoid_derivative(z), t.grad.numpy(), f"sigmoid_derivative(array of {len(z)} z)",
+                       atol=1e-12, rtol=1e-9)
+    shapes.check_close(sub.sigmoid_derivative(0.0), 0.25, "sigmoid_derivative(0.0)", atol=1e-12)
+
+
+@pytest.mark.points(3, question="Basics-1b-e", assignment=EECS)
+def test_mlp_gradients(sub, parts):
+    rng = np.random.default_rng(182)
+    cases = []
+    for k in (1, 3, 5):
+        cases.append(dict(x=round(float(rng.normal()), 3), y_true=round(float(rng.normal()), 3),
+                          A=rng.normal(size=(k, 1)), b=rng.normal(size=(k, 1)), C=rng.normal(size=(1, k)),
+                          d=round(float(rng.normal()), 3)))
+    results = []
+    for case in cases:
+        k = len(case["A"])
+        who = f"mlp_gradients(x={case['x']:g}, y_true={case['y_true']:g}, A[{k}, 1], b[{k}, 1], C[1, {k}], d)"
+        try:
+            results.append((who, sub.mlp_gradients(**case), mlp_network(**case)))
+        except CheckFailure as failure:
+            results.append((who, failure, None))
+
+    def check(keys: tuple[str, ...]) -> None:
+        for who, got, want in results:
+            if want is None:
+                raise got
+            for key in keys:
+                try:
+                    param_grad(got, key, want[key], who)
+                except CheckFailure as failure:
+                    raise CheckFailure(f"{failure}\n{HINT_MLP}") from None
+
+    with parts.part(1, "dL/dd and dL/dC, against autograd"):
+        check(("d", "C"))
+    with parts.part(1, "dL/db, against autograd"):
+        check(("b",))
+    with parts.part(1, "dL/dA, against autograd"):
+        check(("A",))
+
+
+def augmented_lstsq(A: np.ndarray, b: np.ndarray, lam: float) -> np.ndarray:
+    """Ridge regression as plain least squares: minimise ||[A; sqrt(lam) I] x - [b; 0]||^2."""
+    n = A.shape[1]
+    stacked = np.vstack([A, np.sqrt(lam) * np.eye(n)])
+    return np.linalg.lstsq(stacked, np.concatenate([b, np.zeros(n)]), rcond=None)[0]
+
+
+@pytest.mark.points(2, question="Basics-2", assignment=EECS)
+def test_ridge_solution(sub, parts):
+    rng = np.random.default_rng(2)
+    for name, sizes in (("tall and square A, lambda 0 to 3", [(8, 3, 0.0), (8, 3, 0.5), (5, 5, 3.0), (20, 4, 1e-3)]),
+                        ("wide A (more unknowns than equations), lambda > 0", [(3, 6, 0.7), (2, 5, 2.0)])):
+        with parts.part(1, name):
+            for m, n, lam in sizes:
+                A, b = rng.normal(size=(m, n)), rng.normal(size=m)
+                shapes.check_close(sub.ridge_solution(A, b, lam), augmented_lstsq(A, b, lam),
+                                   f"ridge_solution(A[{m}, {n}], b[{m}], lam={lam:g})", atol=1e-9, rtol=1e-7)
+
+
+def with_hint(check, hint: str) -> None:
+    """Run a check; a wrong value (not an exception of the submission's) fails with the hint added."""
+    try:
+        check()
+    except CheckFailure as failure:
+        if isinstance(failure, StudentError):
+            raise
+        raise CheckFailure(f"{failure}\n{hint}") from None
+
+
+@pytest.mark.points(2, question="Basics-3", assignment=EECS)
+def test_batchnorm_forward(sub, parts):
+    with parts.part(1, "the review's batch {1, 7, 7, 9}"):
+        with_hint(lambda: shapes.check_close(sub.batchnorm_forward([1.0, 7.0, 7.0, 9.0]), [-5 / 3, 1 / 3, 1 / 3, 1.0],
+                                             "batchnorm_forward([1, 7, 7, 9])", atol=1e-9), HINT_BATCHNORM)
+    with parts.part(1, "batches of feature vectors with gamma, beta and eps, against torch's batch_norm"):
+        rng = np.random.default_rng(3)
+        for m, d, eps in ((4, 1, 1e-5), (6, 3, 1e-3), (2, 5, 0.1)):  # torch refuses eps = 0 in training
+            x, gamma, beta = rng.normal(size=(m, d)) * 3 + 1, rng.normal(size=d), rng.normal(size=d)
+            expected = F.batch_norm(torch.from_numpy(x), None, None, torch.from_numpy(gamma), torch.from_numpy(beta),
+                                    training=True, eps=eps).numpy()
+            who = f"batchnorm_forward(x[{m}, {d}], gamma[{d}], beta[{d}], eps={eps:g})"
+            with_hint(lambda x=x, gamma=gamma, beta=beta, eps=eps, expected=expected, who=who: shapes.check_close(
+                sub.batchnorm_forward(x, gamma, beta, eps), expected, who, atol=1e-9), HINT_BATCHNORM)
+
+
+def mean_only_grad(grad_y: np.ndarray, x: np.ndarray, gamma, beta) -> np.ndarray:
+    x_t = torch.tensor(x, requires_grad=True)
+    gamma_t, beta_t = (torch.as_tensor(np.asarray(v, dtype=np.float64)) for v in (gamma, beta))
+    y = gamma_t * (x_t - x_t.mean(dim=0)) + beta_t
+    y.backward(torch.from_numpy(grad_y))
+    return x_t.grad.numpy()
+
+
+@pytest.mark.points(2, question="Basics-4", assignment=EECS)
+def test_mean_only_batchnorm_backward(sub, parts):
+    rng = np.random.default_rng(4)
+    numbers = [(rng.normal(size=4), rng.normal(size=4), 1.0, 0.0), (rng.normal(size=7), rng.normal(size=7), -0.6, 2.0)]
+    vectors = [(rng.normal(size=(5, 3)), rng.normal(size=(5, 3)), rng.normal(size=3), rng.normal(size=3))]
+    for name, cases in (("a batch of numbers (the review's setting), against autograd", numbers),
+                        ("batches of feature vectors with a gamma per feature, against autograd", vectors)):
+        with parts.part(1, name):
+            for grad_y, x, gamma, beta in cases:
+                shown = f"gamma{list(np.shape(gamma))}" if np.ndim(gamma) else f"gamma={gamma:g}"
+                who = f"mean_only_batchnorm_backward(grad_y{list(x.shape)}, x{list(x.shape)}, {shown}, ...)"
+                expected = mean_only_grad(grad_y, x, gamma, beta)
+                with_hint(lambda grad_y=grad_y, x=x, gamma=gamma, beta=beta, expected=expected, who=who:
+                          shapes.check_close(sub.mean_only_batchnorm_backward(grad_y, x, gamma, beta), expected, who,
+                                             atol=1e-10, rtol=1e-8), HINT_MEAN_ONLY)

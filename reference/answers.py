@@ -1,10 +1,11 @@
-"""Reference answers to the hand computations of the shoe-pair assignment.
+"""Reference answers to the hand computations of the shoe-pair assignment and the EECS 182 reviews.
 
-Questions 2, 3(d), 3(f) and 6 of the handout are answered on paper. This module writes each
-of those hand computations as a function, so that a grader can check a submission both on the
-handout's own numbers and on random inputs (where a memorised number cannot pass). Everything
-here is plain Python and NumPy; gradients are derived by hand, not taken from autograd, so the
-harness's tests can compare them with autograd as an independent check.
+Questions 2, 3(d), 3(f) and 6 of the shoe-pair handout, and the basics and GNN problems of the
+EECS 182 reviews, are answered on paper. This module writes each of those hand computations as a
+function, so that a grader can check a submission both on the handout's own numbers and on
+random inputs (where a memorised number cannot pass). Everything here is plain Python and NumPy;
+gradients are derived by hand, not taken from autograd, so the harness's tests can compare them
+with autograd as an independent check.
 
 The public names and signatures are those of ``student_template/answers.py``. Each docstring
 starts with the template's docstring (the contract given to students) and adds the formula and
@@ -371,6 +372,188 @@ def message_passing(
     for _ in range(steps):
         h_arr = propagate @ h_arr @ w_arr.T
     return h_arr
+
+
+def sigmoid_derivative(z: float | Sequence[float] | np.ndarray) -> float | np.ndarray:
+    """Derivative of the logistic sigmoid ``sigma(z) = 1 / (1 + exp(-z))`` (EECS 182 review, basics 1a).
+
+    Args:
+        z: A number, or an array (or nested lists) of numbers.
+
+    Returns:
+        ``d sigma / dz`` at ``z``: a float for a number, else a float array of z's shape.
+
+    Formula:
+        ``sigma'(z) = sigma(z) (1 - sigma(z))``, with sigma computed without overflow for large
+        ``|z|`` (``exp(-|z|)`` only).
+    """
+    z_arr = np.asarray(z, dtype=float)
+    e = np.exp(-np.abs(z_arr))
+    sig = np.where(z_arr >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    grad = sig * (1.0 - sig)
+    return float(grad) if grad.ndim == 0 else grad
+
+
+def mlp_gradients(
+    x: float,
+    y_true: float,
+    A: Sequence[Sequence[float]],
+    b: Sequence[Sequence[float]],
+    C: Sequence[Sequence[float]],
+    d: float,
+) -> dict[str, object]:
+    """Gradients of the L2 loss of ``y_pred = C sigmoid(A x + b) + d`` (EECS 182 review, basics 1b-1e).
+
+    The network has a scalar input, one hidden layer of k sigmoid units and an affine scalar
+    output; the loss is ``L = (y_true - y_pred)^2``.
+
+    Shapes:
+        x, y_true, d: scalars.
+        A, b: (k, 1).
+        C: (1, k).
+
+    Args:
+        x: The input.
+        y_true: The label.
+        A: Hidden weights.
+        b: Hidden biases.
+        C: Output weights.
+        d: Output bias.
+
+    Returns:
+        A dict with ``y_pred`` and ``loss`` (floats), and ``d`` (float), ``C`` (1, k), ``b`` (k, 1)
+        and ``A`` (k, 1): the gradients of the loss, shaped like the parameters.
+
+    Formula:
+        With ``z = A x + b`` and ``e = 2 (y_pred - y_true)``: ``dL/dd = e``;
+        ``dL/dC_i = e sigma(z_i)``; ``dL/db_i = e C_i sigma'(z_i)``; ``dL/dA_i = e C_i sigma'(z_i) x``.
+        (The review's printed answers to (d) and (e), ``2 C sigma'(Ax + b)`` and the same times
+        ``x_i``, drop the factor ``y_pred - y_true`` and the index of ``C``.)
+    """
+    a_col = np.asarray(A, dtype=float).reshape(-1, 1)
+    b_col = np.asarray(b, dtype=float).reshape(-1, 1)
+    c_row = np.asarray(C, dtype=float).reshape(1, -1)
+    if not a_col.shape == b_col.shape == c_row.T.shape:
+        raise ValueError(f"A, b and C must hold k values each; got {a_col.size}, {b_col.size} and {c_row.size}")
+    z = a_col * float(x) + b_col
+    hidden = np.asarray([[_sigmoid(float(v))] for v in z.ravel()])
+    y_pred = float((c_row @ hidden).item()) + float(d)
+    error = 2.0 * (y_pred - float(y_true))
+    grad_b = error * c_row.T * sigmoid_derivative(z)
+    return {
+        "y_pred": y_pred,
+        "loss": (float(y_true) - y_pred) ** 2,
+        "d": error,
+        "C": error * hidden.T,
+        "b": grad_b,
+        "A": grad_b * float(x),
+    }
+
+
+def ridge_solution(A: Sequence[Sequence[float]], b: Sequence[float], lam: float) -> np.ndarray:
+    """Minimiser of ``||A x - b||^2 + lam ||x||^2`` (EECS 182 review, basics 2).
+
+    Shapes:
+        A: (m, n).
+        b: (m,).
+        returns: (n,).
+
+    Args:
+        A: The matrix.
+        b: The right-hand side.
+        lam: The regularisation strength, >= 0 (> 0 when A has fewer rows than columns).
+
+    Returns:
+        The solution x as a float NumPy array.
+
+    Formula:
+        ``x = (A^T A + lam I)^-1 A^T b``, computed by solving the linear system rather than
+        inverting. It is the least-squares solution of the augmented system
+        ``[A; sqrt(lam) I] x = [b; 0]``; ``lam`` shifts every eigenvalue of ``A^T A`` (the squared
+        singular values of A) away from zero.
+    """
+    a_arr = np.asarray(A, dtype=float)
+    b_arr = np.asarray(b, dtype=float)
+    if a_arr.ndim != 2 or b_arr.shape != (a_arr.shape[0],):
+        raise ValueError(f"A must be (m, n) and b (m,); got {list(a_arr.shape)} and {list(b_arr.shape)}")
+    if lam < 0:
+        raise ValueError(f"lam must be >= 0; got {lam!r}")
+    gram = a_arr.T @ a_arr + float(lam) * np.eye(a_arr.shape[1])
+    return np.linalg.solve(gram, a_arr.T @ b_arr)
+
+
+def batchnorm_forward(
+    x: Sequence[float] | np.ndarray,
+    gamma: float | Sequence[float] = 1.0,
+    beta: float | Sequence[float] = 0.0,
+    eps: float = 0.0,
+) -> np.ndarray:
+    """Batch normalisation in training mode (EECS 182 review, basics 3).
+
+    Each feature is standardised with the mean and variance of the batch, then scaled by gamma and
+    shifted by beta.
+
+    Shapes:
+        x: (m,) for a batch of numbers or (m, d) for a batch of feature vectors.
+        gamma, beta: numbers, or (d,) per feature.
+        returns: x's shape.
+
+    Args:
+        x: The batch.
+        gamma: Scale.
+        beta: Shift.
+        eps: Added to the variance before the square root (the review uses none).
+
+    Returns:
+        The normalised batch as a float NumPy array.
+
+    Formula:
+        ``mu = mean_i x_i``; ``var = mean_i (x_i - mu)^2`` (the biased variance, dividing by m, as
+        batch norm does); ``y_i = gamma (x_i - mu) / sqrt(var + eps) + beta``. Review example:
+        {1, 7, 7, 9} has mu = 6, var = 9, so y = {-5/3, 1/3, 1/3, 1}.
+    """
+    x_arr = np.asarray(x, dtype=float)
+    centred = x_arr - x_arr.mean(axis=0)
+    variance = (centred**2).mean(axis=0)
+    return np.asarray(gamma, dtype=float) * centred / np.sqrt(variance + eps) + np.asarray(beta, dtype=float)
+
+
+def mean_only_batchnorm_backward(
+    grad_y: Sequence[float] | np.ndarray,
+    x: Sequence[float] | np.ndarray,
+    gamma: float | Sequence[float] = 1.0,
+    beta: float | Sequence[float] = 0.0,
+) -> np.ndarray:
+    """Gradient through a batch norm that only subtracts the mean (EECS 182 review, basics 4).
+
+    The layer computes ``y_i = gamma (x_i - mu) + beta`` with ``mu`` the batch mean of x (no
+    division by the standard deviation). Given ``dL/dy`` for the whole batch, return ``dL/dx``.
+
+    Shapes:
+        grad_y, x: (m,) or (m, d).
+        gamma, beta: numbers, or (d,) per feature.
+        returns: x's shape.
+
+    Args:
+        grad_y: ``dL/dy_i`` for every element of the batch.
+        x: The layer's input.
+        gamma: Scale.
+        beta: Shift.
+
+    Returns:
+        ``dL/dx`` as a float NumPy array.
+
+    Formula:
+        ``dL/dx_i = sum_j dL/dy_j dy_j/dx_i = gamma (dL/dy_i - (1/m) sum_j dL/dy_j)``: the mean
+        depends on every x_i, so every y_j passes back ``-gamma/m`` of its gradient. The review's
+        printed answer ``gamma (1 - 1/m) dL/dy_i`` keeps only the j = i term; it is right only when
+        every other ``dL/dy_j`` is 0.
+    """
+    g = np.asarray(grad_y, dtype=float)
+    x_arr = np.asarray(x, dtype=float)
+    if g.shape != x_arr.shape:
+        raise ValueError(f"grad_y and x must have one shape; got {list(g.shape)} and {list(x_arr.shape)}")
+    return np.asarray(gamma, dtype=float) * (g - g.mean(axis=0))
 
 
 def _shoe_cnn_param_count(n: int, kernel_size: int, *, in_channels: int, height: int) -> int:

@@ -1,8 +1,9 @@
-"""Hand computations of the shoe-pair assignment, written as functions.
+"""Hand computations of the shoe-pair assignment and the EECS 182 reviews, written as functions.
 
-Questions 2, 3(d), 3(f) and 6 of the handout ask for computations done by hand. Write each one
-here as a function so that the graders can check it on the handout's numbers and on random
-inputs. Plain Python or NumPy is enough; do not use autograd.
+Questions 2, 3(d), 3(f) and 6 of the shoe-pair handout, and the basics and GNN problems of the
+EECS 182 reviews, ask for computations done by hand. Write each one here as a function so that the
+graders can check it on the handouts' numbers and on random inputs. Plain Python or NumPy is
+enough; do not use autograd.
 """
 
 from __future__ import annotations
@@ -252,3 +253,122 @@ def message_passing(
         The node states after ``steps`` updates, as a float NumPy array.
     """
     raise NotImplementedError("GNN-2: write message_passing(h, edges, W, steps, neighbours)")
+
+def sigmoid_derivative(z: float | Sequence[float] | np.ndarray) -> float | np.ndarray:
+    """Derivative of the logistic sigmoid ``sigma(z) = 1 / (1 + exp(-z))`` (EECS 182 review, basics 1a).
+
+    Args:
+        z: A number, or an array (or nested lists) of numbers.
+
+    Returns:
+        ``d sigma / dz`` at ``z``: a float for a number, else a float array of z's shape.
+    """
+    raise NotImplementedError("Basics-1a: write sigmoid_derivative(z)")
+
+
+def mlp_gradients(
+    x: float,
+    y_true: float,
+    A: Sequence[Sequence[float]],
+    b: Sequence[Sequence[float]],
+    C: Sequence[Sequence[float]],
+    d: float,
+) -> dict[str, object]:
+    """Gradients of the L2 loss of ``y_pred = C sigmoid(A x + b) + d`` (EECS 182 review, basics 1b-1e).
+
+    The network has a scalar input, one hidden layer of k sigmoid units and an affine scalar
+    output; the loss is ``L = (y_true - y_pred)^2``.
+
+    Shapes:
+        x, y_true, d: scalars.
+        A, b: (k, 1).
+        C: (1, k).
+
+    Args:
+        x: The input.
+        y_true: The label.
+        A: Hidden weights.
+        b: Hidden biases.
+        C: Output weights.
+        d: Output bias.
+
+    Returns:
+        A dict with ``y_pred`` and ``loss`` (floats), and ``d`` (float), ``C`` (1, k), ``b`` (k, 1)
+        and ``A`` (k, 1): the gradients of the loss, shaped like the parameters.
+    """
+    raise NotImplementedError("Basics-1b-e: write mlp_gradients(x, y_true, A, b, C, d)")
+
+
+def ridge_solution(A: Sequence[Sequence[float]], b: Sequence[float], lam: float) -> np.ndarray:
+    """Minimiser of ``||A x - b||^2 + lam ||x||^2`` (EECS 182 review, basics 2).
+
+    Shapes:
+        A: (m, n).
+        b: (m,).
+        returns: (n,).
+
+    Args:
+        A: The matrix.
+        b: The right-hand side.
+        lam: The regularisation strength, >= 0 (> 0 when A has fewer rows than columns).
+
+    Returns:
+        The solution x as a float NumPy array.
+    """
+    raise NotImplementedError("Basics-2: write ridge_solution(A, b, lam)")
+
+
+def batchnorm_forward(
+    x: Sequence[float] | np.ndarray,
+    gamma: float | Sequence[float] = 1.0,
+    beta: float | Sequence[float] = 0.0,
+    eps: float = 0.0,
+) -> np.ndarray:
+    """Batch normalisation in training mode (EECS 182 review, basics 3).
+
+    Each feature is standardised with the mean and variance of the batch, then scaled by gamma and
+    shifted by beta.
+
+    Shapes:
+        x: (m,) for a batch of numbers or (m, d) for a batch of feature vectors.
+        gamma, beta: numbers, or (d,) per feature.
+        returns: x's shape.
+
+    Args:
+        x: The batch.
+        gamma: Scale.
+        beta: Shift.
+        eps: Added to the variance before the square root (the review uses none).
+
+    Returns:
+        The normalised batch as a float NumPy array.
+    """
+    raise NotImplementedError("Basics-3: write batchnorm_forward(x, gamma, beta, eps)")
+
+
+def mean_only_batchnorm_backward(
+    grad_y: Sequence[float] | np.ndarray,
+    x: Sequence[float] | np.ndarray,
+    gamma: float | Sequence[float] = 1.0,
+    beta: float | Sequence[float] = 0.0,
+) -> np.ndarray:
+    """Gradient through a batch norm that only subtracts the mean (EECS 182 review, basics 4).
+
+    The layer computes ``y_i = gamma (x_i - mu) + beta`` with ``mu`` the batch mean of x (no
+    division by the standard deviation). Given ``dL/dy`` for the whole batch, return ``dL/dx``.
+
+    Shapes:
+        grad_y, x: (m,) or (m, d).
+        gamma, beta: numbers, or (d,) per feature.
+        returns: x's shape.
+
+    Args:
+        grad_y: ``dL/dy_i`` for every element of the batch.
+        x: The layer's input.
+        gamma: Scale.
+        beta: Shift.
+
+    Returns:
+        ``dL/dx`` as a float NumPy array.
+    """
+    raise NotImplementedError("Basics-4: write mean_only_batchnorm_backward(grad_y, x, gamma, beta)")

@@ -8,6 +8,11 @@ import torch
 
 pytest_plugins = ["pytester"]
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "grades(*pairs): the (sample, isolation) gradings a test reads "
+                                       "(tests/test_samples.py runs them up front, in parallel)")
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # fixtures/ and the sample builder

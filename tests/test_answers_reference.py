@@ -1,4 +1,4 @@
-"""Tests of reference/answers.py: the handout's numbers, autograd, measured models, the template.
+"""Tests of reference/answers.py: the handouts' numbers, autograd, measured models, the template.
 
 The reference is loaded by file path (graders never import it; neither does the harness).
 """
@@ -226,6 +226,71 @@ def test_lstm_param_count(hidden: int, inputs: int, outputs: int) -> None:
     # nn.LSTM keeps two bias vectors per gate (b_ih and b_hh); the handout's equations one.
     built = count_parameters(nn.LSTM(inputs, hidden)) + count_parameters(nn.Linear(hidden, outputs))
     assert ref.lstm_param_count(hidden, inputs, outputs) == built - 4 * hidden
+
+
+# --- EECS 182 midterm review: basics -------------------------------------------------------------
+
+
+def test_sigmoid_derivative_matches_autograd() -> None:
+    z = torch.linspace(-40, 40, 161, dtype=torch.float64, requires_grad=True)
+    torch.sigmoid(z).sum().backward()
+    np.testing.assert_allclose(ref.sigmoid_derivative(z.detach().numpy()), z.grad.numpy(), rtol=1e-12, atol=1e-300)
+    assert ref.sigmoid_derivative(0) == 0.25
+    assert ref.sigmoid_derivative(-1000.0) == 0.0  # no overflow warning (warnings are errors here)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_mlp_gradients_match_autograd(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 6))
+    x, y_true, d = (float(v) for v in rng.normal(size=3))
+    A, b, C = rng.normal(size=(k, 1)), rng.normal(size=(k, 1)), rng.normal(size=(1, k))
+    params = {name: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+              for name, v in (("A", A), ("b", b), ("C", C), ("d", d))}
+    y_pred = params["C"] @ torch.sigmoid(params["A"] * x + params["b"]) + params["d"]
+    loss = ((y_true - y_pred) ** 2).sum()
+    loss.backward()
+    out = ref.mlp_gradients(x, y_true, A.tolist(), b.tolist(), C.tolist(), d)
+    assert out["y_pred"] == pytest.approx(y_pred.item(), abs=1e-12)
+    assert out["loss"] == pytest.approx(loss.item(), abs=1e-12)
+    for name, tensor in params.items():
+        np.testing.assert_allclose(out[name], tensor.grad.numpy(), rtol=1e-10, atol=1e-12)
+        assert np.shape(out[name]) == tuple(tensor.shape)
+
+
+@pytest.mark.parametrize(("m", "n", "lam"), [(8, 3, 0.0), (8, 3, 0.5), (5, 5, 3.0), (3, 6, 0.7)])
+def test_ridge_solution_is_least_squares_on_the_augmented_system(m: int, n: int, lam: float) -> None:
+    rng = np.random.default_rng(m * n)
+    A, b = rng.normal(size=(m, n)), rng.normal(size=m)
+    augmented = np.linalg.lstsq(np.vstack([A, np.sqrt(lam) * np.eye(n)]), np.concatenate([b, np.zeros(n)]),
+                                rcond=None)[0]
+    np.testing.assert_allclose(ref.ridge_solution(A, b, lam), augmented, atol=1e-10)
+
+
+def test_batchnorm_forward_review_example_and_torch() -> None:
+    np.testing.assert_allclose(ref.batchnorm_forward([1, 7, 7, 9]), [-5 / 3, 1 / 3, 1 / 3, 1], atol=1e-15)
+    rng = np.random.default_rng(0)
+    x, gamma, beta = rng.normal(size=(6, 3)), rng.normal(size=3), rng.normal(size=3)
+    expected = F.batch_norm(torch.from_numpy(x), None, None, torch.from_numpy(gamma), torch.from_numpy(beta),
+                            training=True, eps=1e-5)
+    np.testing.assert_allclose(ref.batchnorm_forward(x, gamma, beta, 1e-5), expected.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(4,), (7,), (5, 3)])
+def test_mean_only_batchnorm_backward_matches_autograd_and_not_the_printed_answer(shape) -> None:
+    rng = np.random.default_rng(len(shape))
+    x, grad_y = rng.normal(size=shape), rng.normal(size=shape)
+    gamma, beta = rng.normal(size=shape[1:]), rng.normal(size=shape[1:])
+    xt = torch.tensor(x, requires_grad=True)
+    (torch.from_numpy(gamma) * (xt - xt.mean(dim=0)) + torch.from_numpy(beta)).backward(torch.from_numpy(grad_y))
+    got = ref.mean_only_batchnorm_backward(grad_y, x, gamma, beta)
+    np.testing.assert_allclose(got, xt.grad.numpy(), atol=1e-14)
+    printed = gamma * (1 - 1 / shape[0]) * grad_y  # the review's solution: right only if other dL/dy_j vanish
+    assert not np.allclose(got, printed)
+    only_first = np.zeros(shape)
+    only_first[0] = grad_y[0]
+    np.testing.assert_allclose(ref.mean_only_batchnorm_backward(only_first, x, gamma, beta)[0],
+                               (gamma * (1 - 1 / shape[0]) * only_first)[0], atol=1e-14)
 
 
 # --- the student template stays in step ----------------------------------------------------------

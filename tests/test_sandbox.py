@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 import resource
+import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from torchgrade import cli, errors, sandbox
-from torchgrade.proxy import OUTPUT_CAP, Submission, read_output
+from torchgrade.cgroup import PidsGroup
+from torchgrade.proxy import OUTPUT_CAP, OutputCapture, Submission
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,8 +143,13 @@ def test_background_processes_die_with_the_worker(probe):
     backend = submission.backend
     worker = backend.process.pid
     submission.close()
-    # bwrap's PID namespace ends with its first process: no sleeper survives anywhere.
-    sleepers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p) == "sleep\x00300\x00"]
+    # bwrap's PID namespace ends with its first process: no sleeper survives anywhere. The kernel
+    # kills the namespace's processes once its init is gone: give it a moment on a busy machine.
+    deadline = time.monotonic() + 5
+    while (sleepers := [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p) == "sleep\x00300\x00"]):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert not sleepers, f"sleep 300 outlived worker {worker}"
 
 
@@ -189,11 +197,13 @@ def test_limits_apply_in_a_child():
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_read_output_keeps_the_head_and_counts_the_rest(tmp_path):
-    log = tmp_path / "worker.log"
-    log.write_bytes(b"a" * 10 + "é".encode() + b"b" * 100)
-    assert read_output(log, 11) == ("a" * 10 + "\ufffd", 101)  # a character cut in half is replaced
-    assert read_output(tmp_path / "missing.log", 11) == ("", 0)
+def test_output_capture_keeps_the_head_and_counts_the_rest():
+    capture = OutputCapture(6)
+    for _ in range(2):  # two worker starts share one budget
+        end = capture.attach()
+        os.write(end, b"a" * 5 + "é".encode() + b"b" * 50)
+        os.close(end)
+    assert capture.result() == ("a" * 5 + "\ufffd", 2 * 57 - 6)  # a character cut in half is replaced
 
 
 def test_the_report_names_the_sandbox_and_caps_the_output(tmp_path):
@@ -207,3 +217,39 @@ def test_the_report_names_the_sandbox_and_caps_the_output(tmp_path):
     assert data["sandbox"][0] == f"sandbox: {sandbox.choose().tier}"
     assert data["student_output"]["text"].startswith("x" * 1000)
     assert data["student_output"]["dropped_bytes"] == 200_001 - OUTPUT_CAP
+
+
+def test_a_pids_cgroup_caps_processes_and_kills_every_one():
+    group = PidsGroup.create(8)
+    if group is None:  # no writable pids controller: the report must say the cap is missing
+        assert not sandbox.choose().pids_cgroup
+        assert any(line.startswith(("not in force: a process cap", "processes: at most"))
+                   for line in sandbox.choose().protections())
+        return
+    shell = subprocess.Popen(["sh", "-c", "for i in $(seq 20); do setsid sleep 60 & done; wait"],
+                             preexec_fn=group.join, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while len(group.members()) < 8 and shell.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert 1 <= len(group.members()) <= 8  # at most 8 tasks, however many the shell tried
+    group.kill()  # setsid took the sleepers out of the shell's process group: the cgroup still holds them
+    assert not group.path.exists()
+    shell.wait(timeout=10)
+
+
+def test_the_empty_groups_of_killed_graders_are_removed():
+    group = PidsGroup.create(8)
+    if group is None:
+        assert not sandbox.choose().pids_cgroup
+        return
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no process has any more
+    stale = group.path.parent / f"torchgrade-{gone.pid}-1"
+    stale.mkdir()
+    try:
+        PidsGroup.create(8).remove()
+        assert not stale.exists() and group.path.exists()  # a live grader's group is kept
+    finally:
+        group.remove()
+        if stale.exists():
+            stale.rmdir()

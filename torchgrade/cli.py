@@ -35,17 +35,22 @@ DEMO_SAMPLES = ("reference", "template", "fc1_formula", "pairs_across_students",
 
 
 def grade(submission: Path, *, assignment: Path, isolation: str = "process", report: Path | None = None,
-          extra_args: tuple[str, ...] = (), quiet: bool = True) -> tuple[int, dict | None]:
+          extra_args: tuple[str, ...] = (), quiet: bool = True,
+          extra_env: dict[str, str] | None = None) -> tuple[int, dict | None]:
     """Grade one submission in a fresh pytest process.
 
     pytest runs with the assignment's own configuration, rooted at the assignment (``--rootdir``,
-    ``-c``), and ``PYTEST_ADDOPTS`` is dropped, so nothing in the submission or the environment
-    changes how it is graded.
+    ``-c``), loads no ``conftest.py`` above ``graders/`` (``--confcutdir``), and ``PYTEST_ADDOPTS``
+    is dropped; Python runs isolated (``-I``: neither the current folder nor ``PYTHONPATH`` on
+    ``sys.path``). A ``conftest.py``, ``torch.py`` or ``sitecustomize.py`` in the submission or at
+    the root of a student's repository changes nothing of how it is graded.
 
     Args:
         submission: a folder of modules, or a notebook (``.ipynb``) or script (``.py``) whose
             definitions the plugin extracts (:mod:`torchgrade.notebook`). Any other file is graded
             too: every check fails with a message saying why, so a batch still gets its report.
+        extra_env: environment variables set for the pytest process (e.g. ``OMP_NUM_THREADS`` when
+            several gradings share the cores).
 
     Returns:
         The exit code (see the module docstring) and the report's JSON (None if none was written).
@@ -53,12 +58,13 @@ def grade(submission: Path, *, assignment: Path, isolation: str = "process", rep
     assignment, submission = assignment.resolve(), Path(submission).resolve()  # pytest runs in the assignment
     report = (report or Path(tempfile.mkstemp(prefix="torchgrade-", suffix=".json")[1])).resolve()
     report.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "pytest", str(assignment / "graders"), f"--rootdir={assignment}",
-               "-c", str(assignment / "pyproject.toml"), "-p", "no:cacheprovider", f"--submission={submission}",
+    command = [sys.executable, "-I", "-m", "pytest", str(assignment / "graders"), f"--rootdir={assignment}",
+               "-c", str(assignment / "pyproject.toml"), f"--confcutdir={assignment / 'graders'}",
+               "-p", "no:cacheprovider", f"--submission={submission}",
                f"--isolation={isolation}", f"--report={report}", *extra_args]
     if quiet:
         command += ["-q", "--tb=no", "--no-header", "-rN"]
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"} | dict(extra_env or {})
     code = subprocess.run(command, cwd=assignment, env=env).returncode
     data = json.loads(report.read_text()) if report.is_file() else None
     if data is None or code not in (0, 1):

@@ -2,7 +2,9 @@
 
 A student's ``shoes.py`` becomes ``_tg_submission.shoes``: it can never collide with an installed
 module, and the submission folder is never put on ``sys.path``, so a ``torch.py`` or
-``conftest.py`` in it changes nothing. Students' sibling imports (``from shoes import CNN`` inside
+``conftest.py`` in it changes nothing. The modules' sources are read once, when the submission is
+loaded, and imported from that snapshot: code that deletes or rewrites files of its folder while it
+is graded changes nothing of what is graded. Students' sibling imports (``from shoes import CNN`` inside
 ``answers.py``) still work: a meta-path finder maps the bare names of the submission's own modules
 -- and only those that are not real, importable modules -- onto the private package.
 """
@@ -40,6 +42,35 @@ class _SiblingFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_loader(fullname, _AliasLoader(f"{PACKAGE}.{fullname}"))
 
 
+class _SnapshotFinder(importlib.abc.MetaPathFinder):
+    """Imports ``_tg_submission.<module>`` from the sources read when the submission was loaded."""
+
+    def __init__(self, sources: dict[str, tuple[Path, bytes]]) -> None:
+        self.sources = sources
+
+    def find_spec(self, fullname, path=None, target=None):
+        package, _, name = fullname.rpartition(".")
+        if package != PACKAGE or name not in self.sources:
+            return None
+        file, source = self.sources[name]
+        return importlib.util.spec_from_file_location(fullname, file, loader=_SnapshotLoader(fullname, file, source))
+
+
+class _SnapshotLoader(importlib.abc.SourceLoader):
+    """A source loader whose only file is the snapshot; it neither reads nor writes bytecode."""
+
+    def __init__(self, fullname: str, file: Path, source: bytes) -> None:
+        self.fullname, self.file, self.source = fullname, str(file), source
+
+    def get_filename(self, fullname: str) -> str:
+        return self.file
+
+    def get_data(self, path: str) -> bytes:
+        if path == self.file:
+            return self.source
+        raise OSError(f"{path} is not part of the snapshot")
+
+
 class _AliasLoader(importlib.abc.Loader):
     def __init__(self, target: str) -> None:
         self.target = target
@@ -63,6 +94,8 @@ class Submission:
         if not self.folder.is_dir():
             raise FileNotFoundError(f"submission folder {self.folder} does not exist")
         self.module_names = sorted(p.stem for p in self.folder.glob("*.py") if p.stem.isidentifier())
+        self._snapshot = _SnapshotFinder({name: (self.folder / f"{name}.py", (self.folder / f"{name}.py").read_bytes())
+                                          for name in self.module_names})
         self._errors: dict[str, str] = {}
         package = types.ModuleType(PACKAGE)
         package.__path__ = [str(self.folder)]
@@ -71,13 +104,14 @@ class Submission:
         shadowing = {n for n in self.module_names if n in sys.modules or n in sys.stdlib_module_names
                      or _importable_elsewhere(n)}
         self._finder = _SiblingFinder(set(self.module_names) - shadowing)
-        sys.meta_path.insert(0, self._finder)
+        sys.meta_path[:0] = [self._snapshot, self._finder]
 
     def unload(self) -> None:
         """Forget the submission's modules, aliases and finder (in-process mode, when grading ends),
         so that nothing of it leaks into a later submission or the grader's own imports."""
-        if self._finder in sys.meta_path:
-            sys.meta_path.remove(self._finder)
+        for finder in (self._snapshot, self._finder):
+            if finder in sys.meta_path:
+                sys.meta_path.remove(finder)
         for name, module in list(sys.modules.items()):
             if name == PACKAGE or name.startswith(PACKAGE + ".") or (
                     name in self._finder.names and getattr(module, "__name__", "").startswith(PACKAGE + ".")):
@@ -127,15 +161,20 @@ class Submission:
             raise LookupError(f"{preferred}.py could not be imported, so `{name}` is not available:\n"
                               f"{import_errors[preferred]}")
         modules = ", ".join(m + ".py" for m in self.module_names) or "none"
+        # A module that failed to import may be the one that defines the name: say so, with its error.
+        broken = "".join(f"\n{module}.py could not be imported, so it may define `{name}`: "
+                         f"{error.strip().splitlines()[-1] if error.strip() else 'no message'}"
+                         for module, error in import_errors.items())
         if preferred is None:
-            raise LookupError(f"the submission has no `{name}`: none of its modules defines it (modules: {modules}).")
+            raise LookupError(f"the submission has no `{name}`: none of its modules defines it (modules: {modules})."
+                              + broken)
         if preferred not in self.module_names:
             where = f"there is no {preferred}.py in the submission"
             if self.module_names:
                 where += f" (its modules: {', '.join(m + '.py' for m in self.module_names)})"
         else:
             where = f"{preferred}.py does not define it"
-        raise LookupError(f"the submission has no `{name}`: {where}; no other module defines it either.")
+        raise LookupError(f"the submission has no `{name}`: {where}; no other module defines it either." + broken)
 
 
 def _importable_elsewhere(name: str) -> bool:

@@ -173,10 +173,11 @@ def submission(pytestconfig: pytest.Config):
         raise errors.CheckFailure(state.extraction.error)
     if not folder.is_dir():
         raise errors.TorchgradeError(f"submission {state.submission} does not exist")
+    hidden = _hidden_paths(pytestconfig, folder) if state.isolation == "process" else None
     if state.extraction is None:
-        proxy = Submission(folder, state.isolation, NAME_TO_MODULE)
+        proxy = Submission(folder, state.isolation, NAME_TO_MODULE, hidden)
     else:
-        proxy = _extracted_submission(folder, state.isolation, state.extraction)
+        proxy = _extracted_submission(folder, state.isolation, state.extraction, hidden)
     state.proxy = proxy
     yield proxy
     proxy.close()
@@ -193,7 +194,18 @@ def _graded_folder(state: _RunState) -> Path:
     return state.extracted_dir
 
 
-def _extracted_submission(folder: Path, isolation: str, extraction: report.Extraction):
+def _hidden_paths(config: pytest.Config, folder: Path) -> list[Path]:
+    """What the worker must not read: the assignment's reference, graders and samples, the report,
+    the student's original file or folder and its neighbours (other submissions)."""
+    from torchgrade import sandbox
+
+    state = _state(config)
+    hidden = sandbox.hidden_paths(state.submission, config.rootpath, state.report_path)
+    extra = sandbox.hidden_paths(folder, None, None) if folder != state.submission else []
+    return hidden + [path for path in extra if path not in hidden]
+
+
+def _extracted_submission(folder: Path, isolation: str, extraction: report.Extraction, hidden: list[Path] | None):
     """A proxy whose missing-name failures speak of the notebook (the cell that defined the name and
     why it was left out) instead of modules the student never wrote. Built here because the proxy
     module, which imports torch, is imported only once a check needs the submission."""
@@ -206,7 +218,7 @@ def _extracted_submission(folder: Path, isolation: str, extraction: report.Extra
             except errors.MissingName as exc:
                 raise errors.MissingName(notebook.explain_missing(extraction, name, str(exc))) from None
 
-    return ExtractedSubmission(folder, isolation, NAME_TO_MODULE)
+    return ExtractedSubmission(folder, isolation, NAME_TO_MODULE, hidden)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -229,14 +241,15 @@ def sub(submission, request: pytest.FixtureRequest):
 
 
 def _check_timeout(item: pytest.Item) -> float:
+    """pytest-timeout's limit for ``item``, with its precedence: marker, ``--timeout``, ini."""
     marker = item.get_closest_marker("timeout")
     if marker is not None and marker.args:
         return float(marker.args[0])
     try:
-        ini = item.config.getini("timeout")
+        given = item.config.getoption("timeout", None) or item.config.getini("timeout")
     except ValueError:  # pytest-timeout is not installed
-        ini = None
-    return float(ini) if ini else DEFAULT_CHECK_TIMEOUT
+        given = None
+    return float(given) if given else DEFAULT_CHECK_TIMEOUT
 
 
 class Parts:

@@ -22,9 +22,10 @@ import select
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from torchgrade import errors, sandbox, wire
+from torchgrade.cgroup import PidsGroup
 from torchgrade.interface import HANDOUT_PARAMETERS
 
 #: How much of the submission's stdout/stderr the report keeps, in bytes.
@@ -151,73 +153,137 @@ class InProcessBackend(Backend):
             self.session.submission.unload()
 
 
+@dataclass
+class _Worker:
+    """One started worker process and what belongs to it alone."""
+
+    process: subprocess.Popen
+    to_worker: int  # the request pipe's writing end
+    from_worker: int  # the reply pipe's reading end
+    scratch: sandbox.Scratch
+    group: PidsGroup | None
+    ended: bool = False
+
+    def end(self, grace: float = 0.0) -> int:
+        """Stop the worker (after ``grace`` seconds to exit by itself), every process it left, and
+        its scratch copy; return its exit code (negative: killed by that signal). Ending it again
+        (after pytest-timeout interrupted the first time) only waits for the process."""
+        if self.ended:
+            return self.process.wait()
+        if grace:
+            try:
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        code = self.process.wait()
+        if self.group is not None:  # what left the process group (setsid, daemons) dies here
+            self.group.kill()
+        for fd in (self.to_worker, self.from_worker):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.scratch.remove()
+        self.ended = True
+        return code
+
+
 class ProcessBackend(Backend):
     """Runs the worker as ``python -m torchgrade.worker`` (``--isolation process``).
 
     Every (re)start copies the submission into a fresh scratch folder and starts the worker in the
-    sandbox tier of :func:`torchgrade.sandbox.choose` (bubblewrap, unshare, or resource limits only).
+    sandbox tier of :func:`torchgrade.sandbox.choose` (bubblewrap, unshare, or resource limits only),
+    in a pids cgroup of its own where the machine allows one. The worker's stdout and stderr (the
+    student's prints) go through a pipe into an :class:`OutputCapture`, never onto disk.
+
+    After the first restart (a crash or a timeout: a submission that may well do it again), a spare
+    worker is started ahead of need; it imports torch while the checks run, so the next restart
+    only sends it the submission (milliseconds, not the 2 s of a cold start). A submission that
+    never crashes never pays for a spare.
 
     Args:
         submission: the folder the worker loads after every (re)start.
-        log_path: where the worker's stdout/stderr (the student's prints) go.
         hidden: paths the worker must not read (default: :func:`torchgrade.sandbox.hidden_paths`
             with the current folder as the assignment).
     """
 
-    def __init__(self, submission: Path, log_path: Path | None = None, hidden: list[Path] | None = None) -> None:
+    def __init__(self, submission: Path, hidden: list[Path] | None = None) -> None:
         super().__init__()
         self.submission = Path(submission)
         self.sandbox = sandbox.choose()
         self.hidden = sandbox.hidden_paths(self.submission, Path.cwd(), None) if hidden is None else hidden
-        self.scratch: sandbox.Scratch | None = None
-        if log_path is None:
-            fd, name = tempfile.mkstemp(prefix="torchgrade-worker-", suffix=".log")
-            os.close(fd)
-            log_path = Path(name)
-        self.log_path = log_path
-        self.process: subprocess.Popen | None = None
+        self.capture = OutputCapture(OUTPUT_CAP)
+        self.worker: _Worker | None = None
+        self.spare: _Worker | None = None
         self.generation = 0
         self.restarts = 0
         self.output: tuple[str, int] = ("", 0)  # (kept text, dropped bytes), read at close
 
-    def _start(self) -> None:
+    @property
+    def process(self) -> subprocess.Popen | None:
+        """The running worker's process (None before the first call and after a kill)."""
+        return self.worker.process if self.worker is not None else None
+
+    def _spawn(self) -> _Worker:
+        """Start a worker in the sandbox; it imports torch, then waits for its first request."""
         box = self.sandbox
-        self.scratch = sandbox.Scratch.create(self.submission, sandbox.NOBODY if box.drops_privileges else None)
+        scratch = sandbox.Scratch.create(self.submission, sandbox.NOBODY if box.drops_privileges else None)
+        group = PidsGroup.create(box.limits.processes) if box.pids_cgroup else None
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
-        # -u: what the student printed reaches the log even when the worker is killed mid-call.
+        output_w = self.capture.attach()
+        # -u: what the student printed reaches the capture even when the worker is killed mid-call.
         argv = [sys.executable, "-I", "-u", "-m", "torchgrade.worker", str(request_r), str(reply_w)]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                box.command(argv, self.scratch, self.hidden), pass_fds=(request_r, reply_w),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                env=box.environment(self.scratch, torch.get_num_threads()), cwd=self.scratch.submission,
-                preexec_fn=box.preexec())
-        os.close(request_r)
-        os.close(reply_w)
-        self._to_worker, self._from_worker = request_w, reply_r
+        try:
+            process = subprocess.Popen(
+                box.command(argv, scratch, self.hidden), pass_fds=(request_r, reply_w),
+                stdin=subprocess.DEVNULL, stdout=output_w, stderr=output_w, start_new_session=True,
+                env=box.environment(scratch, torch.get_num_threads()), cwd=scratch.submission,
+                preexec_fn=box.preexec(group))
+        finally:
+            for fd in (request_r, reply_w, output_w):
+                os.close(fd)
+        return _Worker(process, request_w, reply_r, scratch, group)
+
+    def _start(self) -> None:
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.process.poll() is not None:
+            spare.end()
+            spare = None
+        self.worker = spare or self._spawn()
         self.generation += 1
-        load = wire.encode({"op": "load", "target": str(self.scratch.submission)})
+        load = wire.encode({"op": "load", "target": str(self.worker.scratch.submission)})
         reply = wire.decode(self._exchange(load, "loading the submission", 120.0))
         if "error" in reply:
             raise errors.TorchgradeError(f"the worker could not load {self.submission}: {reply['error']['message']}")
+        if self.restarts:
+            self.spare = self._spawn()
 
     def roundtrip(self, frame: bytes, label: str) -> bytes:
-        if self.process is None or self.process.poll() is not None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise errors.StudentTimeout(f"{label} was not run: earlier calls used up the check's time limit.")
+        if self.worker is None or self.worker.process.poll() is not None:
             started = time.monotonic()
+            self._kill()  # a worker that died between calls: clear what it left
             self._start()
             if self.deadline is not None:  # starting our worker is not the student's time
                 self.deadline += time.monotonic() - started
         return self._exchange(frame, label, self.remaining())
 
     def _exchange(self, frame: bytes, label: str, timeout: float) -> bytes:
+        worker = self.worker
         try:
-            wire.write_frame(self._to_worker, frame)
-            ready, _, _ = select.select([self._from_worker], [], [], timeout)
+            wire.write_frame(worker.to_worker, frame)
+            ready, _, _ = select.select([worker.from_worker], [], [], timeout)
             if not ready:
                 self._kill()
                 raise errors.StudentTimeout(f"{label} timed out after {timeout:.0f} s; the worker was stopped.")
-            return wire.read_frame(self._from_worker)
+            return wire.read_frame(worker.from_worker)
         except (EOFError, BrokenPipeError):
             code = self._kill(grace=2.0)  # the worker is exiting: let the sandbox pass on its exit code
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
@@ -229,47 +295,64 @@ class ProcessBackend(Backend):
             raise
 
     def _kill(self, grace: float = 0.0) -> int | None:
-        process, self.process = self.process, None
-        if process is None:
+        worker = self.worker
+        if worker is None:
             return None
-        self.restarts += 1
-        self.generation += 1  # every handle into the dead worker is now stale
-        if grace:
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        code = process.wait()
-        for fd in (self._to_worker, self._from_worker):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        if self.scratch is not None:
-            self.scratch.remove()
-            self.scratch = None
+        if not worker.ended:
+            self.restarts += 1
+            self.generation += 1  # every handle into the dead worker is now stale
+        code = worker.end(grace)
+        self.worker = None  # only once ended: close() ends a worker whose end was interrupted
         return code
 
     def close(self) -> None:
         self._kill()
-        self.output = read_output(self.log_path, OUTPUT_CAP)
-        self.log_path.unlink(missing_ok=True)
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            spare.end()
+        self.output = self.capture.result()
 
 
-def read_output(log: Path, cap: int) -> tuple[str, int]:
-    """The first ``cap`` bytes of a worker log as text, and how many bytes followed them."""
-    try:
-        size = log.stat().st_size
-        with open(log, "rb") as handle:
-            head = handle.read(cap)
-    except OSError:
-        return "", 0
-    return head.decode("utf-8", errors="replace"), max(size - len(head), 0)
+class OutputCapture:
+    """What the workers printed, across restarts: the first ``cap`` bytes kept, the rest counted.
+
+    Each worker start gets a pipe whose reading end a thread drains, so a submission that prints
+    a gigabyte costs the grader neither memory nor disk, and cannot fill a file-size limit.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.kept = bytearray()
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def attach(self) -> int:
+        """A new pipe for a worker; returns its writing end (the caller closes it once passed on)."""
+        read_end, write_end = os.pipe()
+        thread = threading.Thread(target=self._drain, args=(read_end,), daemon=True, name="torchgrade-output")
+        thread.start()
+        self._threads.append(thread)
+        return write_end
+
+    def feed(self, chunk: bytes) -> None:
+        with self._lock:
+            room = max(self.cap - len(self.kept), 0)
+            self.kept += chunk[:room]
+            self.dropped += max(len(chunk) - room, 0)
+
+    def _drain(self, fd: int) -> None:
+        with open(fd, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(1 << 16):
+                self.feed(chunk)
+
+    def result(self, wait: float = 2.0) -> tuple[str, int]:
+        """The kept text (a character cut at the cap is replaced) and the number of dropped bytes,
+        once every worker's pipe is closed or ``wait`` seconds have passed."""
+        for thread in self._threads:
+            thread.join(wait)
+        with self._lock:
+            return self.kept.decode("utf-8", errors="replace"), self.dropped
 
 
 class Remote:
@@ -367,9 +450,11 @@ class Submission:
         folder: the submission directory.
         isolation: ``"none"`` (in-process) or ``"process"`` (a worker process).
         interface: public name -> the module the handout puts it in (``{"CNN": "shoes"}``).
+        hidden: with process isolation, paths the worker must not read (see :class:`ProcessBackend`).
     """
 
-    def __init__(self, folder: str | Path, isolation: str, interface: dict[str, str]) -> None:
+    def __init__(self, folder: str | Path, isolation: str, interface: dict[str, str],
+                 hidden: list[Path] | None = None) -> None:
         self.folder = Path(folder).resolve()
         self.isolation = isolation
         self.interface = interface
@@ -377,7 +462,7 @@ class Submission:
             self.backend: Backend = InProcessBackend()
             self.backend.request("loading the submission", "load", target=str(self.folder))
         elif isolation == "process":
-            self.backend = ProcessBackend(self.folder)
+            self.backend = ProcessBackend(self.folder, hidden)
         else:
             raise errors.TorchgradeError(f"unknown isolation {isolation!r}; choose from 'none', 'process'")
 

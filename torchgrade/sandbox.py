@@ -18,16 +18,21 @@ tier this machine offers, chosen once per grading process and named in the repor
 
 In every tier the worker gets resource limits (:class:`Limits`), ``python -I`` with a clean
 environment, its own HOME and TMPDIR, and the scratch copy of the submission as its working
-directory. A grader running as root first drops to ``nobody`` where ``nobody`` can run this Python
-(not where it lives under ``/root``); that also makes the process limit count, which the kernel
-ignores for root. Without the drop, bubblewrap still runs the worker as uid 65534 of its own user
-namespace, without capabilities. ``TORCHGRADE_SANDBOX`` picks the tier:
-``auto`` (default), ``required`` (bubblewrap or unshare, else an error: for official grading), or
-a tier's name to force it.
+directory. Where a pids cgroup can be made (:mod:`torchgrade.cgroup`), each worker gets its own: it
+caps processes even for root, and every process the worker started is killed with it.
+
+A grader running as root first drops to ``nobody`` where ``nobody`` can run this Python (not where
+it lives under ``/root``); that also makes ``RLIMIT_NPROC`` count, which the kernel ignores for root.
+Without the drop, bubblewrap still runs the worker as uid 65534 of its own user namespace, without
+capabilities.
+
+``TORCHGRADE_SANDBOX`` picks the tier: ``auto`` (default), ``required`` (bubblewrap or unshare, else
+an error: for official grading), or a tier's name to force it.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import resource
@@ -38,6 +43,8 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from torchgrade.cgroup import PidsGroup
 
 TIERS = ("bubblewrap", "unshare", "rlimits")
 #: The user an unprivileged worker runs as when the grader is root.
@@ -56,7 +63,7 @@ class Limits:
 
     ``import torch`` with 2 threads maps about 650 MiB; the heaviest reference check (the GAT on
     644 nodes) peaks at 2.3 GiB of address space and a handout-style all-pairs GAT at 3.1 GiB
-    (benchmarks/isolation.py prints the peaks); 8 GiB leaves room for a slower student solution
+    (measured with /proc/<pid>/status's VmPeak); 8 GiB leaves room for a slower student solution
     and stops a 50 GB allocation at once.
     """
 
@@ -123,6 +130,7 @@ def scratch_area() -> Path:
     as a whole, with only the worker's own copy bound back in."""
     area = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
     area.chmod(0o711)  # workers running as nobody reach their own copy, cannot list the others
+    atexit.register(shutil.rmtree, area, ignore_errors=True)
     return area
 
 
@@ -133,21 +141,35 @@ class Sandbox:
     tier: str
     drops_privileges: bool = False
     limits: Limits = Limits()
+    #: Each worker gets a pids cgroup (:mod:`torchgrade.cgroup`) capped at ``limits.processes``.
+    pids_cgroup: bool = False
 
     def protections(self) -> list[str]:
         """Lines for the report: what was in force, and what was not."""
         lines = [f"sandbox: {self.tier}", f"limits: {self.limits.describe()}"]
         if self.drops_privileges:
             lines.append("runs as: nobody (uid 65534)")
-        elif self.tier == "bubblewrap":
-            lines.append(f"runs as: uid 65534 in a user namespace, no capabilities (uid {os.geteuid()} outside; "
-                         f"the process limit is not enforced for root)")
+        elif self.tier in ("bubblewrap", "unshare"):
+            lines.append(f"runs as: uid 65534 in a user namespace, no capabilities (uid {os.geteuid()} outside)")
         else:
             lines.append(f"runs as: uid {os.geteuid()} (the grader's user)")
         if self.tier == "rlimits":
             lines += ["not in force: network isolation, hiding reference/ and graders/ (no bubblewrap or unshare here)"]
         else:
             lines += ["no network", "reference/, graders/, other submissions and the report hidden"]
+        if self.pids_cgroup:
+            lines.append(f"processes: at most {self.limits.processes} (a pids cgroup), all killed with the worker")
+        elif self.drops_privileges or os.geteuid() != 0:
+            lines.append(f"processes: at most {self.limits.processes} (RLIMIT_NPROC of uid "
+                         f"{NOBODY if self.drops_privileges else os.geteuid()})")
+        else:
+            lines.append("not in force: a process cap (RLIMIT_NPROC does not hold for root and no pids cgroup "
+                         "is writable here)")
+        if self.tier != "rlimits" or self.pids_cgroup:
+            how = "its PID namespace" if self.tier != "rlimits" else "its pids cgroup"
+            lines.append(f"background processes die with the worker ({how})")
+        else:
+            lines.append("not in force: killing background processes that leave the worker's process group")
         return lines
 
     def command(self, argv: Sequence[str], scratch: Scratch, hidden: Sequence[Path]) -> list[str]:
@@ -166,11 +188,14 @@ class Sandbox:
             return [*prefix, *argv, f"--writable={scratch.root}", *(f"--hide={path}" for path in hidden)]
         return list(argv)
 
-    def preexec(self) -> Callable[[], None]:
-        """What the child runs before it executes the command: drop root, then set the limits."""
+    def preexec(self, group: PidsGroup | None = None) -> Callable[[], None]:
+        """What the child runs before it executes the command: join its pids cgroup, drop root,
+        then set the limits."""
         limits, drop = self.limits, self.drops_privileges
 
         def start() -> None:
+            if group is not None:
+                group.join()
             if drop:
                 os.setgroups([])
                 os.setgid(NOBODY)
@@ -206,10 +231,20 @@ def available(tier: str) -> Sandbox | None:
         return None
     if tier == "unshare" and shutil.which("unshare") is None:
         return None
+    cgroup = _pids_cgroup_works()
     for drop in ((True, False) if os.geteuid() == 0 else (False,)):
         if _works(Sandbox(tier, drop)):
-            return Sandbox(tier, drop)
+            return Sandbox(tier, drop, pids_cgroup=cgroup)
     return None
+
+
+@functools.cache
+def _pids_cgroup_works() -> bool:
+    group = PidsGroup.create(Limits().processes)
+    if group is None:
+        return False
+    group.remove()
+    return True
 
 
 def _works(box: Sandbox) -> bool:
@@ -250,7 +285,7 @@ def choose() -> Sandbox:
 
 def hidden_paths(submission: Path, assignment: Path | None, report: Path | None) -> list[Path]:
     """What a worker must not read: the assignment's reference, graders and sample submissions, the
-    folder holding other submissions, the report, other workers' scratch copies.
+    folder holding other submissions, the report and its folder, other workers' scratch copies.
 
     A path is left visible when hiding it would hide what the worker needs (the Python install,
     torchgrade itself, its own scratch copy)."""
@@ -262,8 +297,8 @@ def hidden_paths(submission: Path, assignment: Path | None, report: Path | None)
         assignment = assignment.resolve()
         candidates += [assignment / "reference", assignment / "graders", assignment / "fixtures" / "submissions",
                        assignment / "benchmarks"]
-    if report is not None:
-        candidates.append(report.resolve())
+    if report is not None:  # and its folder: in a batch, the other students' reports
+        candidates += [report.resolve(), report.resolve().parent]
     hidden = []
     for path in candidates:
         if not path.exists() or path in hidden or path == Path("/"):

@@ -138,6 +138,22 @@ def decode(frame: bytes, resolve_ref: Callable[[Ref], Any] | None = None) -> Any
         raise WireError(f"malformed value in frame: {type(exc).__name__}: {exc}") from None
 
 
+def _check_room(buffers: list[bytes], size: int) -> None:
+    """Refuse a buffer that would take the frame over MAX_FRAME_BYTES before it is copied (a 2.5 GiB
+    tensor is refused at once, not after filling the worker's memory with copies)."""
+    total = sum(len(b) for b in buffers) + size
+    if total > MAX_FRAME_BYTES:
+        raise WireError(f"the value holds {total / 2**30:.1f} GiB of arrays; at most {MAX_FRAME_BYTES / 2**30:g} GiB "
+                        "can be graded")
+
+
+def _plain_tensor(value: torch.Tensor) -> torch.Tensor:
+    """A tensor subclass (a ``Parameter``, or a submission's tensor whose comparisons or ``shape``
+    lie) as a plain tensor over the same memory: none of the subclass's code runs while it is sent."""
+    with torch._C.DisableTorchFunctionSubclass():
+        return torch.Tensor.as_subclass(value, torch.Tensor)
+
+
 def _to_json(value: Any, buffers: list[bytes], make_ref, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise WireError(f"value nested deeper than {MAX_DEPTH} levels")
@@ -152,8 +168,11 @@ def _to_json(value: Any, buffers: list[bytes], make_ref, depth: int) -> Any:
     if isinstance(value, complex):
         return {"complex": [_to_json(value.real, buffers, make_ref, depth + 1),
                             _to_json(value.imag, buffers, make_ref, depth + 1)]}
+    if isinstance(value, torch.Tensor) and type(value) is not torch.Tensor:
+        value = _plain_tensor(value)
     if isinstance(value, torch.Tensor) and value.layout == torch.strided and value.dtype in _TORCH_TO_NAME:
         data = value.detach().to("cpu").contiguous()
+        _check_room(buffers, data.numel() * data.element_size())
         buffers.append(data.numpy().tobytes())
         return {"tensor": _TORCH_TO_NAME[data.dtype], "shape": list(data.shape), "buf": len(buffers) - 1,
                 "requires_grad": bool(value.requires_grad)}
@@ -164,6 +183,7 @@ def _to_json(value: Any, buffers: list[bytes], make_ref, depth: int) -> Any:
                 "indices": _to_json(coo.indices(), buffers, make_ref, depth + 1),
                 "values": _to_json(coo.values(), buffers, make_ref, depth + 1)}
     if isinstance(value, np.ndarray) and value.dtype in _NUMPY_TO_NAME:
+        _check_room(buffers, value.nbytes)
         buffers.append(np.ascontiguousarray(value).tobytes())
         return {"ndarray": _NUMPY_TO_NAME[value.dtype], "shape": list(value.shape), "buf": len(buffers) - 1}
     if isinstance(value, Ref):

@@ -40,9 +40,16 @@ MAX_TRACEBACK_LINES = 30
 
 
 class WorkerSession:
-    """Executes grader requests against one submission and keeps its objects alive."""
+    """Executes grader requests against one submission and keeps its objects alive.
 
-    def __init__(self) -> None:
+    Args:
+        isolated: this is a worker process of its own. A ``KeyboardInterrupt`` can then only come
+            from student code (the grader's Ctrl-C never reaches a worker, which runs in a session
+            of its own) and is the student's error like any other; in-process it must reach pytest.
+    """
+
+    def __init__(self, isolated: bool = False) -> None:
+        self.isolated = isolated
         self.submission: Submission | None = None
         self.objects: dict[int, Any] = {}
         self._ids: dict[int, int] = {}
@@ -75,7 +82,7 @@ class WorkerSession:
         except _Refused as exc:
             reply = {"error": exc.error}
         except BaseException as exc:  # noqa: BLE001 - student code may raise anything, SystemExit too
-            if isinstance(exc, KeyboardInterrupt) or type(exc).__module__.startswith("_pytest"):
+            if not self.isolated and (isinstance(exc, KeyboardInterrupt) or type(exc).__module__.startswith("_pytest")):
                 raise  # in-process mode: a Ctrl-C or pytest-timeout's failure must reach pytest
             reply = {"error": self._student_error(exc)}
         try:
@@ -156,11 +163,17 @@ def _check_signature(target: Any, args: list[Any], kwargs: dict[str, Any]) -> No
         raise _Refused("signature", str(exc), signature=f"{name}{signature}") from None
 
 
+#: The seeding functions as they were before any submission loaded: a submission that replaces
+#: ``torch.manual_seed`` or ``random.seed`` does not stop the grader from seeding.
+_SEEDERS = (random.seed, np.random.seed, torch.manual_seed)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    python_seed, numpy_seed, torch_seed = _SEEDERS
+    python_seed(seed)
+    numpy_seed(seed % 2**32)
+    torch_seed(seed)
 
 
 def _exc_message(exc: BaseException) -> str:
@@ -203,13 +216,17 @@ def main(argv: list[str]) -> int:
     threads = os.environ.get("TORCHGRADE_THREADS")
     if threads:
         torch.set_num_threads(int(threads))
-    session = WorkerSession()
+    session = WorkerSession(isolated=True)
+    worker = os.getpid()
     while True:
         try:
             frame = wire.read_frame(request_fd)
         except EOFError:
             return 0
-        wire.write_frame(reply_fd, session.handle(frame))
+        reply = session.handle(frame)
+        if os.getpid() != worker:  # a child the submission forked came back out of its call:
+            os._exit(0)  # only the worker itself ever speaks to the grader
+        wire.write_frame(reply_fd, reply)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,63 @@
+"""Grader of UvA DL1 A2 Q2.2b: the parameter count of an LSTM with a linear output layer,
+``lstm_param_count(n_hidden, n_input, n_output)``, against the formula and against the submitted
+``LSTM`` and ``TextGenerationModel`` themselves.
+
+A module of its own, apart from ``test_lstm.py``: it is the only LSTM check that reads
+``answers.py``, and a sample that edits ``answers.py`` is graded by the modules that mention its
+names (``tests/test_samples.py``), which need not include the text model's training run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from torchgrade.checks import params, recurrent
+from torchgrade.errors import CheckFailure
+
+ASSIGNMENT = "uva-a2"
+
+
+def lstm_formula(hidden: int, inputs: int, outputs: int) -> int:
+    """Four gates with input weights, recurrent weights and one bias each, then ``p = W_ph h + b_p``."""
+    return 4 * (hidden * inputs + hidden * hidden + hidden) + outputs * hidden + outputs
+
+
+SIZES = ((1, 1, 1), (128, 64, 92), (1024, 256, 87), (3, 10, 2), (50, 1, 7), (7, 30, 300))
+
+
+@pytest.mark.points(2, question="Q2.2b")
+def test_lstm_param_count(sub, parts):
+    with parts.part(1, "4(H I + H H + H) + O H + O for many sizes"):
+        for hidden, inputs, outputs in SIZES:
+            who = f"lstm_param_count(n_hidden={hidden}, n_input={inputs}, n_output={outputs})"
+            got = sub.lstm_param_count(hidden, inputs, outputs)
+            expected = lstm_formula(hidden, inputs, outputs)
+            if got != expected:
+                raise CheckFailure(
+                    f"{who} returned {got!r}; expected {expected} = 4 (H I + H H + H) + O H + O: each of the four "
+                    f"gates has an H x I input weight, an H x H recurrent weight and one bias of H, and the output "
+                    f"layer an O x H weight and a bias of O."
+                )
+    with parts.part(1, "equals the parameters of the submitted LSTM and TextGenerationModel"):
+        for hidden, embed, vocabulary in ((6, 4, 11), (16, 8, 25)):
+            lstm = sub.LSTM(lstm_hidden_dim=hidden, embedding_size=embed)
+            counted = sub.apply(params.count_parameters, lstm) + vocabulary * hidden + vocabulary
+            answer = sub.lstm_param_count(hidden, embed, vocabulary)
+            if answer != counted:
+                formula = lstm_formula(hidden, embed, vocabulary)
+                side = ("the LSTM's own count differs from the formula (one bias per gate: nn.LSTM's two make 4H "
+                        "more)" if counted != formula else "lstm_param_count differs from the formula")
+                raise CheckFailure(
+                    f"LSTM(lstm_hidden_dim={hidden}, embedding_size={embed}) has {counted - vocabulary * (hidden + 1)} "
+                    f"parameters, so with an output layer to {vocabulary} characters {counted}; "
+                    f"lstm_param_count({hidden}, {embed}, {vocabulary}) returned {answer!r}: {side}."
+                )
+            model = recurrent.make_text_model(sub, vocabulary, embed, hidden)
+            total = sub.apply(params.count_parameters, model)
+            if total - vocabulary * embed != answer:
+                raise CheckFailure(
+                    f"TextGenerationModel(vocabulary_size={vocabulary}, embedding_size={embed}, lstm_hidden_dim="
+                    f"{hidden}) has {total} parameters, {total - vocabulary * embed} besides its {vocabulary} x "
+                    f"{embed} embedding; lstm_param_count({hidden}, {embed}, {vocabulary}) returned {answer!r}. The "
+                    f"model is an embedding, the LSTM and one linear output layer."
+                )

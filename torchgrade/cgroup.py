@@ -1,0 +1,126 @@
+"""A pids cgroup per worker: a cap on its processes that holds for root, and a way to kill them all.
+
+``RLIMIT_NPROC`` counts processes per real user and the kernel ignores it for uid 0, which is what
+a worker is outside its user namespace when the grader runs as root; a fork bomb would then fill the
+machine's process table. A cgroup's ``pids.max`` holds for every process in it, whoever owns it,
+and the cgroup lists every process the worker started, also those that left its process group
+(``setsid``) or were reparented: :meth:`PidsGroup.kill` ends them all.
+
+Where no writable pids controller exists (an unprivileged grader, a container without cgroup
+access), :meth:`PidsGroup.create` returns None and the report says the cap is not in force.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+#: cgroup v1 mounts each controller on its own; v2 has one tree with a list of controllers.
+V1_PIDS = Path("/sys/fs/cgroup/pids")
+V2_ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
+_names = itertools.count()
+
+
+@dataclass(frozen=True)
+class PidsGroup:
+    """One worker's cgroup: ``pids.max`` caps its processes and threads together."""
+
+    path: Path
+
+    @classmethod
+    def create(cls, limit: int) -> PidsGroup | None:
+        """A fresh cgroup beside this process's own, capped at ``limit`` tasks, or None where the
+        machine offers no pids controller this process may write."""
+        name = f"torchgrade-{os.getpid()}-{next(_names)}"
+        for parent in _candidate_parents():
+            _remove_stale(parent)
+            group = cls(parent / name)
+            try:
+                group.path.mkdir()
+            except OSError:
+                continue
+            try:
+                (group.path / "pids.max").write_text(str(limit))
+                return group
+            except OSError:
+                group.remove()
+        return None
+
+    def join(self) -> None:
+        """Move the calling process into the group (the worker's child, before it executes)."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def members(self) -> list[int]:
+        try:
+            return [int(pid) for pid in (self.path / "cgroup.procs").read_text().split()]
+        except OSError:
+            return []
+
+    def kill(self, timeout: float = 5.0) -> None:
+        """Stop the group from forking, SIGKILL every process in it until none is left, then
+        remove the group."""
+        try:
+            (self.path / "pids.max").write_text("0")  # a fork bomb cannot refill what is killed
+        except OSError:
+            pass
+        deadline = time.monotonic() + timeout
+        while (pids := self.members()) and time.monotonic() < deadline:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
+        self.remove()
+
+    def remove(self) -> None:
+        for _ in range(100):  # killed tasks leave the group a moment after SIGKILL
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.01)
+
+
+def _remove_stale(parent: Path) -> None:
+    """Remove the empty groups of grading processes that are gone (killed before they could clean
+    up, e.g. by a batch's time limit)."""
+    for folder in parent.glob("torchgrade-*-*"):
+        try:
+            os.kill(int(folder.name.split("-")[1]), 0)
+        except ProcessLookupError:
+            try:
+                folder.rmdir()  # refused while processes remain in it
+            except OSError:
+                pass
+        except (ValueError, PermissionError):
+            continue
+
+
+def _candidate_parents() -> list[Path]:
+    """Folders where a pids cgroup could be made: this process's own cgroup in the v1 pids
+    hierarchy, or in a v2 tree that offers the pids controller."""
+    parents = []
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return parents
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            parents.append(V1_PIDS / path.lstrip("/"))
+        elif controllers == "":
+            for root in V2_ROOTS:
+                own = root / path.lstrip("/")
+                try:
+                    if "pids" in (own / "cgroup.subtree_control").read_text().split():
+                        parents.append(own)
+                except OSError:
+                    continue
+    return parents
