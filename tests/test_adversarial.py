@@ -133,6 +133,8 @@ def test_hostile_submission_loses_only_what_it_breaks(corpus, name):
     for check in data["checks"]:
         if check["points"] < check["max_points"]:
             assert re.search(case.message, check["message"], re.DOTALL), check["message"][:500]
+    if case.note:
+        assert any(re.search(case.note, note) for note in data["notes"]), data["notes"]
     if case.printed:
         output = data["student_output"]
         assert len(output["text"].encode()) <= OUTPUT_CAP and output["dropped_bytes"] >= case.printed - OUTPUT_CAP

@@ -120,6 +120,16 @@ def stubborn(seconds):
 def nap(seconds):
     time.sleep(seconds)
     return seconds
+
+
+def bomb():
+    if os.fork() == 0:  # a child that forks forever, left behind when the call returns
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+    return "returned"
 '''
 
 FILES = {
@@ -171,6 +181,7 @@ INTERFACE = {
             "crash",
             "stubborn",
             "nap",
+            "bomb",
             "moved",
             "absent",
         ],
@@ -457,6 +468,28 @@ def test_call_ignoring_sigalrm_is_still_stopped(sub_process: Submission) -> None
         sub_process.set_time_limit(None)
     assert elapsed < 4
     assert sub_process.nap(0.01) == 0.01
+
+
+def test_processes_left_running_are_stopped_between_checks_and_the_worker_stays(sub_process: Submission) -> None:
+    backend = sub_process.backend
+    model = sub_process.CNN(n=2)
+    if backend.worker.group is None:  # no pids cgroup here: the report says the cap is missing
+        assert not backend.sandbox.pids_cgroup
+        return
+    worker_pid, restarts = backend.process.pid, backend.restarts
+    assert sub_process.bomb() == "returned"
+    deadline = time.monotonic() + 10
+    while len(backend.worker.group.members()) < len(backend.worker.own) + 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(backend.worker.group.members()) > len(backend.worker.own) + 1  # the bomb is going
+    start = time.monotonic()
+    sub_process.stop_background()
+    assert time.monotonic() - start < 5
+    assert set(backend.worker.group.members()) == set(backend.worker.own)
+    assert backend.process.pid == worker_pid and backend.restarts == restarts
+    assert model(torch.zeros(1, 3, 4, 4)).shape == (1, 2)  # handles into the worker are still good
+    assert sub_process.add(1, 2) == 3  # and it can fork again: the cap was restored
+    assert "torchgrade stopped them" in backend.notes["background processes"]
 
 
 # -- trusted checks next to the submission, and mode independence ------------------------------------------

@@ -30,6 +30,7 @@ class PidsGroup:
     """One worker's cgroup: ``pids.max`` caps its processes and threads together."""
 
     path: Path
+    limit: int
 
     @classmethod
     def create(cls, limit: int) -> PidsGroup | None:
@@ -38,7 +39,7 @@ class PidsGroup:
         name = f"torchgrade-{os.getpid()}-{next(_names)}"
         for parent in _candidate_parents():
             _remove_stale(parent)
-            group = cls(parent / name)
+            group = cls(parent / name, limit)
             try:
                 group.path.mkdir()
             except OSError:
@@ -59,6 +60,31 @@ class PidsGroup:
             return [int(pid) for pid in (self.path / "cgroup.procs").read_text().split()]
         except OSError:
             return []
+
+    def stop_others(self, keep: frozenset[int], timeout: float = 5.0) -> int:
+        """SIGKILL every process in the group that is not in ``keep`` (the worker and its sandbox),
+        and return how many there were. While they are killed no task of the group may fork, so a
+        fork bomb cannot refill the group; the worker is idle between checks and starts none."""
+        others = [pid for pid in self.members() if pid not in keep]
+        if not others:
+            return 0
+        try:
+            (self.path / "pids.max").write_text("1")  # below the worker's own count: no fork succeeds
+        except OSError:
+            pass
+        deadline = time.monotonic() + timeout
+        while (pids := [pid for pid in self.members() if pid not in keep]) and time.monotonic() < deadline:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
+        try:
+            (self.path / "pids.max").write_text(str(self.limit))
+        except OSError:
+            pass
+        return len(others)
 
     def kill(self, timeout: float = 5.0) -> None:
         """Stop the group from forking, SIGKILL every process in it until none is left, then

@@ -89,6 +89,9 @@ class Backend:
     def roundtrip(self, frame: bytes, label: str) -> bytes:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def stop_background(self) -> None:
+        """Stop what the submission left running between checks (only a worker process can)."""
+
     def close(self) -> None:
         """Release the backend's resources."""
 
@@ -163,6 +166,8 @@ class _Worker:
     scratch: sandbox.Scratch
     group: PidsGroup | None
     ended: bool = False
+    #: The group's processes before any student code ran: the worker and its sandbox's own.
+    own: frozenset[int] = frozenset()
 
     def end(self, grace: float = 0.0) -> int:
         """Stop the worker (after ``grace`` seconds to exit by itself), every process it left, and
@@ -257,6 +262,9 @@ class ProcessBackend(Backend):
             spare = None
         self.worker = spare or self._spawn()
         self.generation += 1
+        if self.worker.group is not None:  # the worker is up and idle: what is in its group is ours
+            self._exchange(wire.encode({"op": "ping"}), "starting the worker", 120.0)
+            self.worker.own = frozenset(self.worker.group.members())
         load = wire.encode({"op": "load", "target": str(self.worker.scratch.submission)})
         reply = wire.decode(self._exchange(load, "loading the submission", 120.0))
         if "error" in reply:
@@ -293,6 +301,19 @@ class ProcessBackend(Backend):
         except BaseException:
             self._kill()  # pytest-timeout or Ctrl-C while waiting: the worker is mid-call, drop it
             raise
+
+    def stop_background(self) -> None:
+        """Kill the processes the submission started that are still running between checks (a fork
+        bomb, a forgotten child): they would starve the next check of CPU. The worker itself, and
+        the objects it holds for later checks, stay."""
+        worker = self.worker
+        if worker is None or worker.group is None or worker.process.poll() is not None:
+            return
+        stopped = worker.group.stop_others(worker.own)
+        if stopped:
+            self.notes["background processes"] = (
+                "the submission left processes running after its calls returned (at least "
+                f"{stopped} once); torchgrade stopped them before the next check.")
 
     def _kill(self, grace: float = 0.0) -> int | None:
         worker = self.worker
@@ -506,6 +527,10 @@ class Submission:
         overall limit, each call gets DEFAULT_CALL_TIMEOUT). Enforced only with process isolation;
         in-process, pytest-timeout stops a hung check."""
         self.backend.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def stop_background(self) -> None:
+        """Kill the processes the submission left running (process isolation with a pids cgroup)."""
+        self.backend.stop_background()
 
     def seed(self, seed: int) -> None:
         """Seed the global generators (Python, NumPy, torch) where the submission runs."""
