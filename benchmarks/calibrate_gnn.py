@@ -13,7 +13,6 @@ Runs one thread per process: start two processes for two cores.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import time
@@ -30,13 +29,7 @@ import test_gnn  # noqa: E402
 
 from fixtures import citation  # noqa: E402
 from torchgrade.checks import graphs  # noqa: E402
-
-
-def load_gnn(folder: Path):
-    spec = importlib.util.spec_from_file_location("calibrated_gnn", folder / "gnn.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from torchgrade.loader import import_file  # noqa: E402
 
 
 def node_run(gnn, graph, model_name: str, seed: int) -> dict:
@@ -73,7 +66,7 @@ def main() -> None:
     parser.add_argument("--graph", choices=["auto", "synthetic"], default="auto")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    gnn = load_gnn(args.submission)
+    gnn = import_file(args.submission / "gnn.py", "calibrated_gnn")
     graph = citation.synthetic_citation() if args.graph == "synthetic" else citation.citation_graph()
     small = citation.attention_graph(graph)
     sets = conftest.make_molecule_sets() if "mlp" in args.runs or "molgnn" in args.runs else None

@@ -17,7 +17,6 @@ grader's. Runs one thread per process: start two processes for two cores.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -35,13 +34,7 @@ import test_lstm  # noqa: E402  (the grader's budget, sizes, seeds and bound)
 
 from fixtures import samples, text  # noqa: E402
 from torchgrade.checks import recurrent  # noqa: E402
-
-
-def load_lstm(folder: Path):
-    spec = importlib.util.spec_from_file_location("calibrated_lstm", folder / "lstm.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from torchgrade.loader import import_file  # noqa: E402
 
 
 class Memoryless(nn.Module):
@@ -83,7 +76,7 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         folder = samples.materialise(samples.load(args.sample), Path(tmp)) if args.sample else args.submission
-        lstm = load_lstm(folder)
+        lstm = import_file(folder / "lstm.py", "calibrated_lstm")
     data = {name: torch.from_numpy(stream) for name, stream in text.make_dataset(seed=test_lstm.CORPUS_SEED).items()}
     grams = ", ".join(f"{order}-gram {text.conditional_entropy(data['train'].numpy(), data['val'].numpy(), order):.3f}"
                       for order in (1, 2, 3, 5))

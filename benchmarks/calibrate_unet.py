@@ -16,7 +16,6 @@ of a whole grading run is ``python benchmarks/grade_time.py -k unet``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -34,15 +33,9 @@ import test_unet  # noqa: E402  (the grader's budget, seeds and scenes)
 from fixtures import samples  # noqa: E402
 from fixtures import segmentation as scenes  # noqa: E402
 from torchgrade.checks import segmentation  # noqa: E402
+from torchgrade.loader import import_file  # noqa: E402
 
 VARIANTS = {"with": False, "without": True}  # variant -> disable_skip_connections
-
-
-def load_unet(folder: Path):
-    spec = importlib.util.spec_from_file_location("calibrated_unet", folder / "unet.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def unet_run(unet, data: dict[str, torch.Tensor], disable: bool, seed: int) -> dict:
@@ -79,7 +72,7 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         folder = samples.materialise(samples.load(args.sample), Path(tmp)) if args.sample else args.submission
-        unet = load_unet(folder)
+        unet = import_file(folder / "unet.py", "calibrated_unet")
     data = test_unet.scene_tensors()
     print(
         f"submission {args.sample or args.submission}; budget {test_unet.budget_text()}; thresholds: with skips "

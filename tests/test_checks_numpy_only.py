@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 
 from torchgrade.checks import numpy_only
+from torchgrade.loader import import_file
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -47,10 +47,7 @@ def nested(x):
 def module(tmp_path_factory: pytest.TempPathFactory) -> types.ModuleType:
     path = tmp_path_factory.mktemp("numpy_only") / "layers.py"
     path.write_text(SOURCE)
-    spec = importlib.util.spec_from_file_location("_numpy_only_sample", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return import_file(path, "_numpy_only_sample")
 
 
 def test_torch_imports_finds_every_spelling():

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 from pathlib import Path
 
 import pytest
 
 from torchgrade.interface import MODULES
+from torchgrade.loader import import_file
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE_FILES = sorted(p.name for p in (ROOT / "reference").glob("*.py"))
 
 
 def load(folder: str, filename: str):
-    spec = importlib.util.spec_from_file_location(f"_interface_{folder}_{filename[:-3]}", ROOT / folder / filename)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_file(ROOT / folder / filename, f"_interface_{folder}_{filename[:-3]}")
 
 
 def public_api(module) -> dict[str, str]:
@@ -53,3 +50,36 @@ def test_interface_names_are_defined(module):
         api = public_api(load(folder, f"{module}.py"))
         missing = [name for name in MODULES[module] if name not in api]
         assert not missing, f"{folder}/{module}.py lacks {missing}"
+
+
+@pytest.mark.parametrize("filename", MODULE_FILES)
+def test_every_template_function_raises_not_implemented(filename):
+    """The template scores zero by raising, never by returning a plausible value."""
+    template = load("student_template", filename)
+    functions = {name: obj for name, obj in vars(template).items()
+                 if inspect.isfunction(obj) and not name.startswith("_") and obj.__module__ == template.__name__}
+    answering = []
+    for name, stub in functions.items():
+        try:
+            stub(*[object()] * len(inspect.signature(stub).parameters))
+        except NotImplementedError:
+            continue
+        except Exception as exc:  # noqa: BLE001 - any other outcome is the failure reported
+            answering.append(f"{name} raised {type(exc).__name__}")
+        else:
+            answering.append(f"{name} returned")
+    assert functions and not answering
+
+
+#: Modules whose template docstrings are the handout's contract, word for word, and whose reference
+#: keeps that text and adds its formula after it.
+DOCSTRING_CONTRACT = ("answers.py", "conv_numpy.py", "robustness.py", "shoes.py")
+
+
+@pytest.mark.parametrize("filename", DOCSTRING_CONTRACT)
+def test_reference_docstrings_start_with_the_templates(filename):
+    reference, template = load("reference", filename), load("student_template", filename)
+    for name in public_api(template):
+        if "." not in name:
+            stub, fn = getattr(template, name), getattr(reference, name)
+            assert (inspect.getdoc(fn) or "").startswith(inspect.getdoc(stub) or ""), name

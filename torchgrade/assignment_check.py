@@ -15,7 +15,6 @@ a question can report a mismatch that is only the selection's.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any
 
 from torchgrade import cli
 from torchgrade.errors import TorchgradeError
+from torchgrade.loader import import_file
 
 OK, MISMATCH, NOT_SELECTED, ERROR = "ok", "MISMATCH", "not selected", "ERROR"
 
@@ -59,11 +59,7 @@ def load_samples_module(assignment: Path) -> ModuleType:
     if not path.is_file():
         raise TorchgradeError(f"{assignment} has no fixtures/samples.py describing its sample submissions")
     name = f"_torchgrade_samples_{zlib.crc32(str(path.resolve()).encode())}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return import_file(path, name)
 
 
 def lost_points(data: dict[str, Any]) -> dict[str, float]:
