@@ -74,6 +74,16 @@ def test_node_classifier_falls_back_to_a_dense_adjacency_with_a_note():
     assert "could not take a sparse adjacency" in result["note"]
 
 
+def test_node_classifier_grades_the_logits_of_a_model_that_returns_a_tuple():
+    class WithAttention(LinearNodes):
+        def forward(self, x, adj):
+            return super().forward(x, adj), adj  # (logits, attention weights), as some GATs do
+
+    torch.manual_seed(0)
+    result = train(WithAttention(), two_cluster_graph())
+    assert result["test_accuracy"] == 1.0 and result["note"] == ""
+
+
 def test_node_classifier_reports_wrong_output_shape():
     result = train(LinearNodes(out=3), two_cluster_graph())
     assert result == {"error": "the model returned a torch.float32 tensor of shape [40, 3]; expected [40, 2] logits"}

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchgrade.checks.training import one_thread
+from torchgrade.checks.training import first_tensor, logits_problem, one_thread
 
 
 # -- node classification -------------------------------------------------------------------------
@@ -76,14 +76,14 @@ def _train_node_classifier(model: nn.Module, x: torch.Tensor, adj: torch.Tensor,
         model.train()
         optimizer.zero_grad()
         try:
-            out = model(x, adj)
+            out = first_tensor(model(x, adj))
         except (RuntimeError, NotImplementedError, TypeError) as exc:
             if epoch > 1 or adj.layout == torch.strided:
                 raise
             adj = adj.to_dense()  # a model that only takes a dense adjacency still gets trained
             note = f"the model could not take a sparse adjacency ({type(exc).__name__}); trained with a dense one"
-            out = model(x, adj)
-        problem = _logits_problem(out, (x.shape[0], n_classes))
+            out = first_tensor(model(x, adj))
+        problem = logits_problem(out, (x.shape[0], n_classes))
         if problem:
             return {"error": problem}
         loss = F.cross_entropy(out[train_mask], y[train_mask])
@@ -94,20 +94,10 @@ def _train_node_classifier(model: nn.Module, x: torch.Tensor, adj: torch.Tensor,
         losses.append(round(loss.item(), 5))
     model.eval()
     with torch.no_grad():
-        prediction = model(x, adj).argmax(dim=1)
+        prediction = first_tensor(model(x, adj)).argmax(dim=1)
     correct = prediction == y
     return {"test_accuracy": float(correct[test_mask].float().mean()),
             "train_accuracy": float(correct[train_mask].float().mean()), "losses": losses, "note": note}
-
-
-def _logits_problem(out: Any, shape: tuple[int, int]) -> str:
-    if isinstance(out, tuple) and out and isinstance(out[0], torch.Tensor):
-        out = out[0]
-    if not isinstance(out, torch.Tensor):
-        return f"the model returned a {type(out).__name__}; expected a tensor of shape {list(shape)}"
-    if tuple(out.shape) != shape or not out.is_floating_point():
-        return f"the model returned a {out.dtype} tensor of shape {list(out.shape)}; expected {list(shape)} logits"
-    return ""
 
 
 # -- molecules -----------------------------------------------------------------------------------

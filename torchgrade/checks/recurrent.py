@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from torchgrade.checks.training import one_thread
+from torchgrade.checks.training import first_tensor, logits_problem, one_thread
 
 GATES = ("g", "i", "f", "o")
 GATE_NAMES = {"g": "input modulation g (tanh)", "i": "input gate i", "f": "forget gate f", "o": "output gate o"}
@@ -174,13 +174,6 @@ def _hidden_size(model: nn.Module) -> int | None:
         if isinstance(value, int):
             return value
     return None
-
-
-def first_tensor(out: Any) -> Any:
-    """A model that returns ``(outputs, state)`` is graded on the outputs."""
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    return out
 
 
 def lstm_probe(model: nn.Module, embeds: torch.Tensor, cotangent: torch.Tensor | None = None,
@@ -485,14 +478,6 @@ def sequence_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
 
 
-def _logits_problem(out: Any, shape: tuple[int, ...]) -> str:
-    if not isinstance(out, torch.Tensor):
-        return f"the model returned a {type(out).__name__}; expected a tensor of shape {list(shape)}"
-    if tuple(out.shape) != shape or not out.is_floating_point():
-        return f"the model returned a {out.dtype} tensor of shape {list(out.shape)}; expected {list(shape)} logits"
-    return ""
-
-
 @one_thread()
 def train_language_model(model: nn.Module, train: torch.Tensor, val: torch.Tensor, *, steps: int, batch_size: int,
                          seq_length: int, lr: float, clip: float, seed: int) -> dict[str, Any]:
@@ -527,7 +512,7 @@ def train_language_model(model: nn.Module, train: torch.Tensor, val: torch.Tenso
         model.train()
         optimizer.zero_grad()
         out = first_tensor(model(batch[:-1]))
-        problem = _logits_problem(out, (seq_length, batch_size, vocabulary))
+        problem = logits_problem(out, (seq_length, batch_size, vocabulary))
         if problem:
             return {"error": problem}
         loss = sequence_cross_entropy(out, batch[1:])
@@ -542,7 +527,7 @@ def train_language_model(model: nn.Module, train: torch.Tensor, val: torch.Tenso
     model.eval()
     with torch.no_grad():
         out = first_tensor(model(windows[:-1]))
-        problem = _logits_problem(out, (seq_length, count, vocabulary))
+        problem = logits_problem(out, (seq_length, count, vocabulary))
         if problem:
             return {"error": f"in eval mode, {problem}"}
         val_loss = sequence_cross_entropy(out, windows[1:]).item()

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchgrade.checks.training import one_thread
+from torchgrade.checks.training import first_tensor, logits_problem, one_thread
 
 
 # -- intersection over union -------------------------------------------------------------------------
@@ -143,8 +143,8 @@ def train_segmenter(
         chunk = batches.pop(0)
         model.train()
         optimizer.zero_grad()
-        out = _first_tensor(model(images[chunk]))
-        problem = _logits_problem(out, (len(chunk), num_classes, *images.shape[2:]))
+        out = first_tensor(model(images[chunk]))
+        problem = logits_problem(out, (len(chunk), num_classes, *images.shape[2:]))
         if problem:
             return {"error": problem}
         loss = F.cross_entropy(out, labels[chunk], weight=weights)
@@ -157,8 +157,8 @@ def train_segmenter(
     model.eval()
     with torch.no_grad():
         for start in range(0, len(val_images), 32):
-            out = _first_tensor(model(val_images[start : start + 32]))
-            problem = _logits_problem(out, (len(val_images[start : start + 32]), num_classes, *val_images.shape[2:]))
+            out = first_tensor(model(val_images[start : start + 32]))
+            problem = logits_problem(out, (len(val_images[start : start + 32]), num_classes, *val_images.shape[2:]))
             if problem:
                 return {"error": f"in eval mode, {problem}"}
             matrix += confusion_matrix(out.argmax(dim=1), val_labels[start : start + 32], num_classes)
@@ -170,21 +170,6 @@ def train_segmenter(
         "mean_iou": mean_of_present(ious),
         "pixel_accuracy": float(np.trace(matrix) / matrix.sum()),
     }
-
-
-def _first_tensor(out: Any) -> Any:
-    """A model that returns ``(logits, ...)`` is graded on the logits."""
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    return out
-
-
-def _logits_problem(out: Any, shape: tuple[int, ...]) -> str:
-    if not isinstance(out, torch.Tensor):
-        return f"the model returned a {type(out).__name__}; expected a tensor of shape {list(shape)}"
-    if tuple(out.shape) != shape or not out.is_floating_point():
-        return f"the model returned a {out.dtype} tensor of shape {list(out.shape)}; expected {list(shape)} logits"
-    return ""
 
 
 # -- skip connections ----------------------------------------------------------------------------------
@@ -286,7 +271,7 @@ def _probe(model: nn.Module, x: torch.Tensor, other: torch.Tensor, *, seed: int,
         torch.manual_seed(seed)
         with torch.no_grad():
             if perturbed is None:
-                return _first_tensor(model(inputs))
+                return first_tensor(model(inputs))
             return _perturbed_output(model, inputs, blocks, perturbed, seed, factor_std)
 
     base = output(x)
@@ -318,7 +303,7 @@ def _perturbed_output(
 
     handles = [modules[name].register_forward_hook(hook) for name in blocks]
     try:
-        return _first_tensor(model(x))
+        return first_tensor(model(x))
     finally:
         for handle in handles:
             handle.remove()

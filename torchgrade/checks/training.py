@@ -174,6 +174,24 @@ def first_conv_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     return seen[0] if seen else None
 
 
+def first_tensor(out: Any) -> Any:
+    """A model that returns ``(logits, ...)`` (with attention weights, or an LSTM's state) is graded
+    on its first tensor."""
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    return out
+
+
+def logits_problem(out: Any, shape: tuple[int, ...]) -> str:
+    """What is wrong with a model's output where a training loop expects float logits of ``shape``;
+    empty when nothing is. The loops return it as their error instead of crashing on it."""
+    if not isinstance(out, torch.Tensor):
+        return f"the model returned a {type(out).__name__}; expected a tensor of shape {list(shape)}"
+    if tuple(out.shape) != shape or not out.is_floating_point():
+        return f"the model returned a {out.dtype} tensor of shape {list(out.shape)}; expected {list(shape)} logits"
+    return ""
+
+
 MSG_BELOW_THRESHOLD = ("{what} was {value:.3f}; at least {threshold:.3f} is needed. Run: {who}. "
                        "Threshold: {calibration}.")
 
