@@ -68,10 +68,26 @@ class PidsGroup:
         others = [pid for pid in self.members() if pid not in keep]
         if not others:
             return 0
+        self._set_max(1)  # below the worker's own count: no fork succeeds
+        self._kill_members(keep, timeout)
+        self._set_max(self.limit)
+        return len(others)
+
+    def kill(self, timeout: float = 5.0) -> None:
+        """Stop the group from forking, SIGKILL every process in it until none is left, then
+        remove the group."""
+        self._set_max(0)  # a fork bomb cannot refill what is killed
+        self._kill_members(frozenset(), timeout)
+        self.remove()
+
+    def _set_max(self, tasks: int) -> None:
         try:
-            (self.path / "pids.max").write_text("1")  # below the worker's own count: no fork succeeds
-        except OSError:
+            (self.path / "pids.max").write_text(str(tasks))
+        except OSError:  # the group is gone already
             pass
+
+    def _kill_members(self, keep: frozenset[int], timeout: float) -> None:
+        """SIGKILL the members not in ``keep`` until none is left or ``timeout`` seconds passed."""
         deadline = time.monotonic() + timeout
         while (pids := [pid for pid in self.members() if pid not in keep]) and time.monotonic() < deadline:
             for pid in pids:
@@ -80,28 +96,6 @@ class PidsGroup:
                 except ProcessLookupError:
                     pass
             time.sleep(0.01)
-        try:
-            (self.path / "pids.max").write_text(str(self.limit))
-        except OSError:
-            pass
-        return len(others)
-
-    def kill(self, timeout: float = 5.0) -> None:
-        """Stop the group from forking, SIGKILL every process in it until none is left, then
-        remove the group."""
-        try:
-            (self.path / "pids.max").write_text("0")  # a fork bomb cannot refill what is killed
-        except OSError:
-            pass
-        deadline = time.monotonic() + timeout
-        while (pids := self.members()) and time.monotonic() < deadline:
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.01)
-        self.remove()
 
     def remove(self) -> None:
         for _ in range(100):  # killed tasks leave the group a moment after SIGKILL
