@@ -12,6 +12,7 @@ import resource
 import subprocess
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -59,8 +60,9 @@ def facts():
             "grader_env": sorted(k for k in os.environ if k.startswith("TORCHGRADE_") and k != "TORCHGRADE_THREADS"),
             "isolated": sys.flags.isolated}
 
-def spawn_sleeper():
-    return subprocess.Popen(["sleep", "300"], start_new_session=True).pid
+def spawn_sleeper(marker):
+    sleeper = [sys.executable, "-c", "import time; time.sleep(300)", marker]
+    return subprocess.Popen(sleeper, start_new_session=True).pid
 
 def allocate(gigabytes):
     return len(bytearray(int(gigabytes * 2**30)))
@@ -139,18 +141,20 @@ def test_namespaced_tiers_hide_the_assignment_and_the_network(probe):
 @pytest.mark.parametrize("probe", tiers()[:1], indirect=True)
 def test_background_processes_die_with_the_worker(probe):
     _, submission, _ = probe
-    call(submission, "spawn_sleeper")
+    # A marker of this run's own: a `sleep 300` elsewhere on the machine is not the worker's.
+    marker = f"torchgrade-test-sleeper-{uuid.uuid4().hex}"
+    call(submission, "spawn_sleeper", marker)
     backend = submission.backend
     worker = backend.process.pid
     submission.close()
     # bwrap's PID namespace ends with its first process: no sleeper survives anywhere. The kernel
     # kills the namespace's processes once its init is gone: give it a moment on a busy machine.
     deadline = time.monotonic() + 5
-    while (sleepers := [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p) == "sleep\x00300\x00"]):
+    while (sleepers := [p for p in Path("/proc").iterdir() if p.name.isdigit() and marker in _cmdline(p)]):
         if time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert not sleepers, f"sleep 300 outlived worker {worker}"
+    assert not sleepers, f"the sleeper {marker} outlived worker {worker}"
 
 
 def _cmdline(proc: Path) -> str:
