@@ -128,3 +128,27 @@ def test_unknown_sample_or_folder_is_a_usage_error(assignment_copy, tmp_path, ca
     assert "no sample called 'no_such_bug'; choose from reference, template," in capsys.readouterr().err
     assert cli.main(["check", str(tmp_path)]) == cli.EXIT_USAGE
     assert "it has no graders/ folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_demo_shares_training_runs_between_samples_unless_fresh(monkeypatch, capsys, fresh):
+    """The demo's wiring, with grading replaced: every sample of the selection is graded once, in
+    order, all with one grade cache (or none with --fresh), and the summary lists each score."""
+    calls = []
+
+    def fake_grade(folder, *, assignment, isolation, report, extra_args=()):
+        calls.append((folder.name, isolation, extra_args))
+        return cli.EXIT_OK, {"score": 1, "max_score": 2}
+
+    monkeypatch.setattr(cli, "grade", fake_grade)
+    argv = ["--assignment", str(ROOT), "demo"] + (["--fresh"] if fresh else [])
+    assert cli.main(argv) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert [name for name, _, _ in calls] == list(cli.DEMO_SAMPLES)
+    assert {isolation for _, isolation, _ in calls} == {"process"}
+    caches = {extra for _, _, extra in calls}
+    assert len(caches) == 1
+    (extra,) = caches
+    assert extra == () if fresh else extra[0] == "--grade-cache"
+    assert (cli.DEMO_SHARED in out) != fresh
+    assert out.splitlines()[-1].split() == [cli.DEMO_SAMPLES[-1], "1", "/", "2"]

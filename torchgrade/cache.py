@@ -1,8 +1,8 @@
 """A cache of expensive grading results (training runs), keyed by the content of the graded code.
 
 The harness's own tests grade many sample submissions that differ from the reference in one
-function; a training run whose code is identical is then computed once. Never used for official
-grading (the plugin enables it only with ``--grade-cache``).
+function; a training run whose code is identical is then computed once (so does ``torchgrade
+demo``). Never used for official grading (the plugin enables it only with ``--grade-cache``).
 """
 
 from __future__ import annotations

@@ -49,8 +49,8 @@ HELP_ISOLATION = ("where student code runs: 'none' in this process (fast, debugg
                   "worker process (default when the CI variable is set)")
 HELP_REPORT = "where to write the JSON report (default: torchgrade-report.json)"
 HELP_CACHE = ("reuse results of expensive computations (training runs) across runs whose graded code is "
-              "identical, keyed by a content hash; for the harness's own tests, never for official grading "
-              "(env TORCHGRADE_CACHE)")
+              "identical, keyed by a content hash; for the harness's own tests and the demo, never for official "
+              "grading (env TORCHGRADE_CACHE)")
 HELP_DATA_ROOT = ("folder with real data sets laid out as <root>/Cora/raw/ind.cora.* (Planetoid); graders read "
                   "them offline and use synthetic stand-ins from fixtures/ when absent, or when the value is "
                   "'synthetic' (env TORCHGRADE_DATA_ROOT; default: ../shared/data next to the assignment, if present)")
