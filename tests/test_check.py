@@ -1,5 +1,6 @@
 """``torchgrade check``: the verdict rules on hand-built reports, and one run of the command on a copy
-of this assignment with a sample whose TOML file is wrong, which must come out as a mismatch."""
+of this assignment with a sample whose TOML file is wrong, which must come out as a mismatch. Also the
+wiring of ``torchgrade demo``, the other command that grades the bundled samples."""
 
 from __future__ import annotations
 

@@ -139,7 +139,7 @@ def test_namespaced_tiers_hide_the_assignment_and_the_network(probe):
 
 
 @pytest.mark.parametrize("probe", tiers()[:1], indirect=True)
-def test_background_processes_die_with_the_worker(probe):
+def test_background_processes_die_with_the_worker(probe, processes_with):
     _, submission, _ = probe
     # A marker of this run's own: a `sleep 300` elsewhere on the machine is not the worker's.
     marker = f"torchgrade-test-sleeper-{uuid.uuid4().hex}"
@@ -150,18 +150,11 @@ def test_background_processes_die_with_the_worker(probe):
     # bwrap's PID namespace ends with its first process: no sleeper survives anywhere. The kernel
     # kills the namespace's processes once its init is gone: give it a moment on a busy machine.
     deadline = time.monotonic() + 5
-    while (sleepers := [p for p in Path("/proc").iterdir() if p.name.isdigit() and marker in _cmdline(p)]):
+    while sleepers := processes_with(marker):
         if time.monotonic() > deadline:
             break
         time.sleep(0.05)
     assert not sleepers, f"the sleeper {marker} outlived worker {worker}"
-
-
-def _cmdline(proc: Path) -> str:
-    try:
-        return (proc / "cmdline").read_text()
-    except OSError:
-        return ""
 
 
 def test_required_refuses_the_rlimits_tier(monkeypatch):
