@@ -54,8 +54,16 @@ def make_submissions(folder: Path, count: int) -> Path:
 def timed_batch(submissions: Path, out: Path, *, jobs: int, isolation: str, extra_args: tuple[str, ...]) -> dict:
     """Grade every submission afresh; return the wall time and each grading's seconds and check time."""
     start = time.perf_counter()
-    result = batch.run_batch(submissions, out=out, assignment=ROOT, jobs=jobs, isolation=isolation,
-                             extra_args=extra_args, force=True, progress=False)
+    result = batch.run_batch(
+        submissions,
+        out=out,
+        assignment=ROOT,
+        jobs=jobs,
+        isolation=isolation,
+        extra_args=extra_args,
+        force=True,
+        progress=False,
+    )
     wall = time.perf_counter() - start
     per = {}
     for name in result.graded:
@@ -82,25 +90,33 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="--jobs values to time (default: 1 2)")
     args = parser.parse_args()
     extra_args = ("-k", args.select, "--data-root", "synthetic")
-    print(f"{args.count} submissions, -k {args.select!r}, {os.cpu_count()} cores, "
-          f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"{args.count} submissions, -k {args.select!r}, {os.cpu_count()} cores, "
+        f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     with tempfile.TemporaryDirectory(prefix="torchgrade-bench-") as tmp:
         submissions = make_submissions(Path(tmp) / "submissions", args.count)
         runs = {}
         for jobs in args.jobs:
-            runs[("process", jobs)] = timed_batch(submissions, Path(tmp) / f"process-{jobs}", jobs=jobs,
-                                                  isolation="process", extra_args=extra_args)
-        runs[("none", 1)] = timed_batch(submissions, Path(tmp) / "none-1", jobs=1, isolation="none",
-                                        extra_args=extra_args)
-    print(f"\n{'isolation':<10} {'jobs':>4} {'wall s':>8} {'subs/min':>9} {'s/sub':>7} {'checks s':>9} "
-          f"{'rest s':>7}  statuses")
+            runs[("process", jobs)] = timed_batch(
+                submissions, Path(tmp) / f"process-{jobs}", jobs=jobs, isolation="process", extra_args=extra_args
+            )
+        runs[("none", 1)] = timed_batch(
+            submissions, Path(tmp) / "none-1", jobs=1, isolation="none", extra_args=extra_args
+        )
+    print(
+        f"\n{'isolation':<10} {'jobs':>4} {'wall s':>8} {'subs/min':>9} {'s/sub':>7} {'checks s':>9} "
+        f"{'rest s':>7}  statuses"
+    )
     for (isolation, jobs), run in runs.items():
         seconds = [s for s, _ in run["per"].values()]
         checks = [c for _, c in run["per"].values()]
-        print(f"{isolation:<10} {jobs:>4} {run['wall']:>8.1f} {60 * args.count / run['wall']:>9.1f} "
-              f"{statistics.fmean(seconds):>7.2f} {statistics.fmean(checks):>9.2f} "
-              f"{statistics.fmean(seconds) - statistics.fmean(checks):>7.2f}  "
-              f"{sorted(set(run['statuses'].values()))}")
+        print(
+            f"{isolation:<10} {jobs:>4} {run['wall']:>8.1f} {60 * args.count / run['wall']:>9.1f} "
+            f"{statistics.fmean(seconds):>7.2f} {statistics.fmean(checks):>9.2f} "
+            f"{statistics.fmean(seconds) - statistics.fmean(checks):>7.2f}  "
+            f"{sorted(set(run['statuses'].values()))}"
+        )
     if ("process", 1) in runs:
         process = statistics.fmean(s for s, _ in runs[("process", 1)]["per"].values())
         none = statistics.fmean(s for s, _ in runs[("none", 1)]["per"].values())

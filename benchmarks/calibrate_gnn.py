@@ -36,31 +36,43 @@ def node_run(gnn, graph, model_name: str, seed: int) -> dict:
     budget = test_gnn.GCN_BUDGET if model_name == "GNN" else test_gnn.GAT_BUDGET
     torch.manual_seed(seed)
     model = test_gnn.node_classifier(gnn, graph, model_name, budget)
-    return graphs.train_node_classifier(model, *test_gnn.node_inputs(graph, normalise=model_name == "GNN"),
-                                        epochs=budget["epochs"], lr=budget["lr"],
-                                        weight_decay=budget["weight_decay"], seed=seed)
+    return graphs.train_node_classifier(
+        model,
+        *test_gnn.node_inputs(graph, normalise=model_name == "GNN"),
+        epochs=budget["epochs"],
+        lr=budget["lr"],
+        weight_decay=budget["weight_decay"],
+        seed=seed,
+    )
 
 
 def molecule_run(gnn, sets: dict, model_name: str, seed: int) -> dict:
     torch.manual_seed(seed)
     model = getattr(gnn, model_name)()
-    result = graphs.train_molecule_regressor(model, sets["train"], sets["val"], sets["test"], sets["permuted_test"],
-                                             seed=seed, **test_gnn.MOLECULE_BUDGET)
-    return {"test_loss": result["test_loss"],
-            "permutation_change": test_gnn.permutation_change(result["test_predictions"],
-                                                              result["permuted_predictions"])}
+    result = graphs.train_molecule_regressor(
+        model, sets["train"], sets["val"], sets["test"], sets["permuted_test"], seed=seed, **test_gnn.MOLECULE_BUDGET
+    )
+    return {
+        "test_loss": result["test_loss"],
+        "permutation_change": test_gnn.permutation_change(result["test_predictions"], result["permuted_predictions"]),
+    }
 
 
 def summary(name: str, values: list[float]) -> str:
-    return (f"{name}: min {min(values):.4f}  mean {statistics.mean(values):.4f}  max {max(values):.4f}  "
-            f"(n={len(values)})")
+    return (
+        f"{name}: min {min(values):.4f}  mean {statistics.mean(values):.4f}  max {max(values):.4f}  (n={len(values)})"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--submission", type=Path, default=ROOT / "reference")
-    parser.add_argument("--runs", nargs="+", default=["gcn", "gat", "mlp", "molgnn"],
-                        choices=["gcn", "gat", "gcn-small", "mlp", "molgnn"])
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=["gcn", "gat", "mlp", "molgnn"],
+        choices=["gcn", "gat", "gcn-small", "mlp", "molgnn"],
+    )
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--graph", choices=["auto", "synthetic"], default="auto")

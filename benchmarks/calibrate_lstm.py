@@ -60,8 +60,9 @@ def text_run(lstm, data: dict[str, torch.Tensor], seed: int, memoryless: bool) -
 
 
 def summary(name: str, values: list[float]) -> str:
-    return (f"{name}: min {min(values):.4f}  mean {statistics.mean(values):.4f}  max {max(values):.4f}  "
-            f"(n={len(values)})")
+    return (
+        f"{name}: min {min(values):.4f}  mean {statistics.mean(values):.4f}  max {max(values):.4f}  (n={len(values)})"
+    )
 
 
 def main() -> None:
@@ -78,23 +79,33 @@ def main() -> None:
         folder = samples.materialise(samples.load(args.sample), Path(tmp)) if args.sample else args.submission
         lstm = import_file(folder / "lstm.py", "calibrated_lstm")
     data = {name: torch.from_numpy(stream) for name, stream in text.make_dataset(seed=test_lstm.CORPUS_SEED).items()}
-    grams = ", ".join(f"{order}-gram {text.conditional_entropy(data['train'].numpy(), data['val'].numpy(), order):.3f}"
-                      for order in (1, 2, 3, 5))
-    print(f"submission {args.sample or args.submission}{' (memoryless)' if args.memoryless else ''}; budget "
-          f"{test_lstm.budget_text()}; sizes {test_lstm.TEXT_SIZES}; bound <= {test_lstm.LEARN_BOUND}; corpus "
-          f"cross-entropies (nats/char): {grams}", flush=True)
+    grams = ", ".join(
+        f"{order}-gram {text.conditional_entropy(data['train'].numpy(), data['val'].numpy(), order):.3f}"
+        for order in (1, 2, 3, 5)
+    )
+    print(
+        f"submission {args.sample or args.submission}{' (memoryless)' if args.memoryless else ''}; budget "
+        f"{test_lstm.budget_text()}; sizes {test_lstm.TEXT_SIZES}; bound <= {test_lstm.LEARN_BOUND}; corpus "
+        f"cross-entropies (nats/char): {grams}",
+        flush=True,
+    )
     losses, seconds = [], []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         started = time.perf_counter()
         result = text_run(lstm, data, seed, args.memoryless)
         seconds.append(time.perf_counter() - started)
         losses.append(result.get("val_loss", float("nan")))
-        print(f"  seed {seed}: held-out loss {losses[-1]:.4f}, final training loss "
-              f"{result.get('final_loss', float('nan')):.4f}{' error: ' + result['error'] if 'error' in result else ''}"
-              f"; {seconds[-1]:.1f} s", flush=True)
+        print(
+            f"  seed {seed}: held-out loss {losses[-1]:.4f}, final training loss "
+            f"{result.get('final_loss', float('nan')):.4f}{' error: ' + result['error'] if 'error' in result else ''}"
+            f"; {seconds[-1]:.1f} s",
+            flush=True,
+        )
     print(summary("held-out loss", losses))
-    print(f"held-out loss <= {test_lstm.LEARN_BOUND}: {sum(v <= test_lstm.LEARN_BOUND for v in losses)}/{len(losses)} "
-          f"seeds")
+    print(
+        f"held-out loss <= {test_lstm.LEARN_BOUND}: {sum(v <= test_lstm.LEARN_BOUND for v in losses)}/{len(losses)} "
+        f"seeds"
+    )
     print(f"{statistics.mean(seconds):.1f} s per training run (1 thread)")
 
 

@@ -30,8 +30,9 @@ from torchgrade import cli  # noqa: E402
 
 def grade_timed(folder: Path, isolation: str, out: Path, extra_args: tuple[str, ...]) -> tuple[float, dict]:
     start = time.perf_counter()
-    _, data = cli.grade(folder, assignment=ROOT, isolation=isolation, report=out / f"{isolation}.json",
-                        extra_args=extra_args)
+    _, data = cli.grade(
+        folder, assignment=ROOT, isolation=isolation, report=out / f"{isolation}.json", extra_args=extra_args
+    )
     return time.perf_counter() - start, data
 
 
@@ -42,24 +43,29 @@ def main() -> int:
     parser.add_argument("--data-root", help="passed to the graders: a folder with Cora/raw, or 'synthetic'")
     parser.add_argument("-k", dest="select", help="pytest's -k expression, e.g. 'gnn' for graders/test_gnn.py")
     args = parser.parse_args()
-    extra_args = (*(("--data-root", args.data_root) if args.data_root else ()),
-                  *(("-k", args.select) if args.select else ()))
+    extra_args = (
+        *(("--data-root", args.data_root) if args.data_root else ()),
+        *(("-k", args.select) if args.select else ()),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = samples.materialise(samples.load(args.submission), Path(tmp))
         results = {}
         for isolation in ("none", "process"):
             runs = [grade_timed(folder, isolation, Path(tmp), extra_args) for _ in range(args.repeat)]
             results[isolation] = min(runs, key=lambda run: run[0])
-    checks = {mode: {c["id"].split("::")[-1]: c["duration"] for c in data["checks"]}
-              for mode, (_, data) in results.items()}
+    checks = {
+        mode: {c["id"].split("::")[-1]: c["duration"] for c in data["checks"]} for mode, (_, data) in results.items()
+    }
     print(f"{'check':<40} {'none s':>8} {'process s':>10}")
     for name in checks["none"]:
         print(f"{name:<40} {checks['none'][name]:>8.2f} {checks['process'].get(name, float('nan')):>10.2f}")
     for mode, (wall, data) in results.items():
         in_checks = sum(checks[mode].values())
-        print(f"{mode:>8}: {wall:6.1f} s wall, {in_checks:6.1f} s in checks, "
-              f"harness overhead {wall - in_checks:5.1f} s;"
-              f" score {data['score']:g}/{data['max_score']:g}")
+        print(
+            f"{mode:>8}: {wall:6.1f} s wall, {in_checks:6.1f} s in checks, "
+            f"harness overhead {wall - in_checks:5.1f} s;"
+            f" score {data['score']:g}/{data['max_score']:g}"
+        )
     none_wall, process_wall = results["none"][0], results["process"][0]
     relative = (process_wall / none_wall - 1) * 100
     print(f"process isolation overhead: {process_wall - none_wall:+.1f} s ({relative:+.1f}%)")

@@ -35,7 +35,7 @@ from fixtures import samples  # noqa: E402
 from torchgrade import errors, sandbox  # noqa: E402
 from torchgrade.proxy import Submission  # noqa: E402
 
-PROBE = '''
+PROBE = """
 import os
 
 
@@ -45,7 +45,7 @@ def echo(x):
 
 def crash():
     os._exit(3)
-'''
+"""
 
 
 def timed(fn) -> float:
@@ -68,8 +68,11 @@ def worker_starts(folder: Path, repeat: int) -> None:
             time.sleep(3)  # the checks in between: the spare imports torch meanwhile
             times.append(timed(lambda: sub.lookup("echo")))  # noqa: B023
         sub.close()
-    for name, values in (("cold start", cold), ("first restart (no spare yet)", first),
-                         ("later restart (the spare)", warm)):
+    for name, values in (
+        ("cold start", cold),
+        ("first restart (no spare yet)", first),
+        ("later restart (the spare)", warm),
+    ):
         print(f"  {name:<30} median {statistics.median(values) * 1000:8.1f} ms  (min {min(values) * 1000:.1f})")
 
 
@@ -92,14 +95,20 @@ def grading_overhead(units: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = samples.materialise(samples.load("reference"), Path(tmp))
         for unit in units:
-            walls = {mode: grade_timed(folder, mode, Path(tmp), ("--data-root", "synthetic", "-k", unit))[0]
-                     for mode in ("none", "process")}
+            walls = {
+                mode: grade_timed(folder, mode, Path(tmp), ("--data-root", "synthetic", "-k", unit))[0]
+                for mode in ("none", "process")
+            }
             for mode, wall in walls.items():
                 totals[mode] += wall
-            print(f"  {unit:<24} {walls['none']:8.1f} {walls['process']:10.1f} "
-                  f"{(walls['process'] / walls['none'] - 1) * 100:8.1f}%")
-    print(f"  {'all':<24} {totals['none']:8.1f} {totals['process']:10.1f} "
-          f"{(totals['process'] / totals['none'] - 1) * 100:8.1f}%")
+            print(
+                f"  {unit:<24} {walls['none']:8.1f} {walls['process']:10.1f} "
+                f"{(walls['process'] / walls['none'] - 1) * 100:8.1f}%"
+            )
+    print(
+        f"  {'all':<24} {totals['none']:8.1f} {totals['process']:10.1f} "
+        f"{(totals['process'] / totals['none'] - 1) * 100:8.1f}%"
+    )
 
 
 def main() -> int:

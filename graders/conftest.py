@@ -22,8 +22,9 @@ def _import_fixtures() -> None:
     on ``sys.path``: a ``torch.py`` or ``numpy.py`` at the root of a student's repository shadows nothing."""
     if "fixtures" in sys.modules:  # the harness's own tests imported it already
         return
-    spec = importlib.util.spec_from_file_location("fixtures", ROOT / "fixtures" / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT / "fixtures")])
+    spec = importlib.util.spec_from_file_location(
+        "fixtures", ROOT / "fixtures" / "__init__.py", submodule_search_locations=[str(ROOT / "fixtures")]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["fixtures"] = module
     spec.loader.exec_module(module)
@@ -41,16 +42,18 @@ N_TRAIN, N_TEST_W, N_TEST_M = 6, 3, 3
 @pytest.fixture(scope="session")
 def shoe_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A shoe data set in the course's layout (``train/``, ``test_w/``, ``test_m/``; some RGBA PNGs)."""
-    return shoes_data.write_shoe_dataset(tmp_path_factory.mktemp("shoes"), n_train=N_TRAIN, n_test_w=N_TEST_W,
-                                         n_test_m=N_TEST_M, seed=SHOE_SEED)
+    return shoes_data.write_shoe_dataset(
+        tmp_path_factory.mktemp("shoes"), n_train=N_TRAIN, n_test_w=N_TEST_W, n_test_m=N_TEST_M, seed=SHOE_SEED
+    )
 
 
 @pytest.fixture(scope="session")
 def shoe_pixels() -> dict[str, np.ndarray]:
     """The exact uint8 pixels of ``shoe_folder`` per folder name, ``[S, 3, 2, 224, 224, 3]``."""
-    return {folder: shoes_data.shoe_students(count, seed=SHOE_SEED, kind=kind)
-            for kind, folder, count in (("train", "train", N_TRAIN), ("w", "test_w", N_TEST_W),
-                                        ("m", "test_m", N_TEST_M))}
+    return {
+        folder: shoes_data.shoe_students(count, seed=SHOE_SEED, kind=kind)
+        for kind, folder, count in (("train", "train", N_TRAIN), ("w", "test_w", N_TEST_W), ("m", "test_m", N_TEST_M))
+    }
 
 
 @pytest.fixture(scope="session")
@@ -93,5 +96,9 @@ def make_molecule_sets() -> dict[str, dict[str, np.ndarray]]:
     data = molecules.make_dataset(seed=MOLECULE_SEED, **N_MOLECULES)
     rng = np.random.default_rng(MOLECULE_SEED)
     permuted = [molecules.permute_atoms(m, rng) for m in data["test"]]
-    return {"train": collate(data["train"]), "val": collate(data["val"]), "test": collate(data["test"]),
-            "permuted_test": collate(permuted)}
+    return {
+        "train": collate(data["train"]),
+        "val": collate(data["val"]),
+        "test": collate(data["test"]),
+        "permuted_test": collate(permuted),
+    }

@@ -24,11 +24,20 @@ from torchgrade.errors import CheckFailure, StudentError
 ASSIGNMENT = "shoes"
 
 # The handout's Q2 example and its answers (ASSIGNMENTS.md): conv [3, 0, -1, 1, -2], z = 5.
-Q2_EXAMPLE = dict(x=[1.0, 3.0, 2.0, 1.0, 1.0, 0.0, 1.0], kernel=[-1.0, 2.0, -1.0], bias=0.0,
-                  fc_weight=[1.0] * 5, fc_bias=1.0, target=0.0)
+Q2_EXAMPLE = dict(
+    x=[1.0, 3.0, 2.0, 1.0, 1.0, 0.0, 1.0],
+    kernel=[-1.0, 2.0, -1.0],
+    bias=0.0,
+    fc_weight=[1.0] * 5,
+    fc_bias=1.0,
+    target=0.0,
+)
 # The handout's Q6 example (ASSIGNMENTS.md; the figure's features): h' = [5,2],[5,2],[2,1],[2,1].
-Q6_EXAMPLE = dict(h=[[1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]], edges=[(1, 2), (2, 3), (2, 4), (3, 4)],
-                  W=[[1.0, 2.0], [0.0, 1.0]])
+Q6_EXAMPLE = dict(
+    h=[[1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]],
+    edges=[(1, 2), (2, 3), (2, 4), (3, 4)],
+    W=[[1.0, 2.0], [0.0, 1.0]],
+)
 Q6_Q = [1.0, 1.0]
 
 
@@ -41,8 +50,12 @@ def conv1d_network(x, kernel, bias, fc_weight, fc_bias, target, *, grad: bool = 
     weight = torch.as_tensor(fc_weight, dtype=torch.float64).expand_as(relu)
     z = weight @ relu + fc_bias
     loss = F.binary_cross_entropy_with_logits(z, torch.tensor(float(target), dtype=torch.float64))
-    out = {"conv": conv.detach().numpy(), "relu": relu.detach().numpy(), "z": float(z.detach()),
-           "loss": float(loss.detach())}
+    out = {
+        "conv": conv.detach().numpy(),
+        "relu": relu.detach().numpy(),
+        "z": float(z.detach()),
+        "loss": float(loss.detach()),
+    }
     if grad:
         loss.backward()
         out["kernel_grad"] = k.grad.numpy()
@@ -70,15 +83,23 @@ def gnn_network(h, edges, W, q=None, target=None) -> dict:
 
 def random_conv1d_case(rng: np.random.Generator) -> dict:
     length, width = int(rng.integers(6, 12)), int(rng.choice([2, 3, 5]))
-    return dict(x=rng.normal(size=length).round(3).tolist(), kernel=rng.normal(size=width).round(3).tolist(),
-                bias=round(float(rng.normal()), 3), fc_weight=rng.normal(size=length - width + 1).round(3).tolist(),
-                fc_bias=round(float(rng.normal()), 3), target=float(rng.integers(0, 2)))
+    return dict(
+        x=rng.normal(size=length).round(3).tolist(),
+        kernel=rng.normal(size=width).round(3).tolist(),
+        bias=round(float(rng.normal()), 3),
+        fc_weight=rng.normal(size=length - width + 1).round(3).tolist(),
+        fc_bias=round(float(rng.normal()), 3),
+        target=float(rng.integers(0, 2)),
+    )
 
 
 def random_graph(rng: np.random.Generator, nodes: int = 6, dim: int = 3) -> dict:
     edges = sorted({tuple(sorted(rng.choice(nodes, 2, replace=False) + 1)) for _ in range(2 * nodes)})
-    return dict(h=rng.normal(size=(nodes, dim)).round(3).tolist(), edges=[(int(a), int(b)) for a, b in edges],
-                W=rng.normal(size=(dim, dim)).round(3).tolist())
+    return dict(
+        h=rng.normal(size=(nodes, dim)).round(3).tolist(),
+        edges=[(int(a), int(b)) for a, b in edges],
+        W=rng.normal(size=(dim, dim)).round(3).tolist(),
+    )
 
 
 def field(result, key: str, who: str):
@@ -111,26 +132,42 @@ def test_conv1d_forward(sub, parts):
 def test_conv1d_kernel_grad(sub, parts):
     with parts.part(1, "the handout's example"):
         got = sub.conv1d_kernel_grad(**Q2_EXAMPLE)
-        shapes.check_close(got, conv1d_network(**Q2_EXAMPLE, grad=True)["kernel_grad"],
-                           "conv1d_kernel_grad(the handout's example)", atol=1e-4)
+        shapes.check_close(
+            got,
+            conv1d_network(**Q2_EXAMPLE, grad=True)["kernel_grad"],
+            "conv1d_kernel_grad(the handout's example)",
+            atol=1e-4,
+        )
     with parts.part(2, "random inputs, against autograd"):
         rng = np.random.default_rng(23)
         for _ in range(5):
             case = random_conv1d_case(rng)
-            shapes.check_close(sub.conv1d_kernel_grad(**case), conv1d_network(**case, grad=True)["kernel_grad"],
-                               f"conv1d_kernel_grad(x of {len(case['x'])}, kernel of {len(case['kernel'])})", atol=1e-6)
+            shapes.check_close(
+                sub.conv1d_kernel_grad(**case),
+                conv1d_network(**case, grad=True)["kernel_grad"],
+                f"conv1d_kernel_grad(x of {len(case['x'])}, kernel of {len(case['kernel'])})",
+                atol=1e-6,
+            )
 
 
 @pytest.mark.points(2, question="Q2d")
 def test_receptive_field_1d(sub, parts):
     with parts.part(1, "kernel width 3, as in the handout's figure"):
         for layers in (1, 2, 3, 4):
-            shapes.check_close(sub.receptive_field_1d(3, layers), 1 + (layers - 1) * 2,
-                               f"receptive_field_1d(kernel_size=3, n_layers={layers})", atol=0)
+            shapes.check_close(
+                sub.receptive_field_1d(3, layers),
+                1 + (layers - 1) * 2,
+                f"receptive_field_1d(kernel_size=3, n_layers={layers})",
+                atol=0,
+            )
     with parts.part(1, "any kernel width and depth"):
         for width, layers in [(2, 5), (5, 1), (5, 3), (7, 4), (4, 10)]:
-            shapes.check_close(sub.receptive_field_1d(width, layers), 1 + (layers - 1) * (width - 1),
-                               f"receptive_field_1d(kernel_size={width}, n_layers={layers})", atol=0)
+            shapes.check_close(
+                sub.receptive_field_1d(width, layers),
+                1 + (layers - 1) * (width - 1),
+                f"receptive_field_1d(kernel_size={width}, n_layers={layers})",
+                atol=0,
+            )
 
 
 # -- Q3d, Q3f: parameter counts and receptive fields of the models ----------------------------------
@@ -147,20 +184,32 @@ CNN_SIZES = [(4, 3), (2, 5), (8, 3), (3, 5)]
 def test_param_counts(sub, parts):
     with parts.part(1, "cnn_param_count(n, k)"):
         for n, k in CNN_SIZES:
-            shapes.check_close(sub.cnn_param_count(n, k), shoe_cnn_params(n, k, 3, 28 * 14),
-                               f"cnn_param_count(n={n}, kernel_size={k})", atol=0, rtol=0)
+            shapes.check_close(
+                sub.cnn_param_count(n, k),
+                shoe_cnn_params(n, k, 3, 28 * 14),
+                f"cnn_param_count(n={n}, kernel_size={k})",
+                atol=0,
+                rtol=0,
+            )
     with parts.part(1, "cnn_channel_param_count(n, k)"):
         for n, k in CNN_SIZES:
-            shapes.check_close(sub.cnn_channel_param_count(n, k), shoe_cnn_params(n, k, 6, 14 * 14),
-                               f"cnn_channel_param_count(n={n}, kernel_size={k})", atol=0, rtol=0)
+            shapes.check_close(
+                sub.cnn_channel_param_count(n, k),
+                shoe_cnn_params(n, k, 6, 14 * 14),
+                f"cnn_channel_param_count(n={n}, kernel_size={k})",
+                atol=0,
+                rtol=0,
+            )
     with parts.part(1, "both formulas equal the submitted models' parameter counts"):
         for n, k in CNN_SIZES[:2]:
             for model_name, formula in (("CNN", "cnn_param_count"), ("CNNChannel", "cnn_channel_param_count")):
                 counted = sub.apply(params.count_parameters, sub.lookup(model_name)(n=n, kernel_size=k))
                 answered = sub.lookup(formula)(n, k)
                 if answered != counted:
-                    raise CheckFailure(f"{formula}(n={n}, kernel_size={k}) = {answered}, but the submitted "
-                                       f"{model_name}(n={n}, kernel_size={k}) has {counted} parameters.")
+                    raise CheckFailure(
+                        f"{formula}(n={n}, kernel_size={k}) = {answered}, but the submitted "
+                        f"{model_name}(n={n}, kernel_size={k}) has {counted} parameters."
+                    )
 
 
 def receptive_fields_formula(k: int) -> list[int]:
@@ -184,8 +233,9 @@ def test_cnn_receptive_fields(sub, parts):
             source[k] = f"measured with autograd on your CNNChannel(n=4, kernel_size={k})"
         except CheckFailure:
             expected[k] = receptive_fields_formula(k)
-            source[k] = (f"the formula for {k}x{k} convolutions and 2x2 max-pooling "
-                         f"(your CNNChannel could not be measured)")
+            source[k] = (
+                f"the formula for {k}x{k} convolutions and 2x2 max-pooling (your CNNChannel could not be measured)"
+            )
     answers = {}
     for k in (3, 5):
         try:
@@ -200,22 +250,31 @@ def test_cnn_receptive_fields(sub, parts):
                 got = shapes.check_shape(answers[k], (4,), f"cnn_receptive_fields({k})", allow_sequences=True)
                 want = expected[k][layer] if len(expected[k]) > layer else receptive_fields_formula(k)[layer]
                 if got[layer] != want:
-                    raise CheckFailure(f"cnn_receptive_fields({k})[{layer}] = {got[layer]:g}; expected {want} "
-                                       f"({source[k]}).")
+                    raise CheckFailure(
+                        f"cnn_receptive_fields({k})[{layer}] = {got[layer]:g}; expected {want} ({source[k]})."
+                    )
 
 
 # -- Q6: a GNN by hand -------------------------------------------------------------------------------
 @pytest.mark.points(2, question="Q6a")
 def test_gnn_sum_update(sub, parts):
     with parts.part(1, "the handout's graph"):
-        shapes.check_close(sub.gnn_sum_update(**Q6_EXAMPLE), gnn_network(**Q6_EXAMPLE)["h"],
-                           "gnn_sum_update(the handout's graph)", atol=1e-6)
+        shapes.check_close(
+            sub.gnn_sum_update(**Q6_EXAMPLE),
+            gnn_network(**Q6_EXAMPLE)["h"],
+            "gnn_sum_update(the handout's graph)",
+            atol=1e-6,
+        )
     with parts.part(1, "random graphs"):
         rng = np.random.default_rng(61)
         for _ in range(4):
             case = random_graph(rng)
-            shapes.check_close(sub.gnn_sum_update(**case), gnn_network(**case)["h"],
-                               f"gnn_sum_update(h[6, 3], {len(case['edges'])} edges, W[3, 3])", atol=1e-6)
+            shapes.check_close(
+                sub.gnn_sum_update(**case),
+                gnn_network(**case)["h"],
+                f"gnn_sum_update(h[6, 3], {len(case['edges'])} edges, W[3, 3])",
+                atol=1e-6,
+            )
 
 
 @pytest.mark.points(2, question="Q6b")
@@ -254,12 +313,18 @@ def test_gnn_param_grads(sub, parts):
 
 # -- EECS 182 midterm review, basics: the maths as functions --------------------------------------------
 EECS = "eecs182"
-HINT_MLP = ("Hint: every gradient carries dL/dy_pred = 2 (y_pred - y_true) by the chain rule, e.g. "
-            "dL/db_i = 2 (y_pred - y_true) C_i sigma'(z_i) with z = A x + b.")
-HINT_BATCHNORM = ("Hint: batch norm divides by the square root of the biased variance, the mean of (x_i - mu)^2 over "
-                  "the m samples (not m - 1), plus eps; gamma and beta act per feature.")
-HINT_MEAN_ONLY = ("Hint: every y_j depends on x_i through the batch mean, so dL/dx_i = sum_j dL/dy_j dy_j/dx_i "
-                  "collects -gamma/m of every dL/dy_j; the review's printed gamma (1 - 1/m) dL/dy_i keeps only j = i.")
+HINT_MLP = (
+    "Hint: every gradient carries dL/dy_pred = 2 (y_pred - y_true) by the chain rule, e.g. "
+    "dL/db_i = 2 (y_pred - y_true) C_i sigma'(z_i) with z = A x + b."
+)
+HINT_BATCHNORM = (
+    "Hint: batch norm divides by the square root of the biased variance, the mean of (x_i - mu)^2 over "
+    "the m samples (not m - 1), plus eps; gamma and beta act per feature."
+)
+HINT_MEAN_ONLY = (
+    "Hint: every y_j depends on x_i through the batch mean, so dL/dx_i = sum_j dL/dy_j dy_j/dx_i "
+    "collects -gamma/m of every dL/dy_j; the review's printed gamma (1 - 1/m) dL/dy_i keeps only j = i."
+)
 
 
 def param_grad(result, key: str, expected: np.ndarray, who: str) -> np.ndarray:
@@ -273,8 +338,10 @@ def param_grad(result, key: str, expected: np.ndarray, who: str) -> np.ndarray:
 
 def mlp_network(x: float, y_true: float, A, b, C, d: float) -> dict[str, np.ndarray]:
     """y = C sigmoid(A x + b) + d, L = (y_true - y)^2, gradients by autograd."""
-    params = {name: torch.tensor(np.asarray(v, dtype=np.float64), requires_grad=True)
-              for name, v in (("A", A), ("b", b), ("C", C), ("d", d))}
+    params = {
+        name: torch.tensor(np.asarray(v, dtype=np.float64), requires_grad=True)
+        for name, v in (("A", A), ("b", b), ("C", C), ("d", d))
+    }
     y_pred = params["C"] @ torch.sigmoid(params["A"] * x + params["b"]) + params["d"]
     ((y_true - y_pred) ** 2).sum().backward()
     return {name: t.grad.numpy() for name, t in params.items()}
@@ -285,8 +352,9 @@ def test_sigmoid_derivative(sub):
     z = np.concatenate([np.linspace(-8, 8, 33), [-30.0, -12.5, 12.5, 30.0]])
     t = torch.tensor(z, requires_grad=True)
     torch.sigmoid(t).sum().backward()
-    shapes.check_close(sub.sigmoid_derivative(z), t.grad.numpy(), f"sigmoid_derivative(array of {len(z)} z)",
-                       atol=1e-12, rtol=1e-9)
+    shapes.check_close(
+        sub.sigmoid_derivative(z), t.grad.numpy(), f"sigmoid_derivative(array of {len(z)} z)", atol=1e-12, rtol=1e-9
+    )
     shapes.check_close(sub.sigmoid_derivative(0.0), 0.25, "sigmoid_derivative(0.0)", atol=1e-12)
 
 
@@ -295,9 +363,16 @@ def test_mlp_gradients(sub, parts):
     rng = np.random.default_rng(182)
     cases = []
     for k in (1, 3, 5):
-        cases.append(dict(x=round(float(rng.normal()), 3), y_true=round(float(rng.normal()), 3),
-                          A=rng.normal(size=(k, 1)), b=rng.normal(size=(k, 1)), C=rng.normal(size=(1, k)),
-                          d=round(float(rng.normal()), 3)))
+        cases.append(
+            dict(
+                x=round(float(rng.normal()), 3),
+                y_true=round(float(rng.normal()), 3),
+                A=rng.normal(size=(k, 1)),
+                b=rng.normal(size=(k, 1)),
+                C=rng.normal(size=(1, k)),
+                d=round(float(rng.normal()), 3),
+            )
+        )
     results = []
     for case in cases:
         k = len(case["A"])
@@ -335,13 +410,20 @@ def augmented_lstsq(A: np.ndarray, b: np.ndarray, lam: float) -> np.ndarray:
 @pytest.mark.points(2, question="Basics-2", assignment=EECS)
 def test_ridge_solution(sub, parts):
     rng = np.random.default_rng(2)
-    for name, sizes in (("tall and square A, lambda 0 to 3", [(8, 3, 0.0), (8, 3, 0.5), (5, 5, 3.0), (20, 4, 1e-3)]),
-                        ("wide A (more unknowns than equations), lambda > 0", [(3, 6, 0.7), (2, 5, 2.0)])):
+    for name, sizes in (
+        ("tall and square A, lambda 0 to 3", [(8, 3, 0.0), (8, 3, 0.5), (5, 5, 3.0), (20, 4, 1e-3)]),
+        ("wide A (more unknowns than equations), lambda > 0", [(3, 6, 0.7), (2, 5, 2.0)]),
+    ):
         with parts.part(1, name):
             for m, n, lam in sizes:
                 A, b = rng.normal(size=(m, n)), rng.normal(size=m)
-                shapes.check_close(sub.ridge_solution(A, b, lam), augmented_lstsq(A, b, lam),
-                                   f"ridge_solution(A[{m}, {n}], b[{m}], lam={lam:g})", atol=1e-9, rtol=1e-7)
+                shapes.check_close(
+                    sub.ridge_solution(A, b, lam),
+                    augmented_lstsq(A, b, lam),
+                    f"ridge_solution(A[{m}, {n}], b[{m}], lam={lam:g})",
+                    atol=1e-9,
+                    rtol=1e-7,
+                )
 
 
 def with_hint(check, hint: str) -> None:
@@ -357,17 +439,29 @@ def with_hint(check, hint: str) -> None:
 @pytest.mark.points(2, question="Basics-3", assignment=EECS)
 def test_batchnorm_forward(sub, parts):
     with parts.part(1, "the review's batch {1, 7, 7, 9}"):
-        with_hint(lambda: shapes.check_close(sub.batchnorm_forward([1.0, 7.0, 7.0, 9.0]), [-5 / 3, 1 / 3, 1 / 3, 1.0],
-                                             "batchnorm_forward([1, 7, 7, 9])", atol=1e-9), HINT_BATCHNORM)
+        with_hint(
+            lambda: shapes.check_close(
+                sub.batchnorm_forward([1.0, 7.0, 7.0, 9.0]),
+                [-5 / 3, 1 / 3, 1 / 3, 1.0],
+                "batchnorm_forward([1, 7, 7, 9])",
+                atol=1e-9,
+            ),
+            HINT_BATCHNORM,
+        )
     with parts.part(1, "batches of feature vectors with gamma, beta and eps, against torch's batch_norm"):
         rng = np.random.default_rng(3)
         for m, d, eps in ((4, 1, 1e-5), (6, 3, 1e-3), (2, 5, 0.1)):  # torch refuses eps = 0 in training
             x, gamma, beta = rng.normal(size=(m, d)) * 3 + 1, rng.normal(size=d), rng.normal(size=d)
-            expected = F.batch_norm(torch.from_numpy(x), None, None, torch.from_numpy(gamma), torch.from_numpy(beta),
-                                    training=True, eps=eps).numpy()
+            expected = F.batch_norm(
+                torch.from_numpy(x), None, None, torch.from_numpy(gamma), torch.from_numpy(beta), training=True, eps=eps
+            ).numpy()
             who = f"batchnorm_forward(x[{m}, {d}], gamma[{d}], beta[{d}], eps={eps:g})"
-            with_hint(lambda x=x, gamma=gamma, beta=beta, eps=eps, expected=expected, who=who: shapes.check_close(
-                sub.batchnorm_forward(x, gamma, beta, eps), expected, who, atol=1e-9), HINT_BATCHNORM)
+            with_hint(
+                lambda x=x, gamma=gamma, beta=beta, eps=eps, expected=expected, who=who: shapes.check_close(
+                    sub.batchnorm_forward(x, gamma, beta, eps), expected, who, atol=1e-9
+                ),
+                HINT_BATCHNORM,
+            )
 
 
 def mean_only_grad(grad_y: np.ndarray, x: np.ndarray, gamma, beta) -> np.ndarray:
@@ -383,13 +477,18 @@ def test_mean_only_batchnorm_backward(sub, parts):
     rng = np.random.default_rng(4)
     numbers = [(rng.normal(size=4), rng.normal(size=4), 1.0, 0.0), (rng.normal(size=7), rng.normal(size=7), -0.6, 2.0)]
     vectors = [(rng.normal(size=(5, 3)), rng.normal(size=(5, 3)), rng.normal(size=3), rng.normal(size=3))]
-    for name, cases in (("a batch of numbers (the review's setting), against autograd", numbers),
-                        ("batches of feature vectors with a gamma per feature, against autograd", vectors)):
+    for name, cases in (
+        ("a batch of numbers (the review's setting), against autograd", numbers),
+        ("batches of feature vectors with a gamma per feature, against autograd", vectors),
+    ):
         with parts.part(1, name):
             for grad_y, x, gamma, beta in cases:
                 shown = f"gamma{list(np.shape(gamma))}" if np.ndim(gamma) else f"gamma={gamma:g}"
                 who = f"mean_only_batchnorm_backward(grad_y{list(x.shape)}, x{list(x.shape)}, {shown}, ...)"
                 expected = mean_only_grad(grad_y, x, gamma, beta)
-                with_hint(lambda grad_y=grad_y, x=x, gamma=gamma, beta=beta, expected=expected, who=who:
-                          shapes.check_close(sub.mean_only_batchnorm_backward(grad_y, x, gamma, beta), expected, who,
-                                             atol=1e-10, rtol=1e-8), HINT_MEAN_ONLY)
+                with_hint(
+                    lambda grad_y=grad_y, x=x, gamma=gamma, beta=beta, expected=expected, who=who: shapes.check_close(
+                        sub.mean_only_batchnorm_backward(grad_y, x, gamma, beta), expected, who, atol=1e-10, rtol=1e-8
+                    ),
+                    HINT_MEAN_ONLY,
+                )

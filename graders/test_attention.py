@@ -39,8 +39,9 @@ def orthogonal(d: int, seed: int) -> torch.Tensor:
 def as_number(value, who: str) -> float:
     array = shapes.as_array(value, who, shape_hint="[] (a number)", allow_sequences=True)
     if array.size != 1:
-        raise CheckFailure(shapes.MSG_SHAPE.format(who=who, got=shapes.shape_text(array.shape),
-                                                   expected="[] (a number)"))
+        raise CheckFailure(
+            shapes.MSG_SHAPE.format(who=who, got=shapes.shape_text(array.shape), expected="[] (a number)")
+        )
     return float(array.reshape(()))
 
 
@@ -51,8 +52,9 @@ def test_sigmoid_rnn_jacobian_and_bound(sub, parts):
             W, x1 = tensor((d, d), seed, scale=1.5), tensor((d,), seed + 10)
             expected = attention.sigmoid_rnn_jacobian_reference(W, x1, n)
             who = f"sigmoid_rnn_jacobian(W[{d}, {d}], x1[{d}], n={n})"
-            shapes.check_close(sub.sigmoid_rnn_jacobian(W, x1, n), expected, who,
-                               atol=1e-6 * float(expected.abs().max()), rtol=1e-4)
+            shapes.check_close(
+                sub.sigmoid_rnn_jacobian(W, x1, n), expected, who, atol=1e-6 * float(expected.abs().max()), rtol=1e-4
+            )
     with parts.part(1, "the bound holds: sigma_max(dx_n/dx_1) <= bound for random W and x_1"):
         rng = np.random.default_rng(121)
         for trial in range(24):
@@ -111,8 +113,10 @@ def test_linear_attention(sub, parts):
         who = f"linear_attention(q{list(q_shape)}, k{list(k_shape)}, v{list(v_shape)}, feature_map=F.softplus)"
         result = sub.apply(attention.call_attention, sub.linear_attention, q, k, v, feature_map="softplus")
         if "error" in result:
-            raise CheckFailure(f"linear_attention: {result['error']}; the handout's phi is a parameter: "
-                               f"linear_attention(q, k, v, feature_map=None).")
+            raise CheckFailure(
+                f"linear_attention: {result['error']}; the handout's phi is a parameter: "
+                f"linear_attention(q, k, v, feature_map=None)."
+            )
         check_attention_close(result["output"], attention.kernel_attention(q, k, v, F.softplus), who)
     with parts.part(1, "O(n): never forms the n x m matrix of similarities"):
         n, d = MEMORY_LENGTH, MEMORY_DIM
@@ -142,8 +146,10 @@ def check_relative_attention(submission, hard: bool) -> None:
     for n, d_k, d_v, seed in ((6, 3, 2, 1), (9, 2, 4, 2)):
         q, k, v = tensor((n, d_k), seed), tensor((n, d_k), seed + 1), tensor((n, d_v), seed + 2)
         scores = position_scores(n, seed + 3)
-        who = (f"relative_attention(q[{n}, {d_k}], k[{n}, {d_k}], v[{n}, {d_v}], position_scores[{2 * n - 1}], "
-               f"hard={hard})")
+        who = (
+            f"relative_attention(q[{n}, {d_k}], k[{n}, {d_k}], v[{n}, {d_v}], position_scores[{2 * n - 1}], "
+            f"hard={hard})"
+        )
         expected = attention.relative_attention_reference(q, k, v, scores, hard=hard)
         try:
             check_attention_close(submission.relative_attention(q, k, v, scores, hard=hard), expected, who)
@@ -163,8 +169,9 @@ def test_conv1d_as_attention(sub, parts):
         for batch, c_in, n, c_out, size, seed in ((2, 3, 11, 4, 3, 1), (1, 2, 8, 3, 5, 2), (2, 1, 6, 1, 1, 3)):
             x, weight = tensor((batch, c_in, n), seed), tensor((c_out, c_in, size), seed + 1)
             who = f"conv1d_as_attention(x[{batch}, {c_in}, {n}], weight[{c_out}, {c_in}, {size}])"
-            check_attention_close(sub.conv1d_as_attention(x, weight), F.conv1d(x.double(), weight.double(),
-                                                                               padding=size // 2), who)
+            check_attention_close(
+                sub.conv1d_as_attention(x, weight), F.conv1d(x.double(), weight.double(), padding=size // 2), who
+            )
 
 
 def product_score_pooling(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -175,7 +182,7 @@ def product_score_pooling(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
     for index in np.ndindex(*x.shape[:-1]):
         row = x[index].double()
         for i in range(len(row)):
-            window = row[max(0, i - reach):i + reach + 1]
+            window = row[max(0, i - reach) : i + reach + 1]
             out[index + (i,)] = window[int((row[i] * window).argmax())]
     return out
 
@@ -193,9 +200,16 @@ def test_max_pool_as_attention(sub, parts):
                 shapes.check_close(got, F.max_pool1d(x.double(), size, stride=1, padding=size // 2), who, atol=1e-6)
             except CheckFailure as failure:
                 hint = ""
-                if isinstance(got, torch.Tensor) and got.shape == x.shape and torch.allclose(
-                        got.double(), product_score_pooling(x, size), atol=1e-6):
-                    hint = (" With Q = K = x the score x_i x_j picks the smallest x_j wherever x_i < 0; a constant "
-                            "query (Q = 1, K = x) scores each key by x_j alone.")
-                raise CheckFailure(f"{failure}{hint} Hint: scores x_j + P_{{i-j}}, P = 0 within the window and -inf "
-                                   f"outside, and hard attention (the argmax) over them.") from None
+                if (
+                    isinstance(got, torch.Tensor)
+                    and got.shape == x.shape
+                    and torch.allclose(got.double(), product_score_pooling(x, size), atol=1e-6)
+                ):
+                    hint = (
+                        " With Q = K = x the score x_i x_j picks the smallest x_j wherever x_i < 0; a constant "
+                        "query (Q = 1, K = x) scores each key by x_j alone."
+                    )
+                raise CheckFailure(
+                    f"{failure}{hint} Hint: scores x_j + P_{{i-j}}, P = 0 within the window and -inf "
+                    f"outside, and hard attention (the argmax) over them."
+                ) from None

@@ -34,20 +34,31 @@ ATOL, RTOL = 1e-10, 1e-8
 # Central differences with step 1e-6 of piecewise-linear layers: rounding ~1e-10 per element.
 NUMERIC_ATOL, NUMERIC_RTOL = 1e-6, 1e-6
 
-HINT_NUMPY = ("Hint: question 1.1 asks for the layers in NumPy only (np.pad, np.einsum, slicing, loops); "
-              "torch may check your results outside these functions.")
+HINT_NUMPY = (
+    "Hint: question 1.1 asks for the layers in NumPy only (np.pad, np.einsum, slicing, loops); "
+    "torch may check your results outside these functions."
+)
 HINT_DTYPE = "Hint: keep the inputs' dtype (float64); do not cast to float32."
-HINT_CONV_FORWARD = ("Hint: pad x with `padding` zeros on each side, then out[n, f, i, j] = bias[f] + "
-                     "sum over c, u, v of weight[f, c, u, v] * x_padded[n, c, i*stride + u, j*stride + v].")
-HINT_CONV_BACKWARD = ("Hint: grad_weight and grad_x use the same windows of the padded input as the forward; "
-                      "accumulate the gradient of the padded input, then cut the padded border off, so that "
-                      "grad_x has the shape of x.")
-HINT_POOL_FORWARD = ("Hint: window (i, j) covers rows i*stride .. i*stride + k - 1 and the same columns; "
-                     "windows that do not fit are dropped (H_out = (H - k) // stride + 1).")
-HINT_POOL_BACKWARD = ("Hint: only the element that holds a window's maximum receives that window's gradient; "
-                      "the other elements of the window get 0, and overlapping windows add up.")
-HINT_NUMERIC = ("Hint: your backward disagrees with finite differences of your own forward, so at least "
-                "one of the two is wrong.")
+HINT_CONV_FORWARD = (
+    "Hint: pad x with `padding` zeros on each side, then out[n, f, i, j] = bias[f] + "
+    "sum over c, u, v of weight[f, c, u, v] * x_padded[n, c, i*stride + u, j*stride + v]."
+)
+HINT_CONV_BACKWARD = (
+    "Hint: grad_weight and grad_x use the same windows of the padded input as the forward; "
+    "accumulate the gradient of the padded input, then cut the padded border off, so that "
+    "grad_x has the shape of x."
+)
+HINT_POOL_FORWARD = (
+    "Hint: window (i, j) covers rows i*stride .. i*stride + k - 1 and the same columns; "
+    "windows that do not fit are dropped (H_out = (H - k) // stride + 1)."
+)
+HINT_POOL_BACKWARD = (
+    "Hint: only the element that holds a window's maximum receives that window's gradient; "
+    "the other elements of the window get 0, and overlapping windows add up."
+)
+HINT_NUMERIC = (
+    "Hint: your backward disagrees with finite differences of your own forward, so at least one of the two is wrong."
+)
 
 
 # -- plumbing --------------------------------------------------------------------------------------
@@ -69,12 +80,15 @@ def check_array(value, expected: np.ndarray, who: str, *, atol: float = ATOL, rt
     if isinstance(value, torch.Tensor):
         raise CheckFailure(f"{who} returned a torch.Tensor; expected a NumPy array.\n{HINT_NUMPY}")
     if not isinstance(value, np.ndarray):
-        raise CheckFailure(f"{who} returned {shapes.describe_value(value)}; expected a NumPy array of shape "
-                           f"{shapes.shape_text(expected.shape)}.")
+        raise CheckFailure(
+            f"{who} returned {shapes.describe_value(value)}; expected a NumPy array of shape "
+            f"{shapes.shape_text(expected.shape)}."
+        )
     shapes.check_shape(value, expected.shape, who)
     if value.dtype != np.float64:
-        raise CheckFailure(f"{who} returned dtype {value.dtype}; expected float64, the dtype of its inputs.\n"
-                           f"{HINT_DTYPE}")
+        raise CheckFailure(
+            f"{who} returned dtype {value.dtype}; expected float64, the dtype of its inputs.\n{HINT_DTYPE}"
+        )
     shapes.check_close(value, expected, who, atol=atol, rtol=rtol)
 
 
@@ -83,38 +97,60 @@ def unpack(result, names: Sequence[str], who: str) -> list:
     if len(names) == 1:
         return [result]
     if not isinstance(result, (tuple, list)) or len(result) != len(names):
-        raise CheckFailure(f"{who} returned {shapes.describe_value(result)}; expected a tuple of "
-                           f"{len(names)} arrays ({', '.join(names)}).")
+        raise CheckFailure(
+            f"{who} returned {shapes.describe_value(result)}; expected a tuple of "
+            f"{len(names)} arrays ({', '.join(names)})."
+        )
     return list(result)
 
 
-def check_backward(sub, name: str, args: Sequence, kwargs: dict, grad_out: np.ndarray,
-                   expected: Sequence[np.ndarray], labels: Sequence[str]) -> None:
+def check_backward(
+    sub,
+    name: str,
+    args: Sequence,
+    kwargs: dict,
+    grad_out: np.ndarray,
+    expected: Sequence[np.ndarray],
+    labels: Sequence[str],
+) -> None:
     who = call_text(name, [grad_out, *args], kwargs)
     got = unpack(sub.lookup(name)(grad_out, *args, **kwargs), labels, who)
     for value, want, label in zip(got, expected, labels, strict=True):
         check_array(value, want, f"{who} -> {label}")
 
 
-def check_numeric(sub, forward: str, backward: str, args: Sequence, kwargs: dict, labels: Sequence[str],
-                  torch_forward: Callable[..., torch.Tensor], seed: int) -> None:
+def check_numeric(
+    sub,
+    forward: str,
+    backward: str,
+    args: Sequence,
+    kwargs: dict,
+    labels: Sequence[str],
+    torch_forward: Callable[..., torch.Tensor],
+    seed: int,
+) -> None:
     """The submitted backward against central differences of the submitted forward (run next to it).
 
     Finite differences judge the backward alone only where the forward is right: where the submitted
     forward disagrees with torch on these inputs (a bug its own check already charges), they are
     taken of torch's forward instead.
     """
-    expected_out = torch_forward(*(torch.from_numpy(np.asarray(a)) if isinstance(a, np.ndarray) else a
-                                   for a in args), **kwargs).numpy()
+    expected_out = torch_forward(
+        *(torch.from_numpy(np.asarray(a)) if isinstance(a, np.ndarray) else a for a in args), **kwargs
+    ).numpy()
     grad_out = np.random.default_rng(seed).normal(size=expected_out.shape)
     out = sub.lookup(forward)(*args, **kwargs)
-    own = (isinstance(out, np.ndarray) and out.shape == expected_out.shape
-           and np.allclose(out, expected_out, atol=ATOL, rtol=RTOL))
+    own = (
+        isinstance(out, np.ndarray)
+        and out.shape == expected_out.shape
+        and np.allclose(out, expected_out, atol=ATOL, rtol=RTOL)
+    )
     wrt = list(range(len(labels)))
     if own:
         numeric = sub.apply(gradients.numerical_gradients, sub.lookup(forward), list(args), grad_out, wrt, kwargs)
         source = f"finite differences of your {forward}"
     else:
+
         def torch_numpy(*arrays, **options):
             tensors = [torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in arrays]
             return torch_forward(*tensors, **options).numpy()
@@ -167,8 +203,12 @@ def numpy_audit(submission) -> dict:
         found = {"failure": str(failure)}
     finally:
         submission.set_time_limit(None)
-    return {"static": found.get("static", {}), "runtime": found.get("runtime", {}), "missing": missing,
-            "failure": found.get("failure")}
+    return {
+        "static": found.get("static", {}),
+        "runtime": found.get("runtime", {}),
+        "missing": missing,
+        "failure": found.get("failure"),
+    }
 
 
 def torch_findings(audit: dict, names: Sequence[str]) -> list[str]:
@@ -186,8 +226,10 @@ def require_numpy(audit: dict, names: Sequence[str]) -> None:
     findings = torch_findings(audit, names)
     if findings:
         verb = "uses" if len(names) == 1 else "use"
-        raise CheckFailure(f"{' and '.join(names)} {verb} torch ({'; '.join(findings)}); question 1.1 gives no "
-                           f"points for a layer computed with torch.\n{HINT_NUMPY}")
+        raise CheckFailure(
+            f"{' and '.join(names)} {verb} torch ({'; '.join(findings)}); question 1.1 gives no "
+            f"points for a layer computed with torch.\n{HINT_NUMPY}"
+        )
 
 
 @pytest.mark.points(1, question=QUESTION)
@@ -200,8 +242,9 @@ def test_layers_use_numpy_only(numpy_audit):
         error = numpy_audit["runtime"].get(name, {}).get("error")
         if error and error["type"] == "NotImplementedError":
             said = f": {error['message']}" if error["message"] else ""
-            raise NotImplementedYet(f"{name} is not implemented yet (it raises NotImplementedError{said}).",
-                                    "NotImplementedError")
+            raise NotImplementedYet(
+                f"{name} is not implemented yet (it raises NotImplementedError{said}).", "NotImplementedError"
+            )
     findings = torch_findings(numpy_audit, NAMES)
     if findings:
         raise CheckFailure(f"conv_numpy.py's layers use torch: {'; '.join(findings)}.\n{HINT_NUMPY}")
@@ -220,8 +263,12 @@ def conv_cases(padded: bool, count: int, seed: int) -> list[dict]:
         stride, padding = int(rng.integers(1, 4)), int(rng.integers(1, 3)) if padded else 0
         if kh > h + 2 * padding or kw > w + 2 * padding:
             continue
-        cases.append({"args": [rng.normal(size=(n, c, h, w)), rng.normal(size=(f, c, kh, kw)), rng.normal(size=f)],
-                      "kwargs": {"stride": stride, "padding": padding}})
+        cases.append(
+            {
+                "args": [rng.normal(size=(n, c, h, w)), rng.normal(size=(f, c, kh, kw)), rng.normal(size=f)],
+                "kwargs": {"stride": stride, "padding": padding},
+            }
+        )
     cases[0]["kwargs"]["stride"] = 1  # the plain case is always there
     return cases
 
@@ -265,15 +312,21 @@ def test_conv2d_backward(sub, parts, numpy_audit):
     with parts.part(1, "against finite differences of your conv2d_forward (stride 2, padding 1)"):
         rng = np.random.default_rng(5)
         args = [rng.normal(size=(1, 2, 5, 5)), rng.normal(size=(2, 2, 3, 3)), rng.normal(size=2)]
-        check_numeric(sub, "conv2d_forward", "conv2d_backward", args, {"stride": 2, "padding": 1}, CONV_GRADS,
-                      F.conv2d, seed=50)
+        check_numeric(
+            sub, "conv2d_forward", "conv2d_backward", args, {"stride": 2, "padding": 1}, CONV_GRADS, F.conv2d, seed=50
+        )
 
 
 # -- max-pooling ---------------------------------------------------------------------------------------------
 # (shape, kernel_size, stride): windows side by side (stride None, as in PyTorch), overlapping
 # (stride < kernel), and sizes the windows do not divide (the rest is dropped).
-POOL_CASES = (((2, 3, 8, 8), 2, None), ((1, 2, 7, 9), 3, 2), ((2, 1, 6, 5), 2, 1), ((1, 3, 10, 7), 3, 3),
-              ((3, 2, 5, 5), 1, None))
+POOL_CASES = (
+    ((2, 3, 8, 8), 2, None),
+    ((1, 2, 7, 9), 3, 2),
+    ((2, 1, 6, 5), 2, 1),
+    ((1, 3, 10, 7), 3, 3),
+    ((3, 2, 5, 5), 1, None),
+)
 
 
 def pool_kwargs(stride) -> dict:
@@ -303,18 +356,28 @@ def test_max_pool2d_backward(sub, parts, numpy_audit):
             x = rng.normal(size=shape)
             out_shape = F.max_pool2d(torch.from_numpy(x), kernel, stride).shape
             grad_out = rng.normal(size=tuple(out_shape))
-            _, expected = gradients.autograd_gradients(lambda t, k=kernel, s=stride: F.max_pool2d(t, k, s), [x],
-                                                       grad_out)
+            _, expected = gradients.autograd_gradients(
+                lambda t, k=kernel, s=stride: F.max_pool2d(t, k, s), [x], grad_out
+            )
             try:
-                check_backward(sub, "max_pool2d_backward", [x, kernel], pool_kwargs(stride), grad_out, expected,
-                               ["grad_x"])
+                check_backward(
+                    sub, "max_pool2d_backward", [x, kernel], pool_kwargs(stride), grad_out, expected, ["grad_x"]
+                )
             except CheckFailure as failure:
                 raise with_hint(failure, HINT_POOL_BACKWARD) from None
     with parts.part(1, "against finite differences of your max_pool2d_forward (kernel 3, stride 2)"):
         x = np.random.default_rng(8).normal(size=(1, 2, 7, 7))
         try:
-            check_numeric(sub, "max_pool2d_forward", "max_pool2d_backward", [x, 3], {"stride": 2}, ["grad_x"],
-                          F.max_pool2d, seed=80)
+            check_numeric(
+                sub,
+                "max_pool2d_forward",
+                "max_pool2d_backward",
+                [x, 3],
+                {"stride": 2},
+                ["grad_x"],
+                F.max_pool2d,
+                seed=80,
+            )
         except CheckFailure as failure:
             raise with_hint(failure, HINT_POOL_BACKWARD) from None
 
@@ -330,8 +393,7 @@ def test_relu_and_linear(sub, parts, numpy_audit):
             output, (expected,) = gradients.autograd_gradients(F.relu, [x], grad_out)
             check_array(sub.relu_forward(x), output, call_text("relu_forward", [x], {}))
             check_backward(sub, "relu_backward", [x], {}, grad_out, [expected], ["grad_x"])
-        check_numeric(sub, "relu_forward", "relu_backward", [rng.normal(size=(3, 4))], {}, ["grad_x"], F.relu,
-                      seed=90)
+        check_numeric(sub, "relu_forward", "relu_backward", [rng.normal(size=(3, 4))], {}, ["grad_x"], F.relu, seed=90)
     with parts.part(1, "linear_forward and linear_backward, against torch"):
         require_numpy(numpy_audit, ["linear_forward", "linear_backward"])
         rng = np.random.default_rng(10)

@@ -121,16 +121,19 @@ def _normalisation_hint(got: np.ndarray, adj: np.ndarray) -> str:
     return "Hint: D is the diagonal of the row sums of A + I."
 
 
-def graph_convolution_expectations(values, x: np.ndarray, a_hat: np.ndarray, out_features: int,
-                                   who: str) -> list[np.ndarray]:
+def graph_convolution_expectations(
+    values, x: np.ndarray, a_hat: np.ndarray, out_features: int, who: str
+) -> list[np.ndarray]:
     """What a GraphConvolution with these weights may output: ``Â X W^T + b``, or with the bias
     inside the aggregation, ``Â (X W^T + b)`` (the handout's ``spmm(adj, linear(x))``)."""
     weights = weight_candidates(values, out_features, x.shape[1])
     biases = [v.double().numpy() for _, v in values if tuple(v.shape) == (out_features,)]
     if len(weights) != 1 or len(values) != 1 + len(biases) or len(biases) > 1:
-        raise CheckFailure(f"{who} has parameters {describe_parameters(values)}; expected one weight "
-                           f"[{out_features}, {x.shape[1]}] (or its transpose) and an optional bias [{out_features}], "
-                           f"so the grader cannot read the layer's weights back.")
+        raise CheckFailure(
+            f"{who} has parameters {describe_parameters(values)}; expected one weight "
+            f"[{out_features}, {x.shape[1]}] (or its transpose) and an optional bias [{out_features}], "
+            f"so the grader cannot read the layer's weights back."
+        )
     w = weights[0][1]
     if not biases:
         return [a_hat @ x @ w.T]
@@ -162,18 +165,27 @@ def test_graph_convolution(sub, parts):
         check_any_close(got, graph_convolution_expectations(values, x, a_hat, f_out, who), who)
     with parts.part(1, "accepts a sparse adjacency (torch.sparse) with the same result"):
         dense_out = shapes.as_array(evaluate(layer, tensor(x), tensor(a_hat)), who)
-        shapes.check_close(evaluate(layer, tensor(x), sparse(a_hat)), dense_out,
-                           f"{who} with a torch.sparse adj, against the same call with a dense adj", atol=LAYER_ATOL)
+        shapes.check_close(
+            evaluate(layer, tensor(x), sparse(a_hat)),
+            dense_out,
+            f"{who} with a torch.sparse adj, against the same call with a dense adj",
+            atol=LAYER_ATOL,
+        )
     with parts.part(1, "permutation-equivariant: renumbering the nodes renumbers the output rows"):
         order = permutation(n, 5)
         out = shapes.as_array(evaluate(layer, tensor(x), tensor(a_hat)), who)
-        shapes.check_close(evaluate(layer, tensor(x[order]), tensor(a_hat[np.ix_(order, order)])), out[order],
-                           f"{who} with the nodes renumbered", atol=LAYER_ATOL)
+        shapes.check_close(
+            evaluate(layer, tensor(x[order]), tensor(a_hat[np.ix_(order, order)])),
+            out[order],
+            f"{who} with the nodes renumbered",
+            atol=LAYER_ATOL,
+        )
 
 
 # -- CSC413 3.2: the two-layer GNN ----------------------------------------------------------------------
-def gnn_expectations(values, x: np.ndarray, a_hat: np.ndarray, n_hidden: int, n_classes: int,
-                     who: str) -> list[np.ndarray]:
+def gnn_expectations(
+    values, x: np.ndarray, a_hat: np.ndarray, n_hidden: int, n_classes: int, who: str
+) -> list[np.ndarray]:
     """Outputs of ``gc2(ReLU(gc1(x)))`` for every bias placement, with the submitted weights."""
     by_layer: list[list] = [[], []]
     for name, value in values:  # assign each parameter to a layer by its shape
@@ -184,12 +196,15 @@ def gnn_expectations(values, x: np.ndarray, a_hat: np.ndarray, n_hidden: int, n_
         hidden_options = graph_convolution_expectations(by_layer[0], x, a_hat, n_hidden, who + "'s first layer")
         outputs = []
         for hidden in hidden_options:
-            outputs += graph_convolution_expectations(by_layer[1], np.maximum(hidden, 0), a_hat, n_classes,
-                                                      who + "'s second layer")
+            outputs += graph_convolution_expectations(
+                by_layer[1], np.maximum(hidden, 0), a_hat, n_classes, who + "'s second layer"
+            )
     except CheckFailure:
-        raise CheckFailure(f"{who} has parameters {describe_parameters(values)}; expected two graph convolutions "
-                           f"{x.shape[1]} -> {n_hidden} -> {n_classes}, so the grader cannot read their weights "
-                           f"back.") from None
+        raise CheckFailure(
+            f"{who} has parameters {describe_parameters(values)}; expected two graph convolutions "
+            f"{x.shape[1]} -> {n_hidden} -> {n_classes}, so the grader cannot read their weights "
+            f"back."
+        ) from None
     return outputs
 
 
@@ -203,25 +218,32 @@ def test_gnn(sub, parts):
     who = f"GNN(nfeat={nfeat}, n_hidden={n_hidden}, n_classes={n_classes}, dropout=0.5)(x[{n}, {nfeat}], adj)"
     with parts.part(1, "graph convolution, ReLU, graph convolution (eval mode)"):
         values = sub.apply(params.parameter_values, model)
-        check_any_close(evaluate(model, tensor(x), tensor(a_hat)),
-                        gnn_expectations(values, x, a_hat, n_hidden, n_classes, who), who)
+        check_any_close(
+            evaluate(model, tensor(x), tensor(a_hat)), gnn_expectations(values, x, a_hat, n_hidden, n_classes, who), who
+        )
     with parts.part(1, "returns logits, not probabilities"):
         out = shapes.check_shape(evaluate(model, tensor(x), tensor(a_hat)), (n, n_classes), who)
         if np.all(out >= 0) and np.allclose(out.sum(axis=1), 1.0, atol=1e-5):
-            raise CheckFailure(f"{who} returned rows that are probabilities (non-negative, summing to 1); return "
-                               f"the logits: F.cross_entropy applies the softmax itself, and a softmax before it "
-                               f"flattens the gradients.")
+            raise CheckFailure(
+                f"{who} returned rows that are probabilities (non-negative, summing to 1); return "
+                f"the logits: F.cross_entropy applies the softmax itself, and a softmax before it "
+                f"flattens the gradients."
+            )
     with parts.part(1, "dropout active in training mode, off in eval mode"):
         model.train()
         first, second = (shapes.as_array(model(tensor(x), tensor(a_hat)), who) for _ in range(2))
         if np.allclose(first, second):
-            raise CheckFailure(f"{who} gave the same output twice in training mode: with dropout=0.5 between the "
-                               f"layers the two outputs should differ.")
+            raise CheckFailure(
+                f"{who} gave the same output twice in training mode: with dropout=0.5 between the "
+                f"layers the two outputs should differ."
+            )
         model.eval()
         first, second = (shapes.as_array(model(tensor(x), tensor(a_hat)), who) for _ in range(2))
         if not np.array_equal(first, second):
-            raise CheckFailure(f"{who} gave two different outputs in eval mode; use nn.Dropout (or "
-                               f"F.dropout(..., training=self.training)) so that dropout stops in eval mode.")
+            raise CheckFailure(
+                f"{who} gave two different outputs in eval mode; use nn.Dropout (or "
+                f"F.dropout(..., training=self.training)) so that dropout stops in eval mode."
+            )
 
 
 # -- CSC413 3.4: the graph attention layer --------------------------------------------------------------
@@ -244,8 +266,9 @@ def attention_mappings(values, in_features: int, n_heads: int, n_hidden: int, wh
         by_column = a.reshape(2 * n_hidden, n_heads).T
         candidates.append((by_column[:, :n_hidden], by_column[:, n_hidden:]))
     elif len(rest) == 2 and sizes[0] == sizes[1] in (n_hidden, n_heads * n_hidden):  # separate a_left, a_right
-        first, second = (np.resize(r, (n_heads, n_hidden)) if r.size == n_hidden else r.reshape(n_heads, n_hidden)
-                         for r in rest)
+        first, second = (
+            np.resize(r, (n_heads, n_hidden)) if r.size == n_hidden else r.reshape(n_heads, n_hidden) for r in rest
+        )
         candidates += [(first, second), (second, first)]
     if not candidates:
         raise CheckFailure(_unmappable(values, who, in_features, n_heads, n_hidden))
@@ -253,14 +276,17 @@ def attention_mappings(values, in_features: int, n_heads: int, n_hidden: int, wh
 
 
 def _unmappable(values, who: str, in_features: int, n_heads: int, n_hidden: int) -> str:
-    return (f"{who} has parameters {describe_parameters(values)}; the grader reads back a weight "
-            f"[{n_heads * n_hidden}, {in_features}] (nn.Linear(F, heads * F', bias=False), or its transpose) and "
-            f"attention vectors of {2 * n_hidden} numbers (shared by the heads) or {2 * n_heads * n_hidden} (one per "
-            f"head), and could not map these. The other parts of this check do not need the weights.")
+    return (
+        f"{who} has parameters {describe_parameters(values)}; the grader reads back a weight "
+        f"[{n_heads * n_hidden}, {in_features}] (nn.Linear(F, heads * F', bias=False), or its transpose) and "
+        f"attention vectors of {2 * n_hidden} numbers (shared by the heads) or {2 * n_heads * n_hidden} (one per "
+        f"head), and could not map these. The other parts of this check do not need the weights."
+    )
 
 
-def attention_layer(x: np.ndarray, mask: np.ndarray, mapping: dict, n_heads: int, n_hidden: int, concat: bool,
-                    alpha: float) -> np.ndarray:
+def attention_layer(
+    x: np.ndarray, mask: np.ndarray, mapping: dict, n_heads: int, n_hidden: int, concat: bool, alpha: float
+) -> np.ndarray:
     """Independent GAT layer in float64: ``e_ij = LeakyReLU(a_left . s_i + a_right . s_j)`` per head,
     softmax over the neighbours ``j`` of ``i`` (``mask``, self-loops included), ``h'_i = sum_j a_ij s_j``."""
     s = (x @ mapping["W"].T).reshape(len(x), n_heads, n_hidden)
@@ -289,8 +315,7 @@ GAT_IN, GAT_HEADS, GAT_HIDDEN = 5, 2, 3  # in_features != heads * F', so the wei
 def make_attention_layer(sub, concat: bool, alpha: float = 0.2):
     out_features = GAT_HEADS * GAT_HIDDEN if concat else GAT_HIDDEN
     layer = sub.GraphAttentionLayer(GAT_IN, out_features, GAT_HEADS, is_concat=concat, dropout=0.6, alpha=alpha)
-    who = (f"GraphAttentionLayer({GAT_IN}, {out_features}, n_heads={GAT_HEADS}, is_concat={concat}, "
-           f"alpha={alpha:g})")
+    who = f"GraphAttentionLayer({GAT_IN}, {out_features}, n_heads={GAT_HEADS}, is_concat={concat}, alpha={alpha:g})"
     return layer, out_features, who
 
 
@@ -312,9 +337,11 @@ def test_graph_attention_layer(sub, parts):
         before = shapes.as_array(evaluate(layer, tensor(features), tensor(both)), who)
         after = shapes.as_array(evaluate(layer, tensor(changed), tensor(both)), who)
         if before.shape[0] != 11 or not np.allclose(before[:5], after[:5], atol=LAYER_ATOL):
-            raise CheckFailure(f"{who}: on a graph of two separate components, changing the features of the second "
-                               f"changed the output of the first. Hint: set the scores of non-edges to -inf "
-                               f"(masked_fill where adj == 0) before the softmax.")
+            raise CheckFailure(
+                f"{who}: on a graph of two separate components, changing the features of the second "
+                f"changed the output of the first. Hint: set the scores of non-edges to -inf "
+                f"(masked_fill where adj == 0) before the softmax."
+            )
     with parts.part(1, "attention weights sum to 1 over each node's neighbours"):
         layer, out_features, who = make_attention_layer(sub, True)
         same = np.tile(np.random.default_rng(12).normal(size=(1, GAT_IN)), (n, 1))
@@ -323,24 +350,36 @@ def test_graph_attention_layer(sub, parts):
         try:
             shapes.check_close(together, alone, f"{who} on nodes with identical features", atol=LAYER_ATOL)
         except CheckFailure as failure:
-            raise CheckFailure(f"{failure} With identical features every neighbour sends the same message, so a "
-                               f"weighted average must return it unchanged. Hint: the softmax must run over the "
-                               f"neighbours j of each node i (dim=1 of an [i, j, head] score tensor).") from None
-    with parts.part(2, "equals an independent implementation with the layer's own weights (LeakyReLU(alpha) "
-                       "scores, masked softmax, heads concatenated or averaged)"):
+            raise CheckFailure(
+                f"{failure} With identical features every neighbour sends the same message, so a "
+                f"weighted average must return it unchanged. Hint: the softmax must run over the "
+                f"neighbours j of each node i (dim=1 of an [i, j, head] score tensor)."
+            ) from None
+    with parts.part(
+        2,
+        "equals an independent implementation with the layer's own weights (LeakyReLU(alpha) "
+        "scores, masked softmax, heads concatenated or averaged)",
+    ):
         for concat, alpha in ((True, 0.3), (False, 0.2)):
             layer, out_features, who = make_attention_layer(sub, concat, alpha)
             values = sub.apply(params.parameter_values, layer)
             mappings = attention_mappings(values, GAT_IN, GAT_HEADS, GAT_HIDDEN, who)
             got = evaluate(layer, tensor(x), tensor(mask))
-            check_any_close(got, [attention_layer(x, mask, m, GAT_HEADS, GAT_HIDDEN, concat, alpha) for m in mappings],
-                            f"{who}(h[{n}, 5], adj)")
+            check_any_close(
+                got,
+                [attention_layer(x, mask, m, GAT_HEADS, GAT_HIDDEN, concat, alpha) for m in mappings],
+                f"{who}(h[{n}, 5], adj)",
+            )
     with parts.part(1, "permutation-equivariant: renumbering the nodes renumbers the output rows"):
         layer, out_features, who = make_attention_layer(sub, True)
         order = permutation(n, 13)
         out = shapes.as_array(evaluate(layer, tensor(x), tensor(mask)), who)
-        shapes.check_close(evaluate(layer, tensor(x[order]), tensor(mask[np.ix_(order, order)])), out[order],
-                           f"{who} with the nodes renumbered", atol=LAYER_ATOL)
+        shapes.check_close(
+            evaluate(layer, tensor(x[order]), tensor(mask[np.ix_(order, order)])),
+            out[order],
+            f"{who} with the nodes renumbered",
+            atol=LAYER_ATOL,
+        )
 
 
 # -- CSC413 3.3, 3.5: node classification ----------------------------------------------------------------
@@ -360,8 +399,13 @@ def node_inputs(graph, *, normalise: bool) -> tuple:
         matrix = sparse(normalized(adj))
     else:
         matrix = tensor(adj + np.eye(len(adj)))
-    return (torch.from_numpy(graph.x), matrix, torch.from_numpy(graph.y), torch.from_numpy(graph.train_mask),
-            torch.from_numpy(graph.test_mask))
+    return (
+        torch.from_numpy(graph.x),
+        matrix,
+        torch.from_numpy(graph.y),
+        torch.from_numpy(graph.train_mask),
+        torch.from_numpy(graph.test_mask),
+    )
 
 
 def node_classifier(source, graph, model_name: str, budget: dict):
@@ -369,20 +413,29 @@ def node_classifier(source, graph, model_name: str, budget: dict):
     ``graph`` with the budget's widths."""
     if model_name == "GNN":
         return source.GNN(graph.num_features, budget["n_hidden"], graph.n_classes, budget["dropout"])
-    return source.GAT(graph.num_features, budget["n_hidden"], graph.n_classes, budget["dropout"],
-                      n_heads=budget["n_heads"])
+    return source.GAT(
+        graph.num_features, budget["n_hidden"], graph.n_classes, budget["dropout"], n_heads=budget["n_heads"]
+    )
 
 
 def train_on(submission, grade_cache, graph, model_name: str, budget: dict, cache_names: tuple[str, ...]) -> dict:
     """Train the submitted ``GNN`` or ``GAT`` on ``graph`` with the grader's loop; cached per graded code."""
+
     def run() -> dict:
         submission.seed(TRAIN_SEED)
         submission.set_time_limit(55)
         try:
             model = node_classifier(submission, graph, model_name, budget)
             inputs = node_inputs(graph, normalise=model_name == "GNN")
-            result = submission.apply(graphs.train_node_classifier, model, *inputs, epochs=budget["epochs"],
-                                      lr=budget["lr"], weight_decay=budget["weight_decay"], seed=TRAIN_SEED)
+            result = submission.apply(
+                graphs.train_node_classifier,
+                model,
+                *inputs,
+                epochs=budget["epochs"],
+                lr=budget["lr"],
+                weight_decay=budget["weight_decay"],
+                seed=TRAIN_SEED,
+            )
         finally:
             submission.set_time_limit(None)
         if "error" in result:
@@ -390,8 +443,9 @@ def train_on(submission, grade_cache, graph, model_name: str, budget: dict, cach
         return {**result, "graph": graph.name}
 
     ignore = tuple(name for name in MODULES["gnn"] if name not in cache_names)
-    return grade_cache.compute(f"train-{model_name}", ("gnn",), {**budget, "graph": graph.name,
-                                                                   "seed": TRAIN_SEED}, run, ignore=ignore)
+    return grade_cache.compute(
+        f"train-{model_name}", ("gnn",), {**budget, "graph": graph.name, "seed": TRAIN_SEED}, run, ignore=ignore
+    )
 
 
 @pytest.fixture(scope="module")
@@ -442,21 +496,35 @@ def threshold_for(table: dict[str, float], graph_name: str) -> float:
 def test_gcn_accuracy(gcn_run, citation_graph, evidence):
     evidence.update({k: gcn_run[k] for k in ("graph", "test_accuracy", "train_accuracy", "note")})
     budget = ", ".join(f"{k}={v:g}" for k, v in GCN_BUDGET.items())
-    training.check_at_least(gcn_run["test_accuracy"], threshold_for(GCN_THRESHOLD, citation_graph.name),
-                            f"GNN trained by the grader on {citation_graph.name} ({budget})",
-                            "GCN test accuracy", CALIBRATION)
+    training.check_at_least(
+        gcn_run["test_accuracy"],
+        threshold_for(GCN_THRESHOLD, citation_graph.name),
+        f"GNN trained by the grader on {citation_graph.name} ({budget})",
+        "GCN test accuracy",
+        CALIBRATION,
+    )
 
 
 @pytest.mark.points(3, question="3.5")
 @pytest.mark.timeout(180)
 def test_gat_accuracy(gat_runs, attention_graph, evidence):
     gat, gcn = gat_runs["GAT"], gat_runs["GCN"]
-    evidence.update({"graph": attention_graph.name, "GAT": gat.get("test_accuracy"),
-                     "GCN on the same graph": gcn.get("test_accuracy", gcn.get("failure")), "note": gat["note"]})
+    evidence.update(
+        {
+            "graph": attention_graph.name,
+            "GAT": gat.get("test_accuracy"),
+            "GCN on the same graph": gcn.get("test_accuracy", gcn.get("failure")),
+            "note": gat["note"],
+        }
+    )
     budget = ", ".join(f"{k}={v:g}" for k, v in GAT_BUDGET.items())
-    training.check_at_least(gat["test_accuracy"], threshold_for(GAT_THRESHOLD, attention_graph.name),
-                            f"GAT trained by the grader on {attention_graph.name} ({budget})",
-                            "GAT test accuracy", CALIBRATION)
+    training.check_at_least(
+        gat["test_accuracy"],
+        threshold_for(GAT_THRESHOLD, attention_graph.name),
+        f"GAT trained by the grader on {attention_graph.name} ({budget})",
+        "GAT test accuracy",
+        CALIBRATION,
+    )
 
 
 # -- UvA Q3.2, Q3.4: circulant graphs and the convolution theorem -------------------------------------
@@ -484,11 +552,13 @@ def complex_array(value, shape: tuple[int, ...], who: str) -> np.ndarray:
     if isinstance(value, list):
         value = np.asarray(value)
     if not isinstance(value, np.ndarray) or value.dtype.kind not in "biufc":
-        raise CheckFailure(f"{who} returned {shapes.describe_value(value)}; expected a numeric array "
-                           f"{shapes.shape_text(shape)}.")
+        raise CheckFailure(
+            f"{who} returned {shapes.describe_value(value)}; expected a numeric array {shapes.shape_text(shape)}."
+        )
     if value.shape != shape:
-        raise CheckFailure(shapes.MSG_SHAPE.format(who=who, got=shapes.shape_text(value.shape),
-                                                   expected=shapes.shape_text(shape)))
+        raise CheckFailure(
+            shapes.MSG_SHAPE.format(who=who, got=shapes.shape_text(value.shape), expected=shapes.shape_text(shape))
+        )
     return value.astype(np.complex128)
 
 
@@ -497,9 +567,11 @@ def check_complex_close(value, expected: np.ndarray, who: str, hint: str = "") -
     diff = np.abs(got - expected)
     if not np.all(diff <= 1e-6 + 1e-6 * np.abs(expected)):
         where = np.unravel_index(int(np.argmax(diff)), diff.shape)
-        raise CheckFailure(f"{who}: {int((diff > 1e-6).sum())} of {diff.size} values differ; greatest difference "
-                           f"{diff[where]:.3g} at {list(map(int, where))} (got {got[where]:.4g}, expected "
-                           f"{expected[where]:.4g}). {hint}".rstrip())
+        raise CheckFailure(
+            f"{who}: {int((diff > 1e-6).sum())} of {diff.size} values differ; greatest difference "
+            f"{diff[where]:.3g} at {list(map(int, where))} (got {got[where]:.4g}, expected "
+            f"{expected[where]:.4g}). {hint}".rstrip()
+        )
 
 
 @pytest.mark.points(2, question="Q3.2", assignment=UVA)
@@ -514,12 +586,17 @@ def test_convolution_theorem(sub, parts):
     thetas = [rng.normal(size=n) for n in (5, 8)]
     with parts.part(1, "C(theta) of eq. (23)"):
         for theta in thetas:
-            shapes.check_close(sub.circulant_matrix(theta), circulant(theta),
-                               f"circulant_matrix(theta of {len(theta)})", atol=1e-12)
+            shapes.check_close(
+                sub.circulant_matrix(theta), circulant(theta), f"circulant_matrix(theta of {len(theta)})", atol=1e-12
+            )
     with parts.part(1, "the DFT matrix Phi of eq. (26)"):
         for n in (4, 7):
-            check_complex_close(sub.dft_matrix(n), inverse_dft(n), f"dft_matrix({n})",
-                                "Hint: Phi[u, k] = exp(2 pi i u k / n) / sqrt(n), so that x = Phi x_hat.")
+            check_complex_close(
+                sub.dft_matrix(n),
+                inverse_dft(n),
+                f"dft_matrix({n})",
+                "Hint: Phi[u, k] = exp(2 pi i u k / n) / sqrt(n), so that x = Phi x_hat.",
+            )
     with parts.part(1, "eigenvalues: C(theta) Phi = Phi diag(lambda), hence C(theta) x = Phi (lambda * x_hat)"):
         for theta in thetas:
             n = len(theta)
@@ -527,10 +604,13 @@ def test_convolution_theorem(sub, parts):
             lam = complex_array(sub.circulant_eigenvalues(theta), (n,), who)
             phi = inverse_dft(n)
             x = rng.normal(size=n)
-            check_complex_close(phi @ (lam * (phi.conj().T @ x)), circulant(theta) @ x,
-                                f"Phi (lambda * Phi^* x) with lambda = {who}",
-                                "Hint: C(theta) Phi[:, k] = lambda_k Phi[:, k]; compare with the unitary DFT of "
-                                "theta (a factor sqrt(n), and a complex conjugate from eq. (23)).")
+            check_complex_close(
+                phi @ (lam * (phi.conj().T @ x)),
+                circulant(theta) @ x,
+                f"Phi (lambda * Phi^* x) with lambda = {who}",
+                "Hint: C(theta) Phi[:, k] = lambda_k Phi[:, k]; compare with the unitary DFT of "
+                "theta (a factor sqrt(n), and a complex conjugate from eq. (23)).",
+            )
 
 
 # -- UvA Q3.6: molecules ----------------------------------------------------------------------------------
@@ -561,21 +641,30 @@ def train_molecules(submission, grade_cache, molecule_sets, model_name: str) -> 
         submission.set_time_limit(55)
         try:
             model = submission.lookup(model_name)()
-            result = submission.apply(graphs.train_molecule_regressor, model, molecule_sets["train"],
-                                      molecule_sets["val"], molecule_sets["test"], molecule_sets["permuted_test"],
-                                      seed=MOLECULE_TRAIN_SEED, **MOLECULE_BUDGET)
+            result = submission.apply(
+                graphs.train_molecule_regressor,
+                model,
+                molecule_sets["train"],
+                molecule_sets["val"],
+                molecule_sets["test"],
+                molecule_sets["permuted_test"],
+                seed=MOLECULE_TRAIN_SEED,
+                **MOLECULE_BUDGET,
+            )
         finally:
             submission.set_time_limit(None)
         if "error" in result:
             raise CheckFailure(f"training {model_name}(): {result['error']}.")
-        result["permutation_change"] = permutation_change(result.pop("test_predictions"),
-                                                          result.pop("permuted_predictions"))
+        result["permutation_change"] = permutation_change(
+            result.pop("test_predictions"), result.pop("permuted_predictions")
+        )
         return result
 
     # Either model may build on the other (a GNN reusing the MLP's layers): keep both in the key.
     ignore = tuple(name for name in MODULES["gnn"] if name not in ("MoleculeMLP", "MoleculeGNN"))
-    return grade_cache.compute(f"molecules-{model_name}", ("gnn",), {**MOLECULE_BUDGET, "seed": MOLECULE_TRAIN_SEED},
-                               run, ignore=ignore)
+    return grade_cache.compute(
+        f"molecules-{model_name}", ("gnn",), {**MOLECULE_BUDGET, "seed": MOLECULE_TRAIN_SEED}, run, ignore=ignore
+    )
 
 
 @pytest.fixture(scope="module")
@@ -603,9 +692,11 @@ def _check_loss(run: dict, name: str, threshold: float, hint: str = "") -> None:
     loss = run["test_loss"]
     if not loss <= threshold:
         budget = ", ".join(f"{k}={v:g}" for k, v in MOLECULE_BUDGET.items())
-        raise CheckFailure(f"{name}'s test loss (MSE on the z-scored target) was {loss:.4f}; at most {threshold:.4f} "
-                           f"is needed. Run: {name}() trained by the grader ({budget}, Adam, learning rate "
-                           f"annealed to 0 by a cosine). Threshold: {MOLECULE_CALIBRATION}.{hint}")
+        raise CheckFailure(
+            f"{name}'s test loss (MSE on the z-scored target) was {loss:.4f}; at most {threshold:.4f} "
+            f"is needed. Run: {name}() trained by the grader ({budget}, Adam, learning rate "
+            f"annealed to 0 by a cosine). Threshold: {MOLECULE_CALIBRATION}.{hint}"
+        )
 
 
 @pytest.mark.points(3, question="Q3.6c", assignment=UVA)
@@ -613,9 +704,11 @@ def _check_loss(run: dict, name: str, threshold: float, hint: str = "") -> None:
 def test_mlp_depends_on_atom_order(mlp_run, evidence):
     evidence.update(molecule_evidence(mlp_run))
     if mlp_run["permutation_change"] < 1e-3:
-        raise CheckFailure(f"MoleculeMLP's predictions moved by at most {mlp_run['permutation_change']:.2g} when "
-                           f"the atoms of the test molecules were renumbered; an MLP on the padded atom and bond "
-                           f"arrays depends on the numbering. Is it an MLP on x[:, :5] and edge_attr?")
+        raise CheckFailure(
+            f"MoleculeMLP's predictions moved by at most {mlp_run['permutation_change']:.2g} when "
+            f"the atoms of the test molecules were renumbered; an MLP on the padded atom and bond "
+            f"arrays depends on the numbering. Is it an MLP on x[:, :5] and edge_attr?"
+        )
 
 
 @pytest.mark.points(8, question="Q3.6d", assignment=UVA)
@@ -623,14 +716,20 @@ def test_mlp_depends_on_atom_order(mlp_run, evidence):
 def test_molecule_gnn(molecule_gnn_run, parts, evidence):
     evidence.update(molecule_evidence(molecule_gnn_run))
     with parts.part(5, "test loss below the calibrated threshold"):
-        _check_loss(molecule_gnn_run, "MoleculeGNN", GNN_THRESHOLD,
-                    hint=" The target adds up over atoms and bonds: does the readout keep the molecule's size?")
+        _check_loss(
+            molecule_gnn_run,
+            "MoleculeGNN",
+            GNN_THRESHOLD,
+            hint=" The target adds up over atoms and bonds: does the readout keep the molecule's size?",
+        )
     with parts.part(3, "predictions invariant to renumbering the atoms"):
         change = molecule_gnn_run["permutation_change"]
         if change > INVARIANCE_ATOL:
-            raise CheckFailure(f"MoleculeGNN's predictions moved by up to {change:.3g} when the atoms of the test "
-                               f"molecules were renumbered (tolerance {INVARIANCE_ATOL:g}); message passing with a "
-                               f"sum (or mean, max) over atoms does not depend on the numbering.")
+            raise CheckFailure(
+                f"MoleculeGNN's predictions moved by up to {change:.3g} when the atoms of the test "
+                f"molecules were renumbered (tolerance {INVARIANCE_ATOL:g}); message passing with a "
+                f"sum (or mean, max) over atoms does not depend on the numbering."
+            )
 
 
 # -- EECS 182: message passing ----------------------------------------------------------------------------
@@ -651,11 +750,15 @@ def message_passing_expected(h: np.ndarray, edges, w: np.ndarray, steps: int, ne
 @pytest.mark.points(2, question="GNN-2", assignment=EECS)
 def test_message_passing(sub, parts):
     with parts.part(1, "the discussion's example: v_A -> [13, 6] -> [69, 58] alone, [20, 4] with neighbour B"):
-        alone = shapes.as_array(sub.message_passing(V_ABCD, [(0, 1)], F_V, steps=2, neighbours=False),
-                                "message_passing(v, edges, f_v, steps=2, neighbours=False)")
+        alone = shapes.as_array(
+            sub.message_passing(V_ABCD, [(0, 1)], F_V, steps=2, neighbours=False),
+            "message_passing(v, edges, f_v, steps=2, neighbours=False)",
+        )
         shapes.check_close(alone[:1], [[69, 58]], "message_passing(..., steps=2, neighbours=False)[A]", atol=1e-9)
-        with_b = shapes.as_array(sub.message_passing(V_ABCD, [(0, 1)], F_V, steps=1, neighbours=True),
-                                 "message_passing(v, [(A, B)], f_v, steps=1)")
+        with_b = shapes.as_array(
+            sub.message_passing(V_ABCD, [(0, 1)], F_V, steps=1, neighbours=True),
+            "message_passing(v, [(A, B)], f_v, steps=1)",
+        )
         shapes.check_close(with_b[:1], [[20, 4]], "message_passing(v, [(A, B)], f_v, steps=1)[A]", atol=1e-9)
     with parts.part(1, "random graphs, one to three steps"):
         rng = np.random.default_rng(182)
@@ -663,8 +766,10 @@ def test_message_passing(sub, parts):
             h, w = rng.normal(size=(6, 3)), rng.normal(size=(3, 3))
             edges = [tuple(int(v) for v in e) for e in itertools.combinations(range(6), 2) if rng.random() < 0.4]
             for neighbours in (True, False):
-                shapes.check_close(sub.message_passing(h.tolist(), edges, w.tolist(), steps=steps,
-                                                       neighbours=neighbours),
-                                   message_passing_expected(h, edges, w, steps, neighbours),
-                                   f"message_passing(h[6, 3], {len(edges)} edges, W, steps={steps}, "
-                                   f"neighbours={neighbours})", atol=1e-9, rtol=1e-9)
+                shapes.check_close(
+                    sub.message_passing(h.tolist(), edges, w.tolist(), steps=steps, neighbours=neighbours),
+                    message_passing_expected(h, edges, w, steps, neighbours),
+                    f"message_passing(h[6, 3], {len(edges)} edges, W, steps={steps}, neighbours={neighbours})",
+                    atol=1e-9,
+                    rtol=1e-9,
+                )

@@ -71,8 +71,9 @@ def model_label(vocabulary: int, embed: int, hidden: int) -> str:
 @pytest.mark.points(1, question="Q2.3")
 def test_lstm_uses_no_library_layers(sub):
     who = lstm_label(HIDDEN, EMBED)
-    usage = sub.apply(recurrent.module_usage, make_lstm(sub, HIDDEN, EMBED), embeddings(4, 2, EMBED, seed=1),
-                      list(FORBIDDEN_IN_LSTM))
+    usage = sub.apply(
+        recurrent.module_usage, make_lstm(sub, HIDDEN, EMBED), embeddings(4, 2, EMBED, seed=1), list(FORBIDDEN_IN_LSTM)
+    )
     problems = []
     if usage["in_tree"]:
         problems.append(f"it holds {', '.join(usage['in_tree'])}")
@@ -139,8 +140,11 @@ def test_lstm_follows_the_equations(sub, parts):
         try:
             check_batch_and_length(sub, who)
         except CheckFailure as failure:
-            raise with_hint(failure, "Hint: build the zero state from the input's shape in every call; a state "
-                                     "kept on self leaks from one call into the next.") from None
+            raise with_hint(
+                failure,
+                "Hint: build the zero state from the input's shape in every call; a state "
+                "kept on self leaks from one call into the next.",
+            ) from None
     with parts.part(1, "autograd: each output step depends on every input step up to it, and on none after it"):
         check_gradient_reach(sub, who)
 
@@ -161,8 +165,11 @@ def check_equations(submission, who: str) -> None:
             f"{OUTPUT_ATOL:g}). {HINT_EQUATIONS}"
         )
     if named is not None:
-        moved = "; ".join(f"the {recurrent.GATE_NAMES[g]} is computed from {found.sources[g]}"
-                          for g in recurrent.GATES if found.sources[g] != named.sources[g])
+        moved = "; ".join(
+            f"the {recurrent.GATE_NAMES[g]} is computed from {found.sources[g]}"
+            for g in recurrent.GATES
+            if found.sources[g] != named.sources[g]
+        )
         raise CheckFailure(
             f"{call}: the outputs follow equations (8)-(13) only if {moved}, against the parameters' names. Hint: "
             f"check which weights compute which gate, and that eq. (12) multiplies c_prev by the forget gate f and "
@@ -177,13 +184,16 @@ def check_batch_and_length(submission, who: str) -> None:
     x = embeddings(9, 4, EMBED, seed=3)
     call = f"{who}(embeds[9, 4, {EMBED}])"
     full = shapes.check_shape(submission.apply(recurrent.lstm_probe, model, x)["output"], (9, 4, HIDDEN), call)
-    for steps, rows, what in ((9, slice(1, 2), "sequence 1 alone, [9, 1, 3]"),
-                              (3, slice(0, 2), "the first 3 steps of sequences 0-1, [3, 2, 3]"),
-                              (1, slice(0, 4), "the first step, [1, 4, 3]"),
-                              (9, slice(0, 4), "the same batch again")):
+    for steps, rows, what in (
+        (9, slice(1, 2), "sequence 1 alone, [9, 1, 3]"),
+        (3, slice(0, 2), "the first 3 steps of sequences 0-1, [3, 2, 3]"),
+        (1, slice(0, 4), "the first step, [1, 4, 3]"),
+        (9, slice(0, 4), "the same batch again"),
+    ):
         part = submission.apply(recurrent.lstm_probe, model, x[:steps, rows])["output"]
-        shapes.check_close(part, full[:steps, rows], f"{who} on {what}, against the rows of {call}",
-                           atol=OUTPUT_ATOL, rtol=0)
+        shapes.check_close(
+            part, full[:steps, rows], f"{who} on {what}, against the rows of {call}", atol=OUTPUT_ATOL, rtol=0
+        )
 
 
 def check_gradient_reach(submission, who: str) -> None:
@@ -196,8 +206,10 @@ def check_gradient_reach(submission, who: str) -> None:
         cotangent[t] = weights[t]
         probe = submission.apply(recurrent.lstm_probe, model, x, cotangent)
         if probe["grad"] is None:
-            raise CheckFailure(f"{who}(embeds[{steps}, {batch}, {EMBED}]) returned {probe['output']}; expected a "
-                               f"float tensor [{steps}, {batch}, {HIDDEN}] to differentiate.")
+            raise CheckFailure(
+                f"{who}(embeds[{steps}, {batch}, {EMBED}]) returned {probe['output']}; expected a "
+                f"float tensor [{steps}, {batch}, {HIDDEN}] to differentiate."
+            )
         reach = probe["grad"].double().abs().sum(dim=(1, 2))
         for s in range(steps):
             if s <= t and not reach[s] > 1e-9:
@@ -230,7 +242,7 @@ def shifted_blocks(values, hidden: int) -> list[tuple[str, np.ndarray, float]]:
         if value.dim() <= 1 or min(value.shape) == 1:
             if array.size % hidden == 0 and array.size > hidden:
                 for k in range(array.size // hidden):
-                    block = array[k * hidden:(k + 1) * hidden]
+                    block = array[k * hidden : (k + 1) * hidden]
                     label = f"{name}[{k * hidden}:{(k + 1) * hidden}]"
                     blocks.append((label, block, 1.0 if block.mean() > 0.5 else 0.0))
                 continue
@@ -278,8 +290,10 @@ def check_forget_bias(reading: recurrent.LSTMWeights, who: str) -> None:
     """The forget gate's bias must sit 1 above the other gates' (compared by their means, so that a
     range problem costs only the uniformity part)."""
     if all("(no bias)" in source for source in reading.sources.values()):
-        raise CheckFailure(f"{who} has no bias parameters; each gate of the handout adds a bias b_*, and the forget "
-                           f"gate's starts 1 above the others.")
+        raise CheckFailure(
+            f"{who} has no bias parameters; each gate of the handout adds a bias b_*, and the forget "
+            f"gate's starts 1 above the others."
+        )
     means = {g: float(reading.b[g].mean()) for g in recurrent.GATES}
     base = float(np.median([means[g] for g in "gio"]))
     shifted = [g for g in recurrent.GATES if abs(means[g] - base - 1) <= SHIFT_TOLERANCE]
@@ -337,22 +351,31 @@ def test_text_model_shapes(sub, parts):
             try:
                 out = shapes.check_shape(recurrent.first_tensor(model(x)), (steps, batch, v), call)
             except CheckFailure as failure:
-                raise with_hint(failure, "Hint: embed x [T, B] to [T, B, E], run the LSTM to [T, B, H], and map "
-                                         "every step to V logits with the output layer (eq. 14).") from None
+                raise with_hint(
+                    failure,
+                    "Hint: embed x [T, B] to [T, B, E], run the LSTM to [T, B, H], and map "
+                    "every step to V logits with the output layer (eq. 14).",
+                ) from None
             shapes.check_finite(out, call)
             if np.all(out >= 0) and np.allclose(out.sum(axis=-1), 1, atol=1e-4):
-                raise CheckFailure(f"{call} returned rows of probabilities (non-negative, summing to 1); return the "
-                                   f"logits p of eq. (14): cross-entropy and sampling apply the softmax themselves.")
+                raise CheckFailure(
+                    f"{call} returned rows of probabilities (non-negative, summing to 1); return the "
+                    f"logits p of eq. (14): cross-entropy and sampling apply the softmax themselves."
+                )
     with parts.part(1, "uses the submitted LSTM class, not a library recurrent layer"):
         model = text_model(sub, v, e, h)
         usage = sub.apply(recurrent.module_usage, model, torch.zeros(3, 2, dtype=torch.long), list(FORBIDDEN_IN_MODEL))
         found = usage["in_tree"] + usage["called"] + usage["fused"]
         if found:
-            raise CheckFailure(f"{who} uses {', '.join(dict.fromkeys(found))}; the handout asks for your own LSTM "
-                               f"from Q2.3 (nn.LSTM only if yours does not work, with a deduction).")
+            raise CheckFailure(
+                f"{who} uses {', '.join(dict.fromkeys(found))}; the handout asks for your own LSTM "
+                f"from Q2.3 (nn.LSTM only if yours does not work, with a deduction)."
+            )
         if not sub.apply(recurrent.holds_instance, model, sub.LSTM):
-            raise CheckFailure(f"{who} holds no instance of the submitted LSTM class; build it with "
-                               f"self.lstm = LSTM(lstm_hidden_dim, embedding_size).")
+            raise CheckFailure(
+                f"{who} holds no instance of the submitted LSTM class; build it with "
+                f"self.lstm = LSTM(lstm_hidden_dim, embedding_size)."
+            )
 
 
 LOSS_SIZES = {"vocabulary": 6, "steps": 5, "batch": 3}
@@ -383,15 +406,20 @@ def test_sequence_loss(sub, parts):
         table = sub.apply(params.parameter_values, model)[0][1]
         logits = recurrent.table_logits(table, inputs)
         expected = float(recurrent.sequence_cross_entropy(logits, targets))
-        value = shapes.as_array(sub.sequence_loss(model, inputs, targets), call, shape_hint="[] (a number)",
-                                allow_sequences=True)
+        value = shapes.as_array(
+            sub.sequence_loss(model, inputs, targets), call, shape_hint="[] (a number)", allow_sequences=True
+        )
         if value.size != 1:
-            raise CheckFailure(shapes.MSG_SHAPE.format(who=call, got=shapes.shape_text(value.shape),
-                                                       expected="[] (a number)"))
+            raise CheckFailure(
+                shapes.MSG_SHAPE.format(who=call, got=shapes.shape_text(value.shape), expected="[] (a number)")
+            )
         got = float(value.reshape(()))
         if not abs(got - expected) <= 1e-5 * max(1.0, abs(expected)):
-            mistakes = [name for name, alt in loss_alternatives(logits, inputs, targets).items()
-                        if abs(alt - got) <= 1e-5 * max(1.0, abs(alt))]
+            mistakes = [
+                name
+                for name, alt in loss_alternatives(logits, inputs, targets).items()
+                if abs(alt - got) <= 1e-5 * max(1.0, abs(alt))
+            ]
             said = f" That is {mistakes[0]}." if mistakes else ""
             raise CheckFailure(
                 f"{call} returned {got:.6g}; expected {expected:.6g}, the mean of the {steps * batch} per-character "
@@ -464,8 +492,9 @@ def train_text_model(submission, grade_cache, data: dict[str, torch.Tensor]) -> 
         submission.set_time_limit(TEXT_TIME_LIMIT)
         try:
             model = text_model(submission, vocabulary, TEXT_SIZES["embed"], TEXT_SIZES["hidden"])
-            result = submission.apply(recurrent.train_language_model, model, data["train"], data["val"],
-                                      seed=TEXT_TRAIN_SEED, **TEXT_BUDGET)
+            result = submission.apply(
+                recurrent.train_language_model, model, data["train"], data["val"], seed=TEXT_TRAIN_SEED, **TEXT_BUDGET
+            )
         finally:
             submission.set_time_limit(None)
         if "error" in result:
@@ -475,8 +504,9 @@ def train_text_model(submission, grade_cache, data: dict[str, torch.Tensor]) -> 
     key = {**TEXT_BUDGET, **TEXT_SIZES, "corpus_seed": CORPUS_SEED, "seed": TEXT_TRAIN_SEED}
     # Training calls only the model's forward: samples that differ in the loss function, beam search
     # or the sampling helper share the run.
-    return grade_cache.compute("text-model", ("lstm",), key, run,
-                               ignore=("sequence_loss", "beam_search", "_next_token"))
+    return grade_cache.compute(
+        "text-model", ("lstm",), key, run, ignore=("sequence_loss", "beam_search", "_next_token")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -488,11 +518,14 @@ def text_run(submission, grade_cache, corpus) -> dict:
 @pytest.mark.timeout(120)
 def test_text_model_learns(text_run, corpus, evidence):
     losses = text_run["losses"]
-    evidence.update({"val_loss": round(text_run["val_loss"], 4),
-                     "final_training_loss": round(text_run["final_loss"], 4),
-                     "training_loss_every_20_steps": losses[::20],
-                     "bigram_model_loss": round(text.conditional_entropy(corpus["train"].numpy(),
-                                                                         corpus["val"].numpy(), 2), 4)})
+    evidence.update(
+        {
+            "val_loss": round(text_run["val_loss"], 4),
+            "final_training_loss": round(text_run["final_loss"], 4),
+            "training_loss_every_20_steps": losses[::20],
+            "bigram_model_loss": round(text.conditional_entropy(corpus["train"].numpy(), corpus["val"].numpy(), 2), 4),
+        }
+    )
     if not text_run["val_loss"] <= LEARN_BOUND:
         vocabulary = len(text.VOCABULARY)
         raise CheckFailure(
@@ -514,7 +547,8 @@ def call_sample(model, batch: int, length: int, temperature: float, who: str, no
         out = model.sample(batch, length, temperature)
         notes["call TextGenerationModel.sample"] = (
             "sample(batch_size=..., sample_length=..., temperature=...) did not fit the submitted signature; "
-            "graded as sample(batch_size, sample_length, temperature) positionally")
+            "graded as sample(batch_size, sample_length, temperature) positionally"
+        )
         return out, True
 
 
@@ -528,12 +562,17 @@ def read_samples(value, length: int, batch: int, vocabulary: int, who: str, note
         array = array.T
         notes["samples batch first"] = "TextGenerationModel.sample returned [batch, length]; read as its transpose"
     if array.shape != (length, batch):
-        raise CheckFailure(shapes.MSG_SHAPE.format(who=who, got=shapes.shape_text(array.shape),
-                                                   expected=f"[{length}, {batch}] (sample_length, batch_size)"))
+        raise CheckFailure(
+            shapes.MSG_SHAPE.format(
+                who=who, got=shapes.shape_text(array.shape), expected=f"[{length}, {batch}] (sample_length, batch_size)"
+            )
+        )
     integral = np.all(np.isfinite(array)) and np.all(array == np.round(array))
     if not integral or array.min() < 0 or array.max() >= vocabulary:
-        raise CheckFailure(f"{who} returned values from {array.min():g} to {array.max():g}; expected character "
-                           f"indices, integers in [0, {vocabulary}).")
+        raise CheckFailure(
+            f"{who} returned values from {array.min():g} to {array.max():g}; expected character "
+            f"indices, integers in [0, {vocabulary})."
+        )
     return array.astype(np.int64)
 
 
@@ -558,8 +597,9 @@ def test_greedy_sampling(sub, parts):
         call = f"{who}.sample(batch_size={batch}, sample_length={length}, temperature=0)"
         value, _ = call_sample(model, batch, length, 0.0, call, sub.notes)
         samples = read_samples(value, length, batch, v, call, sub.notes)
-        logits = shapes.check_shape(recurrent.first_tensor(model(torch.from_numpy(samples[:-1]))),
-                                    (length - 1, batch, v), f"{who}(sample[:-1])")
+        logits = shapes.check_shape(
+            recurrent.first_tensor(model(torch.from_numpy(samples[:-1]))), (length - 1, batch, v), f"{who}(sample[:-1])"
+        )
         chosen = np.take_along_axis(logits, samples[1:, :, None], axis=2)[..., 0]
         wrong = np.argwhere(chosen < logits.max(axis=2) - TIE_ATOL)
         if len(wrong):
@@ -605,11 +645,13 @@ def check_temperature(submission, model, temperature: float, who: str) -> None:
         shares = ", ".join(f"{c / samples.size:.3f}" for c in counts)
         wanted = ", ".join(f"{p:.3f}" for p in expected)
         plain = np.exp(logits) / np.exp(logits).sum()
-        hint = ("They follow softmax(logits), as if the temperature had no effect: divide the logits by the "
-                "temperature before the softmax (dividing the probabilities after it cancels out)."
-                if stats.chisquare(counts, plain * samples.size).pvalue >= GOF_ALPHA else
-                "Hint: draw from softmax(logits / temperature), e.g. torch.multinomial(torch.softmax(logits / "
-                "temperature, dim=-1), 1).")
+        hint = (
+            "They follow softmax(logits), as if the temperature had no effect: divide the logits by the "
+            "temperature before the softmax (dividing the probabilities after it cancels out)."
+            if stats.chisquare(counts, plain * samples.size).pvalue >= GOF_ALPHA
+            else "Hint: draw from softmax(logits / temperature), e.g. torch.multinomial(torch.softmax(logits / "
+            "temperature, dim=-1), 1)."
+        )
         raise CheckFailure(
             f"{call}: the characters after the first came out with frequencies {shares}; expected softmax(logits / "
             f"{temperature:g}) = {wanted} for the logits {list(KNOWN_LOGITS)} that the grader gave this copy of the "
@@ -678,38 +720,49 @@ def compare_beams(got: list, expected: list, call: str, render=words) -> None:
 def test_beam_search(sub, parts):
     call = "beam_search(decoder of the discussion's Figure 1, beam_width=2, sequence_length=3)"
     expected_best, expected_beams = recurrent.beam_search_reference(DISCUSSION_TREE, 2, 3)
-    with parts.part(2, 'the discussion\'s beams: "neural", "network"; then "neural network", "network neural"; then '
-                       '"neural network network", "network neural network"'):
+    with parts.part(
+        2,
+        'the discussion\'s beams: "neural", "network"; then "neural network", "network neural"; then '
+        '"neural network network", "network neural network"',
+    ):
         result = run_tree(sub, DISCUSSION_TREE, 2, 3)
         if result["beams"] is None:
-            raise CheckFailure(f"{call}: {result['problem']}; return (best, beams) with beams[t] the (tokens, "
-                               f"log_prob) pairs kept after step t + 1.")
+            raise CheckFailure(
+                f"{call}: {result['problem']}; return (best, beams) with beams[t] the (tokens, "
+                f"log_prob) pairs kept after step t + 1."
+            )
         compare_beams(result["beams"], expected_beams, call)
     with parts.part(1, 'returns "neural network network" (not the most likely sequence, "neural neural network")'):
         result = run_tree(sub, DISCUSSION_TREE, 2, 3)
         if result["best"] != expected_best:
             got = words(result["best"]) if result["best"] is not None else result["problem"]
-            raise CheckFailure(f"{call} returned {got}; expected {words(expected_best)}, the most likely of the final "
-                               f"beam (log-probability -1.85).")
+            raise CheckFailure(
+                f"{call} returned {got}; expected {words(expected_best)}, the most likely of the final "
+                f"beam (log-probability -1.85)."
+            )
     with parts.part(1, "random trees: the grader's beam search for k = 1-3, exhaustive search when k covers the tree"):
         rng = np.random.default_rng(182)
         for vocabulary, depth, beam_width in ((3, 3, 2), (2, 4, 3), (3, 4, 1), (3, 3, 9), (2, 4, 8)):
             tree = recurrent.random_tree(vocabulary, depth, rng)
-            call = (f"beam_search(a random tree of {vocabulary} tokens, beam_width={beam_width}, "
-                    f"sequence_length={depth})")
+            call = (
+                f"beam_search(a random tree of {vocabulary} tokens, beam_width={beam_width}, sequence_length={depth})"
+            )
             result = run_tree(sub, tree, beam_width, depth)
             best, beams = recurrent.beam_search_reference(tree, beam_width, depth)
             if result["beams"] is None:
                 raise CheckFailure(f"{call}: {result['problem']}.")
             compare_beams(result["beams"], beams, call, render=lambda tokens: str(list(tokens)))
             if result["best"] != best:
-                raise CheckFailure(f"{call} returned {result['best']}; expected {best}, the most likely of the final "
-                                   f"beam.")
+                raise CheckFailure(
+                    f"{call} returned {result['best']}; expected {best}, the most likely of the final beam."
+                )
             if beam_width >= vocabulary ** (depth - 1):
                 exhaustive, _ = recurrent.exhaustive_search(tree, depth)
                 if result["best"] != exhaustive:
-                    raise CheckFailure(f"{call}: with a beam as wide as the tree it must find the most likely "
-                                       f"sequence, {exhaustive}; it returned {result['best']}.")
+                    raise CheckFailure(
+                        f"{call}: with a beam as wide as the tree it must find the most likely "
+                        f"sequence, {exhaustive}; it returned {result['best']}."
+                    )
             if result["state_mismatches"]:
                 prefix, state = result["state_mismatches"][0]
                 raise CheckFailure(

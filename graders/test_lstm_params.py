@@ -45,8 +45,11 @@ def test_lstm_param_count(sub, parts):
             answer = sub.lstm_param_count(hidden, embed, vocabulary)
             if answer != counted:
                 formula = lstm_formula(hidden, embed, vocabulary)
-                side = ("the LSTM's own count differs from the formula (one bias per gate: nn.LSTM's two make 4H "
-                        "more)" if counted != formula else "lstm_param_count differs from the formula")
+                side = (
+                    "the LSTM's own count differs from the formula (one bias per gate: nn.LSTM's two make 4H more)"
+                    if counted != formula
+                    else "lstm_param_count differs from the formula"
+                )
                 raise CheckFailure(
                     f"LSTM(lstm_hidden_dim={hidden}, embedding_size={embed}) has {counted - vocabulary * (hidden + 1)} "
                     f"parameters, so with an output layer to {vocabulary} characters {counted}; "

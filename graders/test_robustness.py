@@ -27,10 +27,16 @@ from torchgrade.errors import CheckFailure, NotImplementedYet, StudentError
 ASSIGNMENT = "uva-a2"
 QUESTION = "Q1.2"
 MANUAL = {
-    "Q1.2a": (4, "ResNet-18 trained on CIFAR-10: test accuracy per corruption and severity, clean included; "
-                 "the plot and the trends"),
-    "Q1.2b": (3, "CE and RCE of VGG-11, VGG-11-BN, ResNet-34 and DenseNet-121 per corruption; the trends "
-                 "(depth, architecture, batch norm)"),
+    "Q1.2a": (
+        4,
+        "ResNet-18 trained on CIFAR-10: test accuracy per corruption and severity, clean included; "
+        "the plot and the trends",
+    ),
+    "Q1.2b": (
+        3,
+        "CE and RCE of VGG-11, VGG-11-BN, ResNet-34 and DenseNet-121 per corruption; the trends "
+        "(depth, architecture, batch norm)",
+    ),
 }
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -74,8 +80,10 @@ def check_image(value, image: torch.Tensor, label: str) -> np.ndarray:
     shapes.check_finite(out, label)
     low, high = float(out.min()), float(out.max())
     if low < -RANGE_TOL or high > 1 + RANGE_TOL:
-        raise CheckFailure(f"{label} returned values from {low:.4g} to {high:.4g}; expected an image in [0, 1].\n"
-                           f"Hint: clip the result to [0, 1], and return floats (divide 8-bit pixels by 255).")
+        raise CheckFailure(
+            f"{label} returned values from {low:.4g} to {high:.4g}; expected an image in [0, 1].\n"
+            f"Hint: clip the result to [0, 1], and return floats (divide 8-bit pixels by 255)."
+        )
     return out
 
 
@@ -88,9 +96,11 @@ def corruption_outputs(sub, name: str, image: torch.Tensor) -> list[np.ndarray]:
         outputs.append(check_image(sub.lookup(name)(image, severity), image, label))
         after = sub.apply(robustness.call_keeping_input, sub.lookup(name), image, severity)["input_after"]
         if not torch.equal(after, image):
-            raise CheckFailure(f"{label} changed its input image; expected a new image and the input left as it "
-                               f"was.\nHint: in-place operations (image += noise, image.clamp_()) write into the "
-                               f"clean test set; use image + noise and clamp() instead.")
+            raise CheckFailure(
+                f"{label} changed its input image; expected a new image and the input left as it "
+                f"was.\nHint: in-place operations (image += noise, image.clamp_()) write into the "
+                f"clean test set; use image + noise and clamp() instead."
+            )
     return outputs
 
 
@@ -105,17 +115,21 @@ def check_repeatable(sub, name: str, image: torch.Tensor, first: list[np.ndarray
     for severity, before in zip(SEVERITIES, first, strict=True):
         again = shapes.as_array(sub.lookup(name)(image, severity), who(name, severity, image))
         if not np.array_equal(again, before):
-            raise CheckFailure(f"{who(name, severity, image)} gave a different image when called again "
-                               f"(largest change {np.abs(again - before).max():.3g}); expected the same image: this "
-                               f"corruption has no randomness.")
+            raise CheckFailure(
+                f"{who(name, severity, image)} gave a different image when called again "
+                f"(largest change {np.abs(again - before).max():.3g}); expected the same image: this "
+                f"corruption has no randomness."
+            )
 
 
 def check_growth(name: str, measured: list[float], what: str) -> None:
     for severity in SEVERITIES[1:]:
         if not measured[severity - 1] > measured[severity - 2]:
-            raise CheckFailure(f"{name} distorts the test image by {measured[severity - 2]:.4g} (RMS) at severity "
-                               f"{severity - 1} and {measured[severity - 1]:.4g} at severity {severity}; expected "
-                               f"the distortion to grow with the severity ({what}).")
+            raise CheckFailure(
+                f"{name} distorts the test image by {measured[severity - 2]:.4g} (RMS) at severity "
+                f"{severity - 1} and {measured[severity - 1]:.4g} at severity {severity}; expected "
+                f"the distortion to grow with the severity ({what})."
+            )
 
 
 def distortions(outputs: list[np.ndarray], image: torch.Tensor) -> list[float]:
@@ -130,8 +144,10 @@ def image() -> torch.Tensor:
 # -- Gaussian noise -------------------------------------------------------------------------------------
 def noise_outputs(sub, image: torch.Tensor, severity: int, seeds: tuple[int, ...]) -> list[np.ndarray]:
     result = sub.apply(robustness.noise_with_generators, sub.gaussian_noise, image, severity, list(seeds))
-    return [check_image(out, image, f"{who('gaussian_noise', severity, image)} with generator {seed}")
-            for out, seed in zip(result["outputs"], seeds, strict=True)]
+    return [
+        check_image(out, image, f"{who('gaussian_noise', severity, image)} with generator {seed}")
+        for out, seed in zip(result["outputs"], seeds, strict=True)
+    ]
 
 
 @pytest.mark.points(1, question=QUESTION)
@@ -140,12 +156,16 @@ def test_gaussian_noise(sub, parts, image):
         corruption_outputs(sub, "gaussian_noise", image)
         same, twin, other = noise_outputs(sub, image, 3, (5, 5, 6))
         if not np.array_equal(same, twin):
-            raise CheckFailure("gaussian_noise(image, 3, generator) gave different images for two generators seeded "
-                               "alike (the global generator was in different states); expected the same image.\n"
-                               "Hint: draw the noise with torch.randn(image.shape, generator=generator).")
+            raise CheckFailure(
+                "gaussian_noise(image, 3, generator) gave different images for two generators seeded "
+                "alike (the global generator was in different states); expected the same image.\n"
+                "Hint: draw the noise with torch.randn(image.shape, generator=generator)."
+            )
         if np.array_equal(same, other):
-            raise CheckFailure("gaussian_noise(image, 3, generator) gave the same image for generators seeded 5 and "
-                               "6; expected different noise.")
+            raise CheckFailure(
+                "gaussian_noise(image, 3, generator) gave the same image for generators seeded 5 and "
+                "6; expected different noise."
+            )
     with parts.part(0.5, "noise of the handout's standard deviation at each severity"):
         flat = torch.full(NOISE_SHAPE, 0.5)
         for severity, std in zip(SEVERITIES, NOISE_STD, strict=True):
@@ -157,10 +177,12 @@ def test_gaussian_noise(sub, parts, image):
                 raise CheckFailure(
                     f"{who('gaussian_noise', severity, flat)} on a grey image (0.5 everywhere) added noise of mean "
                     f"{mean:.4f} and standard deviation {measured:.4f}; expected mean 0 and {expected:.4f} (the "
-                    f"handout's {std:g} for severity {severity}, clipped to [0, 1]), within {NOISE_STD_RTOL:.0%}.")
+                    f"handout's {std:g} for severity {severity}, clipped to [0, 1]), within {NOISE_STD_RTOL:.0%}."
+                )
         noisy = [noise_outputs(sub, image, s, (0,))[0] for s in SEVERITIES]
-        check_growth("gaussian_noise", distortions(noisy, image), "standard deviations " +
-                     ", ".join(f"{s:g}" for s in NOISE_STD))
+        check_growth(
+            "gaussian_noise", distortions(noisy, image), "standard deviations " + ", ".join(f"{s:g}" for s in NOISE_STD)
+        )
 
 
 # -- Gaussian blur --------------------------------------------------------------------------------------
@@ -176,13 +198,19 @@ def test_gaussian_blur(sub, parts, image):
         for severity, sigma, out in zip(SEVERITIES, BLUR_SIGMA, outputs, strict=True):
             expected = robustness.blur_interior(image.numpy(), sigma, BLUR_SIZE)
             try:
-                shapes.check_close(out[:, margin:-margin, margin:-margin], expected,
-                                   f"{who('gaussian_blur', severity)} away from the {margin}-pixel border",
-                                   atol=BLUR_ATOL, rtol=0)
+                shapes.check_close(
+                    out[:, margin:-margin, margin:-margin],
+                    expected,
+                    f"{who('gaussian_blur', severity)} away from the {margin}-pixel border",
+                    atol=BLUR_ATOL,
+                    rtol=0,
+                )
             except CheckFailure as failure:
-                raise CheckFailure(f"{failure}\nHint: blur each channel on its own with the normalised Gaussian "
-                                   f"exp(-t^2 / (2 sigma^2)), t = -5..5, sigma = {sigma:g} for severity {severity} "
-                                   f"(torchvision's GaussianBlur(kernel_size=11, sigma={sigma:g})).") from None
+                raise CheckFailure(
+                    f"{failure}\nHint: blur each channel on its own with the normalised Gaussian "
+                    f"exp(-t^2 / (2 sigma^2)), t = -5..5, sigma = {sigma:g} for severity {severity} "
+                    f"(torchvision's GaussianBlur(kernel_size=11, sigma={sigma:g}))."
+                ) from None
         check_growth("gaussian_blur", distortions(outputs, image), "sigmas " + ", ".join(f"{s:g}" for s in BLUR_SIGMA))
 
 
@@ -204,7 +232,8 @@ def test_contrast(sub, parts, image):
                     f"{', '.join(f'{f:.4f}' for f in factors)} (largest residual {residual:.2g}); expected c = "
                     f"{factor:g} in every channel, the handout's factor for severity {severity}, and no residual.\n"
                     f"Hint: blend with the mean grey level, c * image + (1 - c) * mean, as torchvision's "
-                    f"adjust_contrast does.")
+                    f"adjust_contrast does."
+                )
         check_growth("contrast", distortions(outputs, image), "factors " + ", ".join(f"{c:g}" for c in CONTRAST_FACTOR))
 
 
@@ -234,24 +263,37 @@ def test_jpeg(sub, parts, image):
                     f"{who('jpeg', severity)} distorts the test image by {value:.4f} (RMS); JPEG at quality {quality} "
                     f"(the handout's for severity {severity}) gives {min(references):.4f}-{max(references):.4f} "
                     f"with Pillow, so expected {low:.4f}-{high:.4f}.\nHint: encode the 8-bit image with quality "
-                    f"{quality} and decode it again.")
+                    f"{quality} and decode it again."
+                )
         check_growth("jpeg", measured, "qualities " + ", ".join(str(q) for q in JPEG_QUALITY))
 
 
 # -- CE and RCE -----------------------------------------------------------------------------------------
 # Invented CIFAR-10 error rates (fractions), one row per (model, corruption): severities 1-5, clean.
-RESNET18 = {"clean": 0.07, "gaussian_noise": [0.12, 0.2, 0.3, 0.42, 0.58],
-            "gaussian_blur": [0.08, 0.1, 0.15, 0.24, 0.38], "contrast": [0.09, 0.12, 0.15, 0.2, 0.3],
-            "jpeg": [0.11, 0.16, 0.2, 0.26, 0.38]}
+RESNET18 = {
+    "clean": 0.07,
+    "gaussian_noise": [0.12, 0.2, 0.3, 0.42, 0.58],
+    "gaussian_blur": [0.08, 0.1, 0.15, 0.24, 0.38],
+    "contrast": [0.09, 0.12, 0.15, 0.2, 0.3],
+    "jpeg": [0.11, 0.16, 0.2, 0.26, 0.38],
+}
 MODELS = {
-    "VGG-11": {"clean": 0.1, "gaussian_noise": [0.16, 0.27, 0.39, 0.52, 0.66],
-               "jpeg": [0.14, 0.2, 0.25, 0.31, 0.44]},
-    "VGG-11-BN": {"clean": 0.08, "gaussian_blur": [0.09, 0.13, 0.19, 0.3, 0.45],
-                  "contrast": [0.1, 0.15, 0.2, 0.27, 0.4]},
-    "ResNet-34": {"clean": 0.06, "gaussian_noise": [0.1, 0.17, 0.26, 0.37, 0.52],
-                  "contrast": [0.07, 0.1, 0.12, 0.16, 0.25]},
-    "DenseNet-121": {"clean": 0.05, "gaussian_blur": [0.06, 0.07, 0.11, 0.19, 0.31],
-                     "jpeg": [0.09, 0.13, 0.17, 0.22, 0.33]},
+    "VGG-11": {"clean": 0.1, "gaussian_noise": [0.16, 0.27, 0.39, 0.52, 0.66], "jpeg": [0.14, 0.2, 0.25, 0.31, 0.44]},
+    "VGG-11-BN": {
+        "clean": 0.08,
+        "gaussian_blur": [0.09, 0.13, 0.19, 0.3, 0.45],
+        "contrast": [0.1, 0.15, 0.2, 0.27, 0.4],
+    },
+    "ResNet-34": {
+        "clean": 0.06,
+        "gaussian_noise": [0.1, 0.17, 0.26, 0.37, 0.52],
+        "contrast": [0.07, 0.1, 0.12, 0.16, 0.25],
+    },
+    "DenseNet-121": {
+        "clean": 0.05,
+        "gaussian_blur": [0.06, 0.07, 0.11, 0.19, 0.31],
+        "jpeg": [0.09, 0.13, 0.17, 0.22, 0.33],
+    },
 }
 
 
@@ -261,18 +303,45 @@ def metric_cases() -> list[dict]:
     for model, row in MODELS.items():
         for corruption, errors in row.items():
             if corruption != "clean":
-                cases.append({"label": f"{model}, {corruption}", "errors": errors, "clean": row["clean"],
-                              "r18": RESNET18[corruption], "r18_clean": RESNET18["clean"]})
+                cases.append(
+                    {
+                        "label": f"{model}, {corruption}",
+                        "errors": errors,
+                        "clean": row["clean"],
+                        "r18": RESNET18[corruption],
+                        "r18_clean": RESNET18["clean"],
+                    }
+                )
     noise = RESNET18["gaussian_noise"]
     cases += [
-        {"label": "ResNet-18 against itself (1 for both metrics)", "errors": noise, "clean": RESNET18["clean"],
-         "r18": noise, "r18_clean": RESNET18["clean"]},
-        {"label": "a model that makes no mistakes (0)", "errors": [0.0] * 5, "clean": 0.0, "r18": noise,
-         "r18_clean": RESNET18["clean"]},
-        {"label": "error rates in percent", "errors": [100 * e for e in MODELS["VGG-11"]["jpeg"]], "clean": 10.0,
-         "r18": [100 * e for e in RESNET18["jpeg"]], "r18_clean": 7.0},
-        {"label": "a model whose clean error exceeds its corrupted ones (a negative numerator)",
-         "errors": [0.01, 0.01, 0.02, 0.02, 0.03], "clean": 0.5, "r18": noise, "r18_clean": RESNET18["clean"]},
+        {
+            "label": "ResNet-18 against itself (1 for both metrics)",
+            "errors": noise,
+            "clean": RESNET18["clean"],
+            "r18": noise,
+            "r18_clean": RESNET18["clean"],
+        },
+        {
+            "label": "a model that makes no mistakes (0)",
+            "errors": [0.0] * 5,
+            "clean": 0.0,
+            "r18": noise,
+            "r18_clean": RESNET18["clean"],
+        },
+        {
+            "label": "error rates in percent",
+            "errors": [100 * e for e in MODELS["VGG-11"]["jpeg"]],
+            "clean": 10.0,
+            "r18": [100 * e for e in RESNET18["jpeg"]],
+            "r18_clean": 7.0,
+        },
+        {
+            "label": "a model whose clean error exceeds its corrupted ones (a negative numerator)",
+            "errors": [0.01, 0.01, 0.02, 0.02, 0.03],
+            "clean": 0.5,
+            "r18": noise,
+            "r18_clean": RESNET18["clean"],
+        },
     ]
     return cases
 
@@ -298,10 +367,13 @@ def expect_undefined(call: Callable[[], object], label: str, what: str) -> None:
     except StudentError as error:
         if error.exc_type in ("ValueError", "ZeroDivisionError", "FloatingPointError"):
             return
-        raise CheckFailure(f"{label} raised {error.exc_type}; expected a ValueError saying that {what} is 0.\n"
-                           f"{error}") from None
-    raise CheckFailure(f"{label} returned {value!r}; expected an error (ValueError): {what} is 0, so the metric is "
-                       f"undefined.\nHint: check the denominator and raise ValueError with a message that says so.")
+        raise CheckFailure(
+            f"{label} raised {error.exc_type}; expected a ValueError saying that {what} is 0.\n{error}"
+        ) from None
+    raise CheckFailure(
+        f"{label} returned {value!r}; expected an error (ValueError): {what} is 0, so the metric is "
+        f"undefined.\nHint: check the denominator and raise ValueError with a message that says so."
+    )
 
 
 @pytest.mark.points(2, question=QUESTION)
@@ -314,9 +386,11 @@ def test_corruption_error(sub, parts):
             shapes.check_close(got, expected, label, atol=1e-12, rtol=1e-9)
     with parts.part(1, "ResNet-18 without errors: CE is undefined"):
         errors = MODELS["VGG-11"]["jpeg"]
-        expect_undefined(lambda: sub.corruption_error(errors, [0.0] * 5),
-                         f"corruption_error({errors}, [0.0, 0.0, 0.0, 0.0, 0.0])",
-                         "the sum of ResNet-18's errors over the severities")
+        expect_undefined(
+            lambda: sub.corruption_error(errors, [0.0] * 5),
+            f"corruption_error({errors}, [0.0, 0.0, 0.0, 0.0, 0.0])",
+            "the sum of ResNet-18's errors over the severities",
+        )
 
 
 @pytest.mark.points(2, question=QUESTION)
@@ -328,10 +402,13 @@ def test_relative_corruption_error(sub, parts, evidence):
             label = f"{metric_call('relative_corruption_error', case)} ({case['label']})"
             value = sub.relative_corruption_error(case["errors"], case["clean"], case["r18"], case["r18_clean"])
             got.append(returned_number(value, label))
-        expected = {reading: [robustness.expected_rce(c["errors"], c["clean"], c["r18"], c["r18_clean"], reading)
-                              for c in cases] for reading in robustness.RCE_READINGS}
-        matching = [reading for reading, values in expected.items()
-                    if np.allclose(got, values, rtol=1e-9, atol=1e-12)]
+        expected = {
+            reading: [
+                robustness.expected_rce(c["errors"], c["clean"], c["r18"], c["r18_clean"], reading) for c in cases
+            ]
+            for reading in robustness.RCE_READINGS
+        }
+        matching = [reading for reading, values in expected.items() if np.allclose(got, values, rtol=1e-9, atol=1e-12)]
         if matching:
             evidence["rce_reading"] = f"{matching[0]}: {robustness.RCE_READINGS[matching[0]]}"
         else:
@@ -339,15 +416,22 @@ def test_relative_corruption_error(sub, parts, evidence):
             index = next(i for i, value in enumerate(got) if not np.isclose(value, typeset[i], rtol=1e-9, atol=1e-12))
             case = cases[index]
             ce = robustness.expected_ce(case["errors"], case["r18"])
-            hint = ("\nHint: that is the CE of equation (1); RCE subtracts the clean error from the model's summed "
-                    "errors and ResNet-18's clean error from ResNet-18's." if np.isclose(got[index], ce) else "")
+            hint = (
+                "\nHint: that is the CE of equation (1); RCE subtracts the clean error from the model's summed "
+                "errors and ResNet-18's clean error from ResNet-18's."
+                if np.isclose(got[index], ce)
+                else ""
+            )
             raise CheckFailure(
                 f"{metric_call('relative_corruption_error', case)} ({case['label']}) returned {got[index]:.6g}; "
                 f"expected {typeset[index]:.6g}, equation (2) as typeset, "
                 f"{robustness.RCE_READINGS['as typeset']} (or {per_severity[index]:.6g} if the clean error is "
-                f"subtracted at every severity, {robustness.RCE_READINGS['per severity']}, on every row).{hint}")
+                f"subtracted at every severity, {robustness.RCE_READINGS['per severity']}, on every row).{hint}"
+            )
     with parts.part(1, "ResNet-18 without errors: RCE is undefined"):
         errors, clean = MODELS["VGG-11"]["jpeg"], MODELS["VGG-11"]["clean"]
-        expect_undefined(lambda: sub.relative_corruption_error(errors, clean, [0.0] * 5, 0.0),
-                         f"relative_corruption_error({errors}, {clean:g}, [0.0, 0.0, 0.0, 0.0, 0.0], 0)",
-                         "ResNet-18's summed corruption errors minus its clean error")
+        expect_undefined(
+            lambda: sub.relative_corruption_error(errors, clean, [0.0] * 5, 0.0),
+            f"relative_corruption_error({errors}, {clean:g}, [0.0, 0.0, 0.0, 0.0, 0.0], 0)",
+            "ResNet-18's summed corruption errors minus its clean error",
+        )

@@ -59,7 +59,7 @@ def predict(model, pairs: np.ndarray, layout: str, who: str, batch_size: int = 1
     """Class predictions (argmax of the two outputs) of a submitted model, in batches."""
     predictions = []
     for start in range(0, len(pairs), batch_size):
-        batch = pairs[start:start + batch_size]
+        batch = pairs[start : start + batch_size]
         out = model(model_input(batch, layout))
         if isinstance(out, tuple):  # a model returning (logits, extra): grade the leading element
             out = out[0]
@@ -90,12 +90,17 @@ def find_layout(model, who: str) -> str:
 
 def image_index(data: np.ndarray) -> dict[bytes, tuple[int, int, int]]:
     """Map each shoe photo's float32 bytes to (student, pair, side)."""
-    return {data[s, p, side].astype(np.float32).tobytes(): (s, p, side)
-            for s in range(data.shape[0]) for p in range(3) for side in range(2)}
+    return {
+        data[s, p, side].astype(np.float32).tobytes(): (s, p, side)
+        for s in range(data.shape[0])
+        for p in range(3)
+        for side in range(2)
+    }
 
 
 def split_rows(pairs: np.ndarray, index: dict) -> list[tuple]:
     """Identify the top and bottom photo of each returned pair image (None where no photo matches)."""
+
     def photo(half: np.ndarray):
         return index.get(np.ascontiguousarray(half).tobytes())
 
@@ -115,6 +120,7 @@ def test_load_shoes(sub, parts, shoe_folder, shoe_pixels):
             loaded[name] = sub.load_shoes(str(shoe_folder / name))
         except CheckFailure as exc:
             loaded[name] = exc
+
     def get(name):  # noqa: E306 - a failure to load fails every part with the same message
         if isinstance(loaded[name], Exception):
             raise loaded[name]
@@ -124,29 +130,37 @@ def test_load_shoes(sub, parts, shoe_folder, shoe_pixels):
         for name, pixels in shoe_pixels.items():
             got = get(name).shape
             if got[:-1] != pixels.shape[:-1]:
-                raise CheckFailure(f"load_shoes('{name}/') returned shape {shapes.shape_text(got)}; expected "
-                                   f"{shapes.shape_text(pixels.shape)} ({pixels.shape[0]} students, 3 pairs, "
-                                   f"left/right, 224 x 224 pixels, colour).")
+                raise CheckFailure(
+                    f"load_shoes('{name}/') returned shape {shapes.shape_text(got)}; expected "
+                    f"{shapes.shape_text(pixels.shape)} ({pixels.shape[0]} students, 3 pairs, "
+                    f"left/right, 224 x 224 pixels, colour)."
+                )
     with parts.part(1, "alpha channel dropped (3 colour channels)"):
         for name in shoe_pixels:
             got = get(name).shape
             if got[-1:] != (3,):
-                raise CheckFailure(f"load_shoes('{name}/') returned shape {shapes.shape_text(got)}: the last axis "
-                                   f"should hold 3 colour channels. Hint: some photos are RGBA PNGs; drop the "
-                                   f"alpha channel with img[:, :, :3].")
+                raise CheckFailure(
+                    f"load_shoes('{name}/') returned shape {shapes.shape_text(got)}: the last axis "
+                    f"should hold 3 colour channels. Hint: some photos are RGBA PNGs; drop the "
+                    f"alpha channel with img[:, :, :3]."
+                )
     with parts.part(1, "values scaled to pixel / 255 - 0.5"):
         array, pixels = get("train"), shoe_pixels["train"]
         got = np.sort(array[..., :3].ravel()) if array.ndim == 6 else np.sort(array.ravel())
         want = np.sort(pixels.ravel().astype(np.float64) / 255.0 - 0.5)
         if got.shape != want.shape or not np.allclose(got, want, atol=1e-4):
             low, high = (float(got.min()), float(got.max())) if got.size else (math.nan, math.nan)
-            raise CheckFailure(f"load_shoes('train/') values span [{low:.4f}, {high:.4f}] and do not match "
-                               f"pixel / 255 - 0.5 (expected span [{want.min():.4f}, {want.max():.4f}]).")
+            raise CheckFailure(
+                f"load_shoes('train/') values span [{low:.4f}, {high:.4f}] and do not match "
+                f"pixel / 255 - 0.5 (expected span [{want.min():.4f}, {want.max():.4f}])."
+            )
     with parts.part(1, "students, pairs and left/right in sorted file-name order"):
         array, pixels = get("train"), shoe_pixels["train"].astype(np.float64)
         if array.shape[:5] != pixels.shape[:5] or array.shape[-1] < 3:
-            raise CheckFailure(f"load_shoes('train/') returned shape {shapes.shape_text(array.shape)}; "
-                               f"cannot compare images with the files.")
+            raise CheckFailure(
+                f"load_shoes('train/') returned shape {shapes.shape_text(array.shape)}; "
+                f"cannot compare images with the files."
+            )
         got = array[..., :3]
         # Fit one affine map (got ~ a * pixels + b) so that a scaling bug does not also fail this part.
         a, b = np.polyfit(pixels.ravel()[::97], got.ravel()[::97], 1)
@@ -154,9 +168,11 @@ def test_load_shoes(sub, parts, shoe_folder, shoe_pixels):
         bad = np.argwhere(error > 1e-3)
         if len(bad):
             s, p, side = (int(v) for v in bad[0])
-            raise CheckFailure(f"load_shoes('train/')[{s}, {p}, {side}] is not the photo "
-                               f"{'left' if side == 0 else 'right'} shoe of pair {p} of student {s} "
-                               f"({len(bad)} of {error.size} photos misplaced). Hint: sort the file names.")
+            raise CheckFailure(
+                f"load_shoes('train/')[{s}, {p}, {side}] is not the photo "
+                f"{'left' if side == 0 else 'right'} shoe of pair {p} of student {s} "
+                f"({len(bad)} of {error.size} photos misplaced). Hint: sort the file names."
+            )
 
 
 @pytest.mark.points(2, question="Q1c")
@@ -172,8 +188,10 @@ def test_generate_same_pair(sub, parts):
         found = set()
         for i, (top, bottom) in enumerate(rows):
             if top is None or bottom is None or top[2] != 0 or bottom[2] != 1 or top[:2] != bottom[:2]:
-                raise CheckFailure(f"{who}[{i}] is not a left shoe on top of the right shoe of the same pair "
-                                   f"(top: {_photo(top)}, bottom: {_photo(bottom)}).")
+                raise CheckFailure(
+                    f"{who}[{i}] is not a left shoe on top of the right shoe of the same pair "
+                    f"(top: {_photo(top)}, bottom: {_photo(bottom)})."
+                )
             found.add(top[:2])
         if len(found) != 12:
             raise CheckFailure(f"{who} contains {len(found)} distinct pairs; each of the 12 should appear once.")
@@ -191,19 +209,26 @@ def test_generate_different_pair(sub, parts):
         per_student: dict[int, set] = {}
         for i, (top, bottom) in enumerate(split_rows(array, image_index(data))):
             if top is None or bottom is None or top[2] != 0 or bottom[2] != 1:
-                raise CheckFailure(f"{who}[{i}] is not a left shoe on top of a right shoe from the data "
-                                   f"(top: {_photo(top)}, bottom: {_photo(bottom)}).")
+                raise CheckFailure(
+                    f"{who}[{i}] is not a left shoe on top of a right shoe from the data "
+                    f"(top: {_photo(top)}, bottom: {_photo(bottom)})."
+                )
             if top[0] != bottom[0]:
-                raise CheckFailure(f"{who}[{i}] mixes students {top[0]} and {bottom[0]}; both shoes must come "
-                                   f"from the same student (otherwise background and lighting give the answer away).")
+                raise CheckFailure(
+                    f"{who}[{i}] mixes students {top[0]} and {bottom[0]}; both shoes must come "
+                    f"from the same student (otherwise background and lighting give the answer away)."
+                )
             if top[1] == bottom[1]:
-                raise CheckFailure(f"{who}[{i}] is a true pair (student {top[0]}, pair {top[1]}): a 'different' "
-                                   f"pair must combine shoes of two different pairs.")
+                raise CheckFailure(
+                    f"{who}[{i}] is a true pair (student {top[0]}, pair {top[1]}): a 'different' "
+                    f"pair must combine shoes of two different pairs."
+                )
             per_student.setdefault(top[0], set()).add((top[1], bottom[1]))
         counts = {s: len(v) for s, v in per_student.items()}
         if sorted(counts) != list(range(6)) or set(counts.values()) != {3}:
-            raise CheckFailure(f"{who}: distinct mismatched pairs per student are {counts}; expected 3 for each of "
-                               f"the 6 students.")
+            raise CheckFailure(
+                f"{who}: distinct mismatched pairs per student are {counts}; expected 3 for each of the 6 students."
+            )
 
 
 def _photo(found) -> str:
@@ -224,12 +249,16 @@ def check_layers(sub, model, who: str, n: int, k: int, in_channels: int, fc_in: 
     convs, fcs = conv_and_fc_shapes(sub, model)
     want_convs = [[n, in_channels, k, k], [2 * n, n, k, k], [4 * n, 2 * n, k, k], [8 * n, 4 * n, k, k]]
     if sorted(convs) != sorted(want_convs):
-        raise CheckFailure(f"{who} has convolution weights {convs}; expected {want_convs} "
-                           f"({in_channels} -> n -> 2n -> 4n -> 8n channels, {k}x{k} kernels).")
+        raise CheckFailure(
+            f"{who} has convolution weights {convs}; expected {want_convs} "
+            f"({in_channels} -> n -> 2n -> 4n -> 8n channels, {k}x{k} kernels)."
+        )
     want_fcs = [[100, fc_in], [2, 100]]
     if sorted(fcs) != sorted(want_fcs):
-        raise CheckFailure(f"{who} has fully connected weights {fcs}; expected {want_fcs} "
-                           f"(8n x {fc_in // (8 * n)} features -> 100 -> 2).")
+        raise CheckFailure(
+            f"{who} has fully connected weights {fcs}; expected {want_fcs} "
+            f"(8n x {fc_in // (8 * n)} features -> 100 -> 2)."
+        )
 
 
 @pytest.mark.points(3, question="Q3a")
@@ -268,12 +297,15 @@ def test_cnn_channel(sub, parts):
             left, right = np.swapaxes(left, 2, 3), np.swapaxes(right, 2, 3)
         stacked = [np.concatenate([left, right], 1), np.concatenate([right, left], 1)]
         if not any(np.allclose(array, s, atol=1e-6) for s in stacked):
-            raise CheckFailure(f"{who} is not the left shoe's 3 channels stacked with the right shoe's 3 channels. "
-                               f"Hint: slice the top and bottom 224 rows and torch.cat them on dim 1.")
+            raise CheckFailure(
+                f"{who} is not the left shoe's 3 channels stacked with the right shoe's 3 channels. "
+                f"Hint: slice the top and bottom 224 rows and torch.cat them on dim 1."
+            )
     with parts.part(1, "six input channels, n -> 8n convolutions, FC 8n*14*14 -> 100 -> 2"):
         for k in (3, 5):
-            check_layers(sub, sub.CNNChannel(n=4, kernel_size=k), f"CNNChannel(n=4, kernel_size={k})",
-                         4, k, 6, 32 * 14 * 14)
+            check_layers(
+                sub, sub.CNNChannel(n=4, kernel_size=k), f"CNNChannel(n=4, kernel_size={k})", 4, k, 6, 32 * 14 * 14
+            )
 
 
 # -- Q4a: the training loop, observed through a recording model -------------------------------------
@@ -316,13 +348,26 @@ def training_probe(submission):
         before = model.parameter_values()
         try:
             returned = submission.train_model(
-                model, train, valid, batch_size=PROBE_BATCH, learning_rate=0.01, weight_decay=0.0, max_iters=1000,
-                max_epoch=PROBE_EPOCHS, checkpoint_path=os.path.join(checkpoints, "epoch-{}.pt"))
+                model,
+                train,
+                valid,
+                batch_size=PROBE_BATCH,
+                learning_rate=0.01,
+                weight_decay=0.0,
+                max_iters=1000,
+                max_epoch=PROBE_EPOCHS,
+                checkpoint_path=os.path.join(checkpoints, "epoch-{}.pt"),
+            )
         except CheckFailure as exc:
             return {"failure": exc}
-        return {"calls": model.calls, "before": before, "after": model.parameter_values(), "returned": returned,
-                "checkpoints": submission.apply(training.read_checkpoints, os.path.join(checkpoints, "*")),
-                "n_codes": n_codes}
+        return {
+            "calls": model.calls,
+            "before": before,
+            "after": model.parameter_values(),
+            "returned": returned,
+            "checkpoints": submission.apply(training.read_checkpoints, os.path.join(checkpoints, "*")),
+            "n_codes": n_codes,
+        }
     finally:
         submission.set_time_limit(None)
 
@@ -332,8 +377,10 @@ def training_steps(probe) -> list[dict]:
         raise probe["failure"]
     steps = [c for c in probe["calls"] if c.get("label_sign") is not None]
     if not steps:
-        raise CheckFailure("train_model(...) never backpropagated through the model's output: no training step "
-                           "was observed. Hint: compute the loss on model(x) and call loss.backward().")
+        raise CheckFailure(
+            "train_model(...) never backpropagated through the model's output: no training step "
+            "was observed. Hint: compute the loss on model(x) and call loss.backward()."
+        )
     return steps
 
 
@@ -347,58 +394,76 @@ def step_samples(step: dict, n_codes: int) -> list[tuple]:
 @pytest.mark.points(8, question="Q4a")
 @pytest.mark.timeout(180)
 def test_train_model(training_probe, parts, evidence):
-    who = (f"train_model(model, train_data[{PROBE_STUDENTS} students], valid_data, batch_size={PROBE_BATCH}, "
-           f"max_epoch={PROBE_EPOCHS})")
+    who = (
+        f"train_model(model, train_data[{PROBE_STUDENTS} students], valid_data, batch_size={PROBE_BATCH}, "
+        f"max_epoch={PROBE_EPOCHS})"
+    )
     n_codes = training_probe.get("n_codes", 0)
     with parts.part(2, "each step: batch_size/2 true pairs labelled 1 and batch_size/2 mismatches labelled 0"):
         for number, step in enumerate(training_steps(training_probe), 1):
             samples = step_samples(step, n_codes)
             labels = [label for _, _, label in samples]
             if len(samples) != PROBE_BATCH or sum(labels) != PROBE_BATCH // 2:
-                raise CheckFailure(f"{who}: step {number} trained on {len(samples)} inputs with labels {labels}; "
-                                   f"expected {PROBE_BATCH // 2} labelled 1 and {PROBE_BATCH // 2} labelled 0.")
+                raise CheckFailure(
+                    f"{who}: step {number} trained on {len(samples)} inputs with labels {labels}; "
+                    f"expected {PROBE_BATCH // 2} labelled 1 and {PROBE_BATCH // 2} labelled 0."
+                )
             for top, bottom, label in samples:
-                true_pair = (top is not None and bottom is not None and top[:2] == bottom[:2]
-                             and (top[2], bottom[2]) == (0, 1))
+                true_pair = (
+                    top is not None and bottom is not None and top[:2] == bottom[:2] and (top[2], bottom[2]) == (0, 1)
+                )
                 if label == 1 and not true_pair:
-                    raise CheckFailure(f"{who}: step {number} labelled 1 an input that is not a true pair "
-                                       f"(top: {_photo(top)}, bottom: {_photo(bottom)}). Hint: same pairs get "
-                                       f"label 1, different pairs label 0.")
+                    raise CheckFailure(
+                        f"{who}: step {number} labelled 1 an input that is not a true pair "
+                        f"(top: {_photo(top)}, bottom: {_photo(bottom)}). Hint: same pairs get "
+                        f"label 1, different pairs label 0."
+                    )
     with parts.part(1, "inputs NCHW [B, 3, 448, 224], left shoe on top"):
         for number, step in enumerate(training_steps(training_probe), 1):
             shape = step["shape"]
             if len(shape) != 4 or shape[1] != 3 or sorted(shape[2:]) != [SIZE, 2 * SIZE]:
-                raise CheckFailure(f"{who}: step {number} fed the model a {step['dtype']} tensor of shape {shape}; "
-                                   f"expected [{PROBE_BATCH}, 3, 448, 224]. Hint: permute NHWC images to NCHW.")
+                raise CheckFailure(
+                    f"{who}: step {number} fed the model a {step['dtype']} tensor of shape {shape}; "
+                    f"expected [{PROBE_BATCH}, 3, 448, 224]. Hint: permute NHWC images to NCHW."
+                )
             for top, bottom, _ in step_samples(step, n_codes):
                 if top is None or bottom is None or top[2] != 0:
-                    raise CheckFailure(f"{who}: step {number} fed an input whose first half is not a left shoe "
-                                       f"(first half: {_photo(top)}, second half: {_photo(bottom)}).")
+                    raise CheckFailure(
+                        f"{who}: step {number} fed an input whose first half is not a left shoe "
+                        f"(first half: {_photo(top)}, second half: {_photo(bottom)})."
+                    )
     with parts.part(2, "every epoch visits each pair once, in a new random order"):
         steps = training_steps(training_probe)
-        epochs = [steps[i:i + STEPS_PER_EPOCH] for i in range(0, len(steps) - STEPS_PER_EPOCH + 1, STEPS_PER_EPOCH)]
+        epochs = [steps[i : i + STEPS_PER_EPOCH] for i in range(0, len(steps) - STEPS_PER_EPOCH + 1, STEPS_PER_EPOCH)]
         if len(epochs) < 2:
-            raise CheckFailure(f"{who} made {len(steps)} training steps; expected {STEPS_PER_EPOCH} per epoch for "
-                               f"{PROBE_EPOCHS} epochs.")
+            raise CheckFailure(
+                f"{who} made {len(steps)} training steps; expected {STEPS_PER_EPOCH} per epoch for "
+                f"{PROBE_EPOCHS} epochs."
+            )
         orders = []
         for number, epoch in enumerate(epochs, 1):
             positives = [(t, b) for step in epoch for t, b, label in step_samples(step, n_codes) if label == 1]
             negatives = [(t, b) for step in epoch for t, b, label in step_samples(step, n_codes) if label == 0]
             if len(set(positives)) != PROBE_STUDENTS * 3 or len(set(negatives)) != PROBE_STUDENTS * 3:
-                raise CheckFailure(f"{who}: epoch {number} ({STEPS_PER_EPOCH} steps) showed {len(set(positives))} "
-                                   f"distinct positives and {len(set(negatives))} distinct negatives; expected each "
-                                   f"of the {PROBE_STUDENTS * 3} of each once per epoch.")
+                raise CheckFailure(
+                    f"{who}: epoch {number} ({STEPS_PER_EPOCH} steps) showed {len(set(positives))} "
+                    f"distinct positives and {len(set(negatives))} distinct negatives; expected each "
+                    f"of the {PROBE_STUDENTS * 3} of each once per epoch."
+                )
             orders.append(positives)
         if all(order == orders[0] for order in orders):
-            raise CheckFailure(f"{who} showed the positives in the same order in every epoch; shuffle them at the "
-                               f"start of each epoch.")
+            raise CheckFailure(
+                f"{who} showed the positives in the same order in every epoch; shuffle them at the start of each epoch."
+            )
     with parts.part(1, "trains in train mode and updates the parameters"):
         steps = training_steps(training_probe)
         eval_steps = [i for i, step in enumerate(steps, 1) if not step["training"]]
         if eval_steps:
-            raise CheckFailure(f"{who}: {len(eval_steps)} of {len(steps)} training steps ran with the model in eval "
-                               f"mode (first: step {eval_steps[0]}). Hint: call model.train() before training steps, "
-                               f"again after evaluating.")
+            raise CheckFailure(
+                f"{who}: {len(eval_steps)} of {len(steps)} training steps ran with the model in eval "
+                f"mode (first: step {eval_steps[0]}). Hint: call model.train() before training steps, "
+                f"again after evaluating."
+            )
         if training_probe["before"] == training_probe["after"]:
             raise CheckFailure(f"{who} left the model's parameters unchanged; call optimizer.step().")
     with parts.part(1, "saves a checkpoint after every epoch"):
@@ -407,17 +472,22 @@ def test_train_model(training_probe, parts, evidence):
         readable = [c for c in saved if c["keys"] == ["scale", "shift"]]
         if len(readable) < PROBE_EPOCHS:
             problems = "; ".join(f"{c['file']}: {c['error'] or c['keys']}" for c in saved if c not in readable)
-            raise CheckFailure(f"{who} with checkpoint_path='.../epoch-{{}}.pt' left {len(readable)} loadable "
-                               f"state_dict checkpoints; expected one per epoch ({PROBE_EPOCHS})"
-                               + (f" ({problems})" if problems else "") + ".")
+            raise CheckFailure(
+                f"{who} with checkpoint_path='.../epoch-{{}}.pt' left {len(readable)} loadable "
+                f"state_dict checkpoints; expected one per epoch ({PROBE_EPOCHS})"
+                + (f" ({problems})" if problems else "")
+                + "."
+            )
         if len({tuple(c["values"]) for c in readable}) < 2:
             raise CheckFailure(f"{who} saved {len(readable)} identical checkpoints; save the weights of each epoch.")
     with parts.part(1, "returns the training curves"):
         training_steps(training_probe)
         curves = _curves(training_probe["returned"])
         if not curves:
-            raise CheckFailure(f"{who} returned {shapes.describe_value(training_probe['returned'])}; expected the "
-                               f"training curves (lists of numbers, e.g. loss per iteration and accuracies per epoch).")
+            raise CheckFailure(
+                f"{who} returned {shapes.describe_value(training_probe['returned'])}; expected the "
+                f"training curves (lists of numbers, e.g. loss per iteration and accuracies per epoch)."
+            )
         evidence["curves"] = curves
 
 
@@ -451,9 +521,11 @@ MEMORISE_THREADS = 1
 #: The budget of the memorisation check: the student's train_model with these arguments.
 MEMORISE_BUDGET = dict(n=4, batch_size=10, learning_rate=3e-3, max_iters=250)
 MEMORISE_THRESHOLD = 0.9
-CALIBRATION_CNN_CHANNEL = ("on one thread the reference is at 100% after 150 iterations for 20 of 20 seeds and "
-                           "after 210 for this grader's seed; CNN is not required to memorise, see the handout's "
-                           "warning")
+CALIBRATION_CNN_CHANNEL = (
+    "on one thread the reference is at 100% after 150 iterations for 20 of 20 seeds and "
+    "after 210 for this grader's seed; CNN is not required to memorise, see the handout's "
+    "warning"
+)
 
 
 def training_layout(probe) -> str:
@@ -479,14 +551,23 @@ def memorised(submission, grade_cache, shoe_arrays, training_probe) -> dict:
         try:
             model = submission.lookup(MEMORISE_MODEL)(n=budget["n"])
             returned = submission.train_model(
-                model, data, data, batch_size=budget["batch_size"], learning_rate=budget["learning_rate"],
-                max_iters=budget["max_iters"], max_epoch=1000)
+                model,
+                data,
+                data,
+                batch_size=budget["batch_size"],
+                learning_rate=budget["learning_rate"],
+                max_iters=budget["max_iters"],
+                max_epoch=1000,
+            )
             model.eval()
             who = f"{MEMORISE_MODEL}(n={budget['n']}) after train_model"
-            return {"train": accuracy(model, data, layout, who),
-                    "test_w": accuracy(model, shoe_arrays["test_w"], layout, who),
-                    "test_m": accuracy(model, shoe_arrays["test_m"], layout, who),
-                    "curves": _curves(returned), "layout": layout}
+            return {
+                "train": accuracy(model, data, layout, who),
+                "test_w": accuracy(model, shoe_arrays["test_w"], layout, who),
+                "test_m": accuracy(model, shoe_arrays["test_m"], layout, who),
+                "curves": _curves(returned),
+                "layout": layout,
+            }
         finally:
             submission.set_time_limit(None)
             try:
@@ -505,11 +586,14 @@ def test_memorise_five_students(memorised, evidence):
     pos, neg = memorised["train"]
     budget = MEMORISE_BUDGET
     training.check_at_least(
-        (pos + neg) / 2, MEMORISE_THRESHOLD,
+        (pos + neg) / 2,
+        MEMORISE_THRESHOLD,
         f"train_model({MEMORISE_MODEL}(n={budget['n']}), {MEMORISE_STUDENTS} students, batch_size="
         f"{budget['batch_size']}, learning_rate={budget['learning_rate']:g}, max_iters={budget['max_iters']})",
         f"{MEMORISE_MODEL}'s training accuracy on {MEMORISE_STUDENTS} students (positives {pos:.2f}, negatives "
-        f"{neg:.2f})", CALIBRATION_CNN_CHANNEL)
+        f"{neg:.2f})",
+        CALIBRATION_CNN_CHANNEL,
+    )
 
 
 @pytest.mark.points(3, question="Q5a")
@@ -533,22 +617,34 @@ def test_get_accuracy(sub, parts, shoe_arrays):
                 shapes.check_close(got, expected, who, atol=1e-9)
     with parts.part(1, "evaluates the model in eval mode"):
         if not modes:
-            raise CheckFailure("get_accuracy(model, test data) could not be checked: it did not return "
-                               "(pos_acc, neg_acc) for the probe models.")
+            raise CheckFailure(
+                "get_accuracy(model, test data) could not be checked: it did not return "
+                "(pos_acc, neg_acc) for the probe models."
+            )
         if any(modes):
-            raise CheckFailure(f"get_accuracy(model, test data) ran {sum(modes)} of {len(modes)} forward passes in "
-                               f"training mode; call model.eval() first (dropout and batch norm behave differently).")
+            raise CheckFailure(
+                f"get_accuracy(model, test data) ran {sum(modes)} of {len(modes)} forward passes in "
+                f"training mode; call model.eval() first (dropout and batch norm behave differently)."
+            )
 
 
 def _curves(returned) -> dict[str, list[float]]:
     """Lists of finite numbers in a returned dict, tuple or list, by key or position."""
-    items = returned.items() if isinstance(returned, dict) else enumerate(returned or ()) \
-        if isinstance(returned, (list, tuple)) else ()
+    items = (
+        returned.items()
+        if isinstance(returned, dict)
+        else enumerate(returned or ())
+        if isinstance(returned, (list, tuple))
+        else ()
+    )
     curves = {}
     for key, value in items:
         if isinstance(value, (list, tuple, np.ndarray, torch.Tensor)):
-            numbers = np.asarray(value, dtype=object).ravel().tolist() if not isinstance(value, torch.Tensor) \
+            numbers = (
+                np.asarray(value, dtype=object).ravel().tolist()
+                if not isinstance(value, torch.Tensor)
                 else value.flatten().tolist()
+            )
             if numbers and all(isinstance(v, (int, float, np.number)) and math.isfinite(v) for v in numbers):
                 curves[str(key)] = [float(v) for v in numbers]
     return curves

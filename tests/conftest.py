@@ -10,8 +10,12 @@ pytest_plugins = ["pytester"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "grades(*pairs): the (sample, isolation) gradings a test reads "
-                                       "(tests/test_samples.py runs them up front, in parallel)")
+    config.addinivalue_line(
+        "markers",
+        "grades(*pairs): the (sample, isolation) gradings a test reads "
+        "(tests/test_samples.py runs them up front, in parallel)",
+    )
+
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -27,7 +31,6 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
 
 
 @pytest.fixture

@@ -30,8 +30,9 @@ def sub(tmp_path):
 
 def test_handout_defaults_are_dropped_and_the_adaptation_noted(sub):
     assert sub.CNN(n=4, kernel_size=3).size == 4
-    assert sub.notes == {"call CNN": "CNN(n=4, kernel_size=3) did not fit the submitted signature; "
-                                     "graded as CNN() instead"}
+    assert sub.notes == {
+        "call CNN": "CNN(n=4, kernel_size=3) did not fit the submitted signature; graded as CNN() instead"
+    }
 
 
 def test_keywords_under_other_names_are_passed_by_position(sub):
@@ -42,8 +43,10 @@ def test_keywords_under_other_names_are_passed_by_position(sub):
 def test_a_value_other_than_the_default_is_never_dropped(sub):
     with pytest.raises(SignatureMismatch) as info:
         sub.CNN(n=2)
-    assert str(info.value) == ("could not call CNN(n=2): got an unexpected keyword argument 'n'. The submitted "
-                               "signature is CNN(). Also tried: CNN(2).")
+    assert str(info.value) == (
+        "could not call CNN(n=2): got an unexpected keyword argument 'n'. The submitted "
+        "signature is CNN(). Also tried: CNN(2)."
+    )
 
 
 def test_a_value_is_never_passed_in_another_parameter_s_position(sub):
@@ -55,7 +58,8 @@ def test_a_value_is_never_passed_in_another_parameter_s_position(sub):
 
 def test_dropping_a_default_keeps_later_keywords_by_name(tmp_path):
     (tmp_path / "shoes.py").write_text(
-        "class CNN:\n    def __init__(self, kernel_size=3):\n        self.k = kernel_size\n")
+        "class CNN:\n    def __init__(self, kernel_size=3):\n        self.k = kernel_size\n"
+    )
     submission = Submission(tmp_path, "none", {"CNN": "shoes"})
     try:
         assert submission.CNN(n=4, kernel_size=5).k == 5

@@ -89,29 +89,49 @@ def corpus(tmp_path_factory: pytest.TempPathFactory):
     reports.mkdir()
     cases = {name: adversarial.load(name) for name in NAMES}
     for case in cases.values():
-        adversarial.materialise(case, folders, {"ASSIGNMENT": str(assignment), "SUBMISSIONS": str(folders),
-                                                "REPORT": str(reports / f"{case.name}.json"),
-                                                "PORT": str(server.port)})
+        adversarial.materialise(
+            case,
+            folders,
+            {
+                "ASSIGNMENT": str(assignment),
+                "SUBMISSIONS": str(folders),
+                "REPORT": str(reports / f"{case.name}.json"),
+                "PORT": str(server.port),
+            },
+        )
     before = {"assignment": digest(assignment), "submissions": digest(folders)}
 
     def grade(case: adversarial.Case):
         started = time.monotonic()
-        code, data = cli.grade(folders / case.name, assignment=assignment, isolation="process",
-                               report=reports / f"{case.name}.json", extra_env={"OMP_NUM_THREADS": "1"},
-                               extra_args=("-k", case.graders, "--timeout", str(case.timeout)))
+        code, data = cli.grade(
+            folders / case.name,
+            assignment=assignment,
+            isolation="process",
+            report=reports / f"{case.name}.json",
+            extra_env={"OMP_NUM_THREADS": "1"},
+            extra_args=("-k", case.graders, "--timeout", str(case.timeout)),
+        )
         return code, data, time.monotonic() - started
 
     runnable = [c for c in cases.values() if c.requires is None or in_force(c.requires)]
     with ThreadPoolExecutor(JOBS) as pool:
         results = dict(zip([c.name for c in runnable], pool.map(grade, runnable), strict=True))
     server.close()
-    yield {"results": results, "cases": cases, "server": server, "before": before,
-           "after": {"assignment": digest(assignment), "submissions": digest(folders)}}
+    yield {
+        "results": results,
+        "cases": cases,
+        "server": server,
+        "before": before,
+        "after": {"assignment": digest(assignment), "submissions": digest(folders)},
+    }
 
 
 def lost_points(data: dict) -> dict[str, float]:
-    return {q["id"]: round(q["max_score"] - q["score"], 6) for q in data["questions"]
-            if not q["manual"] and q["score"] != q["max_score"]}
+    return {
+        q["id"]: round(q["max_score"] - q["score"], 6)
+        for q in data["questions"]
+        if not q["manual"] and q["score"] != q["max_score"]
+    }
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -160,7 +180,8 @@ def test_no_case_reached_the_network(corpus):
         assert corpus["server"].connections == 0
     else:
         assert "network" in corpus["results"] or "not in force: network isolation" in " ".join(
-            sandbox.choose().protections())
+            sandbox.choose().protections()
+        )
 
 
 def test_files_at_the_root_of_a_student_repository_change_nothing(tmp_path):
@@ -169,11 +190,17 @@ def test_files_at_the_root_of_a_student_repository_change_nothing(tmp_path):
     repository = copy_assignment(tmp_path / "repository")
     (repository / "conftest.py").write_text(
         "import pytest\n\n\n@pytest.hookimpl(wrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
-        "    report = yield\n    report.outcome = 'passed'\n    return report\n")
+        "    report = yield\n    report.outcome = 'passed'\n    return report\n"
+    )
     for number, name in enumerate(("torch.py", "numpy.py", "sitecustomize.py"), start=5):
         (repository / name).write_text(f"import os\nos._exit({number})\n")
-    code, data = cli.grade(repository / "student_template", assignment=repository, isolation="process",
-                           report=tmp_path / "report.json", extra_args=("-k", "test_receptive_field_1d"))
+    code, data = cli.grade(
+        repository / "student_template",
+        assignment=repository,
+        isolation="process",
+        report=tmp_path / "report.json",
+        extra_args=("-k", "test_receptive_field_1d"),
+    )
     assert code == cli.EXIT_FAILED and data is not None
     assert data["score"] == 0 and data["max_score"] == 2
     assert "not implemented yet" in data["checks"][0]["message"]

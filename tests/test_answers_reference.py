@@ -235,8 +235,10 @@ def test_mlp_gradients_match_autograd(seed: int) -> None:
     k = int(rng.integers(1, 6))
     x, y_true, d = (float(v) for v in rng.normal(size=3))
     A, b, C = rng.normal(size=(k, 1)), rng.normal(size=(k, 1)), rng.normal(size=(1, k))
-    params = {name: torch.tensor(v, dtype=torch.float64, requires_grad=True)
-              for name, v in (("A", A), ("b", b), ("C", C), ("d", d))}
+    params = {
+        name: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+        for name, v in (("A", A), ("b", b), ("C", C), ("d", d))
+    }
     y_pred = params["C"] @ torch.sigmoid(params["A"] * x + params["b"]) + params["d"]
     loss = ((y_true - y_pred) ** 2).sum()
     loss.backward()
@@ -252,8 +254,9 @@ def test_mlp_gradients_match_autograd(seed: int) -> None:
 def test_ridge_solution_is_least_squares_on_the_augmented_system(m: int, n: int, lam: float) -> None:
     rng = np.random.default_rng(m * n)
     A, b = rng.normal(size=(m, n)), rng.normal(size=m)
-    augmented = np.linalg.lstsq(np.vstack([A, np.sqrt(lam) * np.eye(n)]), np.concatenate([b, np.zeros(n)]),
-                                rcond=None)[0]
+    augmented = np.linalg.lstsq(np.vstack([A, np.sqrt(lam) * np.eye(n)]), np.concatenate([b, np.zeros(n)]), rcond=None)[
+        0
+    ]
     np.testing.assert_allclose(ref.ridge_solution(A, b, lam), augmented, atol=1e-10)
 
 
@@ -261,8 +264,9 @@ def test_batchnorm_forward_review_example_and_torch() -> None:
     np.testing.assert_allclose(ref.batchnorm_forward([1, 7, 7, 9]), [-5 / 3, 1 / 3, 1 / 3, 1], atol=1e-15)
     rng = np.random.default_rng(0)
     x, gamma, beta = rng.normal(size=(6, 3)), rng.normal(size=3), rng.normal(size=3)
-    expected = F.batch_norm(torch.from_numpy(x), None, None, torch.from_numpy(gamma), torch.from_numpy(beta),
-                            training=True, eps=1e-5)
+    expected = F.batch_norm(
+        torch.from_numpy(x), None, None, torch.from_numpy(gamma), torch.from_numpy(beta), training=True, eps=1e-5
+    )
     np.testing.assert_allclose(ref.batchnorm_forward(x, gamma, beta, 1e-5), expected.numpy(), atol=1e-12)
 
 
@@ -279,6 +283,8 @@ def test_mean_only_batchnorm_backward_matches_autograd_and_not_the_printed_answe
     assert not np.allclose(got, printed)
     only_first = np.zeros(shape)
     only_first[0] = grad_y[0]
-    np.testing.assert_allclose(ref.mean_only_batchnorm_backward(only_first, x, gamma, beta)[0],
-                               (gamma * (1 - 1 / shape[0]) * only_first)[0], atol=1e-14)
-
+    np.testing.assert_allclose(
+        ref.mean_only_batchnorm_backward(only_first, x, gamma, beta)[0],
+        (gamma * (1 - 1 / shape[0]) * only_first)[0],
+        atol=1e-14,
+    )

@@ -53,7 +53,7 @@ def count_grading(pytestconfig):
             handle.write(f"{Path(pytestconfig.getoption('submission')).name} {torch.get_num_threads()}\\n")
 '''
 
-TINY_GRADER = '''
+TINY_GRADER = """
 import pytest
 
 from torchgrade.errors import CheckFailure
@@ -80,17 +80,17 @@ def test_add_negative(sub):
 @pytest.mark.points(3, question="Q2")
 def test_scale(sub):
     expect("scale([1.0, 2.0], 3.0)", sub.scale([1.0, 2.0], 3.0), [3.0, 6.0])
-'''
+"""
 
 # The repository's pytest configuration, with a short per-check limit so that a hanging call costs
 # seconds; generous enough for a cold worker start (about 2-4 s on the shared 2-core machine).
-TINY_PYPROJECT = '''
+TINY_PYPROJECT = """
 [tool.pytest.ini_options]
 addopts = ["--strict-markers", "--strict-config", "-ra"]
 xfail_strict = true
 timeout = 10
 filterwarnings = ["error", "ignore::DeprecationWarning:torch.*"]
-'''
+"""
 
 ADD = "def add(a, b):\n    return a + b\n"
 SCALE = "def scale(xs, k):\n    return [x * k for x in xs]\n"
@@ -137,9 +137,13 @@ def verdicts(data: dict) -> dict:
     Messages are left out: a worker that calls ``os._exit(3)`` is reported as "exit code 3" or as
     "killed by signal 9", depending on whether it had exited when the grader noticed the closed pipe.
     """
-    return {"score": data["score"], "max_score": data["max_score"], "notes": data["notes"],
-            "questions": data["questions"],
-            "checks": {c["id"]: (c["outcome"], c["points"], c["max_points"]) for c in data["checks"]}}
+    return {
+        "score": data["score"],
+        "max_score": data["max_score"],
+        "notes": data["notes"],
+        "questions": data["questions"],
+        "checks": {c["id"]: (c["outcome"], c["points"], c["max_points"]) for c in data["checks"]},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +189,10 @@ def test_every_submission_gets_a_valid_report(tiny):
 
 def test_misbehaving_submissions_fail_their_checks_only(tiny):
     out = tiny["result"].out
-    checks = {name: {c["id"].split("::")[-1]: c for c in load_report(out, name)["checks"]}
-              for name in ("import_crash", "hang", "exits", "partial", "broken.ipynb")}
+    checks = {
+        name: {c["id"].split("::")[-1]: c for c in load_report(out, name)["checks"]}
+        for name in ("import_crash", "hang", "exits", "partial", "broken.ipynb")
+    }
     assert all(c["outcome"] == "failed" for c in checks["import_crash"].values())
     assert "timed out" in checks["hang"]["test_scale"]["message"]
     assert "died" in checks["exits"]["test_scale"]["message"]
@@ -265,16 +271,25 @@ def descendants_while(action):
 def test_a_hanging_grading_is_stopped_with_its_whole_process_tree(tmp_path, tiny):
     subs = make_submissions(tmp_path / "submissions", ["hang"])
     # The checks' own limit is raised past the batch's, so only the batch can stop the hang.
-    result, processes = descendants_while(lambda: batch.run_batch(
-        subs, out=tmp_path / "reports", assignment=tiny["assignment"], jobs=1, timeout=8,
-        extra_args=("-o", "timeout=120"), progress=False))
+    result, processes = descendants_while(
+        lambda: batch.run_batch(
+            subs,
+            out=tmp_path / "reports",
+            assignment=tiny["assignment"],
+            jobs=1,
+            timeout=8,
+            extra_args=("-o", "timeout=120"),
+            progress=False,
+        )
+    )
     assert result.statuses == {"hang": gradebook.STATUS_FAILED} and result.exit_code == cli.EXIT_FAILED
     data = load_report(result.out, "hang")
     message = batchjob.MSG_TIMEOUT.format(seconds=8)
     assert data["notes"] == [gradebook.NOTE_PREFIX + message]
     assert (data["score"], data["max_score"], data["pending_max_score"], data["harness_errors"]) == (0, 6, 2, 0)
     assert {c["id"].split("::")[-1]: (c["outcome"], c["points"], c["message"]) for c in data["checks"]} == {
-        name: ("failed", 0, message) for name in ("test_add", "test_add_negative", "test_scale")}
+        name: ("failed", 0, message) for name in ("test_add", "test_add_negative", "test_scale")
+    }
     assert [p for p, command in processes if "torchgrade.worker" in command], "the hanging worker was never seen"
     # every process of the grading is gone, the worker too, though it runs in a session of its own
     assert [command for p, command in processes if _alive(p)] == []
@@ -291,8 +306,9 @@ def _alive(process: psutil.Process) -> bool:
 def test_a_grading_that_dies_without_a_report_gets_one(tmp_path, tiny):
     # Without process isolation, os._exit in the submission ends pytest itself: no report at all.
     subs = make_submissions(tmp_path / "submissions", ["exits"])
-    result = batch.run_batch(subs, out=tmp_path / "reports", assignment=tiny["assignment"], jobs=1,
-                             isolation="none", progress=False)
+    result = batch.run_batch(
+        subs, out=tmp_path / "reports", assignment=tiny["assignment"], jobs=1, isolation="none", progress=False
+    )
     data = load_report(result.out, "exits")
     message = batchjob.MSG_NO_REPORT.format(code=3)
     assert data["notes"] == [gradebook.NOTE_PREFIX + message] and data["isolation"] == "none"
@@ -313,10 +329,16 @@ def test_a_dask_cluster_gives_the_same_reports_as_the_local_pool(tmp_path, tiny)
     for name in names:  # a copy elsewhere: the task must grade what it was sent, not a shared path
         shutil.copytree(tiny["submissions"] / name, subs / name)
     # A worker process of its own, reached over TCP: jobs and outcomes really are serialised.
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None,
-                                  local_directory=tmp_path / "dask") as cluster:
-        result = batch.run_batch(subs, out=tmp_path / "reports", assignment=tiny["assignment"],
-                                 scheduler=cluster.scheduler_address, progress=False)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None, local_directory=tmp_path / "dask"
+    ) as cluster:
+        result = batch.run_batch(
+            subs,
+            out=tmp_path / "reports",
+            assignment=tiny["assignment"],
+            scheduler=cluster.scheduler_address,
+            progress=False,
+        )
     assert sorted(result.graded) == sorted(names) and result.exit_code == cli.EXIT_OK
     for name in names:
         on_dask, local = load_report(result.out, name), load_report(tiny["result"].out, name)
@@ -326,15 +348,17 @@ def test_a_dask_cluster_gives_the_same_reports_as_the_local_pool(tmp_path, tiny)
         assert verdicts(on_dask) == verdicts(local), name
         if name != "exits":  # see verdicts()
             assert [c["message"] for c in on_dask["checks"]] == [c["message"] for c in local["checks"]], name
-    assert (result.out / "gradebook.csv").read_text().splitlines()[0] == \
-        (tiny["result"].out / "gradebook.csv").read_text().splitlines()[0]
+    assert (result.out / "gradebook.csv").read_text().splitlines()[0] == (
+        tiny["result"].out / "gradebook.csv"
+    ).read_text().splitlines()[0]
 
 
 def test_a_dask_worker_without_the_assignment_is_a_usage_error(tmp_path, tiny):
     distributed = pytest.importorskip("distributed")
     subs = make_submissions(tmp_path / "submissions", ["good"])
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
-                                  local_directory=tmp_path / "dask") as cluster:
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None, local_directory=tmp_path / "dask"
+    ) as cluster:
         with pytest.raises(batch.BatchUsageError, match="have no assignment at"):
             list(batch.run_dask([], cluster.scheduler_address, assignment=tmp_path / "nowhere"))
         # the batch itself checks the assignment on the client first
@@ -348,10 +372,26 @@ def test_a_killed_batch_resumes_without_regrading_finished_submissions(tmp_path,
     subs = make_submissions(tmp_path / "submissions", names)
     out, log = tmp_path / "reports", tmp_path / "gradings.log"
     env = {**os.environ, "TINY_GRADING_LOG": str(log)}
-    command = [sys.executable, "-m", "torchgrade.cli", "--assignment", str(tiny["assignment"]), "batch", str(subs),
-               "--out", str(out), "--jobs", "1", "--no-progress", "--", "-k", "add"]
-    process = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "torchgrade.cli",
+        "--assignment",
+        str(tiny["assignment"]),
+        "batch",
+        str(subs),
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+        "--no-progress",
+        "--",
+        "-k",
+        "add",
+    ]
+    process = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 240
     while not list(out.glob("*.json")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -365,8 +405,22 @@ def test_a_killed_batch_resumes_without_regrading_finished_submissions(tmp_path,
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TINY_GRADING_LOG", str(log))
         before = len(gradings(log))
-        code = cli.main(["--assignment", str(tiny["assignment"]), "batch", str(subs), "--out", str(out),
-                         "--jobs", "2", "--no-progress", "--", "-k", "add"])
+        code = cli.main(
+            [
+                "--assignment",
+                str(tiny["assignment"]),
+                "batch",
+                str(subs),
+                "--out",
+                str(out),
+                "--jobs",
+                "2",
+                "--no-progress",
+                "--",
+                "-k",
+                "add",
+            ]
+        )
         resumed = gradings(log)[before:]
         assert code == cli.EXIT_OK
         assert sorted(resumed) == sorted(set(names) - set(finished))  # nothing finished is graded again
@@ -379,13 +433,11 @@ def test_a_killed_batch_resumes_without_regrading_finished_submissions(tmp_path,
             assert data["max_score"] == 3
 
         before = len(gradings(log))
-        again = batch.run_batch(subs, out=out, assignment=tiny["assignment"], extra_args=("-k", "add"),
-                                progress=False)
+        again = batch.run_batch(subs, out=out, assignment=tiny["assignment"], extra_args=("-k", "add"), progress=False)
         assert again.graded == () and sorted(again.skipped) == sorted(names) and len(gradings(log)) == before
 
         (subs / "partial" / "tiny.py").write_text(TINY_SUBMISSIONS["good"])  # an edited submission
-        edited = batch.run_batch(subs, out=out, assignment=tiny["assignment"], extra_args=("-k", "add"),
-                                 progress=False)
+        edited = batch.run_batch(subs, out=out, assignment=tiny["assignment"], extra_args=("-k", "add"), progress=False)
         assert edited.graded == ("partial",) and gradings(log)[before:] == ["partial"]
         assert load_report(out, "partial")["score"] == 3
 
@@ -395,11 +447,30 @@ def test_a_report_is_reused_only_when_it_matches_its_record(tmp_path):
     sub.mkdir()
     (sub / "tiny.py").write_text(ADD)
     out = tmp_path / "out"
-    job = batchjob.Job(name="alice", submission=str(sub), payload=None, assignment="", isolation="process",
-                       extra_args=[], timeout=1.0, threads=None, scratch_root=None)
+    job = batchjob.Job(
+        name="alice",
+        submission=str(sub),
+        payload=None,
+        assignment="",
+        isolation="process",
+        extra_args=[],
+        timeout=1.0,
+        threads=None,
+        scratch_root=None,
+    )
     when = "2024-01-01T00:00:00+00:00"
-    outcome = batchjob.Outcome(name="alice", kind="timeout", report=None, exit_code=None, problem="stopped",
-                            started_at=when, finished_at=when, seconds=1.0, log="", host="")
+    outcome = batchjob.Outcome(
+        name="alice",
+        kind="timeout",
+        report=None,
+        exit_code=None,
+        problem="stopped",
+        started_at=when,
+        finished_at=when,
+        seconds=1.0,
+        log="",
+        host="",
+    )
     data = batch.failure_report(job, outcome, None, "no checks")
     report.validate(data)
     content = batchjob.content_hash(sub)
@@ -489,14 +560,27 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
 
 def test_summary_statistics_from_reports():
     def check(cid, points, max_points, duration):
-        return {"id": cid, "points": points, "max_points": max_points, "duration": duration,
-                "outcome": "passed" if points == max_points else "failed"}
+        return {
+            "id": cid,
+            "points": points,
+            "max_points": max_points,
+            "duration": duration,
+            "outcome": "passed" if points == max_points else "failed",
+        }
 
     def fake(score_q1, duration, notes=()):
-        return {"score": score_q1, "max_score": 4, "pending_max_score": 1, "harness_errors": 0, "notes": list(notes),
-                "questions": [{"assignment": "a", "id": "Q1", "score": score_q1, "max_score": 4, "manual": False},
-                              {"assignment": "a", "id": "Q2", "score": None, "max_score": 1, "manual": True}],
-                "checks": [check("t::fast", score_q1 / 2, 2, 0.1), check("t::slow", score_q1 / 2, 2, duration)]}
+        return {
+            "score": score_q1,
+            "max_score": 4,
+            "pending_max_score": 1,
+            "harness_errors": 0,
+            "notes": list(notes),
+            "questions": [
+                {"assignment": "a", "id": "Q1", "score": score_q1, "max_score": 4, "manual": False},
+                {"assignment": "a", "id": "Q2", "score": None, "max_score": 1, "manual": True},
+            ],
+            "checks": [check("t::fast", score_q1 / 2, 2, 0.1), check("t::slow", score_q1 / 2, 2, duration)],
+        }
 
     reports = {"x": fake(4, 3.0), "y": fake(2, 1.0), "z": fake(0, 0.0, [gradebook.NOTE_PREFIX + "timeout"])}
     assert summary.score_percentages(reports) == [100.0, 50.0, 0.0]
@@ -507,8 +591,11 @@ def test_summary_statistics_from_reports():
     assert fast.id == "t::fast"
     header, rows = gradebook.rows(reports)
     assert header == ["submission", "a:Q1", "a:Q2", "total", "max", "pending_max", "status"]
-    assert rows == [["x", "4", "", "4", "4", "1", "graded"], ["y", "2", "", "2", "4", "1", "graded"],
-                    ["z", "0", "", "0", "4", "1", "grading failed"]]
+    assert rows == [
+        ["x", "4", "", "4", "4", "1", "graded"],
+        ["y", "2", "", "2", "4", "1", "graded"],
+        ["z", "0", "", "0", "4", "1", "grading failed"],
+    ]
 
 
 # -- real samples, cheap checks only ------------------------------------------------------------------
@@ -525,8 +612,14 @@ def test_batch_over_real_samples_with_a_pytest_selection(tmp_path):
         expected_lost[name] = sample.lost
     notebook = colab.write_notebook(subs).name
     names = [*expected_lost, notebook]
-    result = batch.run_batch(subs, out=tmp_path / "reports", assignment=ROOT, jobs=2,
-                             extra_args=("-k", "answers", "--data-root", "synthetic"), progress=False)
+    result = batch.run_batch(
+        subs,
+        out=tmp_path / "reports",
+        assignment=ROOT,
+        jobs=2,
+        extra_args=("-k", "answers", "--data-root", "synthetic"),
+        progress=False,
+    )
     assert sorted(result.graded) == sorted(names) and result.exit_code == cli.EXIT_OK
     reports = {name: load_report(result.out, name) for name in names}
     maximum = reports["reference"]["max_score"]
@@ -534,8 +627,11 @@ def test_batch_over_real_samples_with_a_pytest_selection(tmp_path):
     assert all(c["id"].startswith("graders/test_answers.py::") for c in reports["reference"]["checks"])
     assert reports["template"]["score"] == 0 and reports["template"]["max_score"] == maximum
     selected = {q["id"] for q in reports["reference"]["questions"] if not q["manual"]}
-    lost = {q["id"]: q["max_score"] - q["score"] for q in reports["fc1_formula"]["questions"]
-            if not q["manual"] and q["score"] != q["max_score"]}
+    lost = {
+        q["id"]: q["max_score"] - q["score"]
+        for q in reports["fc1_formula"]["questions"]
+        if not q["manual"] and q["score"] != q["max_score"]
+    }
     assert lost == {q: p for q, p in expected_lost["fc1_formula"].items() if q in selected}
     assert verdicts(reports[notebook])["checks"] == verdicts(reports["reference"])["checks"]
     dropped = " ".join(d["excerpt"] for d in reports[notebook]["extraction"]["dropped"])

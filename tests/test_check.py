@@ -17,20 +17,35 @@ from torchgrade import cli
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def graded(lost: dict[str, float], *, kept: dict[str, float] | None = None, manual: tuple[str, ...] = ("Q9",),
-           errors: int = 0) -> dict:
+def graded(
+    lost: dict[str, float], *, kept: dict[str, float] | None = None, manual: tuple[str, ...] = ("Q9",), errors: int = 0
+) -> dict:
     """A report's JSON with the given points lost (and kept, of questions that lost nothing)."""
-    questions = [{"assignment": "shoes", "id": q, "score": 2 - p, "max_score": 2, "manual": False, "status": "graded"}
-                 for q, p in lost.items()]
-    questions += [{"assignment": "shoes", "id": q, "score": p, "max_score": p, "manual": False, "status": "graded"}
-                  for q, p in (kept or {}).items()]
-    questions += [{"assignment": "shoes", "id": q, "score": None, "max_score": 1, "manual": True, "status": "pending"}
-                  for q in manual]
+    questions = [
+        {"assignment": "shoes", "id": q, "score": 2 - p, "max_score": 2, "manual": False, "status": "graded"}
+        for q, p in lost.items()
+    ]
+    questions += [
+        {"assignment": "shoes", "id": q, "score": p, "max_score": p, "manual": False, "status": "graded"}
+        for q, p in (kept or {}).items()
+    ]
+    questions += [
+        {"assignment": "shoes", "id": q, "score": None, "max_score": 1, "manual": True, "status": "pending"}
+        for q in manual
+    ]
     score = sum(q["score"] for q in questions if not q["manual"])
-    checks = [{"id": f"graders/t.py::test_{q['id']}", "outcome": "passed" if q["score"] == q["max_score"] else "failed"}
-              for q in questions if not q["manual"]]
-    return {"score": score, "max_score": sum(q["max_score"] for q in questions if not q["manual"]),
-            "harness_errors": errors, "questions": questions, "checks": checks}
+    checks = [
+        {"id": f"graders/t.py::test_{q['id']}", "outcome": "passed" if q["score"] == q["max_score"] else "failed"}
+        for q in questions
+        if not q["manual"]
+    ]
+    return {
+        "score": score,
+        "max_score": sum(q["max_score"] for q in questions if not q["manual"]),
+        "harness_errors": errors,
+        "questions": questions,
+        "checks": checks,
+    }
 
 
 def test_a_bug_must_lose_exactly_its_points_on_the_graded_questions():
@@ -44,7 +59,10 @@ def test_a_selection_narrows_the_expectation_and_never_passes_an_ungraded_bug():
     status, expected, got = check.judge("bug", {"Q3b": 2, "Q3d": 1}, graded({"Q3d": 1}, kept={"Q2a": 2}))
     assert (status, expected, got) == (check.OK, "Q3d 1 (of Q3b 2, Q3d 1)", "Q3d 1")
     assert check.judge("bug", {"Q4b": 2}, graded({}, kept={"Q2a": 2})) == (
-        check.NOT_SELECTED, "Q4b 2", "its questions were not graded")
+        check.NOT_SELECTED,
+        "Q4b 2",
+        "its questions were not graded",
+    )
 
 
 def test_reference_template_and_errors():
@@ -56,17 +74,20 @@ def test_reference_template_and_errors():
     assert check.judge("bug", {"Q2d": 2}, graded({"Q2d": 2}, errors=1))[0] == check.ERROR
 
 
-@pytest.mark.parametrize(("statuses", "code"), [
-    ([check.OK, check.NOT_SELECTED], cli.EXIT_OK),
-    ([check.OK, check.MISMATCH], cli.EXIT_FAILED),
-    ([check.MISMATCH, check.ERROR], cli.EXIT_INTERNAL),
-])
+@pytest.mark.parametrize(
+    ("statuses", "code"),
+    [
+        ([check.OK, check.NOT_SELECTED], cli.EXIT_OK),
+        ([check.OK, check.MISMATCH], cli.EXIT_FAILED),
+        ([check.MISMATCH, check.ERROR], cli.EXIT_INTERNAL),
+    ],
+)
 def test_exit_code(statuses, code):
     assert check.exit_code([check.SampleVerdict("s", status, "", "", 0.0) for status in statuses]) == code
 
 
 #: The off-by-one receptive field of fixtures/submissions/rf_off_by_one.toml, with the wrong question.
-WRONG_CLAIM = '''
+WRONG_CLAIM = """
 description = "rf_off_by_one's bug, but its TOML file blames the wrong question"
 
 [lost]
@@ -76,8 +97,8 @@ Q2a = 2
 file = "answers.py"
 old = "    return 1 + (n_layers - 1) * (kernel_size - 1)\\n"
 new = "    return 1 + n_layers * (kernel_size - 1)\\n"
-'''
-STALE_EDIT = '''
+"""
+STALE_EDIT = """
 description = "an edit of code the reference no longer has"
 
 [lost]
@@ -87,7 +108,7 @@ Q2a = 2
 file = "answers.py"
 old = "this line is not in the reference\\n"
 new = "x\\n"
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +129,21 @@ def assignment_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_check_command_prints_a_table_and_fails_on_a_mismatch(assignment_copy, tmp_path, capsys):
     """Three gradings of two checks each (about 10 s): the reference, the template, wrong_claim."""
-    code = cli.main(["check", str(assignment_copy), "--samples", "reference", "template", "wrong_claim",
-                     "stale_edit", "-k", "receptive_field_1d or conv1d_forward", "--reports", str(tmp_path)])
+    code = cli.main(
+        [
+            "check",
+            str(assignment_copy),
+            "--samples",
+            "reference",
+            "template",
+            "wrong_claim",
+            "stale_edit",
+            "-k",
+            "receptive_field_1d or conv1d_forward",
+            "--reports",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == cli.EXIT_FAILED, out
     rows = {line.split()[0]: line for line in out.splitlines()[1:] if line and not line.startswith("torchgrade")}

@@ -21,8 +21,13 @@ def randn(*shape: int, seed: int = 0) -> torch.Tensor:
 def test_kernel_attention_is_the_weighted_average_of_its_definition():
     q, k, v = randn(3, 2, seed=1), randn(4, 2, seed=2), randn(4, 5, seed=3)
     phi = attention.elu_plus_one
-    expected = torch.stack([sum(float(phi(q[i]) @ phi(k[j])) * v[j] for j in range(4))
-                            / sum(float(phi(q[i]) @ phi(k[j])) for j in range(4)) for i in range(3)])
+    expected = torch.stack(
+        [
+            sum(float(phi(q[i]) @ phi(k[j])) * v[j] for j in range(4))
+            / sum(float(phi(q[i]) @ phi(k[j])) for j in range(4))
+            for i in range(3)
+        ]
+    )
     assert torch.allclose(attention.kernel_attention(q, k, v), expected)
     batched = attention.kernel_attention(torch.stack([q, q]), torch.stack([k, k]), torch.stack([v, v]))
     assert torch.allclose(batched, torch.stack([expected, expected]))

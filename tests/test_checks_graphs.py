@@ -49,8 +49,10 @@ class AllPairs(LinearNodes):
     machine's overcommit policy)."""
 
     def forward(self, x, adj):
-        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
-                           "memory: you tried to allocate 640000000 bytes. Error code 12 (Cannot allocate memory)")
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 640000000 bytes. Error code 12 (Cannot allocate memory)"
+        )
 
 
 def train(model: nn.Module, graph: tuple[torch.Tensor, ...], **budget) -> dict:
@@ -114,8 +116,12 @@ def test_node_classifier_lets_other_errors_through():
 def molecule_sets() -> dict[str, dict[str, np.ndarray]]:
     data = molecules.make_dataset(64, 16, 16, seed=0)
     permuted = [molecules.permute_atoms(m, np.random.default_rng(0)) for m in data["test"]]
-    return {"train": graphs.collate(data["train"]), "val": graphs.collate(data["val"]),
-            "test": graphs.collate(data["test"]), "permuted_test": graphs.collate(permuted)}
+    return {
+        "train": graphs.collate(data["train"]),
+        "val": graphs.collate(data["val"]),
+        "test": graphs.collate(data["test"]),
+        "permuted_test": graphs.collate(permuted),
+    }
 
 
 class AtomSum(nn.Module):
@@ -143,8 +149,17 @@ def test_molecule_regressor_trains_on_one_thread_and_restores_the_count():
     sets = molecule_sets()
     threads = torch.get_num_threads()
     torch.manual_seed(0)
-    result = graphs.train_molecule_regressor(AtomSum(), sets["train"], sets["val"], sets["test"],
-                                             sets["permuted_test"], epochs=5, lr=0.05, batch_size=16, seed=0)
+    result = graphs.train_molecule_regressor(
+        AtomSum(),
+        sets["train"],
+        sets["val"],
+        sets["test"],
+        sets["permuted_test"],
+        epochs=5,
+        lr=0.05,
+        batch_size=16,
+        seed=0,
+    )
     assert torch.get_num_threads() == threads
     assert len(result["val_losses"]) == 5 and result["val_losses"][-1] < result["val_losses"][0]
     assert result["test_loss"] == pytest.approx(result["permuted_test_loss"], abs=1e-5)
@@ -156,6 +171,7 @@ def test_molecule_regressor_reports_a_diverging_loss():
     model = AtomSum()
     with torch.no_grad():
         model.atom.bias.fill_(float("inf"))
-    result = graphs.train_molecule_regressor(model, sets["train"], sets["val"], sets["test"], sets["permuted_test"],
-                                             epochs=2, lr=0.01, batch_size=16, seed=0)
+    result = graphs.train_molecule_regressor(
+        model, sets["train"], sets["val"], sets["test"], sets["permuted_test"], epochs=2, lr=0.01, batch_size=16, seed=0
+    )
     assert result == {"error": "the training loss became inf in epoch 1"}

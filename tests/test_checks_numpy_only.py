@@ -13,7 +13,7 @@ from torchgrade.loader import import_file
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-SOURCE = '''
+SOURCE = """
 import numpy as np
 import torch                      # at module level, for checking results: allowed
 import torch.nn.functional as F
@@ -40,7 +40,7 @@ def dynamic(x):
 
 def nested(x):
     return [torch.tensor(v) for v in x]
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +51,16 @@ def module(tmp_path_factory: pytest.TempPathFactory) -> types.ModuleType:
 
 
 def test_torch_imports_finds_every_spelling():
-    source = ("import os\nimport torch\nfrom torch import nn\nimport torchvision\nfrom . import torch\n"
-              "m = __import__('torch')\nimport importlib\nimportlib.import_module('torch.nn')\n")
+    source = (
+        "import os\nimport torch\nfrom torch import nn\nimport torchvision\nfrom . import torch\n"
+        "m = __import__('torch')\nimport importlib\nimportlib.import_module('torch.nn')\n"
+    )
     assert numpy_only.torch_imports(source) == [
-        "line 2: import torch", "line 3: from torch import nn", "line 6: __import__('torch')",
-        "line 8: importlib.import_module('torch.nn')"]
+        "line 2: import torch",
+        "line 3: from torch import nn",
+        "line 6: __import__('torch')",
+        "line 8: importlib.import_module('torch.nn')",
+    ]
 
 
 def test_torch_references_reads_names_helpers_and_bodies(module):
@@ -64,7 +69,9 @@ def test_torch_references_reads_names_helpers_and_bodies(module):
     assert numpy_only.torch_references(module.via_helper) == ["helper uses torch"]
     assert numpy_only.torch_references(module.nested) == ["nested uses torch"]
     assert numpy_only.torch_references(module.imports_inside) == [
-        "imports_inside has line 19: import torch as t", "imports_inside uses torch"]
+        "imports_inside has line 19: import torch as t",
+        "imports_inside uses torch",
+    ]
     # A dynamic import is invisible to reading: the run-time trace exists for it.
     assert numpy_only.torch_references(module.dynamic) == []
 
@@ -84,13 +91,16 @@ def test_trace_records_the_exception_and_restores_the_profiler():
 
     sentinel = sys.getprofile()
     assert numpy_only.trace_torch_calls(broken, 1) == {
-        "calls": [], "error": {"type": "NotImplementedError", "message": "write me"}}
+        "calls": [],
+        "error": {"type": "NotImplementedError", "message": "write me"},
+    }
     assert sys.getprofile() is sentinel
 
 
 def test_audit_combines_both_looks(module):
-    found = numpy_only.audit({"plain": module.plain, "aliased": module.aliased},
-                             {"plain": ([np.ones(2)], {}), "aliased": ([np.ones(2)], {})})
+    found = numpy_only.audit(
+        {"plain": module.plain, "aliased": module.aliased}, {"plain": ([np.ones(2)], {}), "aliased": ([np.ones(2)], {})}
+    )
     assert found["static"] == {"plain": [], "aliased": ["aliased uses F (torch.nn.functional)", "aliased uses torch"]}
     assert found["runtime"]["plain"]["calls"] == []
     assert found["runtime"]["aliased"]["calls"]

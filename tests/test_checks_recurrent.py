@@ -41,7 +41,8 @@ class NamedLSTM(nn.Module):
             for gate in "gifo":
                 w_x, w_h = getattr(self, f"W_{gate}x"), getattr(self, f"W_{gate}h")
                 pre[gate] = (x[t] @ w_x + h @ w_h if self.transposed else x[t] @ w_x.T + h @ w_h.T) + getattr(
-                    self, f"b_{gate}")
+                    self, f"b_{gate}"
+                )
             g, i, f, o = (pre[gate] for gate in self.order)
             c = torch.tanh(g) * torch.sigmoid(i) + c * torch.sigmoid(f)
             h = torch.tanh(c) * torch.sigmoid(o)
@@ -83,10 +84,24 @@ def matches(model: nn.Module, x: torch.Tensor) -> list[recurrent.LSTMWeights]:
 
 
 # -- names and readings --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("name", "gate"), [
-    ("W_fx", "f"), ("b_f", "f"), ("lstm.W_hf", "f"), ("W_if", "f"), ("W_ii", "i"), ("Wgx", "g"), ("W_cx", "g"),
-    ("weight_forget", "f"), ("output_gate_bias", "o"), ("U_o", "o"), ("bias_i", "i"), ("W_x", None), ("w1", None),
-])
+@pytest.mark.parametrize(
+    ("name", "gate"),
+    [
+        ("W_fx", "f"),
+        ("b_f", "f"),
+        ("lstm.W_hf", "f"),
+        ("W_if", "f"),
+        ("W_ii", "i"),
+        ("Wgx", "g"),
+        ("W_cx", "g"),
+        ("weight_forget", "f"),
+        ("output_gate_bias", "o"),
+        ("U_o", "o"),
+        ("bias_i", "i"),
+        ("W_x", None),
+        ("w1", None),
+    ],
+)
 def test_gate_of_reads_the_usual_spellings(name, gate):
     assert recurrent._gate_of(name) == gate
 
@@ -199,8 +214,9 @@ class TinyTextModel(nn.Module):
 
 def test_train_language_model_learns_a_periodic_stream():
     stream = torch.arange(600) % 5
-    result = recurrent.train_language_model(TinyTextModel(5), stream, stream[:100], steps=60, batch_size=8,
-                                            seq_length=10, lr=0.05, clip=5.0, seed=0)
+    result = recurrent.train_language_model(
+        TinyTextModel(5), stream, stream[:100], steps=60, batch_size=8, seq_length=10, lr=0.05, clip=5.0, seed=0
+    )
     assert len(result["losses"]) == 60 and result["val_loss"] < 0.2 < result["losses"][0]
 
 
@@ -210,10 +226,12 @@ def test_train_language_model_reports_a_wrong_output_shape():
             return super().forward(x).transpose(0, 1)
 
     stream = torch.arange(300) % 5
-    result = recurrent.train_language_model(BatchFirst(5), stream, stream, steps=2, batch_size=4, seq_length=10,
-                                            lr=0.01, clip=5.0, seed=0)
-    assert result == {"error": "the model returned a torch.float32 tensor of shape [4, 10, 5]; expected [10, 4, 5] "
-                               "logits"}
+    result = recurrent.train_language_model(
+        BatchFirst(5), stream, stream, steps=2, batch_size=4, seq_length=10, lr=0.01, clip=5.0, seed=0
+    )
+    assert result == {
+        "error": "the model returned a torch.float32 tensor of shape [4, 10, 5]; expected [10, 4, 5] logits"
+    }
 
 
 def test_sampling_cost_is_linear_when_the_state_is_carried():
@@ -236,8 +254,10 @@ def test_known_logits_needs_one_output_bias():
     model = TinyTextModel(6)
     model.output = nn.Linear(8, 6, bias=False)
     message = recurrent.with_known_logits(model, torch.zeros(6))
-    assert message.startswith("the grader needs exactly one parameter of shape [6] (the output layer's bias b_p) "
-                              "and found 0 among: embedding.weight [6, 4]")
+    assert message.startswith(
+        "the grader needs exactly one parameter of shape [6] (the output layer's bias b_p) "
+        "and found 0 among: embedding.weight [6, 4]"
+    )
 
 
 def test_recording_model_records_what_it_is_fed():
@@ -249,15 +269,21 @@ def test_recording_model_records_what_it_is_fed():
 
 
 # -- beam search -------------------------------------------------------------------------------------------
-DISCUSSION = {(): [-0.65, -0.73], (0,): [-0.8, -0.6], (1,): [-0.6, -0.8], (0, 0): [-4.6, -0.01],
-              (0, 1): [-0.8, -0.6], (1, 0): [-0.8, -0.6], (1, 1): [-0.7, -0.69]}
+DISCUSSION = {
+    (): [-0.65, -0.73],
+    (0,): [-0.8, -0.6],
+    (1,): [-0.6, -0.8],
+    (0, 0): [-4.6, -0.01],
+    (0, 1): [-0.8, -0.6],
+    (1, 0): [-0.8, -0.6],
+    (1, 1): [-0.7, -0.69],
+}
 
 
 def test_reference_beam_search_reproduces_the_discussion():
     best, beams = recurrent.beam_search_reference(DISCUSSION, 2, 3)
     assert best == [0, 1, 1]  # "neural network network"
-    assert [[tokens for tokens, _ in step] for step in beams] == [[[0], [1]], [[0, 1], [1, 0]],
-                                                                  [[0, 1, 1], [1, 0, 1]]]
+    assert [[tokens for tokens, _ in step] for step in beams] == [[[0], [1]], [[0, 1], [1, 0]], [[0, 1, 1], [1, 0, 1]]]
     assert [round(score, 2) for _, score in beams[2]] == [-1.85, -1.93]
     sequence, score = recurrent.exhaustive_search(DISCUSSION, 3)
     assert sequence == [0, 0, 1] and score == pytest.approx(-1.46)  # "neural neural network"
@@ -288,7 +314,10 @@ def test_read_beam_result_takes_the_pair_with_tensors_or_a_bare_sequence():
     with_tensors = (torch.tensor([1, 0]), [[(torch.tensor([1]), torch.tensor(-0.25))]])
     best, beams, problem = recurrent.read_beam_result(with_tensors)
     assert (best, beams, problem) == ([1, 0], [[([1], -0.25)]], "")
-    assert recurrent.read_beam_result([0, 1]) == ([0, 1], None, "beam_search returned one sequence, not the pair "
-                                                                "(best, beams)")
+    assert recurrent.read_beam_result([0, 1]) == (
+        [0, 1],
+        None,
+        "beam_search returned one sequence, not the pair (best, beams)",
+    )
     best, beams, problem = recurrent.read_beam_result(([0], [[("a", 1.0)]]))
     assert best is None and problem.startswith("could not read (best, beams) from the tuple it returned")

@@ -93,8 +93,10 @@ def noise_global(image, severity, generator=None):
 def test_noise_with_generators_passes_them_by_keyword_or_position():
     image = torch.zeros(2, 3, 3)
     state = torch.random.get_rng_state()
-    cases = ((noise_keyword, "generator=torch.Generator()"),
-             (noise_positional, "a torch.Generator as the third argument"))
+    cases = (
+        (noise_keyword, "generator=torch.Generator()"),
+        (noise_positional, "a torch.Generator as the third argument"),
+    )
     for fn, how in cases:
         result = robustness.noise_with_generators(fn, image, 1, [3, 3, 4])
         first, twin, other = result["outputs"]

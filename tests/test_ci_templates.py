@@ -23,8 +23,11 @@ from torchgrade import cli, export, release
 
 ROOT = Path(__file__).resolve().parents[1]
 CI = ROOT / "ci"
-TORCH_PIN = next(d for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-                 if d.startswith("torch=="))
+TORCH_PIN = next(
+    d
+    for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    if d.startswith("torch==")
+)
 
 
 def load_yaml(path: Path) -> dict:
@@ -86,8 +89,7 @@ def test_workflows_land_where_the_platforms_look_and_find_their_files(tmp_path):
 def test_gitlab_coverage_regex_reads_the_score_of_the_markdown_export():
     pattern = load_yaml(CI / "gitlab-ci.yml")["grade"]["coverage"]
     assert pattern.startswith("/") and pattern.endswith("/")
-    data = {"questions": [], "checks": [], "score": 17, "max_score": 22, "pending_max_score": 0,
-            "harness_errors": 0}
+    data = {"questions": [], "checks": [], "score": 17, "max_score": 22, "pending_max_score": 0, "harness_errors": 0}
     match = re.search(pattern[1:-1], export.to_markdown(data), re.MULTILINE)
     assert match and float(match.group(1)) == pytest.approx(100 * 17 / 22, abs=0.01)
 
@@ -103,7 +105,7 @@ def test_gradescope_scripts_are_executable_bash_with_the_torch_pin():
 
 #: A hidden check, as an instructor adds them: in graders/hidden/, shipped in the autograder only.
 #: The reference gives 3; the off-by-one sample 5.
-HIDDEN_GRADER = '''
+HIDDEN_GRADER = """
 import pytest
 
 ASSIGNMENT = "shoes"
@@ -113,7 +115,7 @@ ASSIGNMENT = "shoes"
 def test_receptive_field_of_two_layers(sub):
     got = sub.receptive_field_1d(3, 2)
     assert got == 3, f"receptive_field_1d(3, 2) returned {got}; expected 3."
-'''
+"""
 
 
 def test_gradescope_autograder_in_a_simulated_autograder_folder(tmp_path):
@@ -130,14 +132,20 @@ def test_gradescope_autograder_in_a_simulated_autograder_folder(tmp_path):
     (root / "source" / "graders" / "hidden" / "test_answers_hidden.py").write_text(textwrap.dedent(HIDDEN_GRADER))
     sample = samples.materialise(samples.load("rf_off_by_one"), tmp_path)
     shutil.copytree(sample, root / "submission" / "student_template")
-    env = {**{k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "CI")},
-           "AUTOGRADER_ROOT": str(root), "TORCHGRADE_SKIP_INSTALL": "1", "TORCHGRADE_PYTHON": sys.executable}
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "CI")},
+        "AUTOGRADER_ROOT": str(root),
+        "TORCHGRADE_SKIP_INSTALL": "1",
+        "TORCHGRADE_PYTHON": sys.executable,
+    }
 
-    setup = subprocess.run(["bash", str(root / "source" / "setup.sh")], env=env, capture_output=True, text=True,
-                           timeout=120)
+    setup = subprocess.run(
+        ["bash", str(root / "source" / "setup.sh")], env=env, capture_output=True, text=True, timeout=120
+    )
     assert setup.returncode == 0 and setup.stdout.startswith("torchgrade "), setup.stdout + setup.stderr
-    run = subprocess.run([str(root / "source" / "run_autograder")], cwd=root, env=env, capture_output=True, text=True,
-                         timeout=300)
+    run = subprocess.run(
+        [str(root / "source" / "run_autograder")], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     results = json.loads((root / "results" / "results.json").read_text())
@@ -159,8 +167,9 @@ def test_gradescope_autograder_without_a_report_fails_loudly(tmp_path):
     (root / "source").mkdir(parents=True)
     (root / "submission").mkdir()
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "TORCHGRADE_PYTHON": sys.executable}
-    run = subprocess.run([str(CI / "gradescope" / "run_autograder")], cwd=root, env=env, capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        [str(CI / "gradescope" / "run_autograder")], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 3
     assert "no report was written" in run.stderr
     assert not (root / "results" / "results.json").exists()

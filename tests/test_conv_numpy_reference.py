@@ -47,8 +47,10 @@ def test_conv2d_matches_autograd(seed: int) -> None:
         np.testing.assert_allclose(got, want.numpy(), atol=1e-12)
 
 
-@pytest.mark.parametrize(("shape", "kernel", "stride"), [((2, 3, 8, 8), 2, None), ((1, 2, 7, 9), 3, 2),
-                                                         ((2, 1, 6, 5), 2, 1), ((1, 1, 5, 5), 5, None)])
+@pytest.mark.parametrize(
+    ("shape", "kernel", "stride"),
+    [((2, 3, 8, 8), 2, None), ((1, 2, 7, 9), 3, 2), ((2, 1, 6, 5), 2, 1), ((1, 1, 5, 5), 5, None)],
+)
 def test_max_pool2d_matches_autograd(shape, kernel, stride) -> None:
     rng = np.random.default_rng(sum(shape))
     x = rng.normal(size=shape)
@@ -97,8 +99,10 @@ def test_reference_uses_numpy_only() -> None:
     functions = {name: getattr(ref, name) for name in MODULES["conv_numpy"]}
     rng = np.random.default_rng(1)
     x = rng.normal(size=(1, 2, 5, 5))
-    calls = {"conv2d_forward": ([x, rng.normal(size=(3, 2, 3, 3)), np.zeros(3)], {"padding": 1}),
-             "max_pool2d_backward": ([rng.normal(size=(1, 2, 2, 2)), x, 2], {})}
+    calls = {
+        "conv2d_forward": ([x, rng.normal(size=(3, 2, 3, 3)), np.zeros(3)], {"padding": 1}),
+        "max_pool2d_backward": ([rng.normal(size=(1, 2, 2, 2)), x, 2], {}),
+    }
     found = numpy_only.audit(functions, calls)
     assert all(findings == [] for findings in found["static"].values()), found["static"]
     assert all(trace == {"calls": [], "error": None} for trace in found["runtime"].values()), found["runtime"]

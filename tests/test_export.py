@@ -25,8 +25,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """fc1_formula graded on SELECTION: it keeps 1 of Q3d's 3 points (partial credit)."""
     tmp = tmp_path_factory.mktemp("export")
     folder = samples.materialise(samples.load("fc1_formula"), tmp)
-    code, data = cli.grade(folder, assignment=ROOT, isolation="none", report=tmp / "report.json",
-                           extra_args=SELECTION)
+    code, data = cli.grade(folder, assignment=ROOT, isolation="none", report=tmp / "report.json", extra_args=SELECTION)
     assert code == cli.EXIT_FAILED and data is not None, code
     return tmp / "report.json", data
 
@@ -85,18 +84,36 @@ HARNESS_ERROR = MSG_HARNESS_ERROR.format(type="KeyError", error="'x'")
 def hand_built_report() -> dict:
     check = report.CheckResult
     checks = [
-        check("graders/test_x.py::test_visible", "shoes", "Q1", 0, 2, "failed", "f(1) returned 3; expected 2.", 0.1,
-              data={"accuracy": 0.4567891, "curve": [i / 10 for i in range(50)]}),
+        check(
+            "graders/test_x.py::test_visible",
+            "shoes",
+            "Q1",
+            0,
+            2,
+            "failed",
+            "f(1) returned 3; expected 2.",
+            0.1,
+            data={"accuracy": 0.4567891, "curve": [i / 10 for i in range(50)]},
+        ),
         check("graders/test_x.py::test_broken", "shoes", "Q2", 0, 1, "error", HARNESS_ERROR, 0.1),
         check("graders/hidden/test_x_hidden.py::test_secret", "shoes", "Q1", 0, 3, "failed", "g(2) returned 5.", 0.2),
         check("graders/hidden/test_x_hidden.py::test_secret_ok", "shoes", "Q3", 4, 4, "passed", "", 0.2),
     ]
     questions = report.summarise_questions(checks, {("shoes", "Q9"): (2.0, "explain")})
     return report.Report(
-        submission="sub", isolation="process", versions={"torchgrade": "0", "torch": "2", "python": "3"},
-        started_at="2026-11-23T01:00:00+00:00", finished_at="2026-11-23T01:00:41+00:00", score=4, max_score=10,
-        pending_max_score=2, harness_errors=1, questions=tuple(questions), checks=tuple(checks),
-        notes=("CNN: called as CNN() (no n)",)).to_json()
+        submission="sub",
+        isolation="process",
+        versions={"torchgrade": "0", "torch": "2", "python": "3"},
+        started_at="2026-11-23T01:00:00+00:00",
+        finished_at="2026-11-23T01:00:41+00:00",
+        score=4,
+        max_score=10,
+        pending_max_score=2,
+        harness_errors=1,
+        questions=tuple(questions),
+        checks=tuple(checks),
+        notes=("CNN: called as CNN() (no n)",),
+    ).to_json()
 
 
 def test_hidden_checks_are_shown_after_publication_and_never_reveal_the_total():
@@ -125,24 +142,45 @@ def test_errors_adaptations_and_evidence_are_in_the_output():
     assert "Adapted: CNN: called as CNN() (no n)" in results["output"]
     assert results["extra_data"]["torchgrade"]["harness_errors"] == 1
     visible = tests["shoes Q1: test_visible"]["output"].splitlines()
-    assert visible[visible.index("Measurements:") + 1:] == [
-        "  accuracy: 0.4568", "  curve: 50 values, min 0, mean 2.45, max 4.9",
-        "Reproduce: pytest graders/test_x.py::test_visible"]
+    assert visible[visible.index("Measurements:") + 1 :] == [
+        "  accuracy: 0.4568",
+        "  curve: 50 values, min 0, mean 2.45, max 4.9",
+        "Reproduce: pytest graders/test_x.py::test_visible",
+    ]
 
 
 def test_a_notebook_submission_says_what_was_left_out():
     data = hand_built_report()
-    data["extraction"] = {"source": "hw2.ipynb", "kind": "notebook", "modules": ["shoes"], "defined": ["CNN"],
-                          "dropped": [{"cell": 3, "lines": [1, 2], "excerpt": "drive.mount('/content/drive')\n",
-                                       "reason": "Colab only", "names": []},
-                                      {"cell": 7, "lines": [1, 9], "excerpt": "for k in (3, 5):\n    train()",
-                                       "reason": "runs training on import", "names": ["model"]}]}
+    data["extraction"] = {
+        "source": "hw2.ipynb",
+        "kind": "notebook",
+        "modules": ["shoes"],
+        "defined": ["CNN"],
+        "dropped": [
+            {
+                "cell": 3,
+                "lines": [1, 2],
+                "excerpt": "drive.mount('/content/drive')\n",
+                "reason": "Colab only",
+                "names": [],
+            },
+            {
+                "cell": 7,
+                "lines": [1, 9],
+                "excerpt": "for k in (3, 5):\n    train()",
+                "reason": "runs training on import",
+                "names": ["model"],
+            },
+        ],
+    }
     report.validate(data)
     output = export.to_gradescope(data)["output"].splitlines()
     start = output.index("Graded hw2.ipynb (notebook) as shoes.")
-    assert output[start + 1:start + 4] == [
-        "Left out of grading (2):", "  cell 3, lines 1-2: \"drive.mount('/content/drive')\": Colab only",
-        "  cell 7, lines 1-9: 'for k in (3, 5):': runs training on import (would define model)"]
+    assert output[start + 1 : start + 4] == [
+        "Left out of grading (2):",
+        "  cell 3, lines 1-2: \"drive.mount('/content/drive')\": Colab only",
+        "  cell 7, lines 1-9: 'for k in (3, 5):': runs training on import (would define model)",
+    ]
     assert "Left out of grading (2):" in export.to_markdown(data)
 
 
@@ -156,11 +194,14 @@ def test_the_schema_rejects_what_gradescope_would_misread():
     export.validate_gradescope({"tests": [{"score": 1, "max_score": 1, "status": "passed"}]})
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "does not exist"),
-    ("{not json", "is not readable JSON"),
-    ('{"score": 1}', "is not a valid torchgrade report"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        ("{not json", "is not readable JSON"),
+        ('{"score": 1}', "is not a valid torchgrade report"),
+    ],
+)
 def test_a_bad_report_is_a_usage_error(tmp_path, capsys, content, message):
     path = tmp_path / "report.json"
     if content is not None:

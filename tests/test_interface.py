@@ -56,8 +56,11 @@ def test_interface_names_are_defined(module):
 def test_every_template_function_raises_not_implemented(filename):
     """The template scores zero by raising, never by returning a plausible value."""
     template = load("student_template", filename)
-    functions = {name: obj for name, obj in vars(template).items()
-                 if inspect.isfunction(obj) and not name.startswith("_") and obj.__module__ == template.__name__}
+    functions = {
+        name: obj
+        for name, obj in vars(template).items()
+        if inspect.isfunction(obj) and not name.startswith("_") and obj.__module__ == template.__name__
+    }
     answering = []
     for name, stub in functions.items():
         try:

@@ -22,7 +22,7 @@ NOT_INSTALLED = "torchgrade_no_such_module"
 
 # A script as `jupyter nbconvert --to script` writes it: cell markers, magics as get_ipython() calls,
 # and the training cell at the bottom.
-SCRIPT = '''#!/usr/bin/env python
+SCRIPT = """#!/usr/bin/env python
 # coding: utf-8
 
 # In[1]:
@@ -65,7 +65,7 @@ model = CNN().to(DEVICE)
 optimizer = torch.optim.Adam(model.parameters())
 for epoch in range(10):
     train_model(model, None)
-'''
+"""
 
 
 def line_of(text: str, start: str) -> int:
@@ -96,8 +96,12 @@ def test_a_script_keeps_definitions_and_drops_the_training_cell(tmp_path):
     assert summary_of(extraction) == [
         (1, (7, 7), notebook.REASON_IPYTHON_CALL, ()),
         (5, (model_line, model_line), notebook.REASON_CALLS_OWN.format(callee="CNN"), ("model",)),
-        (5, (model_line + 1, model_line + 1),
-         notebook.REASON_LEFT_OUT.format(name="model", where=f"line {model_line} (In[5])"), ("optimizer",)),
+        (
+            5,
+            (model_line + 1, model_line + 1),
+            notebook.REASON_LEFT_OUT.format(name="model", where=f"line {model_line} (In[5])"),
+            ("optimizer",),
+        ),
         (5, (model_line + 2, model_line + 3), notebook.REASON_LOOP, ("epoch",)),
     ]
     # The graded module imports without training, and what it kept works.
@@ -129,13 +133,21 @@ drive.mount('/content/drive')
 
 def test_a_colab_notebook_defines_the_references_names_and_says_what_it_dropped(tmp_path):
     answers = (ROOT / "reference" / "answers.py").read_text()
-    path = write_notebook(tmp_path / "hw.ipynb", COLAB_CELL, "import matplotlib.pyplot as plt", answers,
-                          "for n in (2, 4):\n    print(cnn_param_count(n, 3))",
-                          "plt.plot([1, 2, 3])\nplt.show()")
+    path = write_notebook(
+        tmp_path / "hw.ipynb",
+        COLAB_CELL,
+        "import matplotlib.pyplot as plt",
+        answers,
+        "for n in (2, 4):\n    print(cnn_param_count(n, 3))",
+        "plt.plot([1, 2, 3])\nplt.show()",
+    )
     extraction = notebook.convert(path, tmp_path / "out")
 
-    reference_names = {n.name if hasattr(n, "name") else n.targets[0].id
-                       for n in ast.parse(answers).body if isinstance(n, (ast.FunctionDef, ast.Assign))}
+    reference_names = {
+        n.name if hasattr(n, "name") else n.targets[0].id
+        for n in ast.parse(answers).body
+        if isinstance(n, (ast.FunctionDef, ast.Assign))
+    }
     assert set(extraction.defined) == reference_names
     assert set(MODULES["answers"]) <= set(extraction.defined)
     assert extraction.modules == ("answers",)
@@ -155,47 +167,117 @@ def test_a_colab_notebook_defines_the_references_names_and_says_what_it_dropped(
     compile(code, "answers.py", "exec")
 
 
-@pytest.mark.parametrize(("cells", "kept", "dropped"), [
-    pytest.param(["import torch", "DEVICE = torch.device('cpu')"], ["DEVICE"], [], id="library-call-constant"),
-    pytest.param([f"from {NOT_INSTALLED} import transforms",
-                  "transform = transforms.Compose([transforms.ToTensor()])"], [],
-                 [(2, notebook.REASON_NOT_INSTALLED.format(module=NOT_INSTALLED), ("transforms",)),
-                  (3, notebook.REASON_LEFT_OUT.format(name="transforms", where="cell 2, line 1"), ("transform",))],
-                 id="not-installed-import-and-its-use"),
-    pytest.param(["import numpy as np\ndata = np.load('/content/drive/MyDrive/x.npy')"], [],
-                 [(2, notebook.REASON_LOADS.format(callee="np.load"), ("data",))], id="data-from-drive"),
-    pytest.param(["from torch_geometric.datasets import Planetoid\ncora = Planetoid('/tmp/Cora', 'Cora')"], [],
-                 [(2, notebook.REASON_LOADS.format(callee="Planetoid"), ("cora",))], id="dataset-class"),
-    pytest.param(["name = input('your name: ')"], [], [(2, notebook.REASON_BUILTIN.format(callee="input"), ("name",))],
-                 id="input"),
-    pytest.param(["import torch\nif torch.cuda.is_available():\n    device = 'cuda'\nelse:\n    device = 'cpu'"],
-                 ["device"], [], id="if-of-constants"),
-    pytest.param([f"try:\n    import {NOT_INSTALLED}\nexcept ImportError:\n    {NOT_INSTALLED} = None"],
-                 [NOT_INSTALLED], [], id="guarded-import"),
-    pytest.param(["try:\n    from google.colab import drive\n    IN_COLAB = True\nexcept ImportError:\n"
-                  "    IN_COLAB = False"], ["IN_COLAB"], [], id="colab-import-in-try"),
-    pytest.param(["a = 1; print(a); b = a + 1"], ["a", "b"], [(2, notebook.REASON_CALL.format(callee="print"), ())],
-                 id="semicolons"),
-    pytest.param(["def main():\n    pass\n\nif __name__ == '__main__':\n    main()"], ["main"],
-                 [(2, notebook.REASON_MAIN, ())], id="main-guard"),
-    pytest.param(["class CNN:\n    pass", "Model = CNN", "model = Model()"], ["CNN", "Model"],
-                 [(4, notebook.REASON_CALLS_OWN.format(callee="Model"), ("model",))], id="alias-of-own-class"),
-    pytest.param(["def load():\n    return 1", "data = load()", "def f(x=data):\n    return x"], ["load"],
-                 [(3, notebook.REASON_CALLS_OWN.format(callee="load"), ("data",)),
-                  (4, notebook.REASON_LEFT_OUT.format(name="data", where="cell 3, line 1"), ("f",))],
-                 id="default-uses-dropped-name"),
-    pytest.param(["import torch\nwith torch.no_grad():\n    y = torch.zeros(1)"], [],
-                 [(2, notebook.REASON_BLOCK.format(kind="with"), ("y",))], id="with-block"),
-    pytest.param(['"""# Part 1: markdown pasted as a string"""\nx = 1\nx'], ["x"],
-                 [(2, notebook.REASON_EXPRESSION, ())], id="bare-expressions"),
-    pytest.param(["import functools\n@functools.lru_cache\ndef f(n: int = 2) -> int:\n    return n"], ["f"], [],
-                 id="decorated-def"),
-    pytest.param(["class Net:\n    SIZE = 4\n    DOUBLE = SIZE * 2\n    def f(self, k=DOUBLE):\n        return k"],
-                 ["Net"], [], id="class-body-constants"),
-    pytest.param(["%%time\nfor i in range(3):\n    pass\ndef in_timed_cell():\n    pass"], [],
-                 [(2, notebook.REASON_CELL_MAGIC.format(magic="%%time"), ("i", "in_timed_cell"))],
-                 id="cell-magic"),
-])
+@pytest.mark.parametrize(
+    ("cells", "kept", "dropped"),
+    [
+        pytest.param(["import torch", "DEVICE = torch.device('cpu')"], ["DEVICE"], [], id="library-call-constant"),
+        pytest.param(
+            [f"from {NOT_INSTALLED} import transforms", "transform = transforms.Compose([transforms.ToTensor()])"],
+            [],
+            [
+                (2, notebook.REASON_NOT_INSTALLED.format(module=NOT_INSTALLED), ("transforms",)),
+                (3, notebook.REASON_LEFT_OUT.format(name="transforms", where="cell 2, line 1"), ("transform",)),
+            ],
+            id="not-installed-import-and-its-use",
+        ),
+        pytest.param(
+            ["import numpy as np\ndata = np.load('/content/drive/MyDrive/x.npy')"],
+            [],
+            [(2, notebook.REASON_LOADS.format(callee="np.load"), ("data",))],
+            id="data-from-drive",
+        ),
+        pytest.param(
+            ["from torch_geometric.datasets import Planetoid\ncora = Planetoid('/tmp/Cora', 'Cora')"],
+            [],
+            [(2, notebook.REASON_LOADS.format(callee="Planetoid"), ("cora",))],
+            id="dataset-class",
+        ),
+        pytest.param(
+            ["name = input('your name: ')"],
+            [],
+            [(2, notebook.REASON_BUILTIN.format(callee="input"), ("name",))],
+            id="input",
+        ),
+        pytest.param(
+            ["import torch\nif torch.cuda.is_available():\n    device = 'cuda'\nelse:\n    device = 'cpu'"],
+            ["device"],
+            [],
+            id="if-of-constants",
+        ),
+        pytest.param(
+            [f"try:\n    import {NOT_INSTALLED}\nexcept ImportError:\n    {NOT_INSTALLED} = None"],
+            [NOT_INSTALLED],
+            [],
+            id="guarded-import",
+        ),
+        pytest.param(
+            [
+                "try:\n    from google.colab import drive\n    IN_COLAB = True\nexcept ImportError:\n"
+                "    IN_COLAB = False"
+            ],
+            ["IN_COLAB"],
+            [],
+            id="colab-import-in-try",
+        ),
+        pytest.param(
+            ["a = 1; print(a); b = a + 1"],
+            ["a", "b"],
+            [(2, notebook.REASON_CALL.format(callee="print"), ())],
+            id="semicolons",
+        ),
+        pytest.param(
+            ["def main():\n    pass\n\nif __name__ == '__main__':\n    main()"],
+            ["main"],
+            [(2, notebook.REASON_MAIN, ())],
+            id="main-guard",
+        ),
+        pytest.param(
+            ["class CNN:\n    pass", "Model = CNN", "model = Model()"],
+            ["CNN", "Model"],
+            [(4, notebook.REASON_CALLS_OWN.format(callee="Model"), ("model",))],
+            id="alias-of-own-class",
+        ),
+        pytest.param(
+            ["def load():\n    return 1", "data = load()", "def f(x=data):\n    return x"],
+            ["load"],
+            [
+                (3, notebook.REASON_CALLS_OWN.format(callee="load"), ("data",)),
+                (4, notebook.REASON_LEFT_OUT.format(name="data", where="cell 3, line 1"), ("f",)),
+            ],
+            id="default-uses-dropped-name",
+        ),
+        pytest.param(
+            ["import torch\nwith torch.no_grad():\n    y = torch.zeros(1)"],
+            [],
+            [(2, notebook.REASON_BLOCK.format(kind="with"), ("y",))],
+            id="with-block",
+        ),
+        pytest.param(
+            ['"""# Part 1: markdown pasted as a string"""\nx = 1\nx'],
+            ["x"],
+            [(2, notebook.REASON_EXPRESSION, ())],
+            id="bare-expressions",
+        ),
+        pytest.param(
+            ["import functools\n@functools.lru_cache\ndef f(n: int = 2) -> int:\n    return n"],
+            ["f"],
+            [],
+            id="decorated-def",
+        ),
+        pytest.param(
+            ["class Net:\n    SIZE = 4\n    DOUBLE = SIZE * 2\n    def f(self, k=DOUBLE):\n        return k"],
+            ["Net"],
+            [],
+            id="class-body-constants",
+        ),
+        pytest.param(
+            ["%%time\nfor i in range(3):\n    pass\ndef in_timed_cell():\n    pass"],
+            [],
+            [(2, notebook.REASON_CELL_MAGIC.format(magic="%%time"), ("i", "in_timed_cell"))],
+            id="cell-magic",
+        ),
+    ],
+)
 def test_keep_and_drop_rules(tmp_path, cells, kept, dropped):
     extraction = notebook.extract(write_notebook(tmp_path / "hw.ipynb", *cells)).extraction
     assert list(extraction.defined) == kept
@@ -203,21 +285,27 @@ def test_keep_and_drop_rules(tmp_path, cells, kept, dropped):
 
 
 def test_ipython_lines_are_blanked_and_the_rest_of_the_cell_kept(tmp_path):
-    path = write_notebook(tmp_path / "hw.ipynb", "import torch\nfiles = !ls /content\ntorch.nn.Conv2d?\n"
-                                                  "def double(x):\n    return 2 * x\n")
+    path = write_notebook(
+        tmp_path / "hw.ipynb",
+        "import torch\nfiles = !ls /content\ntorch.nn.Conv2d?\ndef double(x):\n    return 2 * x\n",
+    )
     extraction = notebook.extract(path).extraction
     assert extraction.defined == ("double",)
     assert [(d.lines, d.excerpt, d.reason) for d in extraction.dropped] == [
-        ((2, 2), "files = !ls /content", notebook.REASON_SHELL), ((3, 3), "torch.nn.Conv2d?", notebook.REASON_HELP)]
+        ((2, 2), "files = !ls /content", notebook.REASON_SHELL),
+        ((3, 3), "torch.nn.Conv2d?", notebook.REASON_HELP),
+    ]
 
 
 def test_a_cell_that_still_does_not_parse_is_dropped_with_the_names_it_holds(tmp_path):
-    path = write_notebook(tmp_path / "hw.ipynb", "def ok():\n    return 1", "def broken(:\n    pass\n\n"
-                                                                            "def lost():\n    return 2\n")
+    path = write_notebook(
+        tmp_path / "hw.ipynb", "def ok():\n    return 1", "def broken(:\n    pass\n\ndef lost():\n    return 2\n"
+    )
     extraction = notebook.extract(path).extraction
     assert extraction.defined == ("ok",)
     assert summary_of(extraction) == [
-        (3, (1, 5), notebook.REASON_SYNTAX.format(error="invalid syntax", line=1), ("lost",))]
+        (3, (1, 5), notebook.REASON_SYNTAX.format(error="invalid syntax", line=1), ("lost",))
+    ]
 
 
 # -- messages for missing names --------------------------------------------------------------------------
@@ -230,26 +318,42 @@ if RUN_TRAINING:
 
 
 def test_a_name_defined_only_in_dropped_code_gets_a_message_naming_the_cell(tmp_path):
-    path = write_notebook(tmp_path / "hw.ipynb", "RUN_TRAINING = True", IF_CELL, "def dubble(x):\n    return 2 * x",
-                          "%%capture\ndef quadruple(x):\n    return 4 * x")
+    path = write_notebook(
+        tmp_path / "hw.ipynb",
+        "RUN_TRAINING = True",
+        IF_CELL,
+        "def dubble(x):\n    return 2 * x",
+        "%%capture\ndef quadruple(x):\n    return 4 * x",
+    )
     extraction = notebook.extract(path).extraction
     nested = notebook.REASON_PART.format(line=4, reason=notebook.REASON_CALL.format(callee="print"))
     assert notebook.explain_missing(extraction, "triple", "loader's message") == (
-        notebook.MSG_DROPPED_DEFINITION.format(source="hw.ipynb", name="triple", where="cell 3, lines 1-4",
-                                               reason=nested) + notebook.HINT_TOP_LEVEL.format(name="triple"))
+        notebook.MSG_DROPPED_DEFINITION.format(
+            source="hw.ipynb", name="triple", where="cell 3, lines 1-4", reason=nested
+        )
+        + notebook.HINT_TOP_LEVEL.format(name="triple")
+    )
     assert notebook.explain_missing(extraction, "quadruple", "loader's message") == (
-        notebook.MSG_DROPPED_DEFINITION.format(source="hw.ipynb", name="quadruple", where="cell 5, lines 1-3",
-                                               reason=notebook.REASON_CELL_MAGIC.format(magic="%%capture")))
+        notebook.MSG_DROPPED_DEFINITION.format(
+            source="hw.ipynb",
+            name="quadruple",
+            where="cell 5, lines 1-3",
+            reason=notebook.REASON_CELL_MAGIC.format(magic="%%capture"),
+        )
+    )
     assert notebook.explain_missing(extraction, "double", "loader's message") == (
         notebook.MSG_NOT_DEFINED.format(source="hw.ipynb", name="double")
-        + notebook.MSG_SIMILAR.format(names="`dubble`", name="double"))
+        + notebook.MSG_SIMILAR.format(names="`dubble`", name="double")
+    )
     # A kept name that the grader still misses: its module failed to import; the loader's message stays.
     assert notebook.explain_missing(extraction, "dubble", "shoes.py could not be imported") == (
-        notebook.MSG_KEPT_BUT_BROKEN.format(message="shoes.py could not be imported", source="hw.ipynb",
-                                            modules="notebook.py"))
+        notebook.MSG_KEPT_BUT_BROKEN.format(
+            message="shoes.py could not be imported", source="hw.ipynb", modules="notebook.py"
+        )
+    )
 
 
-GRADER = '''
+GRADER = """
 import pytest
 
 ASSIGNMENT = "toy"
@@ -261,7 +365,7 @@ def test_double(sub):
 @pytest.mark.points(1, question="Q2")
 def test_triple(sub):
     assert sub.triple(3) == 9
-'''
+"""
 
 
 @pytest.fixture
@@ -273,8 +377,7 @@ def toy(pytester: pytest.Pytester) -> pytest.Pytester:
 
 @pytest.mark.parametrize("isolation", ["none", "process"])
 def test_grading_a_notebook_reports_what_was_dropped(toy, isolation):
-    write_notebook(toy.path / "hw.ipynb", COLAB_CELL, "RUN_TRAINING = True\ndef double(x):\n    return 2 * x",
-                   IF_CELL)
+    write_notebook(toy.path / "hw.ipynb", COLAB_CELL, "RUN_TRAINING = True\ndef double(x):\n    return 2 * x", IF_CELL)
     result = toy.runpytest_subprocess("--submission=hw.ipynb", f"--isolation={isolation}", "--report=out.json")
     assert result.ret == 1
     data = json.loads((toy.path / "out.json").read_text())
@@ -284,24 +387,40 @@ def test_grading_a_notebook_reports_what_was_dropped(toy, isolation):
     checks = {c["id"].split("::")[-1]: c for c in data["checks"]}
     nested = notebook.REASON_PART.format(line=4, reason=notebook.REASON_CALL.format(callee="print"))
     assert checks["test_triple"]["message"] == (
-        notebook.MSG_DROPPED_DEFINITION.format(source="hw.ipynb", name="triple", where="cell 4, lines 1-4",
-                                               reason=nested) + notebook.HINT_TOP_LEVEL.format(name="triple"))
+        notebook.MSG_DROPPED_DEFINITION.format(
+            source="hw.ipynb", name="triple", where="cell 4, lines 1-4", reason=nested
+        )
+        + notebook.HINT_TOP_LEVEL.format(name="triple")
+    )
     extraction = data["extraction"]
     assert (extraction["source"], extraction["kind"], extraction["modules"]) == ("hw.ipynb", "notebook", ["notebook"])
     assert extraction["defined"] == ["RUN_TRAINING", "double"] and "error" not in extraction
     assert [(d["cell"], d["lines"], d["excerpt"]) for d in extraction["dropped"]] == [
-        (2, [1, 1], "!pip install torch_geometric"), (2, [2, 2], "%matplotlib inline"),
-        (2, [3, 3], "from google.colab import drive"), (2, [4, 4], "drive.mount('/content/drive')"),
-        (4, [1, 4], "if RUN_TRAINING:")]
-    result.stdout.fnmatch_lines([" hw.ipynb (notebook): graded as notebook.py; 5 statement(s) left out",
-                                 "   left out cell 4, lines 1-4 `if RUN_TRAINING:`: line 4 inside it would run*"])
+        (2, [1, 1], "!pip install torch_geometric"),
+        (2, [2, 2], "%matplotlib inline"),
+        (2, [3, 3], "from google.colab import drive"),
+        (2, [4, 4], "drive.mount('/content/drive')"),
+        (4, [1, 4], "if RUN_TRAINING:"),
+    ]
+    result.stdout.fnmatch_lines(
+        [
+            " hw.ipynb (notebook): graded as notebook.py; 5 statement(s) left out",
+            "   left out cell 4, lines 1-4 `if RUN_TRAINING:`: line 4 inside it would run*",
+        ]
+    )
 
 
 BAD_FILES = {
-    "invalid-json": ("hw.ipynb", b'{"cells": [',
-                     notebook.PROBLEM_JSON.format(error="line 1, column 12: Expecting value")),
-    "syntax-error": ("hw.py", b"def f(:\n    pass\n",
-                     notebook.PROBLEM_SYNTAX.format(error="invalid syntax", where="line 1", excerpt="def f(:")),
+    "invalid-json": (
+        "hw.ipynb",
+        b'{"cells": [',
+        notebook.PROBLEM_JSON.format(error="line 1, column 12: Expecting value"),
+    ),
+    "syntax-error": (
+        "hw.py",
+        b"def f(:\n    pass\n",
+        notebook.PROBLEM_SYNTAX.format(error="invalid syntax", where="line 1", excerpt="def f(:"),
+    ),
     "binary": ("hw.ipynb", bytes(range(256)), notebook.PROBLEM_BINARY),
     "empty": ("hw.py", b"", notebook.PROBLEM_EMPTY),
     "unknown-extension": ("hw.pdf", b"%PDF-1.4", notebook.PROBLEM_SUFFIX.format(suffix="`.pdf`")),
@@ -339,28 +458,50 @@ def test_json_that_is_not_a_notebook_is_a_bad_file(tmp_path):
     path.write_text('{"cells": 3}')
     extraction = notebook.extract(path).extraction
     assert extraction.error == notebook.MSG_BAD_FILE.format(
-        source="hw.ipynb", problem=notebook.PROBLEM_NOT_NOTEBOOK.format(error='it has no list of "cells"'))
+        source="hw.ipynb", problem=notebook.PROBLEM_NOT_NOTEBOOK.format(error='it has no list of "cells"')
+    )
     assert (extraction.modules, extraction.defined, extraction.dropped) == ((), (), ())
 
 
 # -- the report ------------------------------------------------------------------------------------------
 def minimal_report(extraction: report.Extraction | None) -> report.Report:
-    return report.Report(submission="hw.ipynb", isolation="none", versions={"torchgrade": "0", "torch": "2",
-                                                                              "python": "3"},
-                         started_at="2026-11-23T01:00:00+00:00", finished_at="2026-11-23T01:00:05+00:00", score=0,
-                         max_score=0, pending_max_score=0, harness_errors=0, questions=(), checks=(),
-                         extraction=extraction)
+    return report.Report(
+        submission="hw.ipynb",
+        isolation="none",
+        versions={"torchgrade": "0", "torch": "2", "python": "3"},
+        started_at="2026-11-23T01:00:00+00:00",
+        finished_at="2026-11-23T01:00:05+00:00",
+        score=0,
+        max_score=0,
+        pending_max_score=0,
+        harness_errors=0,
+        questions=(),
+        checks=(),
+        extraction=extraction,
+    )
 
 
-EXTRACTION = report.Extraction("hw.ipynb", "notebook", ("shoes",), ("CNN",), (
-    report.Dropped(3, (1, 4), "for epoch in range(10):", notebook.REASON_LOOP, ("epoch",)),
-    report.Dropped(2, (1, 1), "!pip install torch_geometric", notebook.REASON_SHELL)))
+EXTRACTION = report.Extraction(
+    "hw.ipynb",
+    "notebook",
+    ("shoes",),
+    ("CNN",),
+    (
+        report.Dropped(3, (1, 4), "for epoch in range(10):", notebook.REASON_LOOP, ("epoch",)),
+        report.Dropped(2, (1, 1), "!pip install torch_geometric", notebook.REASON_SHELL),
+    ),
+)
 
 
 def test_the_extraction_validates_and_a_folders_report_reads_as_before(tmp_path):
     data = json.loads(report.write(minimal_report(EXTRACTION), tmp_path / "r.json").read_text())
-    assert data["extraction"]["dropped"][0] == {"cell": 3, "lines": [1, 4], "excerpt": "for epoch in range(10):",
-                                                "reason": notebook.REASON_LOOP, "names": ["epoch"]}
+    assert data["extraction"]["dropped"][0] == {
+        "cell": 3,
+        "lines": [1, 4],
+        "excerpt": "for epoch in range(10):",
+        "reason": notebook.REASON_LOOP,
+        "names": ["epoch"],
+    }
     assert "error" not in data["extraction"]
     assert "extraction" not in minimal_report(None).to_json()
     report.validate(minimal_report(None).to_json())
@@ -388,8 +529,9 @@ def test_the_cli_refuses_a_missing_file(tmp_path, capsys):
 def test_the_colab_sample_notebook_earns_the_references_points(tmp_path):
     path = colab.write_notebook(tmp_path)
     # Only the hand-computation checks: cheap, and they look up CNN/CNNChannel in shoes.py too.
-    code, data = cli.grade(path, assignment=ROOT, isolation="process", report=tmp_path / "r.json",
-                           extra_args=("-k", "test_answers"))
+    code, data = cli.grade(
+        path, assignment=ROOT, isolation="process", report=tmp_path / "r.json", extra_args=("-k", "test_answers")
+    )
     assert code == cli.EXIT_OK, data and [c["message"] for c in data["checks"] if c["outcome"] != "passed"]
     report.validate(data)
     assert data["score"] == data["max_score"] > 0 and data["notes"] == []

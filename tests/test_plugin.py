@@ -10,7 +10,7 @@ import pytest
 
 from torchgrade import report
 
-GRADER = '''
+GRADER = """
 import pytest
 from torchgrade.errors import CheckFailure
 
@@ -44,9 +44,9 @@ def test_missing(sub):
 
 def test_without_points():
     pass
-'''
+"""
 
-SUBMISSION = '''
+SUBMISSION = """
 def double(x):
     return 2 * abs(x)
 
@@ -55,7 +55,7 @@ def crash():
 
 def todo():
     raise NotImplementedError
-'''
+"""
 
 
 @pytest.fixture
@@ -83,34 +83,43 @@ def test_points_parts_and_report(assignment, isolation):
     assert checks["test_student_crash"]["message"].startswith("crash() raised KeyError: 'key'")
     assert 'File "toy.py", line 6, in crash' in checks["test_student_crash"]["message"]
     assert checks["test_not_implemented"]["message"] == "todo() is not implemented yet (it raises NotImplementedError)."
-    assert checks["test_missing"]["message"] == ("the submission has no `nowhere`: none of its modules defines it "
-                                                 "(modules: toy.py).")
+    assert checks["test_missing"]["message"] == (
+        "the submission has no `nowhere`: none of its modules defines it (modules: toy.py)."
+    )
     assert {(q["assignment"], q["id"]): (q["score"], q["max_score"], q["status"]) for q in data["questions"]} == {
-        ("toy", "Q1"): (2, 2, "graded"), ("toy", "Q2"): (1, 4, "graded"), ("toy", "Q3"): (0, 1, "graded"),
-        ("other", "Q3"): (0, 1, "graded"), ("toy", "Q9"): (None, 2, "pending")}
+        ("toy", "Q1"): (2, 2, "graded"),
+        ("toy", "Q2"): (1, 4, "graded"),
+        ("toy", "Q3"): (0, 1, "graded"),
+        ("other", "Q3"): (0, 1, "graded"),
+        ("toy", "Q9"): (None, 2, "pending"),
+    }
     assert (data["score"], data["max_score"], data["pending_max_score"], data["harness_errors"]) == (3, 8, 2, 0)
     assert data["isolation"] == isolation
-    result.stdout.fnmatch_lines([
-        f"*torchgrade: *sub ({isolation} isolation)*",
-        " ok toy * Q1 * 2 / 2*",
-        " -- toy * Q2 * 1 / 4*",
-        "      test_parts: 1 of 2 parts failed*",
-        "      test_student_crash: crash() raised KeyError: 'key'",
-        " pending TA review: Q9 (2)",
-        " total: 3 / 8 auto-graded points; 2 points pending TA review",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"*torchgrade: *sub ({isolation} isolation)*",
+            " ok toy * Q1 * 2 / 2*",
+            " -- toy * Q2 * 1 / 4*",
+            "      test_parts: 1 of 2 parts failed*",
+            "      test_student_crash: crash() raised KeyError: 'key'",
+            " pending TA review: Q9 (2)",
+            " total: 3 / 8 auto-graded points; 2 points pending TA review",
+        ]
+    )
 
 
 def test_a_grader_bug_is_a_harness_error_not_a_zero(pytester: pytest.Pytester):
     pytester.makeconftest('pytest_plugins = ["torchgrade.plugin"]')
-    pytester.makepyfile(test_bug='''
+    pytester.makepyfile(
+        test_bug="""
 import pytest
 ASSIGNMENT = "toy"
 
 @pytest.mark.points(1, question="Q1")
 def test_grader_bug(sub):
     {}["oops"]
-''')
+"""
+    )
     (pytester.path / "sub").mkdir()
     result = pytester.runpytest_subprocess("--submission=sub", "--report=out.json")
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
@@ -122,13 +131,15 @@ def test_grader_bug(sub):
 
 def test_a_missing_question_is_a_usage_error(pytester: pytest.Pytester):
     pytester.makeconftest('pytest_plugins = ["torchgrade.plugin"]')
-    pytester.makepyfile(test_bad='''
+    pytester.makepyfile(
+        test_bad="""
 import pytest
 
 @pytest.mark.points(1)
 def test_x():
     pass
-''')
+"""
+    )
     result = pytester.runpytest_subprocess("--submission=.")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*write @pytest.mark.points(N, question='Q3a')*"])
@@ -142,7 +153,8 @@ def test_deselected_checks_are_not_reported(assignment):
 
 def test_a_hung_check_fails_with_a_timeout(pytester: pytest.Pytester):
     pytester.makeconftest('pytest_plugins = ["torchgrade.plugin"]')
-    pytester.makepyfile(test_hang='''
+    pytester.makepyfile(
+        test_hang="""
 import pytest
 ASSIGNMENT = "toy"
 
@@ -154,10 +166,12 @@ def test_hang(sub):
 @pytest.mark.points(1, question="Q2")
 def test_after(sub):
     assert sub.ok() == 1
-''')
+"""
+    )
     (pytester.path / "sub").mkdir()
     (pytester.path / "sub" / "toy.py").write_text(
-        "def spin():\n    while True:\n        pass\n\ndef ok():\n    return 1\n")
+        "def spin():\n    while True:\n        pass\n\ndef ok():\n    return 1\n"
+    )
     pytester.runpytest_subprocess("--submission=sub", "--isolation=process", "--report=out.json")
     checks = json.loads((pytester.path / "out.json").read_text())["checks"]
     assert checks[0]["outcome"] == "failed" and checks[0]["message"].startswith("spin() timed out after ")
@@ -166,7 +180,7 @@ def test_after(sub):
 
 def test_a_report_that_breaks_the_schema_is_still_written(assignment):
     """A torchgrade bug in the report must not lose the grades: written unvalidated, exit code 3."""
-    assignment.makeconftest('''
+    assignment.makeconftest("""
 import pytest
 from torchgrade import report
 
@@ -175,7 +189,7 @@ pytest_plugins = ["torchgrade.plugin"]
 def pytest_configure(config):
     real = report.Report.to_json
     report.Report.to_json = lambda self: {**real(self), "unexpected": 1}
-''')
+""")
     result = assignment.runpytest_subprocess("--submission=sub", "--report=out.json")
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
     data = json.loads((assignment.path / "out.json").read_text())

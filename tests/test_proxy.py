@@ -305,7 +305,8 @@ def test_missing_module_names_the_modules_present(sub: Submission) -> None:
         "broken_import.py could not be imported, so it may define `thing`: RuntimeError: import-time boom",
         "broken_syntax.py could not be imported, so it may define `thing`: SyntaxError: invalid syntax",
         "torch.py could not be imported, so it may define `thing`: "
-        "RuntimeError: the submission's torch.py was imported"]
+        "RuntimeError: the submission's torch.py was imported",
+    ]
 
 
 def test_missing_name(sub: Submission) -> None:

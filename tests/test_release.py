@@ -36,11 +36,16 @@ def files_under(folder: Path) -> set[str]:
 
 def test_release_holds_the_student_files_and_nothing_of_the_instructor(student_release):
     released = files_under(student_release)
-    expected = ({f"student_template/{p.name}" for p in (ROOT / "student_template").glob("*.py")}
-                | {f"graders/{p.name}" for p in (ROOT / "graders").glob("*.py")}
-                | {f"fixtures/{p.relative_to(ROOT / 'fixtures').as_posix()}" for p in (ROOT / "fixtures").rglob("*.py")
-                   if not set(p.relative_to(ROOT / "fixtures").parts) & set(release.FIXTURES_EXCLUDED)}
-                | {"pyproject.toml", "requirements.txt", "README.md", ".github/workflows/grade.yml", ".gitlab-ci.yml"})
+    expected = (
+        {f"student_template/{p.name}" for p in (ROOT / "student_template").glob("*.py")}
+        | {f"graders/{p.name}" for p in (ROOT / "graders").glob("*.py")}
+        | {
+            f"fixtures/{p.relative_to(ROOT / 'fixtures').as_posix()}"
+            for p in (ROOT / "fixtures").rglob("*.py")
+            if not set(p.relative_to(ROOT / "fixtures").parts) & set(release.FIXTURES_EXCLUDED)
+        }
+        | {"pyproject.toml", "requirements.txt", "README.md", ".github/workflows/grade.yml", ".gitlab-ci.yml"}
+    )
     assert released == expected
     sources = {released_as: source for source, released_as in release.CI_FILES.values()}
     for name in expected - {"pyproject.toml", "requirements.txt", "README.md"}:  # copied verbatim
@@ -48,8 +53,10 @@ def test_release_holds_the_student_files_and_nothing_of_the_instructor(student_r
 
 
 def test_no_reference_code_is_in_the_release(student_release):
-    assert release.find_leaks(student_release, reference_dir=ROOT / "reference",
-                              template_dir=ROOT / "student_template") == []
+    assert (
+        release.find_leaks(student_release, reference_dir=ROOT / "reference", template_dir=ROOT / "student_template")
+        == []
+    )
     # The same claim, measured differently: no reference function's code (docstring left out,
     # whitespace collapsed) is a substring of a released file, unless the template has it too.
     released = {name: " ".join((student_release / name).read_text().split()) for name in files_under(student_release)}
@@ -72,27 +79,37 @@ def test_the_leak_scan_finds_pasted_reference_code(student_release, tmp_path):
     leaky = tmp_path / "leaky"
     shutil.copytree(student_release, leaky)
     answers = (ROOT / "reference" / "answers.py").read_text()
-    function = next(n for n in ast.parse(answers).body if isinstance(n, ast.FunctionDef)
-                    and n.name == "receptive_field_1d")
+    function = next(
+        n for n in ast.parse(answers).body if isinstance(n, ast.FunctionDef) and n.name == "receptive_field_1d"
+    )
     # The whole function, re-indented into a class of a grader: its body is the reference's.
     pasted = textwrap.indent(ast.get_source_segment(answers, function), "    ")
     (leaky / "graders" / "test_answers.py").write_text(
-        (leaky / "graders" / "test_answers.py").read_text() + "\n\nclass Helper:\n" + pasted + "\n")
+        (leaky / "graders" / "test_answers.py").read_text() + "\n\nclass Helper:\n" + pasted + "\n"
+    )
     # Two statements from the middle of a long function (not a whole body) in the student's template.
     shoes = (ROOT / "reference" / "shoes.py").read_text()
     train = next(n for n in ast.parse(shoes).body if getattr(n, "name", "") == "train_model")
     middle = [ast.get_source_segment(shoes, s) for s in train.body if isinstance(s, ast.Assign)][2:4]
     (leaky / "student_template" / "extra.py").write_text("def f():\n" + "\n".join(middle) + "\n")
     # A notebook: code inside JSON strings.
-    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-            "source": ast.get_source_segment(shoes, train).splitlines(keepends=True)}
-    (leaky / "fixtures" / "example.ipynb").write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4,
-                                                                   "nbformat_minor": 5}, indent=1))
+    cell = {
+        "cell_type": "code",
+        "metadata": {},
+        "outputs": [],
+        "execution_count": None,
+        "source": ast.get_source_segment(shoes, train).splitlines(keepends=True),
+    }
+    (leaky / "fixtures" / "example.ipynb").write_text(
+        json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1)
+    )
     (leaky / "fixtures" / "reference").mkdir()
     (leaky / "fixtures" / "reference" / "notes.txt").write_text("nothing")
 
-    found = {(leak.path, leak.what.split(":")[0]) for leak in release.find_leaks(
-        leaky, reference_dir=ROOT / "reference", template_dir=ROOT / "student_template")}
+    found = {
+        (leak.path, leak.what.split(":")[0])
+        for leak in release.find_leaks(leaky, reference_dir=ROOT / "reference", template_dir=ROOT / "student_template")
+    }
     assert ("graders/test_answers.py", "Helper.receptive_field_1d's body is that of reference/answers.py") in found
     assert ("student_template/extra.py", "the code of reference/shoes.py") in found
     assert ("fixtures/example.ipynb", "train_model's body is that of reference/shoes.py") in found
@@ -102,8 +119,14 @@ def test_the_leak_scan_finds_pasted_reference_code(student_release, tmp_path):
 def test_released_copy_grades_the_template_with_zero_auto_points(student_release):
     """What a student types in their copy: ``pytest graders``, with its own settings and default submission."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "TORCHGRADE_SUBMISSION", "CI")}
-    result = subprocess.run([sys.executable, "-m", "pytest", "graders", *SELECTION, "-p", "no:cacheprovider"],
-                            cwd=student_release, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "graders", *SELECTION, "-p", "no:cacheprovider"],
+        cwd=student_release,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     data = json.loads((student_release / "torchgrade-report.json").read_text())
     report.validate(data)
@@ -120,12 +143,14 @@ def test_released_pytest_settings_are_the_instructors(student_release):
     theirs = tomllib.loads((student_release / "pyproject.toml").read_text())
     assert theirs == {"tool": {"pytest": {"ini_options": ours}}}
     requirements = (student_release / "requirements.txt").read_text().splitlines()
-    assert [line for line in requirements if not line.startswith("#")] == ["torch==2.13.0",
-                                                                           f"torchgrade=={torchgrade.__version__}"]
+    assert [line for line in requirements if not line.startswith("#")] == [
+        "torch==2.13.0",
+        f"torchgrade=={torchgrade.__version__}",
+    ]
 
 
 # -- hidden checks -----------------------------------------------------------------------------------
-TOY_GRADER = '''
+TOY_GRADER = """
 import pytest
 
 ASSIGNMENT = "toy"
@@ -134,8 +159,8 @@ ASSIGNMENT = "toy"
 @pytest.mark.points(1, question="Q1")
 def test_double(sub):
     assert sub.double(2) == 4
-'''
-TOY_HIDDEN = '''
+"""
+TOY_HIDDEN = """
 import pytest
 
 ASSIGNMENT = "toy"
@@ -144,7 +169,7 @@ ASSIGNMENT = "toy"
 @pytest.mark.points(2, question="Q1")
 def test_double_negative(sub):
     assert sub.double(-2) == -4
-'''
+"""
 TOY_REFERENCE = '''
 def double(x):
     """Twice x."""
@@ -163,11 +188,16 @@ def double(x):
 def toy_assignment(tmp_path: Path) -> Path:
     """A small assignment with a hidden grader module."""
     root = tmp_path / "toy"
-    for name, text in {"graders/conftest.py": 'pytest_plugins = ["torchgrade.plugin"]\n',
-                       "graders/test_toy.py": TOY_GRADER, "graders/hidden/test_toy_hidden.py": TOY_HIDDEN,
-                       "reference/toy.py": TOY_REFERENCE, "student_template/toy.py": TOY_TEMPLATE,
-                       "fixtures/__init__.py": "", "fixtures/submissions/bug.toml": "lost = {}\n",
-                       "pyproject.toml": '[tool.pytest.ini_options]\naddopts = ["--strict-markers"]\n'}.items():
+    for name, text in {
+        "graders/conftest.py": 'pytest_plugins = ["torchgrade.plugin"]\n',
+        "graders/test_toy.py": TOY_GRADER,
+        "graders/hidden/test_toy_hidden.py": TOY_HIDDEN,
+        "reference/toy.py": TOY_REFERENCE,
+        "student_template/toy.py": TOY_TEMPLATE,
+        "fixtures/__init__.py": "",
+        "fixtures/submissions/bug.toml": "lost = {}\n",
+        "pyproject.toml": '[tool.pytest.ini_options]\naddopts = ["--strict-markers"]\n',
+    }.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(textwrap.dedent(text))
     return root
@@ -175,19 +205,32 @@ def toy_assignment(tmp_path: Path) -> Path:
 
 def test_hidden_checks_are_marked_and_left_out_of_the_student_release(toy_assignment, tmp_path):
     def grade(*args: str) -> dict:
-        code, data = cli.grade(toy_assignment / "reference", assignment=toy_assignment, isolation="none",
-                               report=tmp_path / "r.json", extra_args=args)
+        code, data = cli.grade(
+            toy_assignment / "reference",
+            assignment=toy_assignment,
+            isolation="none",
+            report=tmp_path / "r.json",
+            extra_args=args,
+        )
         assert code == cli.EXIT_OK, code
         return {c["id"]: c["points"] for c in data["checks"]}
 
-    assert grade() == {"graders/hidden/test_toy_hidden.py::test_double_negative": 2,
-                       "graders/test_toy.py::test_double": 1}
+    assert grade() == {
+        "graders/hidden/test_toy_hidden.py::test_double_negative": 2,
+        "graders/test_toy.py::test_double": 1,
+    }
     assert grade("-m", "not hidden") == {"graders/test_toy.py::test_double": 1}
 
     files = release.release(tmp_path / "out", assignment=toy_assignment)
-    assert sorted(p.as_posix() for p in files) == ["README.md", "fixtures/__init__.py", "graders/conftest.py",
-                                                   "graders/test_toy.py", "pyproject.toml", "requirements.txt",
-                                                   "student_template/toy.py"]
+    assert sorted(p.as_posix() for p in files) == [
+        "README.md",
+        "fixtures/__init__.py",
+        "graders/conftest.py",
+        "graders/test_toy.py",
+        "pyproject.toml",
+        "requirements.txt",
+        "student_template/toy.py",
+    ]
     assert release.MSG_README_HIDDEN in (tmp_path / "out" / "README.md").read_text()
 
 

@@ -78,7 +78,8 @@ def test_ce_and_rce_follow_equations_1_and_2() -> None:
     errors, r18 = [0.2, 0.3, 0.4, 0.5, 0.6], [0.1, 0.2, 0.3, 0.4, 0.5]
     assert ref.corruption_error(errors, r18) == pytest.approx(checks.expected_ce(errors, r18))
     assert ref.relative_corruption_error(errors, 0.1, r18, 0.05) == pytest.approx(
-        checks.expected_rce(errors, 0.1, r18, 0.05, "as typeset"))
+        checks.expected_rce(errors, 0.1, r18, 0.05, "as typeset")
+    )
     assert ref.corruption_error(r18, r18) == 1.0
     assert ref.relative_corruption_error(r18, 0.05, r18, 0.05) == 1.0
 

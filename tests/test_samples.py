@@ -37,9 +37,19 @@ ALL = samples.all_samples()
 BUGS = [s for s in ALL if s.name not in ("reference", "template")]
 #: Samples also graded with process isolation, compared check by check with in-process grading: one
 #: or two per unit in CI; every sample with TORCHGRADE_ALL_MODES=1 (about 10 more minutes on 2 cores).
-MODE_SAMPLES = ([s.name for s in ALL] if os.environ.get("TORCHGRADE_ALL_MODES") == "1" else
-                ["reference", "template", "labels_swapped", "stacked_on_width", "gat_unmasked",
-                 "maxpool_backward_spread", "lstm_sample_recomputes"])
+MODE_SAMPLES = (
+    [s.name for s in ALL]
+    if os.environ.get("TORCHGRADE_ALL_MODES") == "1"
+    else [
+        "reference",
+        "template",
+        "labels_swapped",
+        "stacked_on_width",
+        "gat_unmasked",
+        "maxpool_backward_spread",
+        "lstm_sample_recomputes",
+    ]
+)
 #: Gradings run at once, each on one torch thread.
 JOBS = max(1, min(2, os.cpu_count() or 1))
 
@@ -75,10 +85,20 @@ def grading(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         # that run, compared with the in-process one, shows that both modes and two runs agree.
         cache = root / ("cache-reference-process" if (name, isolation) == ("reference", "process") else "cache")
         selection = graders_for(samples.load(name))
-        return cli.grade(folders[name], assignment=ROOT, isolation=isolation, report=root / f"{name}-{isolation}.json",
-                         extra_env={"OMP_NUM_THREADS": "1"},
-                         extra_args=("--grade-cache", str(cache), "--data-root", "synthetic",
-                                     *(("-k", selection) if selection else ())))
+        return cli.grade(
+            folders[name],
+            assignment=ROOT,
+            isolation=isolation,
+            report=root / f"{name}-{isolation}.json",
+            extra_env={"OMP_NUM_THREADS": "1"},
+            extra_args=(
+                "--grade-cache",
+                str(cache),
+                "--data-root",
+                "synthetic",
+                *(("-k", selection) if selection else ()),
+            ),
+        )
 
     def start(name: str, isolation: str) -> Future:
         if (name, isolation) not in started:
@@ -93,8 +113,11 @@ def grading(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         assert code == (cli.EXIT_OK if data["score"] == data["max_score"] else cli.EXIT_FAILED)
         return data
 
-    planned = list(dict.fromkeys(pair for item in request.session.items
-                                 for mark in item.iter_markers("grades") for pair in mark.args))
+    planned = list(
+        dict.fromkeys(
+            pair for item in request.session.items for mark in item.iter_markers("grades") for pair in mark.args
+        )
+    )
     first = ("reference", "none")  # its training runs fill the cache the other samples read
     if first in planned:
         start(*first)
@@ -108,8 +131,11 @@ def grading(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 def lost_points(data: dict) -> dict[str, float]:
-    return {q["id"]: round(q["max_score"] - q["score"], 6) for q in data["questions"]
-            if not q["manual"] and q["score"] != q["max_score"]}
+    return {
+        q["id"]: round(q["max_score"] - q["score"], 6)
+        for q in data["questions"]
+        if not q["manual"] and q["score"] != q["max_score"]
+    }
 
 
 @grades(("reference", "none"))

@@ -23,7 +23,7 @@ from torchgrade.proxy import OUTPUT_CAP, OutputCapture, Submission
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PROBE = '''
+PROBE = """
 import os, resource, socket, subprocess, sys
 
 def read(path):
@@ -66,7 +66,7 @@ def spawn_sleeper(marker):
 
 def allocate(gigabytes):
     return len(bytearray(int(gigabytes * 2**30)))
-'''
+"""
 
 
 def tiers() -> list:
@@ -208,8 +208,13 @@ def test_the_report_names_the_sandbox_and_caps_the_output(tmp_path):
     folder.mkdir()
     answers = (ROOT / "reference" / "answers.py").read_text()
     (folder / "answers.py").write_text(answers + "\nprint('x' * 200_000)\n")
-    _, data = cli.grade(folder, assignment=ROOT, isolation="process", report=tmp_path / "report.json",
-                        extra_args=("-k", "test_receptive_field_1d"))
+    _, data = cli.grade(
+        folder,
+        assignment=ROOT,
+        isolation="process",
+        report=tmp_path / "report.json",
+        extra_args=("-k", "test_receptive_field_1d"),
+    )
     assert data["score"] == data["max_score"] > 0
     assert data["sandbox"][0] == f"sandbox: {sandbox.choose().tier}"
     assert data["student_output"]["text"].startswith("x" * 1000)
@@ -220,11 +225,16 @@ def test_a_pids_cgroup_caps_processes_and_kills_every_one():
     group = PidsGroup.create(8)
     if group is None:  # no writable pids controller: the report must say the cap is missing
         assert not sandbox.choose().pids_cgroup
-        assert any(line.startswith(("not in force: a process cap", "processes: at most"))
-                   for line in sandbox.choose().protections())
+        assert any(
+            line.startswith(("not in force: a process cap", "processes: at most"))
+            for line in sandbox.choose().protections()
+        )
         return
-    shell = subprocess.Popen(["sh", "-c", "for i in $(seq 20); do setsid sleep 60 & done; wait"],
-                             preexec_fn=group.join, stderr=subprocess.DEVNULL)
+    shell = subprocess.Popen(
+        ["sh", "-c", "for i in $(seq 20); do setsid sleep 60 & done; wait"],
+        preexec_fn=group.join,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while len(group.members()) < 8 and shell.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -53,8 +53,9 @@ def test_dataset_splits_have_the_documented_sizes_and_differ(grader_data):
 
 def test_ngram_cross_entropies_are_the_documented_ones(grader_data):
     # The docstring's numbers: memory beyond the previous character is worth more than a nat.
-    entropies = {order: text.conditional_entropy(grader_data["train"], grader_data["val"], order)
-                 for order in (1, 2, 3, 5)}
+    entropies = {
+        order: text.conditional_entropy(grader_data["train"], grader_data["val"], order) for order in (1, 2, 3, 5)
+    }
     assert entropies == pytest.approx({1: 2.806, 2: 1.786, 3: 0.813, 5: 0.460}, abs=2e-3)
 
 

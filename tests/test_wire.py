@@ -16,8 +16,19 @@ import torch
 from torchgrade import wire
 from torchgrade.wire import MAX_DEPTH, MAX_FRAME_BYTES, Ref, WireError
 
-ALLOWED_DTYPES = ["bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64", "complex64",
-                  "complex128"]
+ALLOWED_DTYPES = [
+    "bool",
+    "uint8",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "float16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+]
 
 
 def roundtrip(value, **kwargs):
@@ -195,8 +206,9 @@ def test_containers_of_tensors_keep_their_buffers_apart() -> None:
 def test_sparse_tensors_roundtrip_as_coalesced_coo(layout: str) -> None:
     dense = torch.tensor([[0.0, 0.5, 0.0], [0.25, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
     if layout == "uncoalesced":  # duplicate entries add up, as in torch
-        value = torch.sparse_coo_tensor([[0, 0, 1, 2], [1, 1, 0, 2]], [0.25, 0.25, 0.25, 1.0], (4, 3),
-                                        check_invariants=True)
+        value = torch.sparse_coo_tensor(
+            [[0, 0, 1, 2], [1, 1, 0, 2]], [0.25, 0.25, 0.25, 1.0], (4, 3), check_invariants=True
+        )
     elif layout == "csr":
         with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
             warnings.simplefilter("ignore", UserWarning)
@@ -209,17 +221,21 @@ def test_sparse_tensors_roundtrip_as_coalesced_coo(layout: str) -> None:
 
 
 def test_empty_sparse_tensor_roundtrips() -> None:
-    got = roundtrip(torch.sparse_coo_tensor(torch.zeros(2, 0, dtype=torch.int64), torch.zeros(0), (5, 5),
-                                            check_invariants=True))
+    got = roundtrip(
+        torch.sparse_coo_tensor(torch.zeros(2, 0, dtype=torch.int64), torch.zeros(0), (5, 5), check_invariants=True)
+    )
     assert got.shape == (5, 5) and got._nnz() == 0
 
 
 def _sparse_node(indices: list[list[int]], values: list[float], shape: list[int]) -> bytes:
     index_bytes = np.array(indices, dtype=np.int64).tobytes()
     value_bytes = np.array(values, dtype=np.float32).tobytes()
-    node = {"sparse": "float32", "shape": shape,
-            "indices": {"tensor": "int64", "shape": list(np.array(indices).shape), "buf": 0},
-            "values": {"tensor": "float32", "shape": [len(values)], "buf": 1}}
+    node = {
+        "sparse": "float32",
+        "shape": shape,
+        "indices": {"tensor": "int64", "shape": list(np.array(indices).shape), "buf": 0},
+        "values": {"tensor": "float32", "shape": [len(values)], "buf": 1},
+    }
     return raw_frame({"v": node, "b": [len(index_bytes), len(value_bytes)]}, index_bytes + value_bytes)
 
 

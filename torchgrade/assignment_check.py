@@ -64,8 +64,11 @@ def load_samples_module(assignment: Path) -> ModuleType:
 
 def lost_points(data: dict[str, Any]) -> dict[str, float]:
     """Question id -> points lost, for every auto-graded question that lost some."""
-    return {q["id"]: round(q["max_score"] - q["score"], 6) for q in data["questions"]
-            if not q["manual"] and q["score"] != q["max_score"]}
+    return {
+        q["id"]: round(q["max_score"] - q["score"], 6)
+        for q in data["questions"]
+        if not q["manual"] and q["score"] != q["max_score"]
+    }
 
 
 def judge(name: str, expected_lost: dict[str, float] | None, data: dict[str, Any] | None) -> tuple[str, str, str]:
@@ -104,9 +107,16 @@ def _points_text(lost: dict[str, float]) -> str:
     return ", ".join(f"{q} {p:g}" for q, p in lost.items()) if lost else "nothing"
 
 
-def check_assignment(assignment: str | Path, *, samples: list[str] | None = None, isolation: str = "none",
-                     pytest_args: tuple[str, ...] = (), reports: str | Path | None = None, verbose: bool = False,
-                     progress: Callable[[SampleVerdict], None] = lambda verdict: None) -> list[SampleVerdict]:
+def check_assignment(
+    assignment: str | Path,
+    *,
+    samples: list[str] | None = None,
+    isolation: str = "none",
+    pytest_args: tuple[str, ...] = (),
+    reports: str | Path | None = None,
+    verbose: bool = False,
+    progress: Callable[[SampleVerdict], None] = lambda verdict: None,
+) -> list[SampleVerdict]:
     """Grade the samples of an assignment and judge each one.
 
     Args:
@@ -144,8 +154,13 @@ def check_assignment(assignment: str | Path, *, samples: list[str] | None = None
                 verdict = SampleVerdict(sample.name, MISMATCH, expected, got, 0.0)
             else:
                 with _output_to(None if verbose else report_dir / f"{sample.name}.log"):
-                    _, data = cli.grade(folder, assignment=assignment, isolation=isolation,
-                                        report=report_dir / f"{sample.name}.json", extra_args=tuple(pytest_args))
+                    _, data = cli.grade(
+                        folder,
+                        assignment=assignment,
+                        isolation=isolation,
+                        report=report_dir / f"{sample.name}.json",
+                        extra_args=tuple(pytest_args),
+                    )
                 status, expected, got = judge(sample.name, sample.lost, data)
                 verdict = SampleVerdict(sample.name, status, expected, got, time.monotonic() - started)
             verdicts.append(verdict)
@@ -181,8 +196,7 @@ HEADER = f"{'sample':<28} {'verdict':<13} {'should lose':<34} {'lost':<34} {'tim
 
 
 def format_row(verdict: SampleVerdict) -> str:
-    return (f"{verdict.name:<28} {verdict.status:<13} {verdict.expected:<34} {verdict.got:<34} "
-            f"{verdict.seconds:>5.1f}s")
+    return f"{verdict.name:<28} {verdict.status:<13} {verdict.expected:<34} {verdict.got:<34} {verdict.seconds:>5.1f}s"
 
 
 def exit_code(verdicts: list[SampleVerdict]) -> int:

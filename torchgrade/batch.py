@@ -84,10 +84,13 @@ SKELETON_TIMEOUT = 300.0
 
 HELP = "grade every submission in a folder, in parallel or on a Dask cluster; write a gradebook and a summary"
 HELP_JOBS = "gradings run at once on this machine (default: the number of cores)"
-HELP_SCHEDULER = ("address of a Dask scheduler (tcp://HOST:PORT): send each submission to its cluster as a task; "
-                  "the assignment must be installed at the same path on every worker")
-HELP_TIMEOUT = (f"wall-clock seconds per submission before its grading is stopped with zero points "
-                f"(default {DEFAULT_TIMEOUT:g})")
+HELP_SCHEDULER = (
+    "address of a Dask scheduler (tcp://HOST:PORT): send each submission to its cluster as a task; "
+    "the assignment must be installed at the same path on every worker"
+)
+HELP_TIMEOUT = (
+    f"wall-clock seconds per submission before its grading is stopped with zero points (default {DEFAULT_TIMEOUT:g})"
+)
 HELP_THREADS = "torch threads per grading (default: 1 when gradings run side by side, else torch's default)"
 HELP_FORCE = "regrade every submission, even those with an up-to-date report"
 HELP_RETRY = "regrade the submissions whose report is not 'graded' (timeouts, crashes, harness errors)"
@@ -107,8 +110,10 @@ Exit codes:
 
 MSG_INVALID = "the grading wrote a report that breaks the report schema ({error}), so every check scores 0"
 MSG_TOO_LARGE = "the submission is {size} MiB packed, more than the {limit} MiB that can be sent to a cluster"
-MSG_NO_ASSIGNMENT = ("Dask worker(s) {workers} have no assignment at {path} (graders/ and pyproject.toml): install it "
-                     "at the same path on every worker")
+MSG_NO_ASSIGNMENT = (
+    "Dask worker(s) {workers} have no assignment at {path} (graders/ and pyproject.toml): install it "
+    "at the same path on every worker"
+)
 
 
 @dataclass(frozen=True)
@@ -206,8 +211,9 @@ def run_dask(jobs: list[Job], scheduler: str, *, assignment: Path) -> Iterator[t
         if missing:
             raise BatchUsageError(MSG_NO_ASSIGNMENT.format(workers=", ".join(missing), path=assignment))
         run = uuid.uuid4().hex[:8]
-        futures = {client.submit(grade_one, job, key=f"torchgrade-{run}-{i}", pure=False): job
-                   for i, job in enumerate(jobs)}
+        futures = {
+            client.submit(grade_one, job, key=f"torchgrade-{run}-{i}", pure=False): job for i, job in enumerate(jobs)
+        }
         try:
             for future in dask_completed(futures, loop=client.loop):
                 job = futures[future]
@@ -230,10 +236,19 @@ def collect_skeleton(assignment: Path, isolation: str, extra_args: Sequence[str]
 
     It gives a failed grading's report the assignment's checks, questions and maximum score.
     """
-    outcome = grade_one(Job(name="(collection)", submission=str(assignment), payload=None,
-                            assignment=str(assignment), isolation=isolation,
-                            extra_args=[*extra_args, "--collect-only"], timeout=SKELETON_TIMEOUT, threads=None,
-                            scratch_root=None))
+    outcome = grade_one(
+        Job(
+            name="(collection)",
+            submission=str(assignment),
+            payload=None,
+            assignment=str(assignment),
+            isolation=isolation,
+            extra_args=[*extra_args, "--collect-only"],
+            timeout=SKELETON_TIMEOUT,
+            threads=None,
+            scratch_root=None,
+        )
+    )
     if outcome["report"] is None:
         return None, outcome["problem"] or outcome["kind"]
     return outcome["report"], ""
@@ -251,18 +266,28 @@ def failure_report(job: Job, outcome: Outcome, skeleton: dict | None, why_no_ske
     notes = [f"{gradebook.NOTE_PREFIX}{problem}"]
     if skeleton is None:
         notes.append(f"{gradebook.NOTE_PREFIX}the assignment's checks could not be listed: {why_no_skeleton}")
-        skeleton = {"versions": _versions(), "questions": [], "checks": [], "max_score": 0.0,
-                    "pending_max_score": 0.0}
-    checks = [{key: check[key] for key in ("id", "assignment", "question", "max_points")}
-              | {"points": 0.0, "outcome": outcome_name, "message": headline, "duration": 0.0}
-              for check in skeleton["checks"]]
+        skeleton = {"versions": _versions(), "questions": [], "checks": [], "max_score": 0.0, "pending_max_score": 0.0}
+    checks = [
+        {key: check[key] for key in ("id", "assignment", "question", "max_points")}
+        | {"points": 0.0, "outcome": outcome_name, "message": headline, "duration": 0.0}
+        for check in skeleton["checks"]
+    ]
     questions = [question if question["manual"] else {**question, "score": 0.0} for question in skeleton["questions"]]
-    return {"schema_version": 1, "submission": job["submission"], "isolation": job["isolation"],
-            "versions": skeleton["versions"], "started_at": outcome["started_at"],
-            "finished_at": outcome["finished_at"], "score": 0.0, "max_score": skeleton["max_score"],
-            "pending_max_score": skeleton["pending_max_score"],
-            "harness_errors": sum(c["outcome"] == "error" for c in checks), "questions": questions,
-            "checks": checks, "notes": notes}
+    return {
+        "schema_version": 1,
+        "submission": job["submission"],
+        "isolation": job["isolation"],
+        "versions": skeleton["versions"],
+        "started_at": outcome["started_at"],
+        "finished_at": outcome["finished_at"],
+        "score": 0.0,
+        "max_score": skeleton["max_score"],
+        "pending_max_score": skeleton["pending_max_score"],
+        "harness_errors": sum(c["outcome"] == "error" for c in checks),
+        "questions": questions,
+        "checks": checks,
+        "notes": notes,
+    }
 
 
 def _versions() -> dict[str, str]:
@@ -309,10 +334,21 @@ def commit(out: Path, name: str, data: dict[str, Any], record: dict[str, Any]) -
 
 
 # -- the batch --------------------------------------------------------------------------------------
-def run_batch(submissions: Path, *, out: Path, assignment: Path, jobs: int | None = None,
-              scheduler: str | None = None, isolation: str = "process", timeout: float = DEFAULT_TIMEOUT,
-              threads: int | None = None, extra_args: Sequence[str] = (), force: bool = False,
-              retry_failed: bool = False, progress: bool = True) -> BatchResult:
+def run_batch(
+    submissions: Path,
+    *,
+    out: Path,
+    assignment: Path,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    isolation: str = "process",
+    timeout: float = DEFAULT_TIMEOUT,
+    threads: int | None = None,
+    extra_args: Sequence[str] = (),
+    force: bool = False,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> BatchResult:
     """Grade every submission in ``submissions`` that has no up-to-date report in ``out``; write the
     gradebook and the summary page of all of them.
 
@@ -355,14 +391,27 @@ def run_batch(submissions: Path, *, out: Path, assignment: Path, jobs: int | Non
     # Local gradings keep their scratch folders (report, log) under --out, so that a rerun removes what a
     # killed batch left; on a cluster they go to each worker's temporary folder.
     scratch_root = None if scheduler else str(out / STATE_DIR / "scratch")
-    work = [Job(name=sub.name, submission=str(sub.path), payload=None, assignment=str(assignment),
-                isolation=isolation, extra_args=list(extra_args), timeout=float(timeout), threads=threads,
-                scratch_root=scratch_root) for sub, _ in todo]
+    work = [
+        Job(
+            name=sub.name,
+            submission=str(sub.path),
+            payload=None,
+            assignment=str(assignment),
+            isolation=isolation,
+            extra_args=list(extra_args),
+            timeout=float(timeout),
+            threads=threads,
+            scratch_root=scratch_root,
+        )
+        for sub, _ in todo
+    ]
     contents = {sub.name: content for sub, content in todo}
     display = _Display(len(found), len(skipped), enabled=progress)
     where = f"on the Dask cluster at {scheduler}" if scheduler else f"{min(jobs, max(1, len(todo)))} at a time"
-    display.say(f"{len(found)} submissions in {submissions}: {len(todo)} to grade ({where}), {len(skipped)} up to date"
-                + (f"; not submissions: {', '.join(ignored)}" if ignored else ""))
+    display.say(
+        f"{len(found)} submissions in {submissions}: {len(todo)} to grade ({where}), {len(skipped)} up to date"
+        + (f"; not submissions: {', '.join(ignored)}" if ignored else "")
+    )
     skeleton: list[tuple[dict | None, str]] = []  # computed at the first failure, then reused
 
     def skeleton_once() -> tuple[dict | None, str]:
@@ -403,23 +452,25 @@ def write_summaries(out: Path, names: list[str], *, ignored: Sequence[str] = ())
     ``ignored`` names the entries of the submissions folder that are not submissions, for the page."""
     from torchgrade import summary
 
-    reports = {name: json.loads(report_path(out, name).read_text()) for name in names
-               if report_path(out, name).is_file()}
+    reports = {
+        name: json.loads(report_path(out, name).read_text()) for name in names if report_path(out, name).is_file()
+    }
     gradebook.write(reports, out / "gradebook.csv")
-    summary.write(reports, out, report_files={name: report_path(out, name).name for name in reports},
-                  ignored=ignored)
+    summary.write(reports, out, report_files={name: report_path(out, name).name for name in reports}, ignored=ignored)
     return {name: gradebook.status(data) for name, data in reports.items()}
 
 
-def _check_options(submissions: Path, assignment: Path, *, jobs: int, timeout: float, threads: int | None,
-                   isolation: str) -> None:
+def _check_options(
+    submissions: Path, assignment: Path, *, jobs: int, timeout: float, threads: int | None, isolation: str
+) -> None:
     if not submissions.is_dir():
         raise BatchUsageError(f"submissions folder {submissions} does not exist")
     if not has_assignment(str(assignment)):
         raise BatchUsageError(f"{assignment} is not an assignment (no graders/ or pyproject.toml); use --assignment")
     if jobs < 1 or timeout <= 0 or (threads is not None and threads < 1):
-        raise BatchUsageError(f"--jobs and --threads must be at least 1 and --timeout positive "
-                              f"(got {jobs}, {threads}, {timeout:g})")
+        raise BatchUsageError(
+            f"--jobs and --threads must be at least 1 and --timeout positive (got {jobs}, {threads}, {timeout:g})"
+        )
     if isolation not in ("none", "process"):
         raise BatchUsageError(f"unknown isolation {isolation!r}; choose from 'none', 'process'")
 
@@ -465,9 +516,17 @@ def _final_report(job: Job, outcome: Outcome, skeleton_once: Callable, out: Path
 
 
 def _record(job: Job, outcome: Outcome, content: str, setup: str) -> dict[str, Any]:
-    return {"name": job["name"], "submission": job["submission"], "content_hash": content, "setup_hash": setup,
-            "kind": outcome["kind"], "exit_code": outcome["exit_code"], "seconds": outcome["seconds"],
-            "host": outcome["host"], "graded_at": outcome["finished_at"]}
+    return {
+        "name": job["name"],
+        "submission": job["submission"],
+        "content_hash": content,
+        "setup_hash": setup,
+        "kind": outcome["kind"],
+        "exit_code": outcome["exit_code"],
+        "seconds": outcome["seconds"],
+        "host": outcome["host"],
+        "graded_at": outcome["finished_at"],
+    }
 
 
 def _write_log(out: Path, name: str, log: str) -> None:
@@ -492,12 +551,18 @@ class _Display:
         self.console = Console(stderr=True, highlight=False)
         self.done, self.failed, self.remaining = skipped, 0, total - skipped
         self.seconds: list[float] = []
-        self.progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("failed {task.fields[failed]} · remaining {task.fields[remaining]} · "
-                                            "{task.fields[per]}"), TimeElapsedColumn(),
-                                 console=self.console, disable=not enabled)
-        self.task = self.progress.add_task("grading", total=total, completed=skipped, failed=0,
-                                           remaining=self.remaining, per="")
+        self.progress = Progress(
+            TextColumn("grading"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("failed {task.fields[failed]} · remaining {task.fields[remaining]} · {task.fields[per]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task(
+            "grading", total=total, completed=skipped, failed=0, remaining=self.remaining, per=""
+        )
 
     def __enter__(self) -> _Display:
         self.progress.start()
@@ -515,8 +580,9 @@ class _Display:
         self.failed += state != gradebook.STATUS_GRADED
         self.seconds.append(outcome["seconds"])
         mean = sum(self.seconds) / len(self.seconds)
-        self.progress.update(self.task, completed=self.done, failed=self.failed, remaining=self.remaining,
-                             per=f"{mean:.1f} s/submission")
+        self.progress.update(
+            self.task, completed=self.done, failed=self.failed, remaining=self.remaining, per=f"{mean:.1f} s/submission"
+        )
         line = f"{name}: {data['score']:g} / {data['max_score']:g} in {outcome['seconds']:.1f} s"
         if state != gradebook.STATUS_GRADED:
             line += f" ({state}: {(outcome['problem'] or 'see its report').splitlines()[0]})"
@@ -525,16 +591,23 @@ class _Display:
 
 # -- command line -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="torchgrade batch", description=HELP, epilog=EPILOG,
-                                     usage="torchgrade [--assignment DIR] batch SUBMISSIONS --out DIR [options] "
-                                           "[-- PYTEST_ARGS ...]",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="torchgrade batch",
+        description=HELP,
+        epilog=EPILOG,
+        usage="torchgrade [--assignment DIR] batch SUBMISSIONS --out DIR [options] [-- PYTEST_ARGS ...]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("submissions", type=Path, help="folder with one submission per subfolder, .py or .ipynb file")
     parser.add_argument("--out", type=Path, required=True, help="folder for the reports, gradebook.csv, summary.html")
     parser.add_argument("--jobs", "-j", type=int, default=None, help=HELP_JOBS)
     parser.add_argument("--scheduler", default=None, help=HELP_SCHEDULER)
-    parser.add_argument("--isolation", choices=("none", "process"), default="process",
-                        help="where student code runs, as in torchgrade grade (default: process)")
+    parser.add_argument(
+        "--isolation",
+        choices=("none", "process"),
+        default="process",
+        help="where student code runs, as in torchgrade grade (default: process)",
+    )
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help=HELP_TIMEOUT)
     parser.add_argument("--threads", type=int, default=None, help=HELP_THREADS)
     parser.add_argument("--force", action="store_true", help=HELP_FORCE)
@@ -556,22 +629,35 @@ def add_parser(subparsers: Any) -> None:
 
 def _cmd_batch(args: argparse.Namespace) -> int:
     arguments = list(args.arguments)
-    pytest_args = arguments[arguments.index("--") + 1:] if "--" in arguments else []
-    own = arguments[:arguments.index("--")] if "--" in arguments else arguments
+    pytest_args = arguments[arguments.index("--") + 1 :] if "--" in arguments else []
+    own = arguments[: arguments.index("--")] if "--" in arguments else arguments
     try:
         options = build_parser().parse_args(own)
     except SystemExit as exc:
         return cli.EXIT_USAGE if exc.code else cli.EXIT_OK
     try:
-        result = run_batch(options.submissions, out=options.out, assignment=args.assignment, jobs=options.jobs,
-                           scheduler=options.scheduler, isolation=options.isolation, timeout=options.timeout,
-                           threads=options.threads, extra_args=pytest_args, force=options.force,
-                           retry_failed=options.retry_failed, progress=not options.no_progress)
+        result = run_batch(
+            options.submissions,
+            out=options.out,
+            assignment=args.assignment,
+            jobs=options.jobs,
+            scheduler=options.scheduler,
+            isolation=options.isolation,
+            timeout=options.timeout,
+            threads=options.threads,
+            extra_args=pytest_args,
+            force=options.force,
+            retry_failed=options.retry_failed,
+            progress=not options.no_progress,
+        )
     except BatchUsageError as exc:
         print(f"torchgrade batch: {exc}", file=sys.stderr)
         return cli.EXIT_USAGE
     except KeyboardInterrupt:
-        print("torchgrade batch: interrupted; every finished report is kept: run the same command again to "
-              "grade the rest", file=sys.stderr)
+        print(
+            "torchgrade batch: interrupted; every finished report is kept: run the same command again to "
+            "grade the rest",
+            file=sys.stderr,
+        )
         raise
     return result.exit_code

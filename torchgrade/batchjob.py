@@ -38,15 +38,19 @@ LOG_TAIL = 20_000
 #: Seconds between checks of a running grading for its deadline or an interrupt.
 POLL = 0.2
 
-MSG_TIMEOUT = ("grading was stopped after {seconds:g} s, the batch's limit per submission (--timeout); "
-               "no check result was kept, so every check scores 0")
+MSG_TIMEOUT = (
+    "grading was stopped after {seconds:g} s, the batch's limit per submission (--timeout); "
+    "no check result was kept, so every check scores 0"
+)
 MSG_NO_REPORT = "the grading process ended with exit code {code} without writing a report, so every check scores 0"
 MSG_TASK_ERROR = "the submission could not be graded: {error}"
 
 # The grading process: cli.grade() in a child of our own, so that a timeout can stop its whole tree.
-_CHILD = ("import json, sys; from pathlib import Path; from torchgrade.cli import grade; a = json.loads(sys.argv[1]); "
-          "code, _ = grade(Path(a['submission']), assignment=Path(a['assignment']), isolation=a['isolation'], "
-          "report=Path(a['report']), extra_args=tuple(a['extra_args'])); sys.exit(code)")
+_CHILD = (
+    "import json, sys; from pathlib import Path; from torchgrade.cli import grade; a = json.loads(sys.argv[1]); "
+    "code, _ = grade(Path(a['submission']), assignment=Path(a['assignment']), isolation=a['isolation'], "
+    "report=Path(a['report']), extra_args=tuple(a['extra_args'])); sys.exit(code)"
+)
 #: Set while a local batch is being interrupted: the gradings in flight stop and return at once.
 STOP = threading.Event()
 
@@ -84,7 +88,6 @@ class Outcome(TypedDict):
     host: str
 
 
-
 # -- submissions as files -------------------------------------------------------------------------
 def submission_files(path: Path) -> list[tuple[str, Path]]:
     """The files of a submission as (relative POSIX path, path), sorted; a file submission is itself."""
@@ -108,7 +111,6 @@ def content_hash(path: Path) -> str:
         digest.update(f"{relative}\0{len(data)}\0".encode())
         digest.update(data)
     return digest.hexdigest()
-
 
 
 def pack(path: Path) -> bytes:
@@ -145,7 +147,6 @@ def unpack(payload: bytes, destination: Path) -> Path:
     return destination / top.pop()
 
 
-
 # -- grading ----------------------------------------------------------------------------------------
 def grade_one(job: Job) -> Outcome:
     """Grade one submission with :func:`torchgrade.cli.grade` in a child process; never raises.
@@ -155,15 +156,28 @@ def grade_one(job: Job) -> Outcome:
     limit passes, and returns the report's JSON with the grading's exit code and log.
     """
     started, started_at = time.monotonic(), now()
-    outcome = Outcome(name=job["name"], kind="error", report=None, exit_code=None, problem=None,
-                      started_at=started_at, finished_at=started_at, seconds=0.0, log="", host=socket.gethostname())
+    outcome = Outcome(
+        name=job["name"],
+        kind="error",
+        report=None,
+        exit_code=None,
+        problem=None,
+        started_at=started_at,
+        finished_at=started_at,
+        seconds=0.0,
+        log="",
+        host=socket.gethostname(),
+    )
     try:
         if job["scratch_root"]:
             Path(job["scratch_root"]).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="torchgrade-batch-", dir=job["scratch_root"]) as scratch_name:
             scratch = Path(scratch_name)
-            submission = (unpack(job["payload"], scratch / "submission") if job["payload"] is not None
-                          else Path(job["submission"]))
+            submission = (
+                unpack(job["payload"], scratch / "submission")
+                if job["payload"] is not None
+                else Path(job["submission"])
+            )
             outcome.update(_grade_in_child(job, submission, scratch))
     except Exception as exc:  # one submission never stops the batch: this becomes its report
         outcome.update(kind="error", problem=MSG_TASK_ERROR.format(error=f"{type(exc).__name__}: {exc}"))
@@ -173,14 +187,25 @@ def grade_one(job: Job) -> Outcome:
 
 def _grade_in_child(job: Job, submission: Path, scratch: Path) -> dict[str, Any]:
     report_path, log_path = scratch / "report.json", scratch / "grading.log"
-    spec = {"submission": str(submission), "assignment": job["assignment"], "isolation": job["isolation"],
-            "report": str(report_path), "extra_args": list(job["extra_args"])}
+    spec = {
+        "submission": str(submission),
+        "assignment": job["assignment"],
+        "isolation": job["isolation"],
+        "report": str(report_path),
+        "extra_args": list(job["extra_args"]),
+    }
     env = dict(os.environ)
     if job["threads"]:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(job["threads"])
     with open(log_path, "wb") as log:
-        child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)], stdin=subprocess.DEVNULL,
-                                 stdout=log, stderr=subprocess.STDOUT, cwd=scratch, env=env)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, json.dumps(spec)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=scratch,
+            env=env,
+        )
     deadline, stopped = time.monotonic() + job["timeout"], None
     try:
         while True:
@@ -253,6 +278,15 @@ def has_assignment(path: str) -> bool:
 def failed_outcome(job: Job, problem: str) -> Outcome:
     """The outcome of a job that never ran (or whose task died): ``problem`` says why."""
     when = now()
-    return Outcome(name=job["name"], kind="error", report=None, exit_code=None, problem=problem, started_at=when,
-                   finished_at=when, seconds=0.0, log="", host="")
-
+    return Outcome(
+        name=job["name"],
+        kind="error",
+        report=None,
+        exit_code=None,
+        problem=problem,
+        started_at=when,
+        finished_at=when,
+        seconds=0.0,
+        log="",
+        host="",
+    )

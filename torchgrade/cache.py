@@ -34,8 +34,14 @@ class GradeCache:
         self.submission = submission
         self._memory: dict[str, dict[str, Any]] = {}
 
-    def compute(self, name: str, modules: tuple[str, ...], params: dict[str, Any], fn: Callable[[], Any],
-                ignore: tuple[str, ...] = ()) -> Any:
+    def compute(
+        self,
+        name: str,
+        modules: tuple[str, ...],
+        params: dict[str, Any],
+        fn: Callable[[], Any],
+        ignore: tuple[str, ...] = (),
+    ) -> Any:
         """Return ``fn()``, or its cached value for the same graded code.
 
         Args:
@@ -60,8 +66,9 @@ class GradeCache:
             raise getattr(errors, entry["failure"], errors.CheckFailure)(entry["message"])
         return entry["value"]
 
-    def _key(self, name: str, modules: tuple[str, ...], params: dict[str, Any], fn: Callable,
-             ignore: tuple[str, ...]) -> str:
+    def _key(
+        self, name: str, modules: tuple[str, ...], params: dict[str, Any], fn: Callable, ignore: tuple[str, ...]
+    ) -> str:
         digest = hashlib.sha256(f"{torchgrade.__version__}|{name}|{json.dumps(params, sort_keys=True)}".encode())
         digest.update(Path(inspect.getsourcefile(fn)).read_bytes())
         for module in modules:

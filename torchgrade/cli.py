@@ -30,15 +30,22 @@ from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 #: Samples the demo grades unless --all is given: the extremes and one bug of each kind.
-DEMO_SAMPLES = ("reference", "template", "fc1_formula", "pairs_across_students", "labels_swapped",
-                "stacked_on_width")
-DEMO_SHARED = ("torchgrade demo: training runs of identical code are shared between the samples "
-               "(--fresh retrains for each)")
+DEMO_SAMPLES = ("reference", "template", "fc1_formula", "pairs_across_students", "labels_swapped", "stacked_on_width")
+DEMO_SHARED = (
+    "torchgrade demo: training runs of identical code are shared between the samples (--fresh retrains for each)"
+)
 
 
-def grade(submission: Path, *, assignment: Path, isolation: str = "process", report: Path | None = None,
-          extra_args: tuple[str, ...] = (), quiet: bool = True,
-          extra_env: dict[str, str] | None = None) -> tuple[int, dict | None]:
+def grade(
+    submission: Path,
+    *,
+    assignment: Path,
+    isolation: str = "process",
+    report: Path | None = None,
+    extra_args: tuple[str, ...] = (),
+    quiet: bool = True,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[int, dict | None]:
     """Grade one submission in a fresh pytest process.
 
     pytest runs with the assignment's own configuration, rooted at the assignment (``--rootdir``,
@@ -60,10 +67,23 @@ def grade(submission: Path, *, assignment: Path, isolation: str = "process", rep
     assignment, submission = assignment.resolve(), Path(submission).resolve()  # pytest runs in the assignment
     report = (report or Path(tempfile.mkstemp(prefix="torchgrade-", suffix=".json")[1])).resolve()
     report.unlink(missing_ok=True)
-    command = [sys.executable, "-I", "-m", "pytest", str(assignment / "graders"), f"--rootdir={assignment}",
-               "-c", str(assignment / "pyproject.toml"), f"--confcutdir={assignment / 'graders'}",
-               "-p", "no:cacheprovider", f"--submission={submission}",
-               f"--isolation={isolation}", f"--report={report}", *extra_args]
+    command = [
+        sys.executable,
+        "-I",
+        "-m",
+        "pytest",
+        str(assignment / "graders"),
+        f"--rootdir={assignment}",
+        "-c",
+        str(assignment / "pyproject.toml"),
+        f"--confcutdir={assignment / 'graders'}",
+        "-p",
+        "no:cacheprovider",
+        f"--submission={submission}",
+        f"--isolation={isolation}",
+        f"--report={report}",
+        *extra_args,
+    ]
     if quiet:
         command += ["-q", "--tb=no", "--no-header", "-rN"]
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"} | dict(extra_env or {})
@@ -76,11 +96,18 @@ def grade(submission: Path, *, assignment: Path, isolation: str = "process", rep
 
 def _cmd_grade(args: argparse.Namespace) -> int:
     if not args.submission.exists():
-        print(f"torchgrade: submission {args.submission} does not exist (give a folder, a .py or a .ipynb)",
-              file=sys.stderr)
+        print(
+            f"torchgrade: submission {args.submission} does not exist (give a folder, a .py or a .ipynb)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
-    code, _ = grade(args.submission.resolve(), assignment=args.assignment, isolation=args.isolation,
-                    report=args.report, quiet=not args.verbose)
+    code, _ = grade(
+        args.submission.resolve(),
+        assignment=args.assignment,
+        isolation=args.isolation,
+        report=args.report,
+        quiet=not args.verbose,
+    )
     return code
 
 
@@ -101,8 +128,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             sample = samples.load(name)
             print(f"\n### {name}: {sample.description}", flush=True)
             folder = samples.materialise(sample, Path(tmp))
-            code, data = grade(folder, assignment=args.assignment, isolation=args.isolation,
-                               report=Path(tmp) / f"{name}.json", extra_args=shared)
+            code, data = grade(
+                folder,
+                assignment=args.assignment,
+                isolation=args.isolation,
+                report=Path(tmp) / f"{name}.json",
+                extra_args=shared,
+            )
             worst = max(worst, EXIT_INTERNAL if code == EXIT_INTERNAL else EXIT_OK)
             rows.append((name, data))
         print("\n### summary")
@@ -138,16 +170,24 @@ def _cmd_release(args: argparse.Namespace) -> int:
     from torchgrade.errors import TorchgradeError
 
     try:
-        files = release.release(args.out, assignment=args.assignment, profile=args.profile, ci=tuple(args.ci),
-                                torchgrade_requirement=args.torchgrade_requirement, force=args.force)
+        files = release.release(
+            args.out,
+            assignment=args.assignment,
+            profile=args.profile,
+            ci=tuple(args.ci),
+            torchgrade_requirement=args.torchgrade_requirement,
+            force=args.force,
+        )
     except release.LeakFound as exc:
         print(f"torchgrade release: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except TorchgradeError as exc:
         print(f"torchgrade release: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"torchgrade: {args.profile} release of {args.assignment.resolve()} in {args.out} ({len(files)} files); "
-          "no reference code found in it")
+    print(
+        f"torchgrade: {args.profile} release of {args.assignment.resolve()} in {args.out} ({len(files)} files); "
+        "no reference code found in it"
+    )
     if args.profile == "gradescope":
         print(f"torchgrade: upload a zip of its content to Gradescope: (cd {args.out} && zip -r ../autograder.zip .)")
     return EXIT_OK
@@ -159,29 +199,48 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from torchgrade import assignment_check as check
     from torchgrade.errors import TorchgradeError
 
-    pytest_args = [*(("-k", args.k) if args.k else ()), *(("-m", args.m) if args.m else ()),
-                   *shlex.split(args.pytest_args or "")]
+    pytest_args = [
+        *(("-k", args.k) if args.k else ()),
+        *(("-m", args.m) if args.m else ()),
+        *shlex.split(args.pytest_args or ""),
+    ]
     print(check.HEADER, flush=True)
     try:
-        verdicts = check.check_assignment(args.assignment_dir, samples=args.samples, isolation=args.isolation,
-                                          pytest_args=tuple(pytest_args), reports=args.reports, verbose=args.verbose,
-                                          progress=lambda verdict: print(check.format_row(verdict), flush=True))
+        verdicts = check.check_assignment(
+            args.assignment_dir,
+            samples=args.samples,
+            isolation=args.isolation,
+            pytest_args=tuple(pytest_args),
+            reports=args.reports,
+            verbose=args.verbose,
+            progress=lambda verdict: print(check.format_row(verdict), flush=True),
+        )
     except TorchgradeError as exc:
         print(f"torchgrade check: {exc}", file=sys.stderr)
         return EXIT_USAGE
     code = check.exit_code(verdicts)
-    counts = {status: sum(v.status == status for v in verdicts) for status in (check.OK, check.MISMATCH,
-                                                                                check.NOT_SELECTED, check.ERROR)}
-    print("torchgrade check: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n)
-          + ("" if code == EXIT_OK else f" (exit {code})"))
+    counts = {
+        status: sum(v.status == status for v in verdicts)
+        for status in (check.OK, check.MISMATCH, check.NOT_SELECTED, check.ERROR)
+    }
+    print(
+        "torchgrade check: "
+        + ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+        + ("" if code == EXIT_OK else f" (exit {code})")
+    )
     return code
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="torchgrade", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--assignment", type=Path, default=Path.cwd(),
-                        help="folder holding graders/, fixtures/ and pyproject.toml (default: the current folder)")
+    parser = argparse.ArgumentParser(
+        prog="torchgrade", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--assignment",
+        type=Path,
+        default=Path.cwd(),
+        help="folder holding graders/, fixtures/ and pyproject.toml (default: the current folder)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     grade_parser = sub.add_parser("grade", help="grade one submission: a folder, a .py script or a .ipynb notebook")
     grade_parser.add_argument("submission", type=Path)
@@ -192,9 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser = sub.add_parser("demo", help="grade the bundled sample submissions")
     demo_parser.add_argument("--all", action="store_true", help="grade every buggy sample, not a selection")
     demo_parser.add_argument("--isolation", choices=("none", "process"), default="process")
-    demo_parser.add_argument("--fresh", action="store_true",
-                             help="grade each sample from scratch instead of sharing the training runs of "
-                                  "identical code (a grade cache in the demo's temporary folder)")
+    demo_parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="grade each sample from scratch instead of sharing the training runs of "
+        "identical code (a grade cache in the demo's temporary folder)",
+    )
     demo_parser.set_defaults(func=_cmd_demo)
     _add_export_release_check(sub)
     from torchgrade import batch  # imported here: torchgrade.batch imports this module
@@ -212,8 +274,9 @@ def _add_export_release_check(sub) -> None:
     gradescope = formats.add_parser("gradescope", help="Gradescope's results.json, validated against its schema")
     gradescope.add_argument("report", type=Path, help="a torchgrade report (JSON)")
     gradescope.add_argument("--out", type=Path, default=Path("results.json"), help="default: results.json")
-    gradescope.add_argument("--hidden-visibility", choices=HIDDEN_VISIBILITIES, default=HIDDEN_VISIBILITIES[0],
-                            help=HELP_HIDDEN_VISIBILITY)
+    gradescope.add_argument(
+        "--hidden-visibility", choices=HIDDEN_VISIBILITIES, default=HIDDEN_VISIBILITIES[0], help=HELP_HIDDEN_VISIBILITY
+    )
     markdown = formats.add_parser("markdown", help="the score table in Markdown (CI job summaries)")
     markdown.add_argument("report", type=Path, help="a torchgrade report (JSON)")
     markdown.add_argument("--out", type=Path, default=None, help="default: print it")
@@ -221,12 +284,24 @@ def _add_export_release_check(sub) -> None:
 
     release_parser = sub.add_parser("release", help="build the students' copy of the assignment (never reference/)")
     release_parser.add_argument("--out", type=Path, required=True, help="the folder to create")
-    release_parser.add_argument("--profile", choices=PROFILES, default="student",
-                                help="student (default) or gradescope: the content of the autograder zip")
-    release_parser.add_argument("--ci", nargs="+", choices=sorted(CI_FILES), default=[],
-                                help="add the CI file of these platforms to a student release")
-    release_parser.add_argument("--torchgrade-requirement", default=None,
-                                help="how students install torchgrade (requirements.txt line; default: this version)")
+    release_parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="student",
+        help="student (default) or gradescope: the content of the autograder zip",
+    )
+    release_parser.add_argument(
+        "--ci",
+        nargs="+",
+        choices=sorted(CI_FILES),
+        default=[],
+        help="add the CI file of these platforms to a student release",
+    )
+    release_parser.add_argument(
+        "--torchgrade-requirement",
+        default=None,
+        help="how students install torchgrade (requirements.txt line; default: this version)",
+    )
     release_parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     release_parser.set_defaults(func=_cmd_release)
 
@@ -235,10 +310,15 @@ def _add_export_release_check(sub) -> None:
     check_parser.add_argument("--samples", nargs="+", metavar="NAME", help="only these samples (default: all)")
     check_parser.add_argument("-k", metavar="EXPR", help="only checks matching EXPR (pytest -k)")
     check_parser.add_argument("-m", metavar="EXPR", help="only checks with these markers (pytest -m)")
-    check_parser.add_argument("--pytest-args", metavar="ARGS",
-                              help="more pytest arguments, e.g. '--data-root synthetic'")
-    check_parser.add_argument("--isolation", choices=("none", "process"), default="none",
-                              help="default none: the samples are the instructor's own code")
+    check_parser.add_argument(
+        "--pytest-args", metavar="ARGS", help="more pytest arguments, e.g. '--data-root synthetic'"
+    )
+    check_parser.add_argument(
+        "--isolation",
+        choices=("none", "process"),
+        default="none",
+        help="default none: the samples are the instructor's own code",
+    )
     check_parser.add_argument("--reports", type=Path, help="keep each sample's report and pytest log here")
     check_parser.add_argument("-v", "--verbose", action="store_true", help="show pytest's output instead of logging it")
     check_parser.set_defaults(func=_cmd_check)

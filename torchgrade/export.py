@@ -42,17 +42,21 @@ from torchgrade.plugin import is_hidden_check
 
 #: Visibilities a hidden check may get; the first is the default.
 HIDDEN_VISIBILITIES = ("after_published", "after_due_date", "hidden")
-HELP_HIDDEN_VISIBILITY = ("when students see hidden checks (graders/hidden/) on Gradescope: after_published (default: "
-                          "once grades are published), after_due_date, or hidden (never; Gradescope meant this for "
-                          "checks worth no points)")
+HELP_HIDDEN_VISIBILITY = (
+    "when students see hidden checks (graders/hidden/) on Gradescope: after_published (default: "
+    "once grades are published), after_due_date, or hidden (never; Gradescope meant this for "
+    "checks worth no points)"
+)
 #: Pieces of a notebook left out of grading that the overall output lists; the report has them all.
 MAX_DROPPED_LINES = 30
 #: Longest evidence line in a test's output; measurements are a summary, the report has them all.
 EVIDENCE_LINE_CHARS = 160
 MSG_PENDING = "Pending TA review: worth {points:g} points, graded by hand; not part of the autograder's score."
 MSG_MANUAL_GRADED = "Graded by hand: {score:g} / {points:g} points, recorded outside the autograder's score."
-MSG_HIDDEN_TOTAL = ("Visible checks: {score:g} / {max_score:g} points. {count} more check(s) are graded too; they and "
-                    "the total are shown once grades are published.")
+MSG_HIDDEN_TOTAL = (
+    "Visible checks: {score:g} / {max_score:g} points. {count} more check(s) are graded too; they and "
+    "the total are shown once grades are published."
+)
 
 
 class ReportInputError(TorchgradeError):
@@ -128,8 +132,12 @@ def _manual_test(question: dict[str, Any]) -> dict[str, Any]:
         output = MSG_MANUAL_GRADED.format(score=question["score"], points=question["max_score"])
     else:
         output = MSG_PENDING.format(points=question["max_score"])
-    return {"name": f"{question['assignment']} {question['id']}: {title}", "output": output,
-            "tags": [question["assignment"], question["id"], "manual"], "visibility": "visible"}
+    return {
+        "name": f"{question['assignment']} {question['id']}: {title}",
+        "output": output,
+        "tags": [question["assignment"], question["id"], "manual"],
+        "visibility": "visible",
+    }
 
 
 def check_output(check: dict[str, Any], *, hidden: bool = False) -> str:
@@ -145,8 +153,10 @@ def check_output(check: dict[str, Any], *, hidden: bool = False) -> str:
     parts = check.get("parts") or []
     if parts:
         lines.append("Parts:")
-        lines += [f"  {'ok' if p['points'] >= p['max_points'] else '--'} {p['name']}: "
-                  f"{p['points']:g} / {p['max_points']:g}" for p in parts]
+        lines += [
+            f"  {'ok' if p['points'] >= p['max_points'] else '--'} {p['name']}: {p['points']:g} / {p['max_points']:g}"
+            for p in parts
+        ]
     evidence = summarise_evidence(check.get("data") or {})
     if evidence:
         lines.append("Measurements:")
@@ -195,20 +205,28 @@ def _overall_output(data: dict[str, Any]) -> str:
     hidden = [c for c in data["checks"] if is_hidden_check(c["id"])]
     if hidden:
         visible = [c for c in data["checks"] if not is_hidden_check(c["id"])]
-        lines = [MSG_HIDDEN_TOTAL.format(score=sum(c["points"] for c in visible),
-                                         max_score=sum(c["max_points"] for c in visible), count=len(hidden))]
+        lines = [
+            MSG_HIDDEN_TOTAL.format(
+                score=sum(c["points"] for c in visible),
+                max_score=sum(c["max_points"] for c in visible),
+                count=len(hidden),
+            )
+        ]
     else:
         lines = [f"Auto-graded: {data['score']:g} / {data['max_score']:g} points."]
     pending = [q for q in data["questions"] if q["manual"] and q["status"] == "pending"]
     if pending:
         listed = ", ".join(f"{q['assignment']} {q['id']} ({q['max_score']:g})" for q in pending)
-        lines.append(f"Pending TA review, not in this score: {listed}; "
-                     f"{sum(q['max_score'] for q in pending):g} points in all.")
+        lines.append(
+            f"Pending TA review, not in this score: {listed}; {sum(q['max_score'] for q in pending):g} points in all."
+        )
     lines += [f"Adapted: {note}" for note in data["notes"]]
     lines += extraction_lines(data)
     if data["harness_errors"]:
-        lines.append(f"{data['harness_errors']} check(s) hit a torchgrade error: not your fault; "
-                     "your instructor has to regrade them.")
+        lines.append(
+            f"{data['harness_errors']} check(s) hit a torchgrade error: not your fault; "
+            "your instructor has to regrade them."
+        )
     return "\n".join(lines)
 
 
@@ -237,8 +255,19 @@ def extraction_lines(data: dict[str, Any]) -> list[str]:
 
 def _totals(data: dict[str, Any]) -> dict[str, Any]:
     """The report's totals, kept where Gradescope stores data without showing it."""
-    return {key: data[key] for key in ("score", "max_score", "pending_max_score", "harness_errors", "isolation",
-                                       "versions", "started_at", "finished_at")}
+    return {
+        key: data[key]
+        for key in (
+            "score",
+            "max_score",
+            "pending_max_score",
+            "harness_errors",
+            "isolation",
+            "versions",
+            "started_at",
+            "finished_at",
+        )
+    }
 
 
 def _elapsed_seconds(data: dict[str, Any]) -> int | None:
@@ -269,8 +298,9 @@ def validate_gradescope(results: dict[str, Any]) -> None:
         raise TorchgradeError(f"Gradescope results do not match the schema at {where}: {error.message}")
 
 
-def write_gradescope(report_path: str | Path, out: str | Path, *,
-                     hidden_visibility: str = HIDDEN_VISIBILITIES[0]) -> dict[str, Any]:
+def write_gradescope(
+    report_path: str | Path, out: str | Path, *, hidden_visibility: str = HIDDEN_VISIBILITIES[0]
+) -> dict[str, Any]:
     """Export a report file to a validated results.json, written atomically; returns the results."""
     results = to_gradescope(load_report(report_path), hidden_visibility=hidden_visibility)
     validate_gradescope(results)
@@ -287,8 +317,11 @@ def to_markdown(data: dict[str, Any]) -> str:
         if q["manual"]:
             lines.append(f"| {q['assignment']} | {q['id']} | pending TA review ({q['max_score']:g}) | |")
             continue
-        failing = [c for c in data["checks"] if (c["assignment"], c["question"]) == (q["assignment"], q["id"])
-                   and c["outcome"] != "passed"]
+        failing = [
+            c
+            for c in data["checks"]
+            if (c["assignment"], c["question"]) == (q["assignment"], q["id"]) and c["outcome"] != "passed"
+        ]
         reasons = "<br>".join(_markdown_cell(f"{c['id'].split('::')[-1]}: {_first_line(c)}") for c in failing)
         lines.append(f"| {q['assignment']} | {q['id']} | {q['score']:g} / {q['max_score']:g} | {reasons} |")
     lines.append("")

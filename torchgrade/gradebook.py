@@ -61,8 +61,7 @@ def rows(reports: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list
     for name, data in reports.items():
         scores = {(q["assignment"], q["id"]): q["score"] for q in data["questions"]}
         cells = [name] + [_number(scores.get(key)) for key in columns]
-        cells += [_number(data["score"]), _number(data["max_score"]), _number(data["pending_max_score"]),
-                  status(data)]
+        cells += [_number(data["score"]), _number(data["max_score"]), _number(data["pending_max_score"]), status(data)]
         table.append(cells)
     return header, table
 

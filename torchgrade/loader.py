@@ -94,15 +94,20 @@ class Submission:
         if not self.folder.is_dir():
             raise FileNotFoundError(f"submission folder {self.folder} does not exist")
         self.module_names = sorted(p.stem for p in self.folder.glob("*.py") if p.stem.isidentifier())
-        self._snapshot = _SnapshotFinder({name: (self.folder / f"{name}.py", (self.folder / f"{name}.py").read_bytes())
-                                          for name in self.module_names})
+        self._snapshot = _SnapshotFinder(
+            {
+                name: (self.folder / f"{name}.py", (self.folder / f"{name}.py").read_bytes())
+                for name in self.module_names
+            }
+        )
         self._errors: dict[str, str] = {}
         package = types.ModuleType(PACKAGE)
         package.__path__ = [str(self.folder)]
         package.__package__ = PACKAGE
         sys.modules[PACKAGE] = package
-        shadowing = {n for n in self.module_names if n in sys.modules or n in sys.stdlib_module_names
-                     or _importable_elsewhere(n)}
+        shadowing = {
+            n for n in self.module_names if n in sys.modules or n in sys.stdlib_module_names or _importable_elsewhere(n)
+        }
         self._finder = _SiblingFinder(set(self.module_names) - shadowing)
         sys.meta_path[:0] = [self._snapshot, self._finder]
 
@@ -113,8 +118,11 @@ class Submission:
             if finder in sys.meta_path:
                 sys.meta_path.remove(finder)
         for name, module in list(sys.modules.items()):
-            if name == PACKAGE or name.startswith(PACKAGE + ".") or (
-                    name in self._finder.names and getattr(module, "__name__", "").startswith(PACKAGE + ".")):
+            if (
+                name == PACKAGE
+                or name.startswith(PACKAGE + ".")
+                or (name in self._finder.names and getattr(module, "__name__", "").startswith(PACKAGE + "."))
+            ):
                 del sys.modules[name]
 
     def module(self, name: str) -> types.ModuleType:
@@ -147,7 +155,8 @@ class Submission:
             LookupError: with a message naming where the grader looked.
         """
         order = ([preferred] if preferred in self.module_names else []) + [
-            m for m in self.module_names if m != preferred]
+            m for m in self.module_names if m != preferred
+        ]
         import_errors = {}
         for module_name in order:
             try:
@@ -158,16 +167,20 @@ class Submission:
             if hasattr(module, name):
                 return getattr(module, name), module_name
         if preferred in import_errors:
-            raise LookupError(f"{preferred}.py could not be imported, so `{name}` is not available:\n"
-                              f"{import_errors[preferred]}")
+            raise LookupError(
+                f"{preferred}.py could not be imported, so `{name}` is not available:\n{import_errors[preferred]}"
+            )
         modules = ", ".join(m + ".py" for m in self.module_names) or "none"
         # A module that failed to import may be the one that defines the name: say so, with its error.
-        broken = "".join(f"\n{module}.py could not be imported, so it may define `{name}`: "
-                         f"{error.strip().splitlines()[-1] if error.strip() else 'no message'}"
-                         for module, error in import_errors.items())
+        broken = "".join(
+            f"\n{module}.py could not be imported, so it may define `{name}`: "
+            f"{error.strip().splitlines()[-1] if error.strip() else 'no message'}"
+            for module, error in import_errors.items()
+        )
         if preferred is None:
-            raise LookupError(f"the submission has no `{name}`: none of its modules defines it (modules: {modules})."
-                              + broken)
+            raise LookupError(
+                f"the submission has no `{name}`: none of its modules defines it (modules: {modules})." + broken
+            )
         if preferred not in self.module_names:
             where = f"there is no {preferred}.py in the submission"
             if self.module_names:

@@ -81,22 +81,41 @@ _CONTINUATION = re.compile(r"^(?:else|elif|except|finally|case)\b|^[)\]}]")
 
 COLAB_MODULES = ("google.colab",)
 #: Builtins that read files or input, or run code from text: never called on import.
-BLOCKED_BUILTINS = frozenset({"open", "input", "exec", "eval", "compile", "breakpoint", "exit", "quit", "help",
-                              "__import__"})
+BLOCKED_BUILTINS = frozenset(
+    {"open", "input", "exec", "eval", "compile", "breakpoint", "exit", "quit", "help", "__import__"}
+)
 #: Last parts of callee names that load or download data (``torch.load``, ``pd.read_csv``, ``Image.open``).
-DATA_CALLS = frozenset({"load", "loadtxt", "genfromtxt", "fromfile", "imread", "open", "urlopen", "urlretrieve",
-                        "download", "from_pretrained", "DataLoader", "ImageFolder"})
+DATA_CALLS = frozenset(
+    {
+        "load",
+        "loadtxt",
+        "genfromtxt",
+        "fromfile",
+        "imread",
+        "open",
+        "urlopen",
+        "urlretrieve",
+        "download",
+        "from_pretrained",
+        "DataLoader",
+        "ImageFolder",
+    }
+)
 
 # -- messages: what a student reads, in the report and in failed checks ------------------------------
 MSG_BAD_FILE = "{source} could not be graded: {problem}."
-PROBLEM_SUFFIX = ("a {suffix} file is neither a notebook (.ipynb) nor a Python script (.py); submit the notebook "
-                  "itself (File > Download > Download .ipynb)")
+PROBLEM_SUFFIX = (
+    "a {suffix} file is neither a notebook (.ipynb) nor a Python script (.py); submit the notebook "
+    "itself (File > Download > Download .ipynb)"
+)
 PROBLEM_MISSING = "the file does not exist or cannot be read ({error})"
 PROBLEM_TOO_LARGE = "it is {size:.0f} MB; a submission may be at most {limit:.0f} MB"
 PROBLEM_EMPTY = "the file is empty"
 PROBLEM_BINARY = "it is not a text file (it is binary, or not UTF-8 encoded)"
-PROBLEM_JSON = ("it is not valid notebook JSON ({error}); download the notebook again "
-                "(File > Download > Download .ipynb) rather than editing it by hand")
+PROBLEM_JSON = (
+    "it is not valid notebook JSON ({error}); download the notebook again "
+    "(File > Download > Download .ipynb) rather than editing it by hand"
+)
 PROBLEM_NOT_NOTEBOOK = "it is JSON but not a Jupyter notebook ({error})"
 PROBLEM_NO_CODE = "it contains no code"
 PROBLEM_SYNTAX = "none of its code parses as Python ({error} at {where}: `{excerpt}`)"
@@ -104,8 +123,10 @@ PROBLEM_SYNTAX = "none of its code parses as Python ({error} at {where}: `{excer
 REASON_LOOP = "a loop at the top level (training, evaluation) would run when the notebook is imported"
 REASON_BLOCK = "a `{kind}` block at the top level would run when the notebook is imported"
 REASON_STATEMENT = "a top-level `{kind}` statement would run when the notebook is imported"
-REASON_CALL = ("a call on its own, `{callee}(...)`, would run when the notebook is imported; graders call your "
-               "functions themselves")
+REASON_CALL = (
+    "a call on its own, `{callee}(...)`, would run when the notebook is imported; graders call your "
+    "functions themselves"
+)
 REASON_PLOT = "plotting (`{callee}(...)`) only shows a figure in the notebook"
 REASON_EXPRESSION = "an expression on its own only displays a value in the notebook"
 REASON_COLAB = "Colab-only: {what}"
@@ -210,8 +231,9 @@ def explain_missing(extraction: report.Extraction, name: str, message: str) -> s
     lost = [d for d in extraction.dropped if name in d.names]
     if lost:
         last = lost[-1]
-        text = MSG_DROPPED_DEFINITION.format(source=source, name=name, where=where(last, extraction.kind),
-                                             reason=last.reason)
+        text = MSG_DROPPED_DEFINITION.format(
+            source=source, name=name, where=where(last, extraction.kind), reason=last.reason
+        )
         whole_cell = last.reason.startswith((REASON_SYNTAX_PREFIX, REASON_CELL_MAGIC_PREFIX))
         return text if whole_cell else text + HINT_TOP_LEVEL.format(name=name)
     text = MSG_NOT_DEFINED.format(source=source, name=name)
@@ -239,8 +261,10 @@ def summary(extraction: report.Extraction) -> list[str]:
     if extraction.error:
         return [f" {extraction.error}"]
     modules = ", ".join(f"{m}.py" for m in extraction.modules)
-    lines = [f" {extraction.source} ({extraction.kind}): graded as {modules}; "
-             f"{len(extraction.dropped)} statement(s) left out"]
+    lines = [
+        f" {extraction.source} ({extraction.kind}): graded as {modules}; "
+        f"{len(extraction.dropped)} statement(s) left out"
+    ]
     # First what lost a name of the interface (it explains a failed check), then what lost any name.
     shown = sorted(extraction.dropped, key=lambda d: (not set(d.names) & set(NAME_TO_MODULE), not d.names))
     shown = shown[:SUMMARY_ROWS]
@@ -248,7 +272,7 @@ def summary(extraction: report.Extraction) -> list[str]:
         excerpt = dropped.excerpt if len(dropped.excerpt) <= 40 else dropped.excerpt[:37] + "..."
         lines.append(f"   left out {where(dropped, extraction.kind)} `{excerpt}`: {dropped.reason}"[:200])
     if len(extraction.dropped) > len(shown):
-        lines.append(f"   ... {len(extraction.dropped) - len(shown)} more in the report's \"extraction\"")
+        lines.append(f'   ... {len(extraction.dropped) - len(shown)} more in the report\'s "extraction"')
     return lines
 
 
@@ -388,8 +412,9 @@ class _Extractor:
             self.lost.setdefault(name, dropped)
         return dropped
 
-    def _record(self, cell: _Cell, first: int, last: int, excerpt: str, reason: str,
-                names: tuple[str, ...] = ()) -> report.Dropped:
+    def _record(
+        self, cell: _Cell, first: int, last: int, excerpt: str, reason: str, names: tuple[str, ...] = ()
+    ) -> report.Dropped:
         text = excerpt.strip()
         text = text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 3] + "..."
         return report.Dropped(cell.number, (first + cell.offset, last + cell.offset), text, reason, names)
@@ -418,7 +443,7 @@ class _Extractor:
             self.future += [alias.name for alias in stmt.names]
             return
         exclusive = previous_end < first and next_start > last
-        text = "\n".join(lines[first - 1:last]) if exclusive else ast.unparse(stmt)
+        text = "\n".join(lines[first - 1 : last]) if exclusive else ast.unparse(stmt)
         self.blocks.append((cell, _guarded(stmt, text)))
 
     def _verdict(self, stmt: ast.stmt, guarded: bool = False) -> str | None:
@@ -432,8 +457,11 @@ class _Extractor:
             if stmt.value is None:
                 return None
             targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            read = [ast.Name(stmt.target.id, ast.Load())] if isinstance(stmt, ast.AugAssign) and isinstance(
-                stmt.target, ast.Name) else []
+            read = (
+                [ast.Name(stmt.target.id, ast.Load())]
+                if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name)
+                else []
+            )
             return self._expression_problem([*read, *targets, stmt.value])
         if isinstance(stmt, ast.Expr):
             if isinstance(stmt.value, ast.Constant):
@@ -520,7 +548,8 @@ class _Extractor:
         qualified = self._qualified(call.func)
         parts = qualified.split(".") if qualified else []
         if (parts and (parts[-1] in DATA_CALLS or parts[-1].startswith("read_") or "datasets" in parts[:-1])) or any(
-                keyword.arg == "download" for keyword in call.keywords):
+            keyword.arg == "download" for keyword in call.keywords
+        ):
             return REASON_LOADS.format(callee=callee)
         return None
 
@@ -528,8 +557,9 @@ class _Extractor:
         callee = _dotted(call.func) or ast.unparse(call.func)
         qualified = self._qualified(call.func) or ""
         if callee.endswith("drive.mount") or _is_colab(qualified):
-            return REASON_COLAB.format(what="it mounts Google Drive" if callee.endswith(".mount") else
-                                       f"`{callee}` exists only in Colab")
+            return REASON_COLAB.format(
+                what="it mounts Google Drive" if callee.endswith(".mount") else f"`{callee}` exists only in Colab"
+            )
         if _root_name(call.func) == "get_ipython":
             return REASON_IPYTHON_CALL
         if qualified.startswith(("matplotlib", "seaborn")) or callee.split(".")[-1] in ("show", "imshow"):
@@ -559,8 +589,11 @@ class _Extractor:
         for node in _nested_statements(stmt):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 self.own.add(node.name)
-            elif isinstance(node, ast.Assign) and _root_name(node.value) in self.own and isinstance(
-                    node.value, (ast.Name, ast.Attribute)):
+            elif (
+                isinstance(node, ast.Assign)
+                and _root_name(node.value) in self.own
+                and isinstance(node.value, (ast.Name, ast.Attribute))
+            ):
                 self.own.update(n for t in node.targets for n in _target_names(t))  # an alias: Model = CNN
 
     def _define(self, name: str, record: bool) -> None:
@@ -571,8 +604,14 @@ class _Extractor:
             self.defined.append(name)
 
     def _snapshot(self) -> tuple:
-        return (set(self.known), set(self.own), dict(self.origins), dict(self.lost), self.star_import,
-                list(self.defined))
+        return (
+            set(self.known),
+            set(self.own),
+            dict(self.origins),
+            dict(self.lost),
+            self.star_import,
+            list(self.defined),
+        )
 
     def _restore(self, saved: tuple) -> None:
         self.known, self.own, self.origins, self.lost, self.star_import, self.defined = saved
@@ -588,16 +627,25 @@ class _Extractor:
         return Extracted(extraction, "" if error else self._code(source))
 
     def _code(self, source: str) -> str:
-        out = [f"# The code torchgrade kept from {source}: imports, definitions and constants. What was left out,",
-               "# and why, is in the report's \"extraction\".", ""]
+        out = [
+            f"# The code torchgrade kept from {source}: imports, definitions and constants. What was left out,",
+            '# and why, is in the report\'s "extraction".',
+            "",
+        ]
         if self.future:
             out += [f"from __future__ import {', '.join(dict.fromkeys(self.future))}", ""]
         current = None
         for cell, text in self.blocks:
             if cell is not current:
                 current = cell
-                label = f"cell {cell.number}" if self.kind == "notebook" else (
-                    f"{source} line {cell.offset + 1}" + (f" (In[{cell.number}])" if cell.number is not None else ""))
+                label = (
+                    f"cell {cell.number}"
+                    if self.kind == "notebook"
+                    else (
+                        f"{source} line {cell.offset + 1}"
+                        + (f" (In[{cell.number}])" if cell.number is not None else "")
+                    )
+                )
                 out += ["", f"# -- {label}"]
             out += [text, ""]
         return "\n".join(out)
@@ -661,8 +709,9 @@ def _is_main_guard(test: ast.expr) -> bool:
 
 
 def _keyword(stmt: ast.stmt) -> str:
-    return {ast.Delete: "del", ast.Assert: "assert", ast.Raise: "raise", ast.Match: "match",
-            ast.Return: "return"}.get(type(stmt), type(stmt).__name__.lower())
+    return {ast.Delete: "del", ast.Assert: "assert", ast.Raise: "raise", ast.Match: "match", ast.Return: "return"}.get(
+        type(stmt), type(stmt).__name__.lower()
+    )
 
 
 def _guarded(stmt: ast.stmt, text: str) -> str:
@@ -671,8 +720,9 @@ def _guarded(stmt: ast.stmt, text: str) -> str:
         return text
     if not isinstance(stmt, (ast.Import, ast.ImportFrom)) and not any(isinstance(n, ast.Call) for n in ast.walk(stmt)):
         return text
-    multiline_string = any(isinstance(n, ast.Constant) and isinstance(n.value, str) and n.end_lineno != n.lineno
-                           for n in ast.walk(stmt))
+    multiline_string = any(
+        isinstance(n, ast.Constant) and isinstance(n.value, str) and n.end_lineno != n.lineno for n in ast.walk(stmt)
+    )
     body = textwrap.indent(ast.unparse(stmt) if multiline_string else text, "    ")
     return f"try:\n{body}\nexcept Exception:  # torchgrade: if this fails, the rest still grades\n    pass"
 
@@ -737,13 +787,18 @@ def _bindings(stmt: ast.stmt) -> list[str]:
             continue
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             expressions = [child for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr)]
-            names += [n.target.id for e in expressions for n in ast.walk(e)
-                      if isinstance(n, ast.NamedExpr) and isinstance(n.target, ast.Name)]
+            names += [
+                n.target.id
+                for e in expressions
+                for n in ast.walk(e)
+                if isinstance(n, ast.NamedExpr) and isinstance(n.target, ast.Name)
+            ]
     return list(dict.fromkeys(names))
 
 
-def _evaluated_on_definition(stmt: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef,
-                             lazy_annotations: bool) -> tuple[list[ast.AST], frozenset[str]]:
+def _evaluated_on_definition(
+    stmt: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, lazy_annotations: bool
+) -> tuple[list[ast.AST], frozenset[str]]:
     """What Python evaluates when ``stmt`` runs (its body aside), and the names local to a class body."""
     expressions: list[ast.AST] = list(stmt.decorator_list)
     if isinstance(stmt, ast.ClassDef):
@@ -762,8 +817,12 @@ def _evaluated_on_definition(stmt: ast.FunctionDef | ast.AsyncFunctionDef | ast.
     arguments = stmt.args
     expressions += arguments.defaults + [d for d in arguments.kw_defaults if d is not None]
     if not lazy_annotations:
-        every = arguments.posonlyargs + arguments.args + arguments.kwonlyargs + [
-            a for a in (arguments.vararg, arguments.kwarg) if a is not None]
+        every = (
+            arguments.posonlyargs
+            + arguments.args
+            + arguments.kwonlyargs
+            + [a for a in (arguments.vararg, arguments.kwarg) if a is not None]
+        )
         expressions += [a.annotation for a in every if a.annotation is not None]
         expressions += [stmt.returns] if stmt.returns is not None else []
     return expressions, frozenset()
@@ -803,9 +862,13 @@ def _salvage_names(source: str) -> tuple[str, ...]:
     """Names that the parsable top-level pieces of an unparsable cell define, so that a missing name's
     message can point at the cell. Pieces start at unindented lines; each must parse on its own."""
     lines = source.splitlines()
-    starts = [i for i, line in enumerate(lines)
-              if line[:1] not in ("", " ", "\t", "#") and not _CONTINUATION.match(line)
-              and not (i and lines[i - 1].startswith("@"))]
+    starts = [
+        i
+        for i, line in enumerate(lines)
+        if line[:1] not in ("", " ", "\t", "#")
+        and not _CONTINUATION.match(line)
+        and not (i and lines[i - 1].startswith("@"))
+    ]
     names: list[str] = []
     for start, end in pairwise(starts + [len(lines)]):
         tree, _ = _parse("\n".join(lines[start:end]) + "\n")

@@ -43,24 +43,38 @@ from torchgrade import errors, notebook, report
 from torchgrade.cache import GradeCache
 from torchgrade.interface import NAME_TO_MODULE
 
-HELP_SUBMISSION = ("submission to grade: a folder of modules, or a notebook (.ipynb) or script (.py) whose "
-                   "definitions are extracted (env TORCHGRADE_SUBMISSION; default: student_template/ of the rootdir)")
-HELP_ISOLATION = ("where student code runs: 'none' in this process (fast, debuggable), 'process' in a "
-                  "worker process (default when the CI variable is set)")
+HELP_SUBMISSION = (
+    "submission to grade: a folder of modules, or a notebook (.ipynb) or script (.py) whose "
+    "definitions are extracted (env TORCHGRADE_SUBMISSION; default: student_template/ of the rootdir)"
+)
+HELP_ISOLATION = (
+    "where student code runs: 'none' in this process (fast, debuggable), 'process' in a "
+    "worker process (default when the CI variable is set)"
+)
 HELP_REPORT = "where to write the JSON report (default: torchgrade-report.json)"
-HELP_CACHE = ("reuse results of expensive computations (training runs) across runs whose graded code is "
-              "identical, keyed by a content hash; for the harness's own tests and the demo, never for official "
-              "grading (env TORCHGRADE_CACHE)")
-HELP_DATA_ROOT = ("folder with real data sets laid out as <root>/Cora/raw/ind.cora.* (Planetoid); graders read "
-                  "them offline and use synthetic stand-ins from fixtures/ when absent, or when the value is "
-                  "'synthetic' (env TORCHGRADE_DATA_ROOT; default: ../shared/data next to the assignment, if present)")
-HELP_MARKER = ("points(n, question, assignment=None): the check is worth n points of the handout question; "
-               "the assignment defaults to the module's ASSIGNMENT")
+HELP_CACHE = (
+    "reuse results of expensive computations (training runs) across runs whose graded code is "
+    "identical, keyed by a content hash; for the harness's own tests and the demo, never for official "
+    "grading (env TORCHGRADE_CACHE)"
+)
+HELP_DATA_ROOT = (
+    "folder with real data sets laid out as <root>/Cora/raw/ind.cora.* (Planetoid); graders read "
+    "them offline and use synthetic stand-ins from fixtures/ when absent, or when the value is "
+    "'synthetic' (env TORCHGRADE_DATA_ROOT; default: ../shared/data next to the assignment, if present)"
+)
+HELP_MARKER = (
+    "points(n, question, assignment=None): the check is worth n points of the handout question; "
+    "the assignment defaults to the module's ASSIGNMENT"
+)
 HIDDEN_DIR = "hidden"
-HELP_HIDDEN_MARKER = (f"hidden: set on every check whose module lives in graders/{HIDDEN_DIR}/ (kept out of the "
-                      "students' release); write no @pytest.mark.hidden yourself: move the module there")
-MSG_HIDDEN_OUTSIDE = ("{nodeid}: @pytest.mark.hidden cannot hide a check whose module is released to students; "
-                      f"move the module to graders/{HIDDEN_DIR}/ instead")
+HELP_HIDDEN_MARKER = (
+    f"hidden: set on every check whose module lives in graders/{HIDDEN_DIR}/ (kept out of the "
+    "students' release); write no @pytest.mark.hidden yourself: move the module there"
+)
+MSG_HIDDEN_OUTSIDE = (
+    "{nodeid}: @pytest.mark.hidden cannot hide a check whose module is released to students; "
+    f"move the module to graders/{HIDDEN_DIR}/ instead"
+)
 ISOLATION_MODES = ("none", "process")
 #: pytest-timeout's marker value is also the wall-clock limit of each call into student code.
 DEFAULT_CHECK_TIMEOUT = 300.0
@@ -85,7 +99,8 @@ def pytest_configure(config: pytest.Config) -> None:
         isolation=config.getoption("isolation") or ("process" if os.environ.get("CI") else "none"),
         report_path=Path(config.getoption("report")),
         cache_dir=config.getoption("grade_cache") or os.environ.get("TORCHGRADE_CACHE"),
-        started_at=_now())
+        started_at=_now(),
+    )
 
 
 def _submission_path(config: pytest.Config) -> Path:
@@ -151,8 +166,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         assignment = marker.kwargs.get("assignment", default_assignment)
         question = marker.kwargs.get("question")
         if not marker.args or question is None or assignment is None:
-            raise pytest.UsageError(f"{item.nodeid}: write @pytest.mark.points(N, question='Q3a') in a module "
-                                    f"with ASSIGNMENT = '...' (got args={marker.args}, kwargs={marker.kwargs})")
+            raise pytest.UsageError(
+                f"{item.nodeid}: write @pytest.mark.points(N, question='Q3a') in a module "
+                f"with ASSIGNMENT = '...' (got args={marker.args}, kwargs={marker.kwargs})"
+            )
         state.specs[item.nodeid] = _CheckSpec(str(assignment), str(question), float(marker.args[0]))
         for key, (pts, title) in getattr(module, "MANUAL", {}).items():
             # "Q1a" belongs to the module's ASSIGNMENT; ("uva-a2", "Q3.3") names another assignment.
@@ -283,8 +300,9 @@ def parts_message(parts: Parts) -> str:
     if len(messages) == 1 and len(failed) == len(parts.results):
         return failed[0].message  # e.g. every part hit "CNN(n=4) is not implemented yet"
     first = failed[0].message.splitlines()[0] if failed[0].message else ""
-    head = (f"{len(failed)} of {len(parts.results)} parts failed ({parts.earned:g} points kept); "
-            f"{failed[0].name}: {first}")
+    head = (
+        f"{len(failed)} of {len(parts.results)} parts failed ({parts.earned:g} points kept); {failed[0].name}: {first}"
+    )
     return "\n".join([head] + [f"[{p.name}: 0/{p.max_points:g}] {p.message}" for p in failed])
 
 
@@ -417,25 +435,46 @@ def build_report(state: _RunState) -> report.Report:
             points = sum(p.points for p in parts)
         else:
             points = 0.0
-        checks.append(report.CheckResult(
-            id=nodeid, assignment=spec.assignment, question=spec.question, points=points,
-            max_points=spec.max_points, outcome=entry["outcome"], message=entry["message"],
-            duration=round(entry["duration"], 4), parts=parts, data=_plain(entry.get("data", {}))))
+        checks.append(
+            report.CheckResult(
+                id=nodeid,
+                assignment=spec.assignment,
+                question=spec.question,
+                points=points,
+                max_points=spec.max_points,
+                outcome=entry["outcome"],
+                message=entry["message"],
+                duration=round(entry["duration"], 4),
+                parts=parts,
+                data=_plain(entry.get("data", {})),
+            )
+        )
     questions = report.summarise_questions(checks, state.manual)
     notes = sorted(state.proxy.notes.values()) if state.proxy is not None else []
     backend = getattr(state.proxy, "backend", None)
     protections = tuple(backend.sandbox.protections()) if hasattr(backend, "sandbox") else ()
     output = report.StudentOutput(*backend.output) if getattr(backend, "output", ("", 0))[0] else None
     return report.Report(
-        submission=str(state.submission), isolation=state.isolation,
-        versions={"torchgrade": torchgrade.__version__, "torch": torch.__version__,
-                  "python": platform.python_version() or sys.version.split()[0]},
-        started_at=state.started_at, finished_at=_now(),
-        score=round(sum(c.points for c in checks), 6), max_score=round(sum(c.max_points for c in checks), 6),
+        submission=str(state.submission),
+        isolation=state.isolation,
+        versions={
+            "torchgrade": torchgrade.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version() or sys.version.split()[0],
+        },
+        started_at=state.started_at,
+        finished_at=_now(),
+        score=round(sum(c.points for c in checks), 6),
+        max_score=round(sum(c.max_points for c in checks), 6),
         pending_max_score=round(sum(q.max_score for q in questions if q.manual), 6),
         harness_errors=sum(c.outcome == "error" for c in checks),
-        questions=tuple(questions), checks=tuple(checks), notes=tuple(notes), extraction=state.extraction,
-        sandbox=protections, student_output=output)
+        questions=tuple(questions),
+        checks=tuple(checks),
+        notes=tuple(notes),
+        extraction=state.extraction,
+        sandbox=protections,
+        student_output=output,
+    )
 
 
 def _plain(data: Any) -> Any:
@@ -495,8 +534,10 @@ def score_table(result: report.Report, report_path: Path | None = None) -> list[
     pending = [q for q in result.questions if q.manual]
     if pending:
         lines.append(" pending TA review: " + ", ".join(f"{q.id} ({q.max_score:g})" for q in pending))
-    lines.append(f" total: {result.score:g} / {result.max_score:g} auto-graded points"
-                 + (f"; {result.pending_max_score:g} points pending TA review" if pending else ""))
+    lines.append(
+        f" total: {result.score:g} / {result.max_score:g} auto-graded points"
+        + (f"; {result.pending_max_score:g} points pending TA review" if pending else "")
+    )
     lines += [f" note: {note}" for note in result.notes]
     if result.sandbox:
         lines.append(" " + "; ".join(result.sandbox[:1] + result.sandbox[2:]))  # the tier and what it protects

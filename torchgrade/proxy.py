@@ -125,13 +125,16 @@ def _failure(label: str, error: dict[str, Any]) -> Exception:
     if kind == "exception":
         if error.get("type") == "NotImplementedError":
             said = f": {message}" if message else ""
-            return errors.NotImplementedYet(f"{label} is not implemented yet (it raises NotImplementedError{said}).",
-                                            "NotImplementedError")
-        return errors.StudentError(f"{label} raised {error['type']}: {message}\n{error.get('traceback', '')}".rstrip(),
-                                   error["type"])
+            return errors.NotImplementedYet(
+                f"{label} is not implemented yet (it raises NotImplementedError{said}).", "NotImplementedError"
+            )
+        return errors.StudentError(
+            f"{label} raised {error['type']}: {message}\n{error.get('traceback', '')}".rstrip(), error["type"]
+        )
     if kind == "signature":
         return errors.SignatureMismatch(
-            f"could not call {label}: {message}. The submitted signature is {error.get('signature')}.")
+            f"could not call {label}: {message}. The submitted signature is {error.get('signature')}."
+        )
     if kind == "missing":
         return errors.MissingName(message)
     if kind == "unencodable":
@@ -246,10 +249,16 @@ class ProcessBackend(Backend):
         argv = [sys.executable, "-I", "-u", "-m", "torchgrade.worker", str(request_r), str(reply_w)]
         try:
             process = subprocess.Popen(
-                box.command(argv, scratch, self.hidden), pass_fds=(request_r, reply_w),
-                stdin=subprocess.DEVNULL, stdout=output_w, stderr=output_w, start_new_session=True,
-                env=box.environment(scratch, torch.get_num_threads()), cwd=scratch.submission,
-                preexec_fn=box.preexec(group))
+                box.command(argv, scratch, self.hidden),
+                pass_fds=(request_r, reply_w),
+                stdin=subprocess.DEVNULL,
+                stdout=output_w,
+                stderr=output_w,
+                start_new_session=True,
+                env=box.environment(scratch, torch.get_num_threads()),
+                cwd=scratch.submission,
+                preexec_fn=box.preexec(group),
+            )
         finally:
             for fd in (request_r, reply_w, output_w):
                 os.close(fd)
@@ -297,7 +306,8 @@ class ProcessBackend(Backend):
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             raise errors.WorkerCrashed(
                 f"{label}: the process running the submission died ({how}), for example by calling "
-                f"os._exit, sys.exit from a thread, or running out of memory.") from None
+                f"os._exit, sys.exit from a thread, or running out of memory."
+            ) from None
         except BaseException:
             self._kill()  # pytest-timeout or Ctrl-C while waiting: the worker is mid-call, drop it
             raise
@@ -313,7 +323,8 @@ class ProcessBackend(Backend):
         if stopped:
             self.notes["background processes"] = (
                 "the submission left processes running after its calls returned (at least "
-                f"{stopped} once); torchgrade stopped them before the next check.")
+                f"{stopped} once); torchgrade stopped them before the next check."
+            )
 
     def _kill(self, grace: float = 0.0) -> int | None:
         worker = self.worker
@@ -447,7 +458,8 @@ class Remote:
             except errors.SignatureMismatch:
                 continue
             self._backend.notes[f"call {self._label}"] = (
-                f"{tried[0]} did not fit the submitted signature; graded as {label} instead")
+                f"{tried[0]} did not fit the submitted signature; graded as {label} instead"
+            )
             return result
         raise errors.SignatureMismatch(f"{mismatch} Also tried: {', '.join(tried[1:])}.") from None
 
@@ -474,8 +486,9 @@ class Submission:
         hidden: with process isolation, paths the worker must not read (see :class:`ProcessBackend`).
     """
 
-    def __init__(self, folder: str | Path, isolation: str, interface: dict[str, str],
-                 hidden: list[Path] | None = None) -> None:
+    def __init__(
+        self, folder: str | Path, isolation: str, interface: dict[str, str], hidden: list[Path] | None = None
+    ) -> None:
         self.folder = Path(folder).resolve()
         self.isolation = isolation
         self.interface = interface
@@ -519,8 +532,9 @@ class Submission:
         submitted model, a recording model handed to the student's training loop.
         """
         name = f"{fn.__module__}:{fn.__qualname__}"
-        return self.backend.request(call_label(fn.__qualname__, args, kwargs), "apply", fn=name,
-                                    args=list(args), kwargs=kwargs)
+        return self.backend.request(
+            call_label(fn.__qualname__, args, kwargs), "apply", fn=name, args=list(args), kwargs=kwargs
+        )
 
     def set_time_limit(self, seconds: float | None) -> None:
         """Limit the wall-clock time of every call from now on to ``seconds`` in total (None: no

@@ -35,8 +35,10 @@ from torchgrade.errors import TorchgradeError
 from torchgrade.plugin import HIDDEN_DIR
 
 PROFILES = ("student", "gradescope")
-CI_FILES = {"github": ("ci/github-classroom.yml", ".github/workflows/grade.yml"),
-            "gitlab": ("ci/gitlab-ci.yml", ".gitlab-ci.yml")}
+CI_FILES = {
+    "github": ("ci/github-classroom.yml", ".github/workflows/grade.yml"),
+    "gitlab": ("ci/gitlab-ci.yml", ".gitlab-ci.yml"),
+}
 GRADESCOPE_FILES = ("ci/gradescope/setup.sh", "ci/gradescope/run_autograder")
 #: Folder of the gradescope profile that holds torchgrade's source (setup.sh installs it).
 TORCHGRADE_SRC = "torchgrade-src"
@@ -80,8 +82,15 @@ class Leak:
         return f"{self.path}:{self.line}: {self.what}"
 
 
-def release(out: str | Path, *, assignment: str | Path, profile: str = "student", ci: tuple[str, ...] = (),
-            torchgrade_requirement: str | None = None, force: bool = False) -> list[Path]:
+def release(
+    out: str | Path,
+    *,
+    assignment: str | Path,
+    profile: str = "student",
+    ci: tuple[str, ...] = (),
+    torchgrade_requirement: str | None = None,
+    force: bool = False,
+) -> list[Path]:
     """Build a release of ``assignment`` in ``out`` and prove that it holds no reference code.
 
     Args:
@@ -119,8 +128,9 @@ def release(out: str | Path, *, assignment: str | Path, profile: str = "student"
         shutil.rmtree(out)
     out.mkdir(parents=True)
     try:
-        _copy_tree(source / "graders", out / "graders",
-                   skip=lambda rel: profile == "student" and rel.parts[0] == HIDDEN_DIR)
+        _copy_tree(
+            source / "graders", out / "graders", skip=lambda rel: profile == "student" and rel.parts[0] == HIDDEN_DIR
+        )
         _copy_tree(source / "fixtures", out / "fixtures", skip=lambda rel: rel.parts[0] in FIXTURES_EXCLUDED)
         (out / "pyproject.toml").write_text(pytest_settings(source / "pyproject.toml"))
         if profile == "student":
@@ -147,8 +157,10 @@ def _gradescope_files(source: Path, out: Path) -> None:
         _copy_file(source / name, out / Path(name).name)
     project = tomllib.loads((source / "pyproject.toml").read_text()).get("project", {})
     if project.get("name") != "torchgrade" or not (source / "torchgrade").is_dir():
-        raise TorchgradeError(f"the gradescope profile bundles torchgrade's source, but {source} is not a torchgrade "
-                              "checkout (no pyproject.toml of project 'torchgrade' next to torchgrade/)")
+        raise TorchgradeError(
+            f"the gradescope profile bundles torchgrade's source, but {source} is not a torchgrade "
+            "checkout (no pyproject.toml of project 'torchgrade' next to torchgrade/)"
+        )
     _copy_tree(source / "torchgrade", out / TORCHGRADE_SRC / "torchgrade")
     for name in ("pyproject.toml", "README.md"):  # what pip needs to build the package
         _copy_file(source / name, out / TORCHGRADE_SRC / name)
@@ -193,21 +205,27 @@ def pytest_settings(pyproject: Path) -> str:
     table = "\n".join(lines).rstrip() + "\n"
     if tomllib.loads(table).get("tool", {}).get("pytest", {}).get("ini_options") != settings:
         raise TorchgradeError(f"could not copy {PYTEST_TABLE} out of {pyproject} unchanged (is it split up?)")
-    return ("# pytest settings of the graders, copied from the instructor's pyproject.toml; "
-            "`pytest graders` runs under them.\n" + table)
+    return (
+        "# pytest settings of the graders, copied from the instructor's pyproject.toml; "
+        "`pytest graders` runs under them.\n" + table
+    )
 
 
 def _requirements(source: Path, torchgrade_line: str) -> str:
     dependencies = tomllib.loads((source / "pyproject.toml").read_text()).get("project", {}).get("dependencies", [])
     torch = next((d for d in dependencies if d.replace(" ", "").startswith("torch==")), "torch")
-    return (f"# Install torch first from PyTorch's CPU index (the default wheel is a multi-GB CUDA build):\n"
-            f"#   python -m pip install \"{torch}\" --index-url {TORCH_CPU_INDEX}\n"
-            f"#   python -m pip install -r requirements.txt\n"
-            f"{torch}\n{torchgrade_line}\n")
+    return (
+        f"# Install torch first from PyTorch's CPU index (the default wheel is a multi-GB CUDA build):\n"
+        f'#   python -m pip install "{torch}" --index-url {TORCH_CPU_INDEX}\n'
+        f"#   python -m pip install -r requirements.txt\n"
+        f"{torch}\n{torchgrade_line}\n"
+    )
 
 
-MSG_README_HIDDEN = (" The official grading also runs checks that are not in this copy: passing every check here "
-                     "is necessary, not sufficient.")
+MSG_README_HIDDEN = (
+    " The official grading also runs checks that are not in this copy: passing every check here "
+    "is necessary, not sufficient."
+)
 
 
 def student_readme(source: Path) -> str:
@@ -312,7 +330,7 @@ def _code_blocks(text: str) -> Iterator[tuple[tuple[str, ...], int]]:
     code = [(number, " ".join(line.split())) for number, line in enumerate(text.splitlines(), 1)]
     code = [(n, line) for n, line in code if line and not line.startswith(("#", "import ", "from "))]
     for i in range(len(code) - LEAK_BLOCK_LINES + 1):
-        yield tuple(line for _, line in code[i:i + LEAK_BLOCK_LINES]), code[i][0]
+        yield tuple(line for _, line in code[i : i + LEAK_BLOCK_LINES]), code[i][0]
 
 
 def _function_bodies(text: str) -> Iterator[tuple[str, int, str]]:

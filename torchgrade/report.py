@@ -137,8 +137,9 @@ class Report:
         return data
 
 
-def summarise_questions(checks: list[CheckResult],
-                        manual: dict[tuple[str, str], tuple[float, str]]) -> list[QuestionResult]:
+def summarise_questions(
+    checks: list[CheckResult], manual: dict[tuple[str, str], tuple[float, str]]
+) -> list[QuestionResult]:
     """Add up check points per (assignment, question) and list the manual questions as pending.
 
     Args:
@@ -151,8 +152,11 @@ def summarise_questions(checks: list[CheckResult],
         earned_max[0] += check.points
         earned_max[1] += check.max_points
     questions = [QuestionResult(a, q, round(s, 6), round(m, 6), False, "graded") for (a, q), (s, m) in totals.items()]
-    questions += [QuestionResult(a, q, None, pts, True, "pending", title) for (a, q), (pts, title) in manual.items()
-                  if (a, q) not in totals]
+    questions += [
+        QuestionResult(a, q, None, pts, True, "pending", title)
+        for (a, q), (pts, title) in manual.items()
+        if (a, q) not in totals
+    ]
     return sorted(questions, key=lambda q: (q.assignment, _question_order(q.id)))
 
 

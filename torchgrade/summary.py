@@ -71,13 +71,25 @@ def question_stats(reports: Mapping[str, Mapping[str, Any]]) -> list[QuestionSta
     """
     stats = []
     for assignment, qid in gradebook.question_columns(reports.values()):
-        found = [q for r in reports.values() for q in r["questions"]
-                 if (q["assignment"], q["id"]) == (assignment, qid) and not q["manual"]]
+        found = [
+            q
+            for r in reports.values()
+            for q in r["questions"]
+            if (q["assignment"], q["id"]) == (assignment, qid) and not q["manual"]
+        ]
         if not found:
             continue  # a manual question: nothing to plot until a TA grades it
         scores = [q["score"] for q in found]
-        stats.append(QuestionStat(assignment, qid, max(q["max_score"] for q in found), statistics.fmean(scores),
-                                  sum(q["score"] >= q["max_score"] for q in found), len(found)))
+        stats.append(
+            QuestionStat(
+                assignment,
+                qid,
+                max(q["max_score"] for q in found),
+                statistics.fmean(scores),
+                sum(q["score"] >= q["max_score"] for q in found),
+                len(found),
+            )
+        )
     return stats
 
 
@@ -93,8 +105,10 @@ def check_times(reports: Mapping[str, Mapping[str, Any]], limit: int = N_SLOWEST
         for check in data["checks"]:
             if check["outcome"] != "skipped":
                 runs.setdefault(check["id"], []).append((check["duration"], name))
-    times = [CheckTime(cid, statistics.fmean(d for d, _ in got), max(got)[0], max(got)[1], len(got))
-             for cid, got in runs.items()]
+    times = [
+        CheckTime(cid, statistics.fmean(d for d, _ in got), max(got)[0], max(got)[1], len(got))
+        for cid, got in runs.items()
+    ]
     return sorted(times, key=lambda t: (-t.mean, t.id))[:limit]
 
 
@@ -163,9 +177,14 @@ img { max-width: 100%; }
 """
 
 
-def write(reports: Mapping[str, Mapping[str, Any]], folder: str | Path, *,
-          report_files: Mapping[str, str] | None = None, ignored: Sequence[str] = (),
-          title: str = "torchgrade batch") -> Path:
+def write(
+    reports: Mapping[str, Mapping[str, Any]],
+    folder: str | Path,
+    *,
+    report_files: Mapping[str, str] | None = None,
+    ignored: Sequence[str] = (),
+    title: str = "torchgrade batch",
+) -> Path:
     """Write ``summary.html`` and its plots into ``folder``; return the page's path.
 
     Args:
@@ -182,14 +201,26 @@ def write(reports: Mapping[str, Mapping[str, Any]], folder: str | Path, *,
     if reports:
         images.append(("Scores", plot_histogram(percentages, folder / HISTOGRAM), "Histogram of auto-graded scores"))
     if stats:
-        images.append(("Questions", plot_pass_rates(stats, folder / PASS_RATE),
-                       "Share of submissions with full marks per question"))
+        images.append(
+            (
+                "Questions",
+                plot_pass_rates(stats, folder / PASS_RATE),
+                "Share of submissions with full marks per question",
+            )
+        )
     if times:
-        images.append(("Slowest checks", plot_slowest(times, folder / SLOWEST),
-                       "Mean and greatest duration of the slowest checks"))
-    body = [f"<h1>{_e(title)}: {len(reports)} submission{'s' if len(reports) != 1 else ''}</h1>",
-            f"<p>Written {_e(dt.datetime.now(dt.UTC).isoformat(timespec='seconds'))} from the JSON reports in "
-            "this folder; <a href=\"gradebook.csv\">gradebook.csv</a> has the same scores.</p>"]
+        images.append(
+            (
+                "Slowest checks",
+                plot_slowest(times, folder / SLOWEST),
+                "Mean and greatest duration of the slowest checks",
+            )
+        )
+    body = [
+        f"<h1>{_e(title)}: {len(reports)} submission{'s' if len(reports) != 1 else ''}</h1>",
+        f"<p>Written {_e(dt.datetime.now(dt.UTC).isoformat(timespec='seconds'))} from the JSON reports in "
+        'this folder; <a href="gradebook.csv">gradebook.csv</a> has the same scores.</p>',
+    ]
     body += _overview(reports, percentages)
     if ignored:
         body.append(f"<p>Not graded (not a folder, .py or .ipynb file): {_e(', '.join(ignored))}</p>")
@@ -201,9 +232,12 @@ def write(reports: Mapping[str, Mapping[str, Any]], folder: str | Path, *,
         elif image.name == SLOWEST:
             body += _slowest_table(times)
     body += _submission_table(reports, report_files or {})
-    page = ("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{_e(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
+    page = (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{_e(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
     return atomic.write_text(folder / "summary.html", page)
 
 
@@ -213,13 +247,20 @@ def _overview(reports: Mapping[str, Mapping[str, Any]], percentages: list[float]
     counts = {s: 0 for s in (gradebook.STATUS_GRADED, gradebook.STATUS_HARNESS_ERROR, gradebook.STATUS_FAILED)}
     for data in reports.values():
         counts[gradebook.status(data)] += 1
-    return ["<h2>Overview</h2>", "<table>",
-            *(f"<tr><th>{_e(label)}</th><td class=\"num\">{_e(value)}</td></tr>" for label, value in (
+    return [
+        "<h2>Overview</h2>",
+        "<table>",
+        *(
+            f'<tr><th>{_e(label)}</th><td class="num">{_e(value)}</td></tr>'
+            for label, value in (
                 ("submissions", len(reports)),
                 *((status, count) for status, count in counts.items()),
                 ("mean score", f"{statistics.fmean(percentages):.1f} %"),
-                ("median score", f"{statistics.median(percentages):.1f} %"))),
-            "</table>"]
+                ("median score", f"{statistics.median(percentages):.1f} %"),
+            )
+        ),
+        "</table>",
+    ]
 
 
 def _problems(reports: Mapping[str, Mapping[str, Any]], files: Mapping[str, str]) -> list[str]:
@@ -229,7 +270,7 @@ def _problems(reports: Mapping[str, Mapping[str, Any]], files: Mapping[str, str]
         if state == gradebook.STATUS_GRADED:
             continue
         if state == gradebook.STATUS_FAILED:
-            why = next(n for n in data["notes"] if n.startswith(gradebook.NOTE_PREFIX))[len(gradebook.NOTE_PREFIX):]
+            why = next(n for n in data["notes"] if n.startswith(gradebook.NOTE_PREFIX))[len(gradebook.NOTE_PREFIX) :]
         else:
             why = "; ".join(c["message"].splitlines()[0] for c in data["checks"] if c["outcome"] == "error")
         rows.append(f"<li>{_link(name, files)} ({_e(state)}): {_e(why.splitlines()[0] if why else state)}</li>")
@@ -239,16 +280,26 @@ def _problems(reports: Mapping[str, Mapping[str, Any]], files: Mapping[str, str]
 
 
 def _question_table(stats: list[QuestionStat]) -> list[str]:
-    rows = [f"<tr><td>{_e(s.label)}</td><td class=\"num\">{s.max_score:g}</td><td class=\"num\">{s.mean_score:.2f}</td>"
-            f"<td class=\"num\">{s.passed} / {s.graded}</td></tr>" for s in stats]
+    rows = [
+        f'<tr><td>{_e(s.label)}</td><td class="num">{s.max_score:g}</td><td class="num">{s.mean_score:.2f}</td>'
+        f'<td class="num">{s.passed} / {s.graded}</td></tr>'
+        for s in stats
+    ]
     return ["<table>", "<tr><th>question</th><th>max</th><th>mean</th><th>full marks</th></tr>", *rows, "</table>"]
 
 
 def _slowest_table(times: list[CheckTime]) -> list[str]:
-    rows = [f"<tr><td>{_e(t.id)}</td><td class=\"num\">{t.mean:.2f}</td><td class=\"num\">{t.max:.2f}</td>"
-            f"<td>{_e(t.slowest_submission)}</td><td class=\"num\">{t.runs}</td></tr>" for t in times]
-    return ["<table>", "<tr><th>check</th><th>mean s</th><th>max s</th><th>slowest on</th><th>runs</th></tr>",
-            *rows, "</table>"]
+    rows = [
+        f'<tr><td>{_e(t.id)}</td><td class="num">{t.mean:.2f}</td><td class="num">{t.max:.2f}</td>'
+        f'<td>{_e(t.slowest_submission)}</td><td class="num">{t.runs}</td></tr>'
+        for t in times
+    ]
+    return [
+        "<table>",
+        "<tr><th>check</th><th>mean s</th><th>max s</th><th>slowest on</th><th>runs</th></tr>",
+        *rows,
+        "</table>",
+    ]
 
 
 def _submission_table(reports: Mapping[str, Mapping[str, Any]], files: Mapping[str, str]) -> list[str]:
@@ -260,9 +311,13 @@ def _submission_table(reports: Mapping[str, Mapping[str, Any]], files: Mapping[s
         values = (f"{data['score']:g}", f"{data['max_score']:g}", lost)
         numbers = "".join(f'<td class="num">{value}</td>' for value in values)
         rows.append(f"<tr{css}><td>{_link(name, files)}</td>{numbers}<td>{_e(state)}</td></tr>")
-    return ["<h2>Submissions</h2>", "<table>",
-            "<tr><th>submission</th><th>score</th><th>max</th><th>checks short of full marks</th><th>status</th></tr>",
-            *rows, "</table>"]
+    return [
+        "<h2>Submissions</h2>",
+        "<table>",
+        "<tr><th>submission</th><th>score</th><th>max</th><th>checks short of full marks</th><th>status</th></tr>",
+        *rows,
+        "</table>",
+    ]
 
 
 def _link(name: str, files: Mapping[str, str]) -> str:

@@ -143,8 +143,9 @@ def _check_room(buffers: list[bytes], size: int) -> None:
     tensor is refused at once, not after filling the worker's memory with copies)."""
     total = sum(len(b) for b in buffers) + size
     if total > MAX_FRAME_BYTES:
-        raise WireError(f"the value holds {total / 2**30:.1f} GiB of arrays; at most {MAX_FRAME_BYTES / 2**30:g} GiB "
-                        "can be graded")
+        raise WireError(
+            f"the value holds {total / 2**30:.1f} GiB of arrays; at most {MAX_FRAME_BYTES / 2**30:g} GiB can be graded"
+        )
 
 
 def _plain_tensor(value: torch.Tensor) -> torch.Tensor:
@@ -166,22 +167,33 @@ def _to_json(value: Any, buffers: list[bytes], make_ref, depth: int) -> Any:
     if isinstance(value, float):
         return value if np.isfinite(value) else {"float": repr(value)}
     if isinstance(value, complex):
-        return {"complex": [_to_json(value.real, buffers, make_ref, depth + 1),
-                            _to_json(value.imag, buffers, make_ref, depth + 1)]}
+        return {
+            "complex": [
+                _to_json(value.real, buffers, make_ref, depth + 1),
+                _to_json(value.imag, buffers, make_ref, depth + 1),
+            ]
+        }
     if isinstance(value, torch.Tensor) and type(value) is not torch.Tensor:
         value = _plain_tensor(value)
     if isinstance(value, torch.Tensor) and value.layout == torch.strided and value.dtype in _TORCH_TO_NAME:
         data = value.detach().to("cpu").contiguous()
         _check_room(buffers, data.numel() * data.element_size())
         buffers.append(data.numpy().tobytes())
-        return {"tensor": _TORCH_TO_NAME[data.dtype], "shape": list(data.shape), "buf": len(buffers) - 1,
-                "requires_grad": bool(value.requires_grad)}
+        return {
+            "tensor": _TORCH_TO_NAME[data.dtype],
+            "shape": list(data.shape),
+            "buf": len(buffers) - 1,
+            "requires_grad": bool(value.requires_grad),
+        }
     if isinstance(value, torch.Tensor) and value.layout != torch.strided and value.dtype in _TORCH_TO_NAME:
         # Graph adjacencies: sparse tensors of any layout travel as coalesced COO indices and values.
         coo = value.detach().to("cpu").to_sparse_coo().coalesce()
-        return {"sparse": _TORCH_TO_NAME[coo.dtype], "shape": list(coo.shape),
-                "indices": _to_json(coo.indices(), buffers, make_ref, depth + 1),
-                "values": _to_json(coo.values(), buffers, make_ref, depth + 1)}
+        return {
+            "sparse": _TORCH_TO_NAME[coo.dtype],
+            "shape": list(coo.shape),
+            "indices": _to_json(coo.indices(), buffers, make_ref, depth + 1),
+            "values": _to_json(coo.values(), buffers, make_ref, depth + 1),
+        }
     if isinstance(value, np.ndarray) and value.dtype in _NUMPY_TO_NAME:
         _check_room(buffers, value.nbytes)
         buffers.append(np.ascontiguousarray(value).tobytes())
@@ -194,8 +206,12 @@ def _to_json(value: Any, buffers: list[bytes], make_ref, depth: int) -> Any:
     if type(value) is dict:
         if all(type(k) is str for k in value):
             return {"dict": {k: _to_json(v, buffers, make_ref, depth + 1) for k, v in value.items()}}
-        return {"items": [[_to_json(k, buffers, make_ref, depth + 1), _to_json(v, buffers, make_ref, depth + 1)]
-                          for k, v in value.items()]}
+        return {
+            "items": [
+                [_to_json(k, buffers, make_ref, depth + 1), _to_json(v, buffers, make_ref, depth + 1)]
+                for k, v in value.items()
+            ]
+        }
     if make_ref is None:
         raise WireError(f"cannot send a {type(value).__qualname__} across the process boundary")
     return _to_json(make_ref(value), buffers, make_ref, depth + 1)
@@ -215,8 +231,10 @@ def _from_json(node: Any, views: list[memoryview], resolve_ref, depth: int) -> A
     if "dict" in node:
         return {k: _from_json(v, views, resolve_ref, depth + 1) for k, v in node["dict"].items()}
     if "items" in node:
-        return {_from_json(k, views, resolve_ref, depth + 1): _from_json(v, views, resolve_ref, depth + 1)
-                for k, v in node["items"]}
+        return {
+            _from_json(k, views, resolve_ref, depth + 1): _from_json(v, views, resolve_ref, depth + 1)
+            for k, v in node["items"]
+        }
     if "int" in node:
         return int(node["int"])
     if "float" in node:
@@ -255,12 +273,19 @@ def _sparse_from_json(node: dict, views: list[memoryview], resolve_ref, depth: i
     values = _from_json(node["values"], views, resolve_ref, depth + 1)
     if not (isinstance(indices, torch.Tensor) and isinstance(values, torch.Tensor)):
         raise WireError("sparse tensor without index and value tensors")
-    if indices.dtype != torch.int64 or indices.dim() != 2 or indices.shape[0] != len(shape) \
-            or values.dtype != _dtype(node["sparse"])[1] or values.shape != (indices.shape[1],):
-        raise WireError(f"sparse tensor of shape {shape}: indices {list(indices.shape)} and values "
-                        f"{list(values.shape)} do not fit")
-    if indices.numel() and (bool((indices < 0).any()) or
-                            bool((indices >= torch.tensor(shape, dtype=torch.int64)[:, None]).any())):
+    if (
+        indices.dtype != torch.int64
+        or indices.dim() != 2
+        or indices.shape[0] != len(shape)
+        or values.dtype != _dtype(node["sparse"])[1]
+        or values.shape != (indices.shape[1],)
+    ):
+        raise WireError(
+            f"sparse tensor of shape {shape}: indices {list(indices.shape)} and values {list(values.shape)} do not fit"
+        )
+    if indices.numel() and (
+        bool((indices < 0).any()) or bool((indices >= torch.tensor(shape, dtype=torch.int64)[:, None]).any())
+    ):
         raise WireError(f"sparse tensor of shape {shape} has indices out of bounds")
     return torch.sparse_coo_tensor(indices, values, shape, check_invariants=True).coalesce()
 

@@ -92,8 +92,12 @@ class WorkerSession:
 
     def _student_error(self, exc: BaseException) -> dict[str, Any]:
         folder = self.submission.folder if self.submission else Path(".")
-        return {"kind": "exception", "type": type(exc).__name__, "message": _exc_message(exc),
-                "traceback": format_student_exception(exc, folder)}
+        return {
+            "kind": "exception",
+            "type": type(exc).__name__,
+            "message": _exc_message(exc),
+            "traceback": format_student_exception(exc, folder),
+        }
 
     # -- operations ----------------------------------------------------------------------------
     def op_ping(self, request: wire.Request) -> str:
@@ -197,7 +201,9 @@ def format_student_exception(exc: BaseException, folder: Path) -> str:
     text = text.replace(folder_text + os.sep, "")
     kept = text.splitlines()
     if len(kept) > MAX_TRACEBACK_LINES:
-        kept = kept[:5] + [f"  ... {len(kept) - MAX_TRACEBACK_LINES} lines cut ..."] + kept[-(MAX_TRACEBACK_LINES - 6):]
+        kept = (
+            kept[:5] + [f"  ... {len(kept) - MAX_TRACEBACK_LINES} lines cut ..."] + kept[-(MAX_TRACEBACK_LINES - 6) :]
+        )
     return "\n".join(kept)
 
 
@@ -208,8 +214,7 @@ def main(argv: list[str]) -> int:
     if "writable" in options:  # the unshare tier: a read-only view with paths hidden, then not root
         from torchgrade.sandbox import hide_paths, leave_root
 
-        hide_paths([arg.removeprefix("--hide=") for arg in argv[2:] if arg.startswith("--hide=")],
-                   options["writable"])
+        hide_paths([arg.removeprefix("--hide=") for arg in argv[2:] if arg.startswith("--hide=")], options["writable"])
         leave_root(argv[:2])  # re-executes this worker as uid 65534 of a nested user namespace
     # Never import from the current directory: python -m put it at the front of sys.path.
     sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]

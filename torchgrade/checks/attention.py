@@ -37,8 +37,12 @@ FEATURE_MAPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def kernel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     feature_map: Callable[[torch.Tensor], torch.Tensor] = elu_plus_one) -> torch.Tensor:
+def kernel_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    feature_map: Callable[[torch.Tensor], torch.Tensor] = elu_plus_one,
+) -> torch.Tensor:
     """``out_i = sum_j sim(Q_i, K_j) V_j / sum_j sim(Q_i, K_j)``, ``sim(q, k) = phi(q) . phi(k)``, in
     float64 and quadratic time: the ``n x m`` similarities are formed explicitly.
 
@@ -50,8 +54,9 @@ def kernel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return similarities / similarities.sum(dim=-1, keepdim=True) @ v
 
 
-def relative_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position_scores: torch.Tensor,
-                                 hard: bool = False) -> torch.Tensor:
+def relative_attention_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position_scores: torch.Tensor, hard: bool = False
+) -> torch.Tensor:
     """``alpha_ij = Q_i . K_j / sqrt(d_k) + P_{i-j}`` with ``P_{i-j} = position_scores[i - j + n - 1]``;
     softmax over ``j`` (or, ``hard``, the row ``V_j`` of the largest score), in float64, with loops.
 

@@ -23,8 +23,9 @@ import torch
 EPS = 1e-6
 
 
-def autograd_gradients(fn: Callable[..., torch.Tensor], inputs: Sequence[Any], grad_out: Any,
-                       **kwargs: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+def autograd_gradients(
+    fn: Callable[..., torch.Tensor], inputs: Sequence[Any], grad_out: Any, **kwargs: Any
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """The output of ``fn(*inputs, **kwargs)`` and the gradients of ``sum(output * grad_out)``.
 
     Args:
@@ -42,8 +43,14 @@ def autograd_gradients(fn: Callable[..., torch.Tensor], inputs: Sequence[Any], g
     return out.detach().numpy(), [t.grad.numpy() if t.grad is not None else np.zeros(t.shape) for t in tensors]
 
 
-def numerical_gradients(fn: Callable[..., Any], inputs: Sequence[Any], grad_out: Any, wrt: Sequence[int],
-                        kwargs: dict[str, Any] | None = None, eps: float = EPS) -> list[np.ndarray]:
+def numerical_gradients(
+    fn: Callable[..., Any],
+    inputs: Sequence[Any],
+    grad_out: Any,
+    wrt: Sequence[int],
+    kwargs: dict[str, Any] | None = None,
+    eps: float = EPS,
+) -> list[np.ndarray]:
     """Central differences of ``L = sum(fn(*inputs, **kwargs) * grad_out)`` with respect to some inputs.
 
     ``dL/d inputs[i][k] ~ (L(inputs[i][k] + eps) - L(inputs[i][k] - eps)) / (2 eps)``, one element
@@ -69,8 +76,7 @@ def numerical_gradients(fn: Callable[..., Any], inputs: Sequence[Any], grad_out:
     upstream = np.asarray(grad_out, dtype=np.float64)
 
     def loss(args: list[Any]) -> float:
-        out = np.asarray(fn(*[a.copy() if isinstance(a, np.ndarray) else a for a in args], **kwargs),
-                         dtype=np.float64)
+        out = np.asarray(fn(*[a.copy() if isinstance(a, np.ndarray) else a for a in args], **kwargs), dtype=np.float64)
         if out.shape != upstream.shape:
             raise ValueError(f"the function returned shape {list(out.shape)}; expected {list(upstream.shape)}")
         return float(np.sum(out * upstream))

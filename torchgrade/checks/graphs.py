@@ -24,9 +24,19 @@ from torchgrade.checks.training import first_tensor, logits_problem, one_thread
 
 # -- node classification -------------------------------------------------------------------------
 @one_thread()
-def train_node_classifier(model: nn.Module, x: torch.Tensor, adj: torch.Tensor, y: torch.Tensor,
-                          train_mask: torch.Tensor, test_mask: torch.Tensor, *, epochs: int, lr: float,
-                          weight_decay: float, seed: int) -> dict[str, Any]:
+def train_node_classifier(
+    model: nn.Module,
+    x: torch.Tensor,
+    adj: torch.Tensor,
+    y: torch.Tensor,
+    train_mask: torch.Tensor,
+    test_mask: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+) -> dict[str, Any]:
     """Full-batch training with Adam and cross-entropy on the model's outputs, as in the handout.
 
     The model's output is taken as logits (``F.cross_entropy`` applies the softmax); accuracy is
@@ -46,17 +56,20 @@ def train_node_classifier(model: nn.Module, x: torch.Tensor, adj: torch.Tensor, 
         output has the wrong shape, the loss stops being finite or the model runs out of memory.
     """
     try:
-        return _train_node_classifier(model, x, adj, y, train_mask, test_mask, epochs=epochs, lr=lr,
-                                      weight_decay=weight_decay, seed=seed)
+        return _train_node_classifier(
+            model, x, adj, y, train_mask, test_mask, epochs=epochs, lr=lr, weight_decay=weight_decay, seed=seed
+        )
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
             raise
         n = x.shape[0]
         # A GAT that materialises [Wh_i || Wh_j] for all pairs needs N * N * 2F' floats per head.
-        return {"error": f"the model ran out of memory on a graph of {n} nodes ({type(exc).__name__}: "
-                         f"{str(exc)[:200]}). A layer that builds all {n}x{n} node pairs explicitly needs "
-                         f"memory growing with N^2 times the feature width; scores a_left.Wh_i + a_right.Wh_j "
-                         f"broadcast to N x N need only N^2 numbers per head."}
+        return {
+            "error": f"the model ran out of memory on a graph of {n} nodes ({type(exc).__name__}: "
+            f"{str(exc)[:200]}). A layer that builds all {n}x{n} node pairs explicitly needs "
+            f"memory growing with N^2 times the feature width; scores a_left.Wh_i + a_right.Wh_j "
+            f"broadcast to N x N need only N^2 numbers per head."
+        }
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -65,9 +78,19 @@ def _out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text
 
 
-def _train_node_classifier(model: nn.Module, x: torch.Tensor, adj: torch.Tensor, y: torch.Tensor,
-                           train_mask: torch.Tensor, test_mask: torch.Tensor, *, epochs: int, lr: float,
-                           weight_decay: float, seed: int) -> dict[str, Any]:
+def _train_node_classifier(
+    model: nn.Module,
+    x: torch.Tensor,
+    adj: torch.Tensor,
+    y: torch.Tensor,
+    train_mask: torch.Tensor,
+    test_mask: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+) -> dict[str, Any]:
     torch.manual_seed(seed)
     n_classes = int(y.max()) + 1
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -96,8 +119,12 @@ def _train_node_classifier(model: nn.Module, x: torch.Tensor, adj: torch.Tensor,
     with torch.no_grad():
         prediction = first_tensor(model(x, adj)).argmax(dim=1)
     correct = prediction == y
-    return {"test_accuracy": float(correct[test_mask].float().mean()),
-            "train_accuracy": float(correct[train_mask].float().mean()), "losses": losses, "note": note}
+    return {
+        "test_accuracy": float(correct[test_mask].float().mean()),
+        "train_accuracy": float(correct[train_mask].float().mean()),
+        "losses": losses,
+        "note": note,
+    }
 
 
 # -- molecules -----------------------------------------------------------------------------------
@@ -109,11 +136,14 @@ def collate(molecules: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
     edge_counts = [np.asarray(m["edge_index"]).shape[1] for m in molecules]
     node_ptr = np.concatenate([[0], np.cumsum(node_counts)]).astype(np.int64)
     edge_ptr = np.concatenate([[0], np.cumsum(edge_counts)]).astype(np.int64)
-    return {"x": np.concatenate([np.asarray(m["x"], np.float32) for m in molecules]),
-            "edge_index": np.concatenate([np.asarray(m["edge_index"], np.int64) for m in molecules], axis=1),
-            "edge_attr": np.concatenate([np.asarray(m["edge_attr"], np.float32) for m in molecules]),
-            "y": np.concatenate([np.asarray(m["y"], np.float32).reshape(1) for m in molecules]),
-            "node_ptr": node_ptr, "edge_ptr": edge_ptr}
+    return {
+        "x": np.concatenate([np.asarray(m["x"], np.float32) for m in molecules]),
+        "edge_index": np.concatenate([np.asarray(m["edge_index"], np.int64) for m in molecules], axis=1),
+        "edge_attr": np.concatenate([np.asarray(m["edge_attr"], np.float32) for m in molecules]),
+        "y": np.concatenate([np.asarray(m["y"], np.float32).reshape(1) for m in molecules]),
+        "node_ptr": node_ptr,
+        "edge_ptr": edge_ptr,
+    }
 
 
 def molecule_batch(molecules: dict[str, Any], indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
@@ -124,8 +154,8 @@ def molecule_batch(molecules: dict[str, Any], indices: Sequence[int]) -> tuple[t
     for position, i in enumerate(indices):
         start, stop = int(node_ptr[i]), int(node_ptr[i + 1])
         xs.append(molecules["x"][start:stop])
-        edges.append(molecules["edge_index"][:, int(edge_ptr[i]):int(edge_ptr[i + 1])] + offset)
-        attrs.append(molecules["edge_attr"][int(edge_ptr[i]):int(edge_ptr[i + 1])])
+        edges.append(molecules["edge_index"][:, int(edge_ptr[i]) : int(edge_ptr[i + 1])] + offset)
+        attrs.append(molecules["edge_attr"][int(edge_ptr[i]) : int(edge_ptr[i + 1])])
         batch.append(torch.full((stop - start,), position, dtype=torch.int64))
         offset += stop - start
     y = molecules["y"][torch.as_tensor(list(indices), dtype=torch.int64)]
@@ -152,15 +182,26 @@ def predict_molecules(model: nn.Module, molecules: dict[str, Any], *, batch_size
 def _predictions(out: Any, n_molecules: int) -> torch.Tensor:
     if not isinstance(out, torch.Tensor) or out.numel() != n_molecules or not out.is_floating_point():
         got = f"a tensor of shape {list(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
-        raise ValueError(f"the model returned {got} for a batch of {n_molecules} molecules; expected one "
-                         f"prediction per molecule, shape [{n_molecules}] or [{n_molecules}, 1]")
+        raise ValueError(
+            f"the model returned {got} for a batch of {n_molecules} molecules; expected one "
+            f"prediction per molecule, shape [{n_molecules}] or [{n_molecules}, 1]"
+        )
     return out.reshape(n_molecules)
 
 
 @one_thread()
-def train_molecule_regressor(model: nn.Module, train: dict[str, Any], val: dict[str, Any], test: dict[str, Any],
-                             permuted_test: dict[str, Any], *, epochs: int, lr: float, batch_size: int,
-                             seed: int) -> dict[str, Any]:
+def train_molecule_regressor(
+    model: nn.Module,
+    train: dict[str, Any],
+    val: dict[str, Any],
+    test: dict[str, Any],
+    permuted_test: dict[str, Any],
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+) -> dict[str, Any]:
     """Train ``model`` on z-scored targets with Adam and the mean squared error, in shuffled
     mini-batches; measure the test loss on the molecules as given and with atoms renumbered.
 
@@ -196,9 +237,13 @@ def train_molecule_regressor(model: nn.Module, train: dict[str, Any], val: dict[
         val_losses.append(round(_mse(predict_molecules(model, val), val), 5))
     test_predictions = predict_molecules(model, test)
     permuted_predictions = predict_molecules(model, permuted_test)
-    return {"val_losses": val_losses, "test_loss": _mse(test_predictions, test),
-            "permuted_test_loss": _mse(permuted_predictions, permuted_test),
-            "test_predictions": test_predictions, "permuted_predictions": permuted_predictions}
+    return {
+        "val_losses": val_losses,
+        "test_loss": _mse(test_predictions, test),
+        "permuted_test_loss": _mse(permuted_predictions, permuted_test),
+        "test_predictions": test_predictions,
+        "permuted_predictions": permuted_predictions,
+    }
 
 
 def _mse(predictions: torch.Tensor, molecules: dict[str, Any]) -> float:

@@ -152,8 +152,9 @@ def trace_torch_calls(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict
     return {"calls": calls, "error": error}
 
 
-def audit(functions: dict[str, Callable[..., Any]],
-          calls: dict[str, tuple[Sequence[Any], dict[str, Any]]]) -> dict[str, Any]:
+def audit(
+    functions: dict[str, Callable[..., Any]], calls: dict[str, tuple[Sequence[Any], dict[str, Any]]]
+) -> dict[str, Any]:
     """Look for torch in submitted functions, by reading them and by running them.
 
     Args:
@@ -165,6 +166,9 @@ def audit(functions: dict[str, Callable[..., Any]],
         trace as :func:`trace_torch_calls` returns it.
     """
     static = {name: torch_references(fn) for name, fn in functions.items()}
-    runtime = {name: trace_torch_calls(functions[name], *args, **kwargs)
-               for name, (args, kwargs) in calls.items() if name in functions}
+    runtime = {
+        name: trace_torch_calls(functions[name], *args, **kwargs)
+        for name, (args, kwargs) in calls.items()
+        if name in functions
+    }
     return {"static": static, "runtime": runtime}

@@ -62,10 +62,20 @@ FORBIDDEN_MODULES: dict[str, type[nn.Module]] = {
     "nn.RNNCell": nn.RNNCell,
 }
 #: torch's fused recurrent kernels (what nn.LSTM and friends call), by the name a TorchFunctionMode sees.
-FUSED_RECURRENT_FUNCTIONS = frozenset({
-    "lstm", "lstm_cell", "gru", "gru_cell", "rnn_tanh", "rnn_relu", "rnn_tanh_cell", "rnn_relu_cell",
-    "_thnn_fused_lstm_cell", "_thnn_fused_gru_cell",
-})
+FUSED_RECURRENT_FUNCTIONS = frozenset(
+    {
+        "lstm",
+        "lstm_cell",
+        "gru",
+        "gru_cell",
+        "rnn_tanh",
+        "rnn_relu",
+        "rnn_tanh_cell",
+        "rnn_relu_cell",
+        "_thnn_fused_lstm_cell",
+        "_thnn_fused_gru_cell",
+    }
+)
 
 
 class _FunctionRecorder(TorchFunctionMode):
@@ -176,8 +186,9 @@ def _hidden_size(model: nn.Module) -> int | None:
     return None
 
 
-def lstm_probe(model: nn.Module, embeds: torch.Tensor, cotangent: torch.Tensor | None = None,
-               forbidden: Sequence[str] = ()) -> dict[str, Any]:
+def lstm_probe(
+    model: nn.Module, embeds: torch.Tensor, cotangent: torch.Tensor | None = None, forbidden: Sequence[str] = ()
+) -> dict[str, Any]:
     """Run a submitted LSTM on ``embeds (T, B, E)`` and return what it gives.
 
     Args:
@@ -196,9 +207,12 @@ def lstm_probe(model: nn.Module, embeds: torch.Tensor, cotangent: torch.Tensor |
     with _recording() as seen:
         out, adapted = _call_recurrent(model, x)
     out = first_tensor(out)
-    result: dict[str, Any] = {"adapted": adapted, "called": _forbidden_found([("", m) for m in seen["modules"]],
-                                                                              forbidden),
-                              "fused": sorted(seen["functions"] & FUSED_RECURRENT_FUNCTIONS), "grad": None}
+    result: dict[str, Any] = {
+        "adapted": adapted,
+        "called": _forbidden_found([("", m) for m in seen["modules"]], forbidden),
+        "fused": sorted(seen["functions"] & FUSED_RECURRENT_FUNCTIONS),
+        "grad": None,
+    }
     if not isinstance(out, torch.Tensor):
         result["output"] = f"a {type(out).__name__}"
         return result
@@ -285,8 +299,9 @@ def _layout_error(values: Sequence[tuple[str, torch.Tensor]], hidden: int, embed
     )
 
 
-def lstm_weight_readings(values: Sequence[tuple[str, torch.Tensor]], hidden: int,
-                         embed: int) -> tuple[list[LSTMWeights], LSTMWeights | None]:
+def lstm_weight_readings(
+    values: Sequence[tuple[str, torch.Tensor]], hidden: int, embed: int
+) -> tuple[list[LSTMWeights], LSTMWeights | None]:
     """Every reading of an LSTM's parameters as the handout's per-gate matrices.
 
     Shapes say what a parameter is (``[H, E]``: an input weight, ``[4H]``: four stacked biases,
@@ -320,8 +335,12 @@ def lstm_weight_readings(values: Sequence[tuple[str, torch.Tensor]], hidden: int
         array = _squeezed(value)
         kind = _classify(array, hidden, embed)
         if kind is None:
-            raise _layout_error(values, hidden, embed, f"the parameter {name} {list(value.shape)} fits no part of "
-                                f"an LSTM with H={hidden}, E={embed}")
+            raise _layout_error(
+                values,
+                hidden,
+                embed,
+                f"the parameter {name} {list(value.shape)} fits no part of an LSTM with H={hidden}, E={embed}",
+            )
         role, stacked, rows_out = kind
         blocks = _split(array, hidden, stacked, rows_out, name)
         if not stacked:
@@ -330,13 +349,16 @@ def lstm_weight_readings(values: Sequence[tuple[str, torch.Tensor]], hidden: int
     x_set, h_set = _four(x_blocks), _four(h_blocks)
     both = _four(both_blocks)
     if both is not None and x_set is None and h_set is None:
-        variants = [(_columns(both, 0, embed, "x"), _columns(both, embed, embed + hidden, "h")),
-                    (_columns(both, hidden, embed + hidden, "x"), _columns(both, 0, hidden, "h"))]
+        variants = [
+            (_columns(both, 0, embed, "x"), _columns(both, embed, embed + hidden, "h")),
+            (_columns(both, hidden, embed + hidden, "x"), _columns(both, 0, hidden, "h")),
+        ]
     elif x_set is not None and h_set is not None and not both_blocks:
         variants = [(x_set, h_set)]
     else:
-        raise _layout_error(values, hidden, embed, "the grader found no four input weights and four recurrent "
-                            "weights (one per gate)")
+        raise _layout_error(
+            values, hidden, embed, "the grader found no four input weights and four recurrent weights (one per gate)"
+        )
     bias_sets = _bias_sets(biases)
     if bias_sets is None:
         raise _layout_error(values, hidden, embed, "the biases are not one vector per gate (or two)")
@@ -390,14 +412,17 @@ def _split(array: np.ndarray, hidden: int, stacked: bool, rows_out: bool, name: 
     if array.ndim == 1:
         if not stacked:
             return [_Block(array, name)]
-        return [_Block(array[k * hidden:(k + 1) * hidden], f"{name}[{k * hidden}:{(k + 1) * hidden}]")
-                for k in range(4)]
+        return [
+            _Block(array[k * hidden : (k + 1) * hidden], f"{name}[{k * hidden}:{(k + 1) * hidden}]") for k in range(4)
+        ]
     matrix = array if rows_out else array.T
     where = "rows" if rows_out else "columns"
     if not stacked:
         return [_Block(matrix, name if rows_out else f"{name} (transposed)")]
-    return [_Block(matrix[k * hidden:(k + 1) * hidden], f"{name} {where} {k * hidden}-{(k + 1) * hidden - 1}")
-            for k in range(4)]
+    return [
+        _Block(matrix[k * hidden : (k + 1) * hidden], f"{name} {where} {k * hidden}-{(k + 1) * hidden - 1}")
+        for k in range(4)
+    ]
 
 
 def _four(groups: list[list[_Block]]) -> list[_Block] | None:
@@ -431,8 +456,9 @@ def _named_order(blocks: list[_Block]) -> tuple[int, ...] | None:
     return tuple(gates.index(g) for g in GATES)
 
 
-def _reading(sets: list[list[_Block]], assignment: list[tuple[int, ...]], hidden: int, embed: int,
-             named: bool) -> LSTMWeights:
+def _reading(
+    sets: list[list[_Block]], assignment: list[tuple[int, ...]], hidden: int, embed: int, named: bool
+) -> LSTMWeights:
     xs, hs, bias_sets = sets[0], sets[1], sets[2:]
     w_x, w_h, b, sources = {}, {}, {}, {}
     for k, gate in enumerate(GATES):
@@ -479,8 +505,18 @@ def sequence_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch
 
 
 @one_thread()
-def train_language_model(model: nn.Module, train: torch.Tensor, val: torch.Tensor, *, steps: int, batch_size: int,
-                         seq_length: int, lr: float, clip: float, seed: int) -> dict[str, Any]:
+def train_language_model(
+    model: nn.Module,
+    train: torch.Tensor,
+    val: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    seq_length: int,
+    lr: float,
+    clip: float,
+    seed: int,
+) -> dict[str, Any]:
     """Train a character model with teacher forcing for a fixed number of Adam steps, then score it.
 
     Each step draws ``batch_size`` windows of ``seq_length + 1`` characters at random offsets of
@@ -554,11 +590,14 @@ def make_text_model(submission: Any, vocabulary: int, embed: int, hidden: int) -
             model = submission.apply(construct_with_args, cls, values)
         except CheckFailure as also:
             first = str(also).splitlines()[0]
-            raise SignatureMismatch(f"{mismatch} Also tried TextGenerationModel(args) with args.vocabulary_size, "
-                                    f"args.embedding_size, args.lstm_hidden_dim: {first}") from None
+            raise SignatureMismatch(
+                f"{mismatch} Also tried TextGenerationModel(args) with args.vocabulary_size, "
+                f"args.embedding_size, args.lstm_hidden_dim: {first}"
+            ) from None
         submission.notes["call TextGenerationModel(args)"] = (
             "TextGenerationModel(vocabulary_size=..., embedding_size=..., lstm_hidden_dim=...) did not fit the "
-            "submitted signature; graded as TextGenerationModel(args) with those values as attributes of args")
+            "submitted signature; graded as TextGenerationModel(args) with those values as attributes of args"
+        )
         return model
 
 
@@ -615,16 +654,19 @@ def with_known_logits(model: nn.Module, logits: torch.Tensor) -> nn.Module | str
     biases = [name for name, p in named if p.numel() == vocabulary and max(p.shape) == vocabulary]
     if len(biases) != 1:
         shapes = ", ".join(f"{name} {list(p.shape)}" for name, p in named)
-        return (f"the grader needs exactly one parameter of shape [{vocabulary}] (the output layer's bias b_p) and "
-                f"found {len(biases)} among: {shapes}")
+        return (
+            f"the grader needs exactly one parameter of shape [{vocabulary}] (the output layer's bias b_p) and "
+            f"found {len(biases)} among: {shapes}"
+        )
     with torch.no_grad():
         for name, p in named:
             p.copy_(logits.to(p.dtype).reshape(p.shape) if name == biases[0] else torch.zeros_like(p))
     return copied.eval()
 
 
-def sampling_cost(model: nn.Module, batch_size: int, lengths: Sequence[int], temperature: float,
-                  positional: bool = False) -> dict[str, Any]:
+def sampling_cost(
+    model: nn.Module, batch_size: int, lengths: Sequence[int], temperature: float, positional: bool = False
+) -> dict[str, Any]:
     """How much work ``model.sample`` does for each length: the total number of elements of the
     tensors returned by the torch functions it calls (matrix products, gates, embeddings...).
 
@@ -677,9 +719,11 @@ class TreeDecoder:
         if prefix and state != expected_state and len(self.state_mismatches) < 5:
             self.state_mismatches.append((prefix, state))
         if prefix not in self.table:
-            raise KeyError(f"the decoder was asked about {list(prefix)}, which is not a hypothesis of this tree "
-                           f"(every prefix has {len(self.table[()])} children and the tree "
-                           f"{max(len(p) for p in self.table) + 1} levels)")
+            raise KeyError(
+                f"the decoder was asked about {list(prefix)}, which is not a hypothesis of this tree "
+                f"(every prefix has {len(self.table[()])} children and the tree "
+                f"{max(len(p) for p in self.table) + 1} levels)"
+            )
         return torch.tensor(self.table[prefix], dtype=torch.float64), prefix
 
 
@@ -693,8 +737,10 @@ def decoder_record(decoder: TreeDecoder) -> dict[str, Any]:
     """What a :class:`TreeDecoder` saw: ``{"calls": the prefixes it was asked about,
     "state_mismatches": up to 5 ``[prefix, repr(state)]`` whose state was not the one it returned
     for the prefix's parent}``."""
-    return {"calls": [list(c) for c in decoder.calls],
-            "state_mismatches": [[list(p), repr(s)] for p, s in decoder.state_mismatches]}
+    return {
+        "calls": [list(c) for c in decoder.calls],
+        "state_mismatches": [[list(p), repr(s)] for p, s in decoder.state_mismatches],
+    }
 
 
 def _tokens(value: Any) -> list[int]:
@@ -721,8 +767,9 @@ def read_beam_result(result: Any) -> tuple[list[int] | None, list | None, str]:
         return None, None, f"could not read (best, beams) from the {type(result).__name__} it returned: {exc}"
 
 
-def beam_search_reference(table: dict[tuple[int, ...], Sequence[float]], beam_width: int,
-                          sequence_length: int) -> tuple[list[int], list[list[tuple[list[int], float]]]]:
+def beam_search_reference(
+    table: dict[tuple[int, ...], Sequence[float]], beam_width: int, sequence_length: int
+) -> tuple[list[int], list[list[tuple[list[int], float]]]]:
     """The grader's beam search on an explicit tree (same contract as the template's)."""
     kept: list[tuple[tuple[int, ...], float]] = [((), 0.0)]
     beams = []

@@ -33,8 +33,9 @@ def call_keeping_input(fn: Callable[..., Any], image: torch.Tensor, *args: Any, 
     return {"output": output, "input_after": image}
 
 
-def noise_with_generators(fn: Callable[..., Any], image: torch.Tensor, severity: int,
-                          seeds: Sequence[int]) -> dict[str, Any]:
+def noise_with_generators(
+    fn: Callable[..., Any], image: torch.Tensor, severity: int, seeds: Sequence[int]
+) -> dict[str, Any]:
     """Call ``fn(image, severity, generator)`` once per seed, each with a fresh ``torch.Generator``
     seeded so, and with torch's global generator put in a different state before every call (a
     corruption that ignores its generator then gives different noise for equal seeds).
@@ -57,8 +58,10 @@ def noise_with_generators(fn: Callable[..., Any], image: torch.Tensor, severity:
     elif len([p for p in parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]) >= 3:
         how = "a torch.Generator as the third argument"
     else:
-        raise TypeError(f"{getattr(fn, '__name__', 'the corruption')}{_signature(fn)} takes no generator; "
-                        f"expected a parameter `generator` (a torch.Generator)")
+        raise TypeError(
+            f"{getattr(fn, '__name__', 'the corruption')}{_signature(fn)} takes no generator; "
+            f"expected a parameter `generator` (a torch.Generator)"
+        )
     outputs = []
     with torch.random.fork_rng(devices=[]):
         for i, seed in enumerate(seeds):
@@ -88,7 +91,7 @@ def sample_image(seed: int = 12, shape: tuple[int, int, int] = (3, 32, 32)) -> t
         phase = rng.uniform(0, 2 * np.pi, size=2)
         shading = np.sin(2 * np.pi * (1.5 * rows + c * 0.3) + phase[0]) * np.cos(3 * np.pi * cols + phase[1])
         image[c] = 0.5 + 0.3 * shading
-    image[:, height // 4: height // 2, width // 4: 3 * width // 4] += 0.35  # a bright block with sharp edges
+    image[:, height // 4 : height // 2, width // 4 : 3 * width // 4] += 0.35  # a bright block with sharp edges
     image += 0.08 * rng.standard_normal(shape)  # texture
     image[:, :3, :3] = 0.0
     image[:, -3:, -3:] = 1.0
@@ -106,6 +109,7 @@ def clipped_noise_std(std: float, level: float) -> float:
     With ``a = 1 - level`` above and ``b = level`` below (both >= 0), the clipped variable
     ``Y = clip(X, -b, a)`` of ``X ~ N(0, std^2)`` has moments that follow from the truncated normal.
     """
+
     def upper_tail(t: float) -> float:  # P(Z > t) for a standard normal Z
         return 0.5 * math.erfc(t / math.sqrt(2))
 
@@ -133,8 +137,8 @@ def blur_interior(image: np.ndarray, sigma: float, size: int) -> np.ndarray:
     image = np.asarray(image, dtype=np.float64)
     kernel = gaussian_kernel(sigma, size)
     height, width = image.shape[1] - size + 1, image.shape[2] - size + 1
-    rows = sum(kernel[t] * image[:, t:t + height, :] for t in range(size))
-    return sum(kernel[t] * rows[:, :, t:t + width] for t in range(size))
+    rows = sum(kernel[t] * image[:, t : t + height, :] for t in range(size))
+    return sum(kernel[t] * rows[:, :, t : t + width] for t in range(size))
 
 
 def contrast_fit(corrupted: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -161,8 +165,13 @@ def expected_ce(errors: Sequence[float], resnet18_errors: Sequence[float]) -> fl
     return None if denominator == 0 else math.fsum(errors) / denominator
 
 
-def expected_rce(errors: Sequence[float], clean_error: float, resnet18_errors: Sequence[float],
-                 resnet18_clean_error: float, reading: str) -> float | None:
+def expected_rce(
+    errors: Sequence[float],
+    clean_error: float,
+    resnet18_errors: Sequence[float],
+    resnet18_clean_error: float,
+    reading: str,
+) -> float | None:
     """Equation (2) under one of :data:`RCE_READINGS`; None when the denominator is 0.
 
     The handout typesets the numerator as ``sum_{s=1}^5 E_s - E_clean`` (the clean error subtracted

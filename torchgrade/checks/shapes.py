@@ -20,9 +20,11 @@ from torchgrade.errors import CheckFailure
 MSG_NOT_ARRAY = "{who} returned {got}; expected a tensor or array{shape_hint}."
 MSG_SHAPE = "{who} returned shape {got}; expected {expected}."
 MSG_NOT_FINITE = "{who} returned {count} non-finite value(s) (NaN or inf), first at index {where}."
-MSG_NOT_CLOSE = ("{who}: {count} of {total} values differ from the expected ones; greatest absolute difference "
-                 "{abs_diff:.3g} at index {where} (got {got:.6g}, expected {expected:.6g}); tolerance atol={atol:g}, "
-                 "rtol={rtol:g}.")
+MSG_NOT_CLOSE = (
+    "{who}: {count} of {total} values differ from the expected ones; greatest absolute difference "
+    "{abs_diff:.3g} at index {where} (got {got:.6g}, expected {expected:.6g}); tolerance atol={atol:g}, "
+    "rtol={rtol:g}."
+)
 
 
 def describe_value(value: Any) -> str:
@@ -68,8 +70,11 @@ def check_shape(value: Any, expected: Sequence[int | None], who: str, *, allow_s
     array = as_array(value, who, shape_hint=shape_text(expected), allow_sequences=allow_sequences)
     got = array.shape
     if len(got) != len(expected) or any(e is not None and g != e for g, e in zip(got, expected, strict=False)):
-        raise CheckFailure(MSG_SHAPE.format(who=who, got=shape_text(got),
-                                            expected=shape_text(["*" if e is None else e for e in expected])))
+        raise CheckFailure(
+            MSG_SHAPE.format(
+                who=who, got=shape_text(got), expected=shape_text(["*" if e is None else e for e in expected])
+            )
+        )
     return array
 
 
@@ -81,8 +86,9 @@ def check_finite(array: np.ndarray, who: str) -> np.ndarray:
     return array
 
 
-def check_close(value: Any, expected: Any, who: str, *, atol: float = 1e-6, rtol: float = 1e-5,
-                allow_sequences: bool = True) -> np.ndarray:
+def check_close(
+    value: Any, expected: Any, who: str, *, atol: float = 1e-6, rtol: float = 1e-5, allow_sequences: bool = True
+) -> np.ndarray:
     """Check a returned value against the expected one: type, shape, finiteness, then closeness.
 
     The message follows ``torch.testing.assert_close``: how many values differ, the greatest
@@ -95,8 +101,17 @@ def check_close(value: Any, expected: Any, who: str, *, atol: float = 1e-6, rtol
     bad = diff > atol + rtol * np.abs(expected_array)
     if bad.any():
         index = np.unravel_index(int(np.argmax(np.where(bad, diff, -1))), diff.shape) if diff.ndim else ()
-        raise CheckFailure(MSG_NOT_CLOSE.format(
-            who=who, count=int(bad.sum()), total=int(bad.size), abs_diff=float(diff[index]),
-            where=[int(i) for i in index], got=float(array[index]), expected=float(expected_array[index]),
-            atol=atol, rtol=rtol))
+        raise CheckFailure(
+            MSG_NOT_CLOSE.format(
+                who=who,
+                count=int(bad.sum()),
+                total=int(bad.size),
+                abs_diff=float(diff[index]),
+                where=[int(i) for i in index],
+                got=float(array[index]),
+                expected=float(expected_array[index]),
+                atol=atol,
+                rtol=rtol,
+            )
+        )
     return array

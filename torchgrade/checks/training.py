@@ -48,21 +48,27 @@ class RecordingModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(x)
-        record: dict[str, Any] = {"shape": list(x.shape), "training": self.training,
-                                  "grad": torch.is_grad_enabled(), "dtype": str(x.dtype).replace("torch.", "")}
+        record: dict[str, Any] = {
+            "shape": list(x.shape),
+            "training": self.training,
+            "grad": torch.is_grad_enabled(),
+            "dtype": str(x.dtype).replace("torch.", ""),
+        }
         if x.dim() == 4:
             axis = 2 if x.shape[2] >= x.shape[3] else 3
             half = x.shape[axis] // 2
             first, second = x.narrow(axis, 0, half), x.narrow(axis, half, x.shape[axis] - half)
             record["axis"] = axis
-            record["halves"] = torch.stack([first.float().mean(dim=(1, 2, 3)),
-                                            second.float().mean(dim=(1, 2, 3))], dim=1).tolist()
+            record["halves"] = torch.stack(
+                [first.float().mean(dim=(1, 2, 3)), second.float().mean(dim=(1, 2, 3))], dim=1
+            ).tolist()
         self.calls.append(record)
         mean = x.float().reshape(x.shape[0], -1).mean(dim=1) if x.dim() > 1 else x.float()
         out = mean[:, None] * self.scale + self.shift
         if out.requires_grad:
-            out.register_hook(lambda grad, record=record: record.__setitem__(
-                "label_sign", (grad[:, 1] - grad[:, 0]).tolist()))
+            out.register_hook(
+                lambda grad, record=record: record.__setitem__("label_sign", (grad[:, 1] - grad[:, 0]).tolist())
+            )
         return out
 
     def parameter_values(self) -> list[float]:
@@ -192,8 +198,9 @@ def logits_problem(out: Any, shape: tuple[int, ...]) -> str:
     return ""
 
 
-MSG_BELOW_THRESHOLD = ("{what} was {value:.3f}; at least {threshold:.3f} is needed. Run: {who}. "
-                       "Threshold: {calibration}.")
+MSG_BELOW_THRESHOLD = (
+    "{what} was {value:.3f}; at least {threshold:.3f} is needed. Run: {who}. Threshold: {calibration}."
+)
 
 
 def check_at_least(value: float, threshold: float, who: str, what: str, calibration: str) -> None:
@@ -206,5 +213,6 @@ def check_at_least(value: float, threshold: float, who: str, what: str, calibrat
     from torchgrade.errors import CheckFailure
 
     if not isinstance(value, (int, float)) or value != value or value < threshold:
-        raise CheckFailure(MSG_BELOW_THRESHOLD.format(what=what, value=value, threshold=threshold, who=who,
-                                                      calibration=calibration))
+        raise CheckFailure(
+            MSG_BELOW_THRESHOLD.format(what=what, value=value, threshold=threshold, who=who, calibration=calibration)
+        )
