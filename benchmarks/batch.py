@@ -13,7 +13,7 @@ each, no training) on the synthetic citation graph, and prints:
   import, the worker, the report);
 * the worker's share of that cost: the same batch with ``--isolation none`` (no worker at all), one
   at a time, compared with process isolation, one at a time;
-* the start of the batch's own grading process alone (``python -c "import torchgrade.cli"``).
+* the start of the batch's own grading process alone (``python -c "import torchgrade.instructor.cli"``).
 
 A benchmark, not a test: it asserts nothing. On a shared machine the figures move with the load;
 the load average is printed with them.
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fixtures import samples  # noqa: E402
-from torchgrade import batch  # noqa: E402
+from torchgrade.instructor import batch  # noqa: E402
 
 #: Samples graded in turn; a buggy sample and the template keep the checks' times realistic.
 SAMPLE_CYCLE = ("reference", "template", "fc1_formula", "rf_off_by_one")
@@ -74,11 +74,11 @@ def timed_batch(submissions: Path, out: Path, *, jobs: int, isolation: str, extr
 
 
 def child_start(repeat: int = 5) -> float:
-    """Seconds to start the batch's grading process up to the point where it calls cli.grade."""
+    """Seconds to start the batch's grading process up to the point where it calls grading.grade."""
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import torchgrade.cli"], check=True)
+        subprocess.run([sys.executable, "-c", "import torchgrade.instructor.cli"], check=True)
         times.append(time.perf_counter() - start)
     return min(times)
 

@@ -29,7 +29,7 @@ import test_gnn  # noqa: E402
 
 from fixtures import citation  # noqa: E402
 from torchgrade.checks import graphs  # noqa: E402
-from torchgrade.loader import import_file  # noqa: E402
+from torchgrade.importfile import import_file  # noqa: E402
 
 
 def node_run(gnn, graph, model_name: str, seed: int) -> dict:

@@ -34,7 +34,7 @@ import test_lstm  # noqa: E402  (the grader's budget, sizes, seeds and bound)
 
 from fixtures import samples, text  # noqa: E402
 from torchgrade.checks import recurrent  # noqa: E402
-from torchgrade.loader import import_file  # noqa: E402
+from torchgrade.importfile import import_file  # noqa: E402
 
 
 class Memoryless(nn.Module):

@@ -33,7 +33,7 @@ import test_unet  # noqa: E402  (the grader's budget, seeds and scenes)
 from fixtures import samples  # noqa: E402
 from fixtures import segmentation as scenes  # noqa: E402
 from torchgrade.checks import segmentation  # noqa: E402
-from torchgrade.loader import import_file  # noqa: E402
+from torchgrade.importfile import import_file  # noqa: E402
 
 VARIANTS = {"with": False, "without": True}  # variant -> disable_skip_connections
 

@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fixtures import samples  # noqa: E402
-from torchgrade import cli  # noqa: E402
+from torchgrade.instructor import grading  # noqa: E402
 
 
 def grade_timed(folder: Path, isolation: str, out: Path, extra_args: tuple[str, ...]) -> tuple[float, dict]:
     start = time.perf_counter()
-    _, data = cli.grade(
+    _, data = grading.grade(
         folder, assignment=ROOT, isolation=isolation, report=out / f"{isolation}.json", extra_args=extra_args
     )
     return time.perf_counter() - start, data

@@ -32,8 +32,9 @@ import torch  # noqa: E402
 from grade_time import grade_timed  # noqa: E402
 
 from fixtures import samples  # noqa: E402
-from torchgrade import errors, sandbox  # noqa: E402
-from torchgrade.proxy import Submission  # noqa: E402
+from torchgrade import errors  # noqa: E402
+from torchgrade.engine.proxy import Submission  # noqa: E402
+from torchgrade.isolation import sandbox  # noqa: E402
 
 PROBE = """
 import os

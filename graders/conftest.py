@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest_plugins = ["torchgrade.plugin"]
+pytest_plugins = ["torchgrade.engine.plugin"]
 
 ROOT = Path(__file__).resolve().parents[1]
 

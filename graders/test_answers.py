@@ -18,8 +18,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from torchgrade.checks import params, receptive_field, shapes
+from torchgrade.checks import shapes
 from torchgrade.errors import CheckFailure, StudentError
+from torchgrade.probes import params, receptive_field
 
 ASSIGNMENT = "shoes"
 

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from torchgrade.checks import graphs, params, shapes, training
+from torchgrade.checks import graphs, shapes, training
 from torchgrade.errors import CheckFailure
 from torchgrade.interface import MODULES
+from torchgrade.probes import params
 
 ASSIGNMENT = "csc413-a4"
 UVA, EECS = "uva-a2", "eecs182"

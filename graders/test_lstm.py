@@ -18,8 +18,9 @@ import torch
 from scipy import stats
 
 from fixtures import text
-from torchgrade.checks import params, recurrent, shapes
+from torchgrade.checks import recurrent, shapes
 from torchgrade.errors import CheckFailure, NotImplementedYet, SignatureMismatch
+from torchgrade.probes import params
 
 ASSIGNMENT = "uva-a2"
 EECS = "eecs182"

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from torchgrade.checks import params, recurrent
+from torchgrade.checks import recurrent
 from torchgrade.errors import CheckFailure
+from torchgrade.probes import params
 
 ASSIGNMENT = "uva-a2"
 

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from torchgrade.checks import params, shapes, training
+from torchgrade.checks import shapes, training
 from torchgrade.errors import CheckFailure
+from torchgrade.probes import params
+from torchgrade.probes import training as training_probes
 
 ASSIGNMENT = "shoes"
 MANUAL = {
@@ -288,7 +290,7 @@ def test_cnn_channel(sub, parts):
         model = sub.CNNChannel(n=4)
         layout = find_layout(model, "CNNChannel(n=4)")
         pairs = np.random.default_rng(5).uniform(-0.5, 0.5, (2, 2 * SIZE, SIZE, 3)).astype(np.float32)
-        seen = sub.apply(training.first_conv_input, model, model_input(pairs, layout))
+        seen = sub.apply(training_probes.first_conv_input, model, model_input(pairs, layout))
         who = "the input of CNNChannel(n=4)'s first convolution"
         array = shapes.check_shape(seen, (2, 6, SIZE, SIZE), who)
         left = np.transpose(pairs[:, :SIZE], (0, 3, 1, 2))
@@ -343,8 +345,9 @@ def training_probe(submission):
     submission.seed(421)
     submission.set_time_limit(120)
     try:
-        model = submission.apply(training.RecordingModel)
-        checkpoints = submission.apply(training.scratch_folder, "torchgrade-checkpoints-")  # writable in a sandbox
+        model = submission.apply(training_probes.RecordingModel)
+        # a folder the submission may write to, also in a sandbox
+        checkpoints = submission.apply(training_probes.scratch_folder, "torchgrade-checkpoints-")
         before = model.parameter_values()
         try:
             returned = submission.train_model(
@@ -365,7 +368,7 @@ def training_probe(submission):
             "before": before,
             "after": model.parameter_values(),
             "returned": returned,
-            "checkpoints": submission.apply(training.read_checkpoints, os.path.join(checkpoints, "*")),
+            "checkpoints": submission.apply(training_probes.read_checkpoints, os.path.join(checkpoints, "*")),
             "n_codes": n_codes,
         }
     finally:
@@ -516,7 +519,7 @@ def test_train_model(training_probe, parts, evidence):
 MEMORISE_STUDENTS = 5
 MEMORISE_SEED = 7
 MEMORISE_MODEL = "CNNChannel"
-#: Training runs on this many torch threads wherever it is graded (see training.set_threads).
+#: Training runs on this many torch threads wherever it is graded (see training_probes.set_threads).
 MEMORISE_THREADS = 1
 #: The budget of the memorisation check: the student's train_model with these arguments.
 MEMORISE_BUDGET = dict(n=4, batch_size=10, learning_rate=3e-3, max_iters=250)
@@ -547,7 +550,7 @@ def memorised(submission, grade_cache, shoe_arrays, training_probe) -> dict:
     def run() -> dict:
         submission.seed(MEMORISE_SEED)
         submission.set_time_limit(150)
-        threads = submission.apply(training.set_threads, MEMORISE_THREADS)
+        threads = submission.apply(training_probes.set_threads, MEMORISE_THREADS)
         try:
             model = submission.lookup(MEMORISE_MODEL)(n=budget["n"])
             returned = submission.train_model(
@@ -571,7 +574,7 @@ def memorised(submission, grade_cache, shoe_arrays, training_probe) -> dict:
         finally:
             submission.set_time_limit(None)
             try:
-                submission.apply(training.set_threads, threads)
+                submission.apply(training_probes.set_threads, threads)
             except CheckFailure:
                 pass  # the worker died or timed out: its successor starts with the default count
 
@@ -608,7 +611,7 @@ def test_get_accuracy(sub, parts, shoe_arrays):
         with parts.part(1, f"{folder}: (accuracy on same pairs, accuracy on different pairs)"):
             data = shoe_arrays[folder]
             for label, expected in ((1, (1.0, 0.0)), (0, (0.0, 1.0))):
-                model = sub.apply(training.ConstantModel, label)
+                model = sub.apply(training_probes.ConstantModel, label)
                 got = sub.get_accuracy(model, data)
                 modes += model.modes
                 who = f"get_accuracy(a model that always predicts {label}, {folder})"

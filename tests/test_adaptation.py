@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from torchgrade.engine.proxy import Submission
 from torchgrade.errors import SignatureMismatch
-from torchgrade.proxy import Submission
 
 SHOES = '''
 class CNN:

@@ -23,8 +23,10 @@ from pathlib import Path
 import pytest
 
 from fixtures import adversarial
-from torchgrade import cli, report, sandbox
-from torchgrade.proxy import OUTPUT_CAP
+from torchgrade.engine.proxy import OUTPUT_CAP
+from torchgrade.instructor import grading
+from torchgrade.isolation import sandbox
+from torchgrade.reporting import report
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = adversarial.names()
@@ -103,7 +105,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory):
 
     def grade(case: adversarial.Case):
         started = time.monotonic()
-        code, data = cli.grade(
+        code, data = grading.grade(
             folders / case.name,
             assignment=assignment,
             isolation="process",
@@ -146,7 +148,7 @@ def test_hostile_submission_loses_only_what_it_breaks(corpus, name):
     report.validate(data)
     assert data["submission"].endswith(f"/{name}") and data["isolation"] == "process"
     assert data["harness_errors"] == 0, [c["message"] for c in data["checks"] if c["outcome"] == "error"]
-    assert code == (cli.EXIT_OK if data["score"] == data["max_score"] else cli.EXIT_FAILED)
+    assert code == (grading.EXIT_OK if data["score"] == data["max_score"] else grading.EXIT_FAILED)
     assert seconds < case.within, f"{name} took {seconds:.0f} s"
     failures = [c["message"][:300] for c in data["checks"] if c["outcome"] != "passed"]
     assert lost_points(data) == case.sample.lost, failures
@@ -194,13 +196,13 @@ def test_files_at_the_root_of_a_student_repository_change_nothing(tmp_path):
     )
     for number, name in enumerate(("torch.py", "numpy.py", "sitecustomize.py"), start=5):
         (repository / name).write_text(f"import os\nos._exit({number})\n")
-    code, data = cli.grade(
+    code, data = grading.grade(
         repository / "student_template",
         assignment=repository,
         isolation="process",
         report=tmp_path / "report.json",
         extra_args=("-k", "test_receptive_field_1d"),
     )
-    assert code == cli.EXIT_FAILED and data is not None
+    assert code == grading.EXIT_FAILED and data is not None
     assert data["score"] == 0 and data["max_score"] == 2
     assert "not implemented yet" in data["checks"][0]["message"]

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchgrade.checks.params import count_parameters
-from torchgrade.checks.receptive_field import downsampling_receptive_fields
-from torchgrade.loader import import_file
+from torchgrade.importfile import import_file
+from torchgrade.probes.params import count_parameters
+from torchgrade.probes.receptive_field import downsampling_receptive_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 

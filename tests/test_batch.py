@@ -28,7 +28,9 @@ import psutil
 import pytest
 
 from fixtures import samples
-from torchgrade import atomic, batch, batchjob, cli, gradebook, report, summary
+from torchgrade import atomic
+from torchgrade.instructor import batch, batchjob, cli, grading
+from torchgrade.reporting import gradebook, report, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(600)
@@ -39,7 +41,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["torchgrade.plugin"]
+pytest_plugins = ["torchgrade.engine.plugin"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -184,7 +186,7 @@ def test_every_submission_gets_a_valid_report(tiny):
     for name, score in {**TINY_SCORES, "solo.py": 6, "broken.ipynb": 0}.items():
         data = load_report(out, name)
         assert (data["score"], data["max_score"], data["pending_max_score"]) == (score, 6, 2), name
-    assert set(result.statuses.values()) == {gradebook.STATUS_GRADED} and result.exit_code == cli.EXIT_OK
+    assert set(result.statuses.values()) == {gradebook.STATUS_GRADED} and result.exit_code == grading.EXIT_OK
 
 
 def test_misbehaving_submissions_fail_their_checks_only(tiny):
@@ -282,7 +284,7 @@ def test_a_hanging_grading_is_stopped_with_its_whole_process_tree(tmp_path, tiny
             progress=False,
         )
     )
-    assert result.statuses == {"hang": gradebook.STATUS_FAILED} and result.exit_code == cli.EXIT_FAILED
+    assert result.statuses == {"hang": gradebook.STATUS_FAILED} and result.exit_code == grading.EXIT_FAILED
     data = load_report(result.out, "hang")
     message = batchjob.MSG_TIMEOUT.format(seconds=8)
     assert data["notes"] == [gradebook.NOTE_PREFIX + message]
@@ -314,7 +316,7 @@ def test_a_grading_that_dies_without_a_report_gets_one(tmp_path, tiny):
     assert data["notes"] == [gradebook.NOTE_PREFIX + message] and data["isolation"] == "none"
     assert data["score"] == 0 and data["harness_errors"] == len(data["checks"]) == 3
     assert all(c["outcome"] == "error" and c["message"] == message for c in data["checks"])
-    assert result.statuses == {"exits": gradebook.STATUS_FAILED} and result.exit_code == cli.EXIT_FAILED
+    assert result.statuses == {"exits": gradebook.STATUS_FAILED} and result.exit_code == grading.EXIT_FAILED
     with open(result.out / "gradebook.csv", newline="") as handle:
         assert next(csv.DictReader(handle))["status"] == gradebook.STATUS_FAILED
     assert "Needs a look" in (result.out / "summary.html").read_text()
@@ -339,7 +341,7 @@ def test_a_dask_cluster_gives_the_same_reports_as_the_local_pool(tmp_path, tiny)
             scheduler=cluster.scheduler_address,
             progress=False,
         )
-    assert sorted(result.graded) == sorted(names) and result.exit_code == cli.EXIT_OK
+    assert sorted(result.graded) == sorted(names) and result.exit_code == grading.EXIT_OK
     for name in names:
         on_dask, local = load_report(result.out, name), load_report(tiny["result"].out, name)
         assert on_dask["submission"] == str(subs / name)
@@ -375,7 +377,7 @@ def test_a_killed_batch_resumes_without_regrading_finished_submissions(tmp_path,
     command = [
         sys.executable,
         "-m",
-        "torchgrade.cli",
+        "torchgrade",
         "--assignment",
         str(tiny["assignment"]),
         "batch",
@@ -422,7 +424,7 @@ def test_a_killed_batch_resumes_without_regrading_finished_submissions(tmp_path,
             ]
         )
         resumed = gradings(log)[before:]
-        assert code == cli.EXIT_OK
+        assert code == grading.EXIT_OK
         assert sorted(resumed) == sorted(set(names) - set(finished))  # nothing finished is graded again
         assert list(scratch.iterdir()) == []  # the killed batch's leftovers are gone, and the rerun left none
         for name, content in finished.items():
@@ -489,15 +491,15 @@ def test_a_report_is_reused_only_when_it_matches_its_record(tmp_path):
 
 # -- the pieces -------------------------------------------------------------------------------------
 def test_command_line_help_and_usage_errors(tmp_path, capsys):
-    assert cli.main(["batch", "--help"]) == cli.EXIT_OK
+    assert cli.main(["batch", "--help"]) == grading.EXIT_OK
     assert "Exit codes:" in capsys.readouterr().out
-    assert cli.main(["batch"]) == cli.EXIT_USAGE  # no folder
-    assert cli.main(["batch", str(tmp_path), "--out", str(tmp_path / "out"), "--jobs", "many"]) == cli.EXIT_USAGE
+    assert cli.main(["batch"]) == grading.EXIT_USAGE  # no folder
+    assert cli.main(["batch", str(tmp_path), "--out", str(tmp_path / "out"), "--jobs", "many"]) == grading.EXIT_USAGE
     code = cli.main(["--assignment", str(ROOT), "batch", str(tmp_path / "absent"), "--out", str(tmp_path / "out")])
-    assert code == cli.EXIT_USAGE
+    assert code == grading.EXIT_USAGE
     assert "submissions folder" in capsys.readouterr().err
     code = cli.main(["--assignment", str(tmp_path), "batch", str(tmp_path), "--out", str(tmp_path / "out")])
-    assert code == cli.EXIT_USAGE
+    assert code == grading.EXIT_USAGE
     assert "is not an assignment" in capsys.readouterr().err
 
 
@@ -620,7 +622,7 @@ def test_batch_over_real_samples_with_a_pytest_selection(tmp_path):
         extra_args=("-k", "answers", "--data-root", "synthetic"),
         progress=False,
     )
-    assert sorted(result.graded) == sorted(names) and result.exit_code == cli.EXIT_OK
+    assert sorted(result.graded) == sorted(names) and result.exit_code == grading.EXIT_OK
     reports = {name: load_report(result.out, name) for name in names}
     maximum = reports["reference"]["max_score"]
     assert reports["reference"]["score"] == maximum > 0

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from torchgrade import assignment_check as check
-from torchgrade import cli
+from torchgrade.instructor import check, cli, grading
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,9 +76,9 @@ def test_reference_template_and_errors():
 @pytest.mark.parametrize(
     ("statuses", "code"),
     [
-        ([check.OK, check.NOT_SELECTED], cli.EXIT_OK),
-        ([check.OK, check.MISMATCH], cli.EXIT_FAILED),
-        ([check.MISMATCH, check.ERROR], cli.EXIT_INTERNAL),
+        ([check.OK, check.NOT_SELECTED], grading.EXIT_OK),
+        ([check.OK, check.MISMATCH], grading.EXIT_FAILED),
+        ([check.MISMATCH, check.ERROR], grading.EXIT_INTERNAL),
     ],
 )
 def test_exit_code(statuses, code):
@@ -145,7 +144,7 @@ def test_check_command_prints_a_table_and_fails_on_a_mismatch(assignment_copy, t
         ]
     )
     out = capsys.readouterr().out
-    assert code == cli.EXIT_FAILED, out
+    assert code == grading.EXIT_FAILED, out
     rows = {line.split()[0]: line for line in out.splitlines()[1:] if line and not line.startswith("torchgrade")}
     assert out.splitlines()[0] == check.HEADER
     assert rows["reference"].split()[1] == check.OK
@@ -159,9 +158,9 @@ def test_check_command_prints_a_table_and_fails_on_a_mismatch(assignment_copy, t
 
 
 def test_unknown_sample_or_folder_is_a_usage_error(assignment_copy, tmp_path, capsys):
-    assert cli.main(["check", str(assignment_copy), "--samples", "no_such_bug"]) == cli.EXIT_USAGE
+    assert cli.main(["check", str(assignment_copy), "--samples", "no_such_bug"]) == grading.EXIT_USAGE
     assert "no sample called 'no_such_bug'; choose from reference, template," in capsys.readouterr().err
-    assert cli.main(["check", str(tmp_path)]) == cli.EXIT_USAGE
+    assert cli.main(["check", str(tmp_path)]) == grading.EXIT_USAGE
     assert "it has no graders/ folder" in capsys.readouterr().err
 
 
@@ -173,11 +172,11 @@ def test_demo_shares_training_runs_between_samples_unless_fresh(monkeypatch, cap
 
     def fake_grade(folder, *, assignment, isolation, report, extra_args=()):
         calls.append((folder.name, isolation, extra_args))
-        return cli.EXIT_OK, {"score": 1, "max_score": 2}
+        return grading.EXIT_OK, {"score": 1, "max_score": 2}
 
     monkeypatch.setattr(cli, "grade", fake_grade)
     argv = ["--assignment", str(ROOT), "demo"] + (["--fresh"] if fresh else [])
-    assert cli.main(argv) == cli.EXIT_OK
+    assert cli.main(argv) == grading.EXIT_OK
     out = capsys.readouterr().out
     assert [name for name, _, _ in calls] == list(cli.DEMO_SAMPLES)
     assert {isolation for _, isolation, _ in calls} == {"process"}

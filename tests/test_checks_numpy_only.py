@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from torchgrade.checks import numpy_only
-from torchgrade.loader import import_file
+from torchgrade.importfile import import_file
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -1,4 +1,4 @@
-"""Tests of torchgrade.checks.params on small hand-written models."""
+"""Tests of torchgrade.probes.params on small hand-written models."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchgrade.checks.params import count_parameters, parameter_shapes
+from torchgrade.probes.params import count_parameters, parameter_shapes
 
 
 class ShoeCNN(nn.Module):

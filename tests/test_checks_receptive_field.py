@@ -1,4 +1,4 @@
-"""Tests of torchgrade.checks.receptive_field on small hand-written models.
+"""Tests of torchgrade.probes.receptive_field on small hand-written models.
 
 Expected values: a k x k convolution (stride 1, 'same') followed by a 2x2 pool of stride 2, four
 times, has fields 1 + k (2^m - 1) after the m-th pool: [4, 10, 22, 46] for k = 3 and
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchgrade.checks.receptive_field import (
+from torchgrade.probes.receptive_field import (
     downsampling_receptive_fields,
     invalid_half_message,
     measure_receptive_fields,

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from torchgrade.checks import params, recurrent
+from torchgrade.checks import recurrent
+from torchgrade.probes import params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

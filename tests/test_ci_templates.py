@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from fixtures import samples
-from torchgrade import cli, export, release
+from torchgrade.instructor import cli, release
+from torchgrade.reporting import export
 
 ROOT = Path(__file__).resolve().parents[1]
 CI = ROOT / "ci"

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from torchgrade.checks import numpy_only
+from torchgrade.importfile import import_file
 from torchgrade.interface import MODULES
-from torchgrade.loader import import_file
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from fixtures import samples
-from torchgrade import cli, export, report
+from torchgrade.engine.plugin import MSG_HARNESS_ERROR
 from torchgrade.errors import TorchgradeError
-from torchgrade.plugin import MSG_HARNESS_ERROR
+from torchgrade.instructor import cli, grading
+from torchgrade.reporting import export, report
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Every check of graders/test_answers.py and one of test_shoes.py, which brings the shoe
@@ -25,15 +26,17 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """fc1_formula graded on SELECTION: it keeps 1 of Q3d's 3 points (partial credit)."""
     tmp = tmp_path_factory.mktemp("export")
     folder = samples.materialise(samples.load("fc1_formula"), tmp)
-    code, data = cli.grade(folder, assignment=ROOT, isolation="none", report=tmp / "report.json", extra_args=SELECTION)
-    assert code == cli.EXIT_FAILED and data is not None, code
+    code, data = grading.grade(
+        folder, assignment=ROOT, isolation="none", report=tmp / "report.json", extra_args=SELECTION
+    )
+    assert code == grading.EXIT_FAILED and data is not None, code
     return tmp / "report.json", data
 
 
 def test_real_report_exports_valid_results_with_the_same_totals(graded, tmp_path):
     report_path, data = graded
     out = tmp_path / "results.json"
-    assert cli.main(["export", "gradescope", str(report_path), "--out", str(out)]) == cli.EXIT_OK
+    assert cli.main(["export", "gradescope", str(report_path), "--out", str(out)]) == grading.EXIT_OK
     results = json.loads(out.read_text())
     export.validate_gradescope(results)
 
@@ -206,6 +209,6 @@ def test_a_bad_report_is_a_usage_error(tmp_path, capsys, content, message):
     path = tmp_path / "report.json"
     if content is not None:
         path.write_text(content)
-    assert cli.main(["export", "gradescope", str(path), "--out", str(tmp_path / "r.json")]) == cli.EXIT_USAGE
+    assert cli.main(["export", "gradescope", str(path), "--out", str(tmp_path / "r.json")]) == grading.EXIT_USAGE
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from torchgrade.cache import GradeCache
+from torchgrade.engine.cache import GradeCache
 from torchgrade.errors import StudentError
 
 SHOES = "def load_shoes(folder):\n    return 1\n\ndef train_model():\n    return 2\n"

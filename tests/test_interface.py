@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from torchgrade.importfile import import_file
 from torchgrade.interface import MODULES
-from torchgrade.loader import import_file
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE_FILES = sorted(p.name for p in (ROOT / "reference").glob("*.py"))

@@ -13,9 +13,12 @@ import pytest
 from nbformat import v4
 
 from fixtures.notebooks import colab
-from torchgrade import cli, notebook, plugin, report
+from torchgrade.engine import plugin
+from torchgrade.instructor import cli, grading
+from torchgrade.intake import notebook
 from torchgrade.interface import MODULES
-from torchgrade.loader import Submission
+from torchgrade.reporting import report
+from torchgrade.worker.loader import Submission
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_INSTALLED = "torchgrade_no_such_module"
@@ -370,7 +373,7 @@ def test_triple(sub):
 
 @pytest.fixture
 def toy(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeconftest('pytest_plugins = ["torchgrade.plugin"]')
+    pytester.makeconftest('pytest_plugins = ["torchgrade.engine.plugin"]')
     pytester.makepyfile(test_toy=GRADER)
     return pytester
 
@@ -522,17 +525,17 @@ def test_the_score_table_lists_dropped_definitions_first():
 
 # -- the command line and a realistic notebook, end to end ------------------------------------------------
 def test_the_cli_refuses_a_missing_file(tmp_path, capsys):
-    assert cli.main(["--assignment", str(ROOT), "grade", str(tmp_path / "hw.ipynb")]) == cli.EXIT_USAGE
+    assert cli.main(["--assignment", str(ROOT), "grade", str(tmp_path / "hw.ipynb")]) == grading.EXIT_USAGE
     assert "does not exist (give a folder, a .py or a .ipynb)" in capsys.readouterr().err
 
 
 def test_the_colab_sample_notebook_earns_the_references_points(tmp_path):
     path = colab.write_notebook(tmp_path)
     # Only the hand-computation checks: cheap, and they look up CNN/CNNChannel in shoes.py too.
-    code, data = cli.grade(
+    code, data = grading.grade(
         path, assignment=ROOT, isolation="process", report=tmp_path / "r.json", extra_args=("-k", "test_answers")
     )
-    assert code == cli.EXIT_OK, data and [c["message"] for c in data["checks"] if c["outcome"] != "passed"]
+    assert code == grading.EXIT_OK, data and [c["message"] for c in data["checks"] if c["outcome"] != "passed"]
     report.validate(data)
     assert data["score"] == data["max_score"] > 0 and data["notes"] == []
     extraction = data["extraction"]

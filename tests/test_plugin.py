@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from torchgrade import report
+from torchgrade.reporting import report
 
 GRADER = """
 import pytest
@@ -60,7 +60,7 @@ def todo():
 
 @pytest.fixture
 def assignment(pytester: pytest.Pytester):
-    pytester.makeconftest('pytest_plugins = ["torchgrade.plugin"]')
+    pytester.makeconftest('pytest_plugins = ["torchgrade.engine.plugin"]')
     pytester.makepyfile(test_toy=GRADER)
     (pytester.path / "sub").mkdir()
     (pytester.path / "sub" / "toy.py").write_text(textwrap.dedent(SUBMISSION))
@@ -109,7 +109,7 @@ def test_points_parts_and_report(assignment, isolation):
 
 
 def test_a_grader_bug_is_a_harness_error_not_a_zero(pytester: pytest.Pytester):
-    pytester.makeconftest('pytest_plugins = ["torchgrade.plugin"]')
+    pytester.makeconftest('pytest_plugins = ["torchgrade.engine.plugin"]')
     pytester.makepyfile(
         test_bug="""
 import pytest
@@ -130,7 +130,7 @@ def test_grader_bug(sub):
 
 
 def test_a_missing_question_is_a_usage_error(pytester: pytest.Pytester):
-    pytester.makeconftest('pytest_plugins = ["torchgrade.plugin"]')
+    pytester.makeconftest('pytest_plugins = ["torchgrade.engine.plugin"]')
     pytester.makepyfile(
         test_bad="""
 import pytest
@@ -152,7 +152,7 @@ def test_deselected_checks_are_not_reported(assignment):
 
 
 def test_a_hung_check_fails_with_a_timeout(pytester: pytest.Pytester):
-    pytester.makeconftest('pytest_plugins = ["torchgrade.plugin"]')
+    pytester.makeconftest('pytest_plugins = ["torchgrade.engine.plugin"]')
     pytester.makepyfile(
         test_hang="""
 import pytest
@@ -182,9 +182,9 @@ def test_a_report_that_breaks_the_schema_is_still_written(assignment):
     """A torchgrade bug in the report must not lose the grades: written unvalidated, exit code 3."""
     assignment.makeconftest("""
 import pytest
-from torchgrade import report
+from torchgrade.reporting import report
 
-pytest_plugins = ["torchgrade.plugin"]
+pytest_plugins = ["torchgrade.engine.plugin"]
 
 def pytest_configure(config):
     real = report.Report.to_json

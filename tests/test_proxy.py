@@ -1,4 +1,4 @@
-"""End-to-end tests of torchgrade.proxy.Submission against small submissions written by the tests.
+"""End-to-end tests of torchgrade.engine.proxy.Submission against small submissions written by the tests.
 
 Every behaviour that must not depend on the isolation mode runs in both modes ("none": the worker
 session in this process, "process": ``python -m torchgrade.worker``). One Submission per mode and
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchgrade.checks.params import count_parameters, parameter_shapes
+from torchgrade.engine.proxy import STALE, Remote, Submission
 from torchgrade.errors import (
     CheckFailure,
     MissingName,
@@ -33,8 +33,8 @@ from torchgrade.errors import (
     TorchgradeError,
     WorkerCrashed,
 )
-from torchgrade.loader import PACKAGE, _SiblingFinder
-from torchgrade.proxy import STALE, Remote, Submission
+from torchgrade.probes.params import count_parameters, parameter_shapes
+from torchgrade.worker.loader import PACKAGE, _SiblingFinder
 
 MODES = ["none", "process"]
 
@@ -507,9 +507,18 @@ def test_apply_runs_a_check_on_a_remote_model(sub_none: Submission, sub_process:
     assert sub_process.apply(count_parameters, sub_process.CNN(n=3), trainable_only=True) == expected
 
 
-@pytest.mark.parametrize("fn", ["os:getcwd", "torchgrade.checks:params", "torchgrade.checksum:f", "builtins:eval"])
-def test_worker_refuses_functions_outside_the_checks(sub: Submission, fn: str) -> None:
-    with pytest.raises(TorchgradeError, match=f"^worker refused getcwd: {fn} is not a torchgrade check$"):
+@pytest.mark.parametrize(
+    "fn",
+    [
+        "os:getcwd",
+        "torchgrade.checks.shapes:check_shape",
+        "torchgrade.probes:x",
+        "torchgrade.probesx:f",
+        "builtins:eval",
+    ],
+)
+def test_worker_applies_only_probes(sub: Submission, fn: str) -> None:
+    with pytest.raises(TorchgradeError, match=f"^worker refused getcwd: {fn} is not a torchgrade probe$"):
         sub.backend.request("getcwd", "apply", fn=fn)
 
 

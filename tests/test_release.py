@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 import torchgrade
-from torchgrade import cli, release, report
-from torchgrade.plugin import MSG_HIDDEN_OUTSIDE
+from torchgrade.engine.plugin import MSG_HIDDEN_OUTSIDE
+from torchgrade.instructor import cli, grading, release
+from torchgrade.reporting import report
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Two cheap checks of graders/test_answers.py: enough to show the copy grades, in about 4 s.
@@ -189,7 +190,7 @@ def toy_assignment(tmp_path: Path) -> Path:
     """A small assignment with a hidden grader module."""
     root = tmp_path / "toy"
     for name, text in {
-        "graders/conftest.py": 'pytest_plugins = ["torchgrade.plugin"]\n',
+        "graders/conftest.py": 'pytest_plugins = ["torchgrade.engine.plugin"]\n',
         "graders/test_toy.py": TOY_GRADER,
         "graders/hidden/test_toy_hidden.py": TOY_HIDDEN,
         "reference/toy.py": TOY_REFERENCE,
@@ -205,14 +206,14 @@ def toy_assignment(tmp_path: Path) -> Path:
 
 def test_hidden_checks_are_marked_and_left_out_of_the_student_release(toy_assignment, tmp_path):
     def grade(*args: str) -> dict:
-        code, data = cli.grade(
+        code, data = grading.grade(
             toy_assignment / "reference",
             assignment=toy_assignment,
             isolation="none",
             report=tmp_path / "r.json",
             extra_args=args,
         )
-        assert code == cli.EXIT_OK, code
+        assert code == grading.EXIT_OK, code
         return {c["id"]: c["points"] for c in data["checks"]}
 
     assert grade() == {
@@ -250,7 +251,10 @@ def test_a_release_that_would_leak_is_refused_and_removed(toy_assignment, tmp_pa
     with pytest.raises(release.LeakFound, match=r"graders/test_toy.py:\d+: the code of reference/toy.py:\d+"):
         release.release(tmp_path / "out", assignment=toy_assignment)
     assert not (tmp_path / "out").exists()
-    assert cli.main(["--assignment", str(toy_assignment), "release", "--out", str(tmp_path / "out")]) == cli.EXIT_FAILED
+    assert (
+        cli.main(["--assignment", str(toy_assignment), "release", "--out", str(tmp_path / "out")])
+        == grading.EXIT_FAILED
+    )
 
 
 def test_release_refuses_to_overwrite_or_to_nest(toy_assignment, tmp_path, capsys):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from torchgrade import report
 from torchgrade.errors import TorchgradeError
+from torchgrade.reporting import report
 
 
 def minimal_report(**overrides) -> report.Report:

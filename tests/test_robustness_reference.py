@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from torchgrade.checks import robustness as checks
-from torchgrade.loader import import_file
+from torchgrade.importfile import import_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "contrast", "jpeg")

@@ -2,7 +2,7 @@
 none, each buggy sample loses exactly the points its TOML file names, and both isolation modes
 give the same verdicts.
 
-Each sample is graded by the real entry point (``torchgrade.cli.grade``, a fresh pytest process).
+Each sample is graded by the real entry point (``torchgrade.instructor.grading.grade``, a fresh pytest process).
 The reference and the template are graded by every grader; a buggy sample only by the grader modules
 that mention a name of a module it edits (``-k test_gnn.py``): every other grader sees the
 reference's code byte for byte, so its verdicts are the reference's, and grading them again cost most
@@ -29,8 +29,9 @@ from pathlib import Path
 import pytest
 
 from fixtures import samples
-from torchgrade import cli, report
+from torchgrade.instructor import grading as entry
 from torchgrade.interface import MODULES
+from torchgrade.reporting import report
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = samples.all_samples()
@@ -85,7 +86,7 @@ def grading(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         # that run, compared with the in-process one, shows that both modes and two runs agree.
         cache = root / ("cache-reference-process" if (name, isolation) == ("reference", "process") else "cache")
         selection = graders_for(samples.load(name))
-        return cli.grade(
+        return entry.grade(
             folders[name],
             assignment=ROOT,
             isolation=isolation,
@@ -110,7 +111,7 @@ def grading(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         assert data is not None, f"{name}: no report was written (exit code {code})"
         report.validate(data)
         assert data["harness_errors"] == 0, [c["message"] for c in data["checks"] if c["outcome"] == "error"]
-        assert code == (cli.EXIT_OK if data["score"] == data["max_score"] else cli.EXIT_FAILED)
+        assert code == (entry.EXIT_OK if data["score"] == data["max_score"] else entry.EXIT_FAILED)
         return data
 
     planned = list(

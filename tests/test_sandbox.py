@@ -1,4 +1,4 @@
-"""The worker's sandbox (torchgrade/sandbox.py): what a submission can and cannot do in each tier.
+"""The worker's sandbox (torchgrade/isolation/sandbox.py): what a submission can and cannot do in each tier.
 
 A probe submission reports from inside the worker what it sees; the tests state what each tier must
 guarantee. Tiers this machine cannot provide are skipped with the reason (the rlimits tier always
@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from torchgrade import cli, errors, sandbox
-from torchgrade.cgroup import PidsGroup
-from torchgrade.proxy import OUTPUT_CAP, OutputCapture, Submission
+from torchgrade import errors
+from torchgrade.engine.proxy import OUTPUT_CAP, OutputCapture, Submission
+from torchgrade.instructor import grading
+from torchgrade.isolation import sandbox
+from torchgrade.isolation.cgroup import PidsGroup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,7 +210,7 @@ def test_the_report_names_the_sandbox_and_caps_the_output(tmp_path):
     folder.mkdir()
     answers = (ROOT / "reference" / "answers.py").read_text()
     (folder / "answers.py").write_text(answers + "\nprint('x' * 200_000)\n")
-    _, data = cli.grade(
+    _, data = grading.grade(
         folder,
         assignment=ROOT,
         isolation="process",

@@ -1,1 +1,2 @@
-"""Checks: pure functions that measure a property of a submitted object, usable outside pytest."""
+"""Checks: grader-side oracles and assertions (shapes, closeness, independent implementations,
+thresholds). They never run next to student objects; what must, lives in :mod:`torchgrade.probes`."""

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from torchgrade.checks.training import first_tensor, logits_problem, one_thread
+from torchgrade.probes.training import first_tensor, logits_problem, one_thread
 
 GATES = ("g", "i", "f", "o")
 GATE_NAMES = {"g": "input modulation g (tanh)", "i": "input gate i", "f": "forget gate f", "o": "output gate o"}

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchgrade.checks.training import first_tensor, logits_problem, one_thread
+from torchgrade.probes.training import first_tensor, logits_problem, one_thread
 
 
 # -- intersection over union -------------------------------------------------------------------------

@@ -28,7 +28,7 @@ MSG_NOT_CLOSE = (
 
 
 def describe_value(value: Any) -> str:
-    proxy = sys.modules.get("torchgrade.proxy")  # loaded wherever a handle on a submitted object can exist
+    proxy = sys.modules.get("torchgrade.engine.proxy")  # loaded wherever a handle on a submitted object can exist
     if proxy is not None and isinstance(value, proxy.Remote):
         return f"a {value._ref.type_name} (an object that is not a number, tensor or array)"
     if isinstance(value, (list, tuple)):

@@ -21,77 +21,17 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+from torchgrade.instructor.grading import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, grade
+
 #: Samples the demo grades unless --all is given: the extremes and one bug of each kind.
 DEMO_SAMPLES = ("reference", "template", "fc1_formula", "pairs_across_students", "labels_swapped", "stacked_on_width")
 DEMO_SHARED = (
     "torchgrade demo: training runs of identical code are shared between the samples (--fresh retrains for each)"
 )
-
-
-def grade(
-    submission: Path,
-    *,
-    assignment: Path,
-    isolation: str = "process",
-    report: Path | None = None,
-    extra_args: tuple[str, ...] = (),
-    quiet: bool = True,
-    extra_env: dict[str, str] | None = None,
-) -> tuple[int, dict | None]:
-    """Grade one submission in a fresh pytest process.
-
-    pytest runs with the assignment's own configuration, rooted at the assignment (``--rootdir``,
-    ``-c``), loads no ``conftest.py`` above ``graders/`` (``--confcutdir``), and ``PYTEST_ADDOPTS``
-    is dropped; Python runs isolated (``-I``: neither the current folder nor ``PYTHONPATH`` on
-    ``sys.path``). A ``conftest.py``, ``torch.py`` or ``sitecustomize.py`` in the submission or at
-    the root of a student's repository changes nothing of how it is graded.
-
-    Args:
-        submission: a folder of modules, or a notebook (``.ipynb``) or script (``.py``) whose
-            definitions the plugin extracts (:mod:`torchgrade.notebook`). Any other file is graded
-            too: every check fails with a message saying why, so a batch still gets its report.
-        extra_env: environment variables set for the pytest process (e.g. ``OMP_NUM_THREADS`` when
-            several gradings share the cores).
-
-    Returns:
-        The exit code (see the module docstring) and the report's JSON (None if none was written).
-    """
-    assignment, submission = assignment.resolve(), Path(submission).resolve()  # pytest runs in the assignment
-    report = (report or Path(tempfile.mkstemp(prefix="torchgrade-", suffix=".json")[1])).resolve()
-    report.unlink(missing_ok=True)
-    command = [
-        sys.executable,
-        "-I",
-        "-m",
-        "pytest",
-        str(assignment / "graders"),
-        f"--rootdir={assignment}",
-        "-c",
-        str(assignment / "pyproject.toml"),
-        f"--confcutdir={assignment / 'graders'}",
-        "-p",
-        "no:cacheprovider",
-        f"--submission={submission}",
-        f"--isolation={isolation}",
-        f"--report={report}",
-        *extra_args,
-    ]
-    if quiet:
-        command += ["-q", "--tb=no", "--no-header", "-rN"]
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"} | dict(extra_env or {})
-    code = subprocess.run(command, cwd=assignment, env=env).returncode
-    data = json.loads(report.read_text()) if report.is_file() else None
-    if data is None or code not in (0, 1):
-        return EXIT_INTERNAL, data
-    return (EXIT_OK if data["score"] == data["max_score"] else EXIT_FAILED), data
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
@@ -145,8 +85,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from torchgrade import export
     from torchgrade.errors import TorchgradeError
+    from torchgrade.reporting import export
 
     try:
         if args.format == "gradescope":
@@ -166,8 +106,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
-    from torchgrade import release
     from torchgrade.errors import TorchgradeError
+    from torchgrade.instructor import release
 
     try:
         files = release.release(
@@ -196,8 +136,8 @@ def _cmd_release(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     import shlex
 
-    from torchgrade import assignment_check as check
     from torchgrade.errors import TorchgradeError
+    from torchgrade.instructor import check
 
     pytest_args = [
         *(("-k", args.k) if args.k else ()),
@@ -259,15 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo_parser.set_defaults(func=_cmd_demo)
     _add_export_release_check(sub)
-    from torchgrade import batch  # imported here: torchgrade.batch imports this module
+    from torchgrade.instructor import batch  # imported here: torchgrade.instructor.batch imports this module
 
     batch.add_parser(sub)
     return parser
 
 
 def _add_export_release_check(sub) -> None:
-    from torchgrade.export import HELP_HIDDEN_VISIBILITY, HIDDEN_VISIBILITIES
-    from torchgrade.release import CI_FILES, PROFILES
+    from torchgrade.instructor.release import CI_FILES, PROFILES
+    from torchgrade.reporting.export import HELP_HIDDEN_VISIBILITY, HIDDEN_VISIBILITIES
 
     export_parser = sub.add_parser("export", help="export a report in a grading platform's format")
     formats = export_parser.add_subparsers(dest="format", required=True)

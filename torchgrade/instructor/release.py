@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torchgrade
 from torchgrade.errors import TorchgradeError
-from torchgrade.plugin import HIDDEN_DIR
+from torchgrade.hidden import HIDDEN_DIR
 
 PROFILES = ("student", "gradescope")
 CI_FILES = {

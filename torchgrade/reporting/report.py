@@ -170,7 +170,7 @@ def _question_order(question_id: str) -> list[Any]:
 @lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
     """The report JSON Schema shipped with the package."""
-    return json.loads(resources.files("torchgrade").joinpath("schema/report.schema.json").read_text())
+    return json.loads(resources.files("torchgrade.reporting").joinpath("schema/report.schema.json").read_text())
 
 
 def validate(data: dict[str, Any]) -> None:

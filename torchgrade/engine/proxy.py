@@ -5,7 +5,7 @@
 backends carry the requests:
 
 * :class:`InProcessBackend` (``--isolation none``) hands each encoded request to a
-  :class:`~torchgrade.worker.WorkerSession` in this process: fast, debuggable, not isolated.
+  :class:`~torchgrade.worker.session.WorkerSession` in this process: fast, debuggable, not isolated.
 * :class:`ProcessBackend` (``--isolation process``) sends it to ``python -m torchgrade.worker``,
   enforces a wall-clock limit per call by killing the worker's process group, and starts a fresh
   worker for the next call after a crash or a timeout.
@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchgrade import errors, sandbox, wire
-from torchgrade.cgroup import PidsGroup
+from torchgrade import errors, wire
 from torchgrade.interface import HANDOUT_PARAMETERS
+from torchgrade.isolation import sandbox
+from torchgrade.isolation.cgroup import PidsGroup
 
 #: How much of the submission's stdout/stderr the report keeps, in bytes.
 OUTPUT_CAP = 64 * 1024
@@ -65,7 +66,7 @@ def call_label(label: str, args: tuple, kwargs: dict) -> str:
 
 
 class Backend:
-    """Carries encoded requests to a :class:`~torchgrade.worker.WorkerSession` and back.
+    """Carries encoded requests to a :class:`~torchgrade.worker.session.WorkerSession` and back.
 
     Attributes:
         notes: adaptations made while grading (a name found in another module, a call spelled
@@ -146,7 +147,7 @@ class InProcessBackend(Backend):
     """Runs the worker session in this process (``--isolation none``)."""
 
     def __init__(self) -> None:
-        from torchgrade.worker import WorkerSession
+        from torchgrade.worker.session import WorkerSession
 
         super().__init__()
         self.session = WorkerSession()
@@ -205,7 +206,7 @@ class ProcessBackend(Backend):
     """Runs the worker as ``python -m torchgrade.worker`` (``--isolation process``).
 
     Every (re)start copies the submission into a fresh scratch folder and starts the worker in the
-    sandbox tier of :func:`torchgrade.sandbox.choose` (bubblewrap, unshare, or resource limits only),
+    sandbox tier of :func:`torchgrade.isolation.sandbox.choose` (bubblewrap, unshare, or resource limits only),
     in a pids cgroup of its own where the machine allows one. The worker's stdout and stderr (the
     student's prints) go through a pipe into an :class:`OutputCapture`, never onto disk.
 
@@ -216,7 +217,7 @@ class ProcessBackend(Backend):
 
     Args:
         submission: the folder the worker loads after every (re)start.
-        hidden: paths the worker must not read (default: :func:`torchgrade.sandbox.hidden_paths`
+        hidden: paths the worker must not read (default: :func:`torchgrade.isolation.sandbox.hidden_paths`
             with the current folder as the assignment).
     """
 

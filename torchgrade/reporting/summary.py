@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torchgrade import atomic, gradebook
+from torchgrade import atomic
+from torchgrade.reporting import gradebook
 
 HISTOGRAM, PASS_RATE, SLOWEST = "score_histogram.png", "question_pass_rate.png", "slowest_checks.png"
 #: How many checks the "slowest checks" plot and table show.

@@ -2,7 +2,7 @@
 
 It owns every option, marker and fixture of torchgrade, and the hooks that turn test outcomes into
 points, the score table printed at the end and the JSON report. Graders load it from
-``graders/conftest.py`` with ``pytest_plugins = ["torchgrade.plugin"]``.
+``graders/conftest.py`` with ``pytest_plugins = ["torchgrade.engine.plugin"]``.
 
 A grader check is a test with a points marker::
 
@@ -33,15 +33,18 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import torchgrade
-from torchgrade import errors, notebook, report
-from torchgrade.cache import GradeCache
+from torchgrade import errors
+from torchgrade.engine.cache import GradeCache
+from torchgrade.hidden import HIDDEN_DIR, is_hidden_check
+from torchgrade.intake import notebook
 from torchgrade.interface import NAME_TO_MODULE
+from torchgrade.reporting import report
 
 HELP_SUBMISSION = (
     "submission to grade: a folder of modules, or a notebook (.ipynb) or script (.py) whose "
@@ -66,7 +69,6 @@ HELP_MARKER = (
     "points(n, question, assignment=None): the check is worth n points of the handout question; "
     "the assignment defaults to the module's ASSIGNMENT"
 )
-HIDDEN_DIR = "hidden"
 HELP_HIDDEN_MARKER = (
     f"hidden: set on every check whose module lives in graders/{HIDDEN_DIR}/ (kept out of the "
     "students' release); write no @pytest.mark.hidden yourself: move the module there"
@@ -140,11 +142,6 @@ def _state(config: pytest.Config) -> _RunState:
 
 
 # -- collection: points and questions ----------------------------------------------------------
-def is_hidden_check(nodeid: str) -> bool:
-    """Whether a check is hidden: its module lives in a ``hidden/`` folder (``graders/hidden/x.py::t``)."""
-    return HIDDEN_DIR in PurePosixPath(nodeid.split("::", 1)[0]).parts[:-1]
-
-
 @pytest.hookimpl(tryfirst=True)  # before -m deselects, so that -m "not hidden" sees the marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -180,8 +177,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 # -- fixtures ---------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def submission(pytestconfig: pytest.Config):
-    """The submission being graded, as a :class:`torchgrade.proxy.Submission` (one per session)."""
-    from torchgrade.proxy import Submission
+    """The submission being graded, as a :class:`torchgrade.engine.proxy.Submission` (one per session)."""
+    from torchgrade.engine.proxy import Submission
 
     state = _state(pytestconfig)
     folder = _graded_folder(state)
@@ -214,7 +211,7 @@ def _graded_folder(state: _RunState) -> Path:
 def _hidden_paths(config: pytest.Config, folder: Path) -> list[Path]:
     """What the worker must not read: the assignment's reference, graders and samples, the report,
     the student's original file or folder and its neighbours (other submissions)."""
-    from torchgrade import sandbox
+    from torchgrade.isolation import sandbox
 
     state = _state(config)
     hidden = sandbox.hidden_paths(state.submission, config.rootpath, state.report_path)
@@ -226,7 +223,7 @@ def _extracted_submission(folder: Path, isolation: str, extraction: report.Extra
     """A proxy whose missing-name failures speak of the notebook (the cell that defined the name and
     why it was left out) instead of modules the student never wrote. Built here because the proxy
     module, which imports torch, is imported only once a check needs the submission."""
-    from torchgrade.proxy import Submission
+    from torchgrade.engine.proxy import Submission
 
     class ExtractedSubmission(Submission):
         def lookup(self, name: str):
@@ -420,7 +417,7 @@ def _skip_reason(rep: pytest.TestReport) -> str:
 
 # -- the end: report and score table ----------------------------------------------------------------
 def build_report(state: _RunState) -> report.Report:
-    """Turn the recorded outcomes into a :class:`torchgrade.report.Report`."""
+    """Turn the recorded outcomes into a :class:`torchgrade.reporting.report.Report`."""
     import sys
 
     import torch

@@ -16,7 +16,7 @@ before it is written. How the report maps onto it, keeping every total:
   review and what it is worth. Not 0 / N: Gradescope would show a failed N-point test, and students
   would read the pending points as lost. The pending points are in the output and in
   ``extra_data["torchgrade"]``, next to the report's other totals, so nothing is lost.
-* A hidden check (a module under ``graders/hidden/``, see ``torchgrade.plugin``) is shown
+* A hidden check (a module under ``graders/hidden/``, see ``torchgrade.engine.plugin``) is shown
   ``after_published`` by default: students see it, and their total, once grades are published.
   Gradescope's ``hidden`` is meant for tests worth no points; it is allowed but not the default.
   While hidden checks exist, the top-level output names only the visible checks' points.
@@ -36,9 +36,10 @@ from typing import Any
 
 import jsonschema
 
-from torchgrade import atomic, report
+from torchgrade import atomic
 from torchgrade.errors import TorchgradeError
-from torchgrade.plugin import is_hidden_check
+from torchgrade.hidden import is_hidden_check
+from torchgrade.reporting import report
 
 #: Visibilities a hidden check may get; the first is the default.
 HIDDEN_VISIBILITIES = ("after_published", "after_due_date", "hidden")
@@ -90,7 +91,7 @@ def to_gradescope(data: dict[str, Any], *, hidden_visibility: str = HIDDEN_VISIB
     """Map a report's JSON onto Gradescope's results.json (see the module docstring for the rules).
 
     Args:
-        data: a report's JSON, as validated by :func:`torchgrade.report.validate`.
+        data: a report's JSON, as validated by :func:`torchgrade.reporting.report.validate`.
         hidden_visibility: the visibility of hidden checks, one of :data:`HIDDEN_VISIBILITIES`.
     """
     if hidden_visibility not in HIDDEN_VISIBILITIES:
@@ -282,7 +283,9 @@ def _elapsed_seconds(data: dict[str, Any]) -> int | None:
 @lru_cache(maxsize=1)
 def gradescope_schema() -> dict[str, Any]:
     """The JSON Schema of Gradescope's results.json shipped with the package."""
-    return json.loads(resources.files("torchgrade").joinpath("schema/gradescope-results.schema.json").read_text())
+    return json.loads(
+        resources.files("torchgrade.reporting").joinpath("schema/gradescope-results.schema.json").read_text()
+    )
 
 
 def validate_gradescope(results: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ hashes the real code of the module it names. The copies are executed separately,
 because nothing kept does any work on import.
 
 A file that cannot be read at all (unknown extension, empty, binary, invalid notebook JSON, no code
-that parses) becomes an :class:`~torchgrade.report.Extraction` with an ``error``; the plugin fails
+that parses) becomes an :class:`~torchgrade.reporting.report.Extraction` with an ``error``; the plugin fails
 every check with it, and the report still gets written.
 """
 
@@ -57,8 +57,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-from torchgrade import report
 from torchgrade.interface import MODULES, NAME_TO_MODULE
+from torchgrade.reporting import report
 
 #: Suffix -> kind of submission file this module converts.
 KINDS = {".py": "script", ".ipynb": "notebook"}

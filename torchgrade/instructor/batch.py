@@ -1,12 +1,12 @@
 """``torchgrade batch SUBMISSIONS/ --out reports/``: grade a whole class, on local cores or a Dask cluster.
 
 Every entry of ``SUBMISSIONS/`` is one submission: a folder, or a single ``.py`` / ``.ipynb`` file
-(hidden entries and ``__pycache__`` are ignored). Each is graded by :func:`torchgrade.cli.grade`, a
+(hidden entries and ``__pycache__`` are ignored). Each is graded by :func:`torchgrade.instructor.grading.grade`, a
 fresh pytest process in ``--isolation process`` by default, and its report lands in ``--out``::
 
     reports/<name>.json                     the report (``<name>`` keeps a file's suffix: bob.py.json)
-    reports/gradebook.csv                   one row per submission (torchgrade.gradebook)
-    reports/summary.html, *.png             the summary page and its plots (torchgrade.summary)
+    reports/gradebook.csv                   one row per submission (torchgrade.reporting.gradebook)
+    reports/summary.html, *.png             the summary page and its plots (torchgrade.reporting.summary)
     reports/.torchgrade-batch/<name>.json   the resumability record of each report
     reports/.torchgrade-batch/logs/         pytest's output for each grading
     reports/.torchgrade-batch/scratch/      the local gradings in flight (a rerun removes leftovers)
@@ -15,7 +15,7 @@ Run one batch at a time per output folder.
 
 Design decisions:
 
-* **One task, two executors.** :func:`torchgrade.batchjob.grade_one` grades one submission and
+* **One task, two executors.** :func:`torchgrade.instructor.batchjob.grade_one` grades one submission and
   returns plain data: the report's JSON, the exit code, the log. The local pool runs it on threads
   (``--jobs N``; the work is in child processes, so threads are enough) and Dask runs it as a task
   (``--scheduler``). Reports are written only by the batch's own process, as results arrive, so both
@@ -35,7 +35,7 @@ Design decisions:
   wall-clock limit (``--timeout``, default :data:`DEFAULT_TIMEOUT` s, on top of the per-check limits
   of the graders). A grading that times out, dies without a report, or writes one that breaks the
   schema gets a report written by the batch: every check of the assignment at zero points, with a
-  note starting with :data:`torchgrade.gradebook.NOTE_PREFIX` that says why (``failed`` checks for
+  note starting with :data:`torchgrade.reporting.gradebook.NOTE_PREFIX` that says why (``failed`` checks for
   a timeout, ``error`` checks for a crash, which is never the student's fault under process
   isolation). The whole tree (grader, pytest, workers) is frozen, then killed.
 * **On a cluster, submissions travel with the task.** The batch packs each submission into a
@@ -68,9 +68,11 @@ from pathlib import Path
 from typing import Any
 
 import torchgrade
-from torchgrade import atomic, batchjob, cli, gradebook
-from torchgrade.batchjob import Job, Outcome, content_hash, failed_outcome, grade_one, has_assignment, pack
+from torchgrade import atomic
 from torchgrade.errors import TorchgradeError
+from torchgrade.instructor import batchjob, grading
+from torchgrade.instructor.batchjob import Job, Outcome, content_hash, failed_outcome, grade_one, has_assignment, pack
+from torchgrade.reporting import gradebook
 
 #: Wall-clock seconds one submission's grading may take before the batch stops it.
 DEFAULT_TIMEOUT = 3600.0
@@ -131,7 +133,7 @@ class BatchResult:
     Attributes:
         graded: submissions graded by this run.
         skipped: submissions whose up-to-date report was reused.
-        statuses: every submission's :func:`torchgrade.gradebook.status`, in folder order.
+        statuses: every submission's :func:`torchgrade.reporting.gradebook.status`, in folder order.
         ignored: entries of the folder that are not submissions.
         out: the output folder.
         exit_code: see :data:`EPILOG`.
@@ -309,7 +311,7 @@ def record_path(out: Path, name: str) -> Path:
 
 def is_up_to_date(out: Path, name: str, content: str, setup: str, *, retry_failed: bool = False) -> bool:
     """Whether ``out`` holds a valid report of this exact submission content and grading set-up."""
-    from torchgrade import report  # here: jsonschema is slow to import, and the CLI imports this module
+    from torchgrade.reporting import report  # here: jsonschema is slow to import, and the CLI imports this module
 
     try:
         record = json.loads(record_path(out, name).read_text())
@@ -437,11 +439,11 @@ def run_batch(
                 display.finished(job["name"], data, outcome)
     statuses = write_summaries(out, [sub.name for sub in found], ignored=ignored)
     display.say(f"reports, gradebook.csv and summary.html in {out}")
-    code = cli.EXIT_OK
+    code = grading.EXIT_OK
     if gradebook.STATUS_FAILED in statuses.values():
-        code = cli.EXIT_FAILED
+        code = grading.EXIT_FAILED
     if gradebook.STATUS_HARNESS_ERROR in statuses.values():
-        code = cli.EXIT_INTERNAL
+        code = grading.EXIT_INTERNAL
     return BatchResult(tuple(graded), tuple(skipped), statuses, tuple(ignored), out, code)
 
 
@@ -450,7 +452,7 @@ def write_summaries(out: Path, names: list[str], *, ignored: Sequence[str] = ())
     submissions no longer in the folder are left out); return each submission's status.
 
     ``ignored`` names the entries of the submissions folder that are not submissions, for the page."""
-    from torchgrade import summary
+    from torchgrade.reporting import summary
 
     reports = {
         name: json.loads(report_path(out, name).read_text()) for name in names if report_path(out, name).is_file()
@@ -498,7 +500,7 @@ def _chain(first: list[tuple[Job, Outcome]], then: Iterator[tuple[Job, Outcome]]
 def _final_report(job: Job, outcome: Outcome, skeleton_once: Callable, out: Path) -> dict[str, Any]:
     """The report to write for an outcome: the grading's own (under the client's submission path),
     else one written by the batch. A report that breaks the schema is kept next to the log."""
-    from torchgrade import report
+    from torchgrade.reporting import report
 
     data = outcome["report"]
     if data is not None:
@@ -634,7 +636,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     try:
         options = build_parser().parse_args(own)
     except SystemExit as exc:
-        return cli.EXIT_USAGE if exc.code else cli.EXIT_OK
+        return grading.EXIT_USAGE if exc.code else grading.EXIT_OK
     try:
         result = run_batch(
             options.submissions,
@@ -652,7 +654,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         )
     except BatchUsageError as exc:
         print(f"torchgrade batch: {exc}", file=sys.stderr)
-        return cli.EXIT_USAGE
+        return grading.EXIT_USAGE
     except KeyboardInterrupt:
         print(
             "torchgrade batch: interrupted; every finished report is kept: run the same command again to "

@@ -2,10 +2,10 @@
 
 This is the side of ``torchgrade batch`` that runs where the grading happens: on a thread of the
 local pool, or as a task on a Dask worker. Like pytest-xdist's worker side, it imports nothing of
-the controller (:mod:`torchgrade.batch`): what crosses over is a :class:`Job` in and an
+the controller (:mod:`torchgrade.instructor.batch`): what crosses over is a :class:`Job` in and an
 :class:`Outcome` out, both plain dicts, so a worker needs only torchgrade and the assignment.
 
-:func:`grade_one` runs :func:`torchgrade.cli.grade` in a child process of its own, so that a
+:func:`grade_one` runs :func:`torchgrade.instructor.grading.grade` in a child process of its own, so that a
 wall-clock limit can stop the whole grading: the child, its pytest and the pytest's workers, which
 start sessions of their own and would outlive a plain ``killpg``. It never raises: whatever goes
 wrong comes back as an outcome whose ``problem`` says what happened, for the batch to turn into a
@@ -45,9 +45,10 @@ MSG_TIMEOUT = (
 MSG_NO_REPORT = "the grading process ended with exit code {code} without writing a report, so every check scores 0"
 MSG_TASK_ERROR = "the submission could not be graded: {error}"
 
-# The grading process: cli.grade() in a child of our own, so that a timeout can stop its whole tree.
+# The grading process: grading.grade() in a child of our own, so that a timeout can stop its whole tree.
 _CHILD = (
-    "import json, sys; from pathlib import Path; from torchgrade.cli import grade; a = json.loads(sys.argv[1]); "
+    "import json, sys; from pathlib import Path; from torchgrade.instructor.grading import grade; "
+    "a = json.loads(sys.argv[1]); "
     "code, _ = grade(Path(a['submission']), assignment=Path(a['assignment']), isolation=a['isolation'], "
     "report=Path(a['report']), extra_args=tuple(a['extra_args'])); sys.exit(code)"
 )
@@ -149,7 +150,7 @@ def unpack(payload: bytes, destination: Path) -> Path:
 
 # -- grading ----------------------------------------------------------------------------------------
 def grade_one(job: Job) -> Outcome:
-    """Grade one submission with :func:`torchgrade.cli.grade` in a child process; never raises.
+    """Grade one submission with :func:`torchgrade.instructor.grading.grade` in a child process; never raises.
 
     The same function serves the local pool and Dask: it unpacks ``job["payload"]`` when there is
     one, runs the grading under the job's wall-clock limit, stops the whole process tree when the

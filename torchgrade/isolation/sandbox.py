@@ -18,7 +18,7 @@ tier this machine offers, chosen once per grading process and named in the repor
 
 In every tier the worker gets resource limits (:class:`Limits`), ``python -I`` with a clean
 environment, its own HOME and TMPDIR, and the scratch copy of the submission as its working
-directory. Where a pids cgroup can be made (:mod:`torchgrade.cgroup`), each worker gets its own: it
+directory. Where a pids cgroup can be made (:mod:`torchgrade.isolation.cgroup`), each worker gets its own: it
 caps processes even for root, and every process the worker started is killed with it.
 
 A grader running as root first drops to ``nobody`` where ``nobody`` can run this Python (not where
@@ -44,11 +44,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchgrade.cgroup import PidsGroup
+from torchgrade.isolation.cgroup import PidsGroup
+from torchgrade.worker.confine import NOBODY
 
 TIERS = ("bubblewrap", "unshare", "rlimits")
-#: The user an unprivileged worker runs as when the grader is root.
-NOBODY = 65534
 #: Scratch copies live in one folder per grading process, hidden from every worker but its own.
 SCRATCH_PREFIX = "torchgrade-scratch-"
 
@@ -148,7 +147,7 @@ class Sandbox:
     tier: str
     drops_privileges: bool = False
     limits: Limits = Limits()
-    #: Each worker gets a pids cgroup (:mod:`torchgrade.cgroup`) capped at ``limits.processes``.
+    #: Each worker gets a pids cgroup (:mod:`torchgrade.isolation.cgroup`) capped at ``limits.processes``.
     pids_cgroup: bool = False
 
     def protections(self) -> list[str]:
@@ -282,7 +281,7 @@ def _works(box: Sandbox) -> bool:
     scratch = None
     try:
         scratch = Scratch.create(area, NOBODY if box.drops_privileges else None)
-        command = box.command([sys.executable, "-I", "-m", "torchgrade.sandbox"], scratch, [])
+        command = box.command([sys.executable, "-I", "-m", "torchgrade.worker.confine"], scratch, [])
         done = subprocess.run(
             command,
             preexec_fn=box.preexec(),
@@ -349,71 +348,3 @@ def hidden_paths(submission: Path, assignment: Path | None, report: Path | None)
             continue
         hidden.append(path)
     return hidden
-
-
-def hide_paths(paths: Sequence[str], writable: str) -> None:
-    """Make this mount namespace read-only but for ``writable``, and mount an empty tmpfs over
-    each of ``paths`` (a file: bind ``/dev/null``): the unshare tier's version of bubblewrap's
-    ``--ro-bind / /``, ``--bind SCRATCH`` and ``--tmpfs``. Runs as root of a fresh user namespace,
-    before the submission is loaded."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-        args = [None if text is None else text.encode() for text in (source, target, fstype)]
-        if libc.mount(*args, flags, None if data is None else data.encode()) != 0:
-            raise OSError(ctypes.get_errno(), f"mount {source} on {target} failed: {os.strerror(ctypes.get_errno())}")
-
-    mount(None, "/", None, _MS_REC | _MS_PRIVATE)
-    mount(writable, writable, None, _MS_BIND)  # its own mount, left writable below
-    with open("/proc/self/mountinfo") as table:
-        points = [line.split()[4].replace("\\040", " ") for line in table]
-    for point in points:
-        if point == writable or point.startswith(("/proc", "/sys", "/dev")):
-            continue
-        try:
-            kept = os.statvfs(point).f_flag & _LOCKED_FLAGS  # a user namespace may not clear these
-            mount(None, point, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | kept)
-        except OSError:
-            continue  # a mount we cannot see through (shadowed, or gone): nothing to make read-only
-    for path in paths:
-        if os.path.isfile(path):
-            mount("/dev/null", path, None, _MS_BIND)
-        else:
-            mount("tmpfs", path, "tmpfs", _MS_RDONLY, "size=1m")
-    os.chdir(os.getcwd())  # the working directory was entered before the mounts: enter it again through them
-
-
-# mount(2) flags; statvfs's ST_* flags have the same values.
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND = 1, 2, 4, 8, 32, 4096
-_MS_NOATIME, _MS_NODIRATIME, _MS_RELATIME, _MS_REC, _MS_PRIVATE = 1024, 2048, 1 << 21, 16384, 1 << 18
-_LOCKED_FLAGS = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC | _MS_NOATIME | _MS_NODIRATIME | _MS_RELATIME
-
-
-def leave_root(worker_args: Sequence[str]) -> None:
-    """Re-execute the worker as uid 65534 of a nested user namespace, keeping the mounts (and the
-    request/reply descriptors ``worker_args``). Root of a user namespace could undo the mounts of
-    :func:`hide_paths`; uid 65534 without capabilities cannot."""
-    unshare = shutil.which("unshare") or "unshare"
-    os.execv(
-        unshare,
-        [
-            unshare,
-            "--user",
-            f"--map-user={NOBODY}",
-            f"--map-group={NOBODY}",
-            sys.executable,
-            "-I",
-            "-u",
-            "-m",
-            "torchgrade.worker",
-            *worker_args,
-        ],
-    )
-
-
-if __name__ == "__main__":  # the probe of available(): a worker's start without its descriptors
-    writable_root = [a.removeprefix("--writable=") for a in sys.argv[1:] if a.startswith("--writable=")]
-    if writable_root:
-        hide_paths([], writable_root[0])

@@ -3,7 +3,7 @@
 Before an assignment goes to students, its graders must give the reference every auto-graded point,
 the template none, and each buggy sample of ``fixtures/submissions/`` exactly the points its TOML
 file says it loses, no more and no fewer. This grades those samples with the real entry point
-(:func:`torchgrade.cli.grade`, a fresh pytest process each) and prints one row per sample.
+(:func:`torchgrade.instructor.grading.grade`, a fresh pytest process each) and prints one row per sample.
 
 A pytest selection (``-k``/``-m``) makes a check cheap, and narrows what it can prove: a sample is
 then compared on the questions that the selection graded, and a buggy sample none of whose lost
@@ -26,9 +26,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from torchgrade import cli
 from torchgrade.errors import TorchgradeError
-from torchgrade.loader import import_file
+from torchgrade.importfile import import_file
+from torchgrade.instructor import grading
 
 OK, MISMATCH, NOT_SELECTED, ERROR = "ok", "MISMATCH", "not selected", "ERROR"
 
@@ -154,7 +154,7 @@ def check_assignment(
                 verdict = SampleVerdict(sample.name, MISMATCH, expected, got, 0.0)
             else:
                 with _output_to(None if verbose else report_dir / f"{sample.name}.log"):
-                    _, data = cli.grade(
+                    _, data = grading.grade(
                         folder,
                         assignment=assignment,
                         isolation=isolation,
@@ -202,7 +202,7 @@ def format_row(verdict: SampleVerdict) -> str:
 def exit_code(verdicts: list[SampleVerdict]) -> int:
     """0: every sample graded as described (or not selected); 1: some mismatch; 3: a torchgrade error."""
     if any(v.status == ERROR for v in verdicts):
-        return cli.EXIT_INTERNAL
+        return grading.EXIT_INTERNAL
     if any(v.status == MISMATCH for v in verdicts):
-        return cli.EXIT_FAILED
-    return cli.EXIT_OK
+        return grading.EXIT_FAILED
+    return grading.EXIT_OK

@@ -6,12 +6,12 @@
 exactly the same code and return the same plain values.
 
 Objects that are not plain data (a model, a class, a generator) stay here in an object table and
-travel as :class:`torchgrade.wire.Ref` handles. Trusted helpers from ``torchgrade.checks`` (for
+travel as :class:`torchgrade.wire.Ref` handles. Trusted probes from ``torchgrade.probes`` (for
 example the receptive-field probe, which needs autograd on the student's model) can be applied to
 those objects with the ``apply`` request; nothing else can be imported on the grader's behalf.
 
 This module imports nothing from the grader side: only :mod:`torchgrade.wire` and
-:mod:`torchgrade.loader`.
+:mod:`torchgrade.worker.loader`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import itertools
-import os
 import random
-import sys
-import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,12 +28,11 @@ import numpy as np
 import torch
 
 from torchgrade import wire
-from torchgrade.loader import Submission
+from torchgrade.worker.loader import Submission
+from torchgrade.worker.tracebacks import format_student_exception
 
 #: Only functions and classes in these modules may be run through an ``apply`` request.
-APPLY_ALLOWED_PREFIX = "torchgrade.checks."
-#: The longest student traceback kept in a message, in lines.
-MAX_TRACEBACK_LINES = 30
+APPLY_ALLOWED_PREFIX = "torchgrade.probes."
 
 
 class WorkerSession:
@@ -130,7 +126,7 @@ class WorkerSession:
     def op_apply(self, request: wire.Request) -> Any:
         module_name, _, attr = request["fn"].partition(":")
         if not module_name.startswith(APPLY_ALLOWED_PREFIX):
-            raise _Refused("harness", f"{request['fn']} is not a torchgrade check")
+            raise _Refused("harness", f"{request['fn']} is not a torchgrade probe")
         fn = getattr(importlib.import_module(module_name), attr)
         return fn(*request.get("args", []), **request.get("kwargs", {}))
 
@@ -183,56 +179,3 @@ def seed_everything(seed: int) -> None:
 def _exc_message(exc: BaseException) -> str:
     text = str(exc)
     return text if len(text) <= 2000 else text[:2000] + " [...]"
-
-
-def format_student_exception(exc: BaseException, folder: Path) -> str:
-    """Format a traceback keeping only the frames of files inside the submission ``folder``.
-
-    The harness's own frames and torch's internals are noise to a student; the last library frame
-    is kept when no student frame exists (for example a bad argument to ``torch.cat``).
-    """
-    folder_text = str(Path(folder).resolve())
-    frames = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if f.filename.startswith(folder_text)]
-    lines = traceback.format_list(own)
-    if isinstance(exc, SyntaxError) and exc.filename:
-        lines.append(f'  File "{exc.filename}", line {exc.lineno}\n    {(exc.text or "").rstrip()}\n')
-    text = "".join(lines) + "".join(traceback.format_exception_only(type(exc), exc))
-    text = text.replace(folder_text + os.sep, "")
-    kept = text.splitlines()
-    if len(kept) > MAX_TRACEBACK_LINES:
-        kept = (
-            kept[:5] + [f"  ... {len(kept) - MAX_TRACEBACK_LINES} lines cut ..."] + kept[-(MAX_TRACEBACK_LINES - 6) :]
-        )
-    return "\n".join(kept)
-
-
-def main(argv: list[str]) -> int:
-    """Serve requests on the two file descriptors named in ``argv`` until the grader closes them."""
-    request_fd, reply_fd = int(argv[0]), int(argv[1])
-    options = dict(arg.removeprefix("--").split("=", 1) for arg in argv[2:] if arg.startswith("--"))
-    if "writable" in options:  # the unshare tier: a read-only view with paths hidden, then not root
-        from torchgrade.sandbox import hide_paths, leave_root
-
-        hide_paths([arg.removeprefix("--hide=") for arg in argv[2:] if arg.startswith("--hide=")], options["writable"])
-        leave_root(argv[:2])  # re-executes this worker as uid 65534 of a nested user namespace
-    # Never import from the current directory: python -m put it at the front of sys.path.
-    sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
-    threads = os.environ.get("TORCHGRADE_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
-    session = WorkerSession(isolated=True)
-    worker = os.getpid()
-    while True:
-        try:
-            frame = wire.read_frame(request_fd)
-        except EOFError:
-            return 0
-        reply = session.handle(frame)
-        if os.getpid() != worker:  # a child the submission forked came back out of its call:
-            os._exit(0)  # only the worker itself ever speaks to the grader
-        wire.write_frame(reply_fd, reply)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

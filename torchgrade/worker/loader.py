@@ -19,6 +19,8 @@ import sys
 import types
 from pathlib import Path
 
+from torchgrade.worker.tracebacks import format_student_exception
+
 PACKAGE = "_tg_submission"
 
 
@@ -139,8 +141,6 @@ class Submission:
         try:
             return importlib.import_module(f"{PACKAGE}.{name}")
         except BaseException as exc:  # noqa: BLE001 - student code may raise anything, SystemExit too
-            from torchgrade.worker import format_student_exception  # local: avoids an import cycle
-
             self._errors[name] = format_student_exception(exc, self.folder)
             sys.modules.pop(f"{PACKAGE}.{name}", None)
             raise ModuleImportError(name, self._errors[name]) from None
@@ -195,21 +195,3 @@ def _importable_elsewhere(name: str) -> bool:
         return importlib.machinery.PathFinder.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
-
-
-def import_file(path: str | Path, name: str) -> types.ModuleType:
-    """Import the Python file at ``path`` as a module called ``name``, without putting its folder on
-    ``sys.path``: how the harness's own tests, benchmarks and assignment check read one file of the
-    reference or a sample (graders never import the reference). The module is registered in
-    ``sys.modules`` under ``name``, where dataclasses look their module up."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"{path} is not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module

@@ -1,0 +1,1 @@
+"""Starting, limiting and stopping the worker process: transport, sandbox tiers, pids cgroups."""

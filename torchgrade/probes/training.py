@@ -1,0 +1,198 @@
+"""Probes for training code: what runs next to a student's training loop or model.
+
+The probes run where the submission runs (through ``Submission.apply``) because they hand objects
+to student code or read what it wrote:
+
+* :class:`RecordingModel` is a tiny trainable model that a grader passes to a student's training
+  loop. It records every forward call (input shape, train/eval mode, a per-sample summary of the
+  input) and, through a gradient hook on its output, the label each sample was trained towards.
+  For cross-entropy on two logits, ``dL/dz1 - dL/dz0 = (p1 - p0) - (t1 - t0)``, which is negative
+  exactly when the target is class 1, so labels are recovered without seeing the loss.
+* :func:`read_checkpoints` loads the files a training loop saved (``weights_only``: no pickle code).
+* :func:`first_conv_input` returns what a model's first convolution receives.
+
+Thresholds of training checks are decided on the grader side (:mod:`torchgrade.checks.training`).
+This module imports only torch, numpy and the standard library.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class RecordingModel(nn.Module):
+    """A two-logit model that records how a training loop uses it.
+
+    The logits are an affine function of the input's mean, so any input shape is accepted
+    (a loop that forgets to permute NHWC to NCHW still runs and gets a precise message).
+
+    Attributes:
+        calls: one dict per forward call: ``shape``, ``training``, ``grad`` (autograd enabled),
+            ``halves`` (per sample: mean of the first and second half along the longest spatial
+            axis, and that axis), and after backward ``label_sign`` (per sample ``dL/dz1 - dL/dz0``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor([0.5, -0.5]))
+        self.shift = nn.Parameter(torch.zeros(2))
+        self.calls: list[dict[str, Any]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(x)
+        record: dict[str, Any] = {
+            "shape": list(x.shape),
+            "training": self.training,
+            "grad": torch.is_grad_enabled(),
+            "dtype": str(x.dtype).replace("torch.", ""),
+        }
+        if x.dim() == 4:
+            axis = 2 if x.shape[2] >= x.shape[3] else 3
+            half = x.shape[axis] // 2
+            first, second = x.narrow(axis, 0, half), x.narrow(axis, half, x.shape[axis] - half)
+            record["axis"] = axis
+            record["halves"] = torch.stack(
+                [first.float().mean(dim=(1, 2, 3)), second.float().mean(dim=(1, 2, 3))], dim=1
+            ).tolist()
+        self.calls.append(record)
+        mean = x.float().reshape(x.shape[0], -1).mean(dim=1) if x.dim() > 1 else x.float()
+        out = mean[:, None] * self.scale + self.shift
+        if out.requires_grad:
+            out.register_hook(
+                lambda grad, record=record: record.__setitem__("label_sign", (grad[:, 1] - grad[:, 0]).tolist())
+            )
+        return out
+
+    def parameter_values(self) -> list[float]:
+        return self.scale.tolist() + self.shift.tolist()
+
+
+class ConstantModel(nn.Module):
+    """Predicts one class for every input, and records the train/eval mode of every call.
+
+    With it, an accuracy function's result is known exactly whatever pairs it builds: an
+    always-1 model is right on every positive and wrong on every negative.
+    """
+
+    def __init__(self, label: int) -> None:
+        super().__init__()
+        self.label = int(label)
+        self.bias = nn.Parameter(torch.zeros(()))
+        self.modes: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(self.training)
+        logits = torch.full((len(x), 2), -5.0)
+        logits[:, self.label] = 5.0
+        return logits + self.bias
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread, then restore the count (also a decorator: ``@one_thread()``).
+
+    The graders' training runs are small (molecule batches, a 644-node GAT): a second thread saves
+    little, and where the other core is busy (a second grading job, a parallel batch) two spinning
+    OpenMP threads made a 10 s molecule run take over 90 s here, and a GAT run 50 s -> 160 s.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def set_threads(threads: int) -> int:
+    """Set torch's intra-op thread count where the submission runs; return the previous count.
+
+    A training check's verdict must not depend on where it runs: the same seeded run takes a
+    different numerical path with 1 thread than with 2 (a batch grades with 1 per job), enough to
+    move a marginal run across its threshold. Training checks pin the count they were calibrated at.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return previous
+
+
+def scratch_folder(prefix: str) -> str:
+    """A new empty folder the submission may write to, next to it: under the worker's own TMPDIR
+    (inside its scratch copy) in process isolation, where the rest of the file system is read-only."""
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+def read_checkpoints(pattern: str) -> list[dict[str, Any]]:
+    """Load every file matching a glob ``pattern`` with ``torch.load(weights_only=True)``.
+
+    Returns:
+        Per file, sorted by name: ``file`` (base name), ``keys`` (state-dict keys, or None),
+        ``values`` (the flattened first tensor, to tell checkpoints apart), ``error`` (or None).
+    """
+    found = []
+    for path in sorted(glob.glob(pattern)):
+        entry: dict[str, Any] = {"file": os.path.basename(path), "keys": None, "values": None, "error": None}
+        try:
+            state = torch.load(path, weights_only=True, map_location="cpu")
+            if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+                state = state["state_dict"]  # some loops save {"epoch": ..., "state_dict": ...}
+            if isinstance(state, dict):
+                entry["keys"] = sorted(str(k) for k in state)
+                tensors = [v for v in state.values() if isinstance(v, torch.Tensor)]
+                entry["values"] = tensors[0].flatten().tolist() if tensors else None
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not raised
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+        found.append(entry)
+    return found
+
+
+def first_conv_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """Run ``model(x)`` without autograd and return the input of its first ``conv2d`` call.
+
+    Catches both ``nn.Conv2d`` modules and ``F.conv2d`` in ``forward``, since both dispatch to
+    ``torch.conv2d``. Returns None when the model never convolves.
+    """
+    from torch.overrides import TorchFunctionMode
+
+    seen: list[torch.Tensor] = []
+
+    class _Spy(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func in (torch.conv2d, torch.nn.functional.conv2d) and not seen:
+                seen.append(args[0].detach().clone())
+            return func(*args, **kwargs)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), _Spy():
+            model(x)
+    finally:
+        model.train(was_training)
+    return seen[0] if seen else None
+
+
+def first_tensor(out: Any) -> Any:
+    """A model that returns ``(logits, ...)`` (with attention weights, or an LSTM's state) is graded
+    on its first tensor."""
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    return out
+
+
+def logits_problem(out: Any, shape: tuple[int, ...]) -> str:
+    """What is wrong with a model's output where a training loop expects float logits of ``shape``;
+    empty when nothing is. The loops return it as their error instead of crashing on it."""
+    if not isinstance(out, torch.Tensor):
+        return f"the model returned a {type(out).__name__}; expected a tensor of shape {list(shape)}"
+    if tuple(out.shape) != shape or not out.is_floating_point():
+        return f"the model returned a {out.dtype} tensor of shape {list(out.shape)}; expected {list(shape)} logits"
+    return ""

@@ -1,0 +1,45 @@
+"""``python -m torchgrade.worker REQUEST_FD REPLY_FD``: the worker process's request loop.
+
+Serves requests from the grader over two pipes (student ``print`` output goes to the worker's stdout,
+never into the protocol) with a :class:`~torchgrade.worker.session.WorkerSession`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+from torchgrade import wire
+from torchgrade.worker.confine import hide_paths, leave_root
+from torchgrade.worker.session import WorkerSession
+
+
+def main(argv: list[str]) -> int:
+    """Serve requests on the two file descriptors named in ``argv`` until the grader closes them."""
+    request_fd, reply_fd = int(argv[0]), int(argv[1])
+    options = dict(arg.removeprefix("--").split("=", 1) for arg in argv[2:] if arg.startswith("--"))
+    if "writable" in options:  # the unshare tier: a read-only view with paths hidden, then not root
+        hide_paths([arg.removeprefix("--hide=") for arg in argv[2:] if arg.startswith("--hide=")], options["writable"])
+        leave_root(argv[:2])  # re-executes this worker as uid 65534 of a nested user namespace
+    # Never import from the current directory: python -m put it at the front of sys.path.
+    sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
+    threads = os.environ.get("TORCHGRADE_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    session = WorkerSession(isolated=True)
+    worker = os.getpid()
+    while True:
+        try:
+            frame = wire.read_frame(request_fd)
+        except EOFError:
+            return 0
+        reply = session.handle(frame)
+        if os.getpid() != worker:  # a child the submission forked came back out of its call:
+            os._exit(0)  # only the worker itself ever speaks to the grader
+        wire.write_frame(reply_fd, reply)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
