@@ -1,6 +1,6 @@
-"""Calibrate the training threshold of graders/test_lstm.py: train a submission's
-TextGenerationModel (the reference by default) with the grader's own loop
-(torchgrade.checks.recurrent.train_language_model), sizes and budget on the synthetic corpus of
+"""Calibrate the training threshold of graders/test_lstm.py (its numbers live in graders/_lstm.py): train a
+submission's TextGenerationModel (the reference by default) with the grader's own loop
+(torchgrade.probes.language_model.train_language_model), sizes and budget on the synthetic corpus of
 fixtures/text.py, over many training seeds, and print min / mean / max of the held-out loss with
 how many seeds pass the grader's bound, next to the n-gram cross-entropies of the corpus.
 
@@ -30,11 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "graders"))
 
-import test_lstm  # noqa: E402  (the grader's budget, sizes, seeds and bound)
+import _lstm as grader  # noqa: E402  (the grader's budget, sizes, seeds and bound)
 
 from fixtures import samples, text  # noqa: E402
-from torchgrade.checks import recurrent  # noqa: E402
 from torchgrade.importfile import import_file  # noqa: E402
+from torchgrade.probes.language_model import train_language_model  # noqa: E402
+from torchgrade.probes.training import first_tensor  # noqa: E402
 
 
 class Memoryless(nn.Module):
@@ -45,18 +46,18 @@ class Memoryless(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = recurrent.first_tensor(self.model(x.reshape(1, -1)))
+        logits = first_tensor(self.model(x.reshape(1, -1)))
         return logits.reshape(*x.shape, -1)
 
 
 def text_run(lstm, data: dict[str, torch.Tensor], seed: int, memoryless: bool) -> dict:
     """One training run as the grader's ``train_text_model`` does it, with ``seed`` for its fixed seed."""
     torch.manual_seed(seed)
-    sizes = test_lstm.TEXT_SIZES
+    sizes = grader.TEXT_SIZES
     model = lstm.TextGenerationModel(len(text.VOCABULARY), sizes["embed"], sizes["hidden"])
     if memoryless:
         model = Memoryless(model)
-    return recurrent.train_language_model(model, data["train"], data["val"], seed=seed, **test_lstm.TEXT_BUDGET)
+    return train_language_model(model, data["train"], data["val"], seed=seed, **grader.TEXT_BUDGET)
 
 
 def summary(name: str, values: list[float]) -> str:
@@ -78,14 +79,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = samples.materialise(samples.load(args.sample), Path(tmp)) if args.sample else args.submission
         lstm = import_file(folder / "lstm.py", "calibrated_lstm")
-    data = {name: torch.from_numpy(stream) for name, stream in text.make_dataset(seed=test_lstm.CORPUS_SEED).items()}
+    data = {name: torch.from_numpy(stream) for name, stream in text.make_dataset(seed=grader.CORPUS_SEED).items()}
     grams = ", ".join(
         f"{order}-gram {text.conditional_entropy(data['train'].numpy(), data['val'].numpy(), order):.3f}"
         for order in (1, 2, 3, 5)
     )
     print(
         f"submission {args.sample or args.submission}{' (memoryless)' if args.memoryless else ''}; budget "
-        f"{test_lstm.budget_text()}; sizes {test_lstm.TEXT_SIZES}; bound <= {test_lstm.LEARN_BOUND}; corpus "
+        f"{grader.budget_text()}; sizes {grader.TEXT_SIZES}; bound <= {grader.LEARN_BOUND}; corpus "
         f"cross-entropies (nats/char): {grams}",
         flush=True,
     )
@@ -102,10 +103,7 @@ def main() -> None:
             flush=True,
         )
     print(summary("held-out loss", losses))
-    print(
-        f"held-out loss <= {test_lstm.LEARN_BOUND}: {sum(v <= test_lstm.LEARN_BOUND for v in losses)}/{len(losses)} "
-        f"seeds"
-    )
+    print(f"held-out loss <= {grader.LEARN_BOUND}: {sum(v <= grader.LEARN_BOUND for v in losses)}/{len(losses)} seeds")
     print(f"{statistics.mean(seconds):.1f} s per training run (1 thread)")
 
 

@@ -1,35 +1,28 @@
-"""Grader of UvA DL1 A2 Q2.2b: the parameter count of an LSTM with a linear output layer,
-``lstm_param_count(n_hidden, n_input, n_output)``, against the formula and against the submitted
-``LSTM`` and ``TextGenerationModel`` themselves.
+"""Grader of UvA Deep Learning 1, assignment 2, Q2.2b: the number of parameters of an LSTM with a linear
+output layer, ``lstm_param_count(n_hidden, n_input, n_output)``, against the formula and against the
+submitted ``LSTM`` and ``TextGenerationModel`` themselves.
 
-A module of its own, apart from ``test_lstm.py``: it is the only LSTM check that reads
-``answers.py``, and a sample that edits ``answers.py`` is graded by the modules that mention its
-names (``tests/test_samples.py``), which need not include the text model's training run.
+A module of its own, apart from ``test_lstm.py``, because it is the one LSTM check that reads
+``answers.py``: grading a change to ``answers.py`` needs no training run of the text model.
 """
 
 from __future__ import annotations
 
 import pytest
+from _lstm import PARAM_COUNT_SIZES, lstm_formula
 
-from torchgrade.checks import recurrent
+from torchgrade.checks.language_model import make_text_model
 from torchgrade.errors import CheckFailure
 from torchgrade.probes import params
 
 ASSIGNMENT = "uva-a2"
 
 
-def lstm_formula(hidden: int, inputs: int, outputs: int) -> int:
-    """Four gates with input weights, recurrent weights and one bias each, then ``p = W_ph h + b_p``."""
-    return 4 * (hidden * inputs + hidden * hidden + hidden) + outputs * hidden + outputs
-
-
-SIZES = ((1, 1, 1), (128, 64, 92), (1024, 256, 87), (3, 10, 2), (50, 1, 7), (7, 30, 300))
-
-
 @pytest.mark.points(2, question="Q2.2b")
 def test_lstm_param_count(sub, parts):
+    """The LSTM with a linear output layer has 4(H I + H H + H) + O H + O parameters, as the submitted modules do."""
     with parts.part(1, "4(H I + H H + H) + O H + O for many sizes"):
-        for hidden, inputs, outputs in SIZES:
+        for hidden, inputs, outputs in PARAM_COUNT_SIZES:
             who = f"lstm_param_count(n_hidden={hidden}, n_input={inputs}, n_output={outputs})"
             got = sub.lstm_param_count(hidden, inputs, outputs)
             expected = lstm_formula(hidden, inputs, outputs)
@@ -56,7 +49,7 @@ def test_lstm_param_count(sub, parts):
                     f"parameters, so with an output layer to {vocabulary} characters {counted}; "
                     f"lstm_param_count({hidden}, {embed}, {vocabulary}) returned {answer!r}: {side}."
                 )
-            model = recurrent.make_text_model(sub, vocabulary, embed, hidden)
+            model = make_text_model(sub, vocabulary, embed, hidden)
             total = sub.apply(params.count_parameters, model)
             if total - vocabulary * embed != answer:
                 raise CheckFailure(

@@ -1,5 +1,6 @@
-"""torchgrade.checks.attention: the grader's float64 attention and Jacobian against hand-written
-loops and closed forms, and the memory probe on a linear and a quadratic implementation."""
+"""torchgrade.checks.attention, the grader's float64 attention and Jacobian, against hand-written loops
+and closed forms; torchgrade.probes.attention, the memory probe, on a linear and a quadratic
+implementation."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from torchgrade.checks import attention
+from torchgrade.probes.attention import call_attention, elu_plus_one
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -20,7 +22,7 @@ def randn(*shape: int, seed: int = 0) -> torch.Tensor:
 
 def test_kernel_attention_is_the_weighted_average_of_its_definition():
     q, k, v = randn(3, 2, seed=1), randn(4, 2, seed=2), randn(4, 5, seed=3)
-    phi = attention.elu_plus_one
+    phi = elu_plus_one
     expected = torch.stack(
         [
             sum(float(phi(q[i]) @ phi(k[j])) * v[j] for j in range(4))
@@ -56,7 +58,7 @@ def test_jacobian_reference_is_the_chain_rule_product():
 
 
 def linear(q, k, v, feature_map=None):
-    phi = feature_map or attention.elu_plus_one
+    phi = feature_map or elu_plus_one
     kv = phi(k).transpose(-2, -1) @ v
     return phi(q) @ kv / (phi(q) @ phi(k).sum(-2, keepdim=True).transpose(-2, -1))
 
@@ -67,15 +69,15 @@ def quadratic(q, k, v):
 
 def test_call_attention_tells_linear_from_quadratic_memory():
     q, k, v = (randn(256, 4, seed=s).float() for s in (1, 2, 3))
-    small = attention.call_attention(linear, q, k, v)
-    large = attention.call_attention(quadratic, q, k, v)
+    small = call_attention(linear, q, k, v)
+    large = call_attention(quadratic, q, k, v)
     assert small["largest"] == 256 * 4 and torch.allclose(small["output"], large["output"], atol=1e-5)
     assert large["largest"] == 256 * 256 and large["shape"] == [256, 256] and large["function"] == "matmul"
 
 
 def test_call_attention_passes_a_named_feature_map_and_refuses_a_function_without_one():
     q, k, v = randn(5, 3, seed=1), randn(6, 3, seed=2), randn(6, 2, seed=3)
-    result = attention.call_attention(linear, q, k, v, feature_map="softplus")
+    result = call_attention(linear, q, k, v, feature_map="softplus")
     assert torch.allclose(result["output"], attention.kernel_attention(q, k, v, F.softplus))
-    result = attention.call_attention(quadratic, q, k, v, feature_map="softplus")
+    result = call_attention(quadratic, q, k, v, feature_map="softplus")
     assert result["error"].startswith("it takes no feature_map argument")

@@ -1,6 +1,9 @@
-"""torchgrade.checks.recurrent: reading LSTM weights back, the float64 equations, the probes of what
-a model calls and how much sampling costs, the training loop, and beam search on explicit trees,
-on small hand-built models whose answers are known."""
+"""The recurrent topics, probes and checks: reading LSTM weights back and the float64 equations
+(torchgrade.checks.lstm, torchgrade.probes.lstm), what a model calls (torchgrade.probes.module_usage),
+the language model's training loop and recording model (torchgrade.probes.language_model,
+torchgrade.checks.language_model), sampling (torchgrade.probes.sampling), and beam search on explicit
+trees (torchgrade.probes.beam_search, torchgrade.checks.beam_search), on small hand-built models whose
+answers are known."""
 
 from __future__ import annotations
 
@@ -11,8 +14,15 @@ import pytest
 import torch
 from torch import nn
 
-from torchgrade.checks import recurrent
+from torchgrade.checks.beam_search import beam_search_reference, exhaustive_search, random_tree, read_beam_result
+from torchgrade.checks.language_model import table_logits
+from torchgrade.checks.lstm import LSTMWeights, UnmappableWeights, _gate_of, lstm_equations, lstm_weight_readings
 from torchgrade.probes import params
+from torchgrade.probes.beam_search import decoder_record, tree_decoder
+from torchgrade.probes.language_model import recorded_inputs, recording_language_model, train_language_model
+from torchgrade.probes.lstm import lstm_probe
+from torchgrade.probes.module_usage import module_usage
+from torchgrade.probes.sampling import sampling_cost, with_known_logits
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -78,10 +88,10 @@ def embeds(steps: int = 4, batch: int = 2, seed: int = 0) -> torch.Tensor:
     return torch.randn(steps, batch, E, generator=torch.Generator().manual_seed(seed))
 
 
-def matches(model: nn.Module, x: torch.Tensor) -> list[recurrent.LSTMWeights]:
-    probe = recurrent.lstm_probe(model, x)
-    readings, _ = recurrent.lstm_weight_readings(params.parameter_values(model), H, E)
-    return [r for r in readings if float((recurrent.lstm_equations(x, r) - probe["output"]).abs().max()) < 1e-5]
+def matches(model: nn.Module, x: torch.Tensor) -> list[LSTMWeights]:
+    probe = lstm_probe(model, x)
+    readings, _ = lstm_weight_readings(params.parameter_values(model), H, E)
+    return [r for r in readings if float((lstm_equations(x, r) - probe["output"]).abs().max()) < 1e-5]
 
 
 # -- names and readings --------------------------------------------------------------------------------------------
@@ -104,21 +114,21 @@ def matches(model: nn.Module, x: torch.Tensor) -> list[recurrent.LSTMWeights]:
     ],
 )
 def test_gate_of_reads_the_usual_spellings(name, gate):
-    assert recurrent._gate_of(name) == gate
+    assert _gate_of(name) == gate
 
 
 def test_named_reading_matches_an_lstm_that_follows_its_names():
     model, x = NamedLSTM(), embeds()
-    readings, named = recurrent.lstm_weight_readings(params.parameter_values(model), H, E)
+    readings, named = lstm_weight_readings(params.parameter_values(model), H, E)
     assert named is not None and named.named and named.sources["f"] == "W_fx, W_fh, b_f"
-    expected = recurrent.lstm_equations(x, named)
+    expected = lstm_equations(x, named)
     assert torch.allclose(expected, model(x).double(), atol=1e-6)
     assert readings[0] is named
 
 
 def test_swapped_gates_match_only_a_reading_against_the_names():
     model, x = NamedLSTM(order="giof"), embeds()
-    _, named = recurrent.lstm_weight_readings(params.parameter_values(model), H, E)
+    _, named = lstm_weight_readings(params.parameter_values(model), H, E)
     found = matches(model, x)
     assert found and all(not r.named for r in found)
     assert found[0].sources["f"] == "W_ox, W_oh, b_o" and named.sources["f"] == "W_fx, W_fh, b_f"
@@ -138,7 +148,7 @@ def test_nn_lstm_is_read_with_its_two_biases_added():
 
 def test_concatenated_weights_with_a_state_argument_are_read():
     model, x = ConcatenatedLSTM(), embeds()
-    probe = recurrent.lstm_probe(model, x)
+    probe = lstm_probe(model, x)
     assert probe["adapted"] == "called as forward(x, (h0, c0)) with zero states"
     found = matches(model, x)
     assert found and "columns 0-4 (h)" in found[0].sources["g"]
@@ -147,13 +157,13 @@ def test_concatenated_weights_with_a_state_argument_are_read():
 def test_a_parameter_of_no_known_shape_is_reported():
     model = NamedLSTM()
     model.extra = nn.Parameter(torch.zeros(7, 2))
-    with pytest.raises(recurrent.UnmappableWeights, match=r"the parameter extra \[7, 2\] fits no part of an LSTM"):
-        recurrent.lstm_weight_readings(params.parameter_values(model), H, E)
+    with pytest.raises(UnmappableWeights, match=r"the parameter extra \[7, 2\] fits no part of an LSTM"):
+        lstm_weight_readings(params.parameter_values(model), H, E)
 
 
 def test_sizes_that_cannot_be_told_apart_are_refused():
     with pytest.raises(ValueError, match="H, 4H, E and E \\+ H differ"):
-        recurrent.lstm_weight_readings([], 4, 4)
+        lstm_weight_readings([], 4, 4)
 
 
 # -- probes ----------------------------------------------------------------------------------------------------
@@ -166,12 +176,12 @@ class LinearInsideForward(nn.Module):
 
 
 def test_module_usage_sees_modules_in_the_tree_and_built_at_run_time():
-    usage = recurrent.module_usage(LinearInsideForward(), embeds(), ["nn.Linear"])
+    usage = module_usage(LinearInsideForward(), embeds(), ["nn.Linear"])
     assert usage == {"in_tree": [], "called": ["nn.Linear"], "fused": []}
-    usage = recurrent.module_usage(nn.LSTM(E, H), embeds(), ["nn.Linear", "nn.LSTM"])
+    usage = module_usage(nn.LSTM(E, H), embeds(), ["nn.Linear", "nn.LSTM"])
     assert usage == {"in_tree": ["LSTM (nn.LSTM)"], "called": ["nn.LSTM"], "fused": ["lstm"]}
     with pytest.raises(ValueError, match="unknown module names"):
-        recurrent.module_usage(nn.LSTM(E, H), embeds(), ["nn.Conv"])
+        module_usage(nn.LSTM(E, H), embeds(), ["nn.Conv"])
 
 
 def test_probe_gradient_is_zero_where_an_output_is_detached():
@@ -182,8 +192,8 @@ def test_probe_gradient_is_zero_where_an_output_is_detached():
 
     x, cotangent = embeds(), torch.zeros(4, 2, H)
     cotangent[0] = 1.0
-    assert recurrent.lstm_probe(NamedLSTM(), x, cotangent)["grad"][0].abs().sum() > 0
-    assert recurrent.lstm_probe(Detached(), x, cotangent)["grad"].abs().sum() == 0
+    assert lstm_probe(NamedLSTM(), x, cotangent)["grad"][0].abs().sum() > 0
+    assert lstm_probe(Detached(), x, cotangent)["grad"].abs().sum() == 0
 
 
 # -- training and sampling ---------------------------------------------------------------------------------------
@@ -215,7 +225,7 @@ class TinyTextModel(nn.Module):
 
 def test_train_language_model_learns_a_periodic_stream():
     stream = torch.arange(600) % 5
-    result = recurrent.train_language_model(
+    result = train_language_model(
         TinyTextModel(5), stream, stream[:100], steps=60, batch_size=8, seq_length=10, lr=0.05, clip=5.0, seed=0
     )
     assert len(result["losses"]) == 60 and result["val_loss"] < 0.2 < result["losses"][0]
@@ -227,7 +237,7 @@ def test_train_language_model_reports_a_wrong_output_shape():
             return super().forward(x).transpose(0, 1)
 
     stream = torch.arange(300) % 5
-    result = recurrent.train_language_model(
+    result = train_language_model(
         BatchFirst(5), stream, stream, steps=2, batch_size=4, seq_length=10, lr=0.01, clip=5.0, seed=0
     )
     assert result == {
@@ -236,8 +246,8 @@ def test_train_language_model_reports_a_wrong_output_shape():
 
 
 def test_sampling_cost_is_linear_when_the_state_is_carried():
-    carried = recurrent.sampling_cost(TinyTextModel(), 2, [12, 24], 0.0)["elements"]
-    recomputed = recurrent.sampling_cost(TinyTextModel(recompute=True), 2, [12, 24], 0.0)["elements"]
+    carried = sampling_cost(TinyTextModel(), 2, [12, 24], 0.0)["elements"]
+    recomputed = sampling_cost(TinyTextModel(recompute=True), 2, [12, 24], 0.0)["elements"]
     assert 1.8 < carried[1] / carried[0] < 2.2
     assert recomputed[1] / recomputed[0] > 3.5
 
@@ -245,7 +255,7 @@ def test_sampling_cost_is_linear_when_the_state_is_carried():
 def test_known_logits_copy_predicts_them_after_any_input():
     model = TinyTextModel(6)
     logits = torch.tensor([0.5, -1.0, 2.0, 0.0, 0.3, -0.2])
-    copied = recurrent.with_known_logits(model, logits)
+    copied = with_known_logits(model, logits)
     out = copied(torch.randint(6, (5, 3)))
     assert torch.allclose(out, logits.expand(5, 3, 6))
     assert model.output.bias.abs().sum() > 0 and not torch.equal(model.output.bias.detach(), logits)  # untouched
@@ -254,7 +264,7 @@ def test_known_logits_copy_predicts_them_after_any_input():
 def test_known_logits_needs_one_output_bias():
     model = TinyTextModel(6)
     model.output = nn.Linear(8, 6, bias=False)
-    message = recurrent.with_known_logits(model, torch.zeros(6))
+    message = with_known_logits(model, torch.zeros(6))
     assert message.startswith(
         "the grader needs exactly one parameter of shape [6] (the output layer's bias b_p) "
         "and found 0 among: embedding.weight [6, 4]"
@@ -262,11 +272,11 @@ def test_known_logits_needs_one_output_bias():
 
 
 def test_recording_model_records_what_it_is_fed():
-    model = recurrent.recording_language_model(4, seed=0)
+    model = recording_language_model(4, seed=0)
     x = torch.tensor([[0, 1], [2, 3]])
-    assert torch.equal(model(x), recurrent.table_logits(model.table.detach(), x))
+    assert torch.equal(model(x), table_logits(model.table.detach(), x))
     model(x[0])
-    assert [r.tolist() for r in recurrent.recorded_inputs(model)] == [[[0, 1], [2, 3]], [0, 1]]
+    assert [r.tolist() for r in recorded_inputs(model)] == [[[0, 1], [2, 3]], [0, 1]]
 
 
 # -- beam search -------------------------------------------------------------------------------------------
@@ -282,43 +292,43 @@ DISCUSSION = {
 
 
 def test_reference_beam_search_reproduces_the_discussion():
-    best, beams = recurrent.beam_search_reference(DISCUSSION, 2, 3)
+    best, beams = beam_search_reference(DISCUSSION, 2, 3)
     assert best == [0, 1, 1]  # "neural network network"
     assert [[tokens for tokens, _ in step] for step in beams] == [[[0], [1]], [[0, 1], [1, 0]], [[0, 1, 1], [1, 0, 1]]]
     assert [round(score, 2) for _, score in beams[2]] == [-1.85, -1.93]
-    sequence, score = recurrent.exhaustive_search(DISCUSSION, 3)
+    sequence, score = exhaustive_search(DISCUSSION, 3)
     assert sequence == [0, 0, 1] and score == pytest.approx(-1.46)  # "neural neural network"
 
 
 def test_a_wide_beam_is_exhaustive_on_random_trees():
     rng = np.random.default_rng(0)
     for _ in range(5):
-        tree = recurrent.random_tree(3, 3, rng)
+        tree = random_tree(3, 3, rng)
         assert all(math.isclose(sum(np.exp(v)), 1.0) for v in tree.values())
-        assert recurrent.beam_search_reference(tree, 9, 3)[0] == recurrent.exhaustive_search(tree, 3)[0]
+        assert beam_search_reference(tree, 9, 3)[0] == exhaustive_search(tree, 3)[0]
 
 
 def test_tree_decoder_records_states_that_do_not_belong_to_the_tokens():
-    decoder = recurrent.tree_decoder([(list(k), v) for k, v in DISCUSSION.items()])
+    decoder = tree_decoder([(list(k), v) for k, v in DISCUSSION.items()])
     _, state = decoder((), None)
     decoder((0,), state)  # the state returned for the parent: fine
     decoder(torch.tensor([0, 1]), None)  # a state never handed back
-    record = recurrent.decoder_record(decoder)
+    record = decoder_record(decoder)
     assert record == {"calls": [[], [0], [0, 1]], "state_mismatches": [[[0, 1], "None"]]}
     with pytest.raises(KeyError, match="not a hypothesis of this tree"):
         decoder((0, 1, 1), (0, 1))
 
 
 def test_read_beam_result_takes_the_pair_with_tensors_or_a_bare_sequence():
-    best, beams, problem = recurrent.read_beam_result(([0, 1], [[((0,), -0.5)], [((0, 1), -1.0)]]))
+    best, beams, problem = read_beam_result(([0, 1], [[((0,), -0.5)], [((0, 1), -1.0)]]))
     assert (best, beams, problem) == ([0, 1], [[([0], -0.5)], [([0, 1], -1.0)]], "")
     with_tensors = (torch.tensor([1, 0]), [[(torch.tensor([1]), torch.tensor(-0.25))]])
-    best, beams, problem = recurrent.read_beam_result(with_tensors)
+    best, beams, problem = read_beam_result(with_tensors)
     assert (best, beams, problem) == ([1, 0], [[([1], -0.25)]], "")
-    assert recurrent.read_beam_result([0, 1]) == (
+    assert read_beam_result([0, 1]) == (
         [0, 1],
         None,
         "beam_search returned one sequence, not the pair (best, beams)",
     )
-    best, beams, problem = recurrent.read_beam_result(([0], [[("a", 1.0)]]))
+    best, beams, problem = read_beam_result(([0], [[("a", 1.0)]]))
     assert best is None and problem.startswith("could not read (best, beams) from the tuple it returned")

@@ -1,40 +1,22 @@
-"""Attention as computed by the grader, and a probe of how much memory an attention function uses.
+"""Attention as the grader computes it (CSC413 A4 part 1): linear attention's definition, attention
+with relative-position scores, and the Jacobian of a sigmoid RNN, each in float64, quadratic time,
+straight from the definitions.
 
-* :func:`kernel_attention`, :func:`relative_attention_reference` and :func:`sigmoid_rnn_jacobian_reference`
-  are the grader's own float64 implementations of CSC413 A4 part 1 (quadratic, straight from the
-  definitions), against which a submission's functions are compared.
-* :func:`call_attention` runs where the submission runs (``Submission.apply``): it calls a
-  submitted attention function, optionally with one of the grader's feature maps (a callable
-  cannot cross to the worker, a name can), and records the largest tensor any torch function
-  returned during the call, which tells an O(n) computation from one that forms the ``n x m``
-  matrix of similarities.
-
-It imports only torch and the standard library.
+Grader side: a submission's functions are compared with these. How much memory a submitted attention
+function uses is measured where it runs, by :func:`torchgrade.probes.attention.call_attention`;
+:func:`elu_plus_one`, the default feature map, lives there too, so that both sides use one function.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
+from torchgrade.probes.attention import elu_plus_one
 
-def elu_plus_one(x: torch.Tensor) -> torch.Tensor:
-    """``elu(x) + 1``: the default feature map of linear attention (Katharopoulos et al., 2020)."""
-    return F.elu(x) + 1
-
-
-#: Feature maps a grader can name; all positive.
-FEATURE_MAPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "elu_plus_one": elu_plus_one,
-    "softplus": F.softplus,
-    "exp": torch.exp,
-}
+__all__ = ["elu_plus_one", "kernel_attention", "relative_attention_reference", "sigmoid_rnn_jacobian_reference"]
 
 
 def kernel_attention(
@@ -85,50 +67,3 @@ def sigmoid_rnn_jacobian_reference(W: torch.Tensor, x1: torch.Tensor, n: int) ->
         return x
 
     return torch.autograd.functional.jacobian(unroll, x1.double())
-
-
-class _LargestResult(TorchFunctionMode):
-    """Records the largest tensor returned by any torch function, with its shape and the function."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.largest = 0
-        self.shape: list[int] = []
-        self.function = ""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for tensor in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(tensor, torch.Tensor) and tensor.numel() > self.largest:
-                self.largest, self.shape = tensor.numel(), list(tensor.shape)
-                self.function = getattr(func, "__name__", "")
-        return out
-
-
-def call_attention(fn: Callable, *args: Any, feature_map: str | None = None) -> dict[str, Any]:
-    """Call a submitted attention function and record the largest tensor created meanwhile.
-
-    Args:
-        fn: the submitted function.
-        args: its positional arguments.
-        feature_map: the name of a :data:`FEATURE_MAPS` entry to pass as ``feature_map=``, or None.
-
-    Returns:
-        ``{"output", "largest": elements of the largest tensor a torch function returned, "shape",
-        "function": the function that returned it}``, or ``{"error": message}`` when ``fn`` takes no
-        ``feature_map`` argument.
-    """
-    kwargs = {} if feature_map is None else {"feature_map": FEATURE_MAPS[feature_map]}
-    if kwargs:
-        try:
-            inspect.signature(fn).bind(*args, **kwargs)
-        except TypeError as exc:
-            return {"error": f"it takes no feature_map argument ({exc}); its signature is {inspect.signature(fn)}"}
-        except ValueError:
-            pass
-    recorder = _LargestResult()
-    with recorder:
-        output = fn(*args, **kwargs)
-    if isinstance(output, torch.Tensor):
-        output = output.detach()
-    return {"output": output, "largest": recorder.largest, "shape": recorder.shape, "function": recorder.function}

@@ -1,0 +1,93 @@
+"""Running a submitted LSTM (UvA DL1 A2 Q2.3): its outputs, and its gradients with respect to its input.
+
+Runs in the worker, next to the submitted module (``Submission.apply``): the outputs and gradients
+come back as plain tensors, and the grader compares them with the handout's equations computed from
+the module's own weights (:mod:`torchgrade.checks.lstm`). Imports only torch, the standard library and
+other probes.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchgrade.probes.training import first_tensor
+
+#: Attributes a recurrent module commonly keeps its hidden size in, to build a zero state.
+HIDDEN_SIZE_ATTRIBUTES = ("hidden_dim", "lstm_hidden_dim", "hidden_size", "n_hidden", "num_hidden")
+
+
+def call_recurrent(model: nn.Module, x: torch.Tensor) -> tuple[Any, str | None]:
+    """``model(x)``; for a forward that requires a state, ``model(x, (h0, c0))`` or
+    ``model(x, h0, c0)`` with zeros ``(B, H)`` (zeros read the same whichever comes first).
+
+    Args:
+        model: the recurrent module, ``H`` read from one of :data:`HIDDEN_SIZE_ATTRIBUTES`.
+        x: ``(T, B, ...)``, time first.
+
+    Returns:
+        The output and how the call was adapted (None when ``model(x)`` fitted).
+    """
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):  # no signature to read: just call
+        return model(x), None
+    if _binds(signature, x):
+        return model(x), None
+    hidden = _hidden_size(model)
+    if hidden is not None:
+        zeros = x.new_zeros(x.shape[1], hidden)
+        for args, how in (((x, (zeros, zeros)), "forward(x, (h0, c0))"), ((x, zeros, zeros), "forward(x, h0, c0)")):
+            if _binds(signature, *args):
+                return model(*args), f"called as {how} with zero states"
+    return model(x), None  # raises the signature error the student should see
+
+
+def _binds(signature: inspect.Signature, *args: Any) -> bool:
+    try:
+        signature.bind(*args)
+    except TypeError:
+        return False
+    return True
+
+
+def _hidden_size(model: nn.Module) -> int | None:
+    for attribute in HIDDEN_SIZE_ATTRIBUTES:
+        value = getattr(model, attribute, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def lstm_probe(model: nn.Module, embeds: torch.Tensor, cotangent: torch.Tensor | None = None) -> dict[str, Any]:
+    """Run a submitted LSTM on ``embeds`` and return what it gives.
+
+    Args:
+        model: the LSTM; its parameters are not changed.
+        embeds: the input, ``(T, B, E)``.
+        cotangent: ``(T, B, H)`` weights of the outputs; when given, the gradient of
+            ``sum(outputs * cotangent)`` with respect to ``embeds`` is returned too.
+
+    Returns:
+        ``{"output": (T, B, H) tensor, or a description of what came back instead, "grad": (T, B, E)
+        or None (no cotangent, or an output of another shape or kind), "adapted": how the call was
+        adapted, or None}``.
+    """
+    x = embeds.detach().clone().requires_grad_(cotangent is not None)
+    out, adapted = call_recurrent(model, x)
+    out = first_tensor(out)
+    result: dict[str, Any] = {"adapted": adapted, "grad": None}
+    if not isinstance(out, torch.Tensor):
+        result["output"] = f"a {type(out).__name__}"
+        return result
+    result["output"] = out.detach().clone()
+    if cotangent is not None and out.shape == cotangent.shape and out.is_floating_point():
+        if out.requires_grad:
+            (grad,) = torch.autograd.grad(out, x, cotangent.to(out.dtype), allow_unused=True)
+            result["grad"] = torch.zeros_like(x) if grad is None else grad.detach()
+        else:
+            result["grad"] = torch.zeros_like(x)
+    return result
