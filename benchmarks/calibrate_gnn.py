@@ -1,5 +1,6 @@
-"""Calibrate the training-based thresholds of graders/test_gnn.py: run the grader's own training
-loops (torchgrade.checks.graphs) with the graders' budgets on a submission (the reference by
+"""Calibrate the training-based thresholds of graders/test_gnn.py and graders/test_molecules.py (kept
+in graders/_gnn.py and graders/_molecules.py): run the grader's own training loops
+(torchgrade.probes.graphs) with the graders' budgets on a submission (the reference by
 default) over many seeds, and print min / mean / max of what each check measures.
 
     python benchmarks/calibrate_gnn.py --runs gcn gat mlp molgnn --seeds 20
@@ -24,21 +25,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "graders"))
 
+import _gnn  # noqa: E402
+import _molecules  # noqa: E402
 import conftest  # noqa: E402  (the graders' data fixtures, called as plain functions)
-import test_gnn  # noqa: E402
 
 from fixtures import citation  # noqa: E402
-from torchgrade.checks import graphs  # noqa: E402
 from torchgrade.importfile import import_file  # noqa: E402
+from torchgrade.probes import graphs  # noqa: E402
 
 
 def node_run(gnn, graph, model_name: str, seed: int) -> dict:
-    budget = test_gnn.GCN_BUDGET if model_name == "GNN" else test_gnn.GAT_BUDGET
+    budget = _gnn.GCN_BUDGET if model_name == "GNN" else _gnn.GAT_BUDGET
     torch.manual_seed(seed)
-    model = test_gnn.node_classifier(gnn, graph, model_name, budget)
+    model = _gnn.node_classifier(gnn, graph, model_name, budget)
     return graphs.train_node_classifier(
         model,
-        *test_gnn.node_inputs(graph, normalise=model_name == "GNN"),
+        *_gnn.node_inputs(graph, normalise=model_name == "GNN"),
         epochs=budget["epochs"],
         lr=budget["lr"],
         weight_decay=budget["weight_decay"],
@@ -50,11 +52,11 @@ def molecule_run(gnn, sets: dict, model_name: str, seed: int) -> dict:
     torch.manual_seed(seed)
     model = getattr(gnn, model_name)()
     result = graphs.train_molecule_regressor(
-        model, sets["train"], sets["val"], sets["test"], sets["permuted_test"], seed=seed, **test_gnn.MOLECULE_BUDGET
+        model, sets["train"], sets["val"], sets["test"], sets["permuted_test"], seed=seed, **_molecules.MOLECULE_BUDGET
     )
     return {
         "test_loss": result["test_loss"],
-        "permutation_change": test_gnn.permutation_change(result["test_predictions"], result["permuted_predictions"]),
+        "permutation_change": _molecules.permutation_change(result["test_predictions"], result["permuted_predictions"]),
     }
 
 

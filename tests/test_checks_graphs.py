@@ -1,4 +1,5 @@
-"""Tests of the graders' own graph training loops (torchgrade.checks.graphs) on tiny inputs.
+"""Tests of the graders' own graph training loops (the probes of torchgrade.probes.graphs) and of the
+grader-side collation of molecules (torchgrade.checks.graphs), on tiny inputs.
 
 The graders trust these loops to turn a student's model into an accuracy or a loss, so what they
 report for a bad model (a wrong shape, a diverging loss, running out of memory) must be a clear
@@ -13,7 +14,8 @@ import torch
 from torch import nn
 
 from fixtures import molecules
-from torchgrade.checks import graphs
+from torchgrade.checks.graphs import collate
+from torchgrade.probes import graphs
 
 
 def two_cluster_graph(n: int = 40) -> tuple[torch.Tensor, ...]:
@@ -117,10 +119,10 @@ def molecule_sets() -> dict[str, dict[str, np.ndarray]]:
     data = molecules.make_dataset(64, 16, 16, seed=0)
     permuted = [molecules.permute_atoms(m, np.random.default_rng(0)) for m in data["test"]]
     return {
-        "train": graphs.collate(data["train"]),
-        "val": graphs.collate(data["val"]),
-        "test": graphs.collate(data["test"]),
-        "permuted_test": graphs.collate(permuted),
+        "train": collate(data["train"]),
+        "val": collate(data["val"]),
+        "test": collate(data["test"]),
+        "permuted_test": collate(permuted),
     }
 
 

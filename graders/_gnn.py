@@ -1,0 +1,321 @@
+"""Helpers of ``test_gnn.py`` (CSC413 A4 part 3): small random graphs, independent float64
+implementations of the graph convolution, the two-layer GNN and the graph attention layer, reading a
+submitted layer's weights back, and the grader's training runs on the citation graphs with their
+calibrated thresholds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from torchgrade.checks import shapes
+from torchgrade.errors import CheckFailure
+from torchgrade.interface import MODULES
+from torchgrade.probes import graphs as graph_probes
+
+LAYER_ATOL = 1e-4  # float32 layers against float64 expectations on O(1) inputs
+
+
+# -- small random graphs ----------------------------------------------------------------------------
+def random_graph(n: int, seed: int, p: float = 0.35) -> np.ndarray:
+    """A symmetric 0/1 adjacency without self-loops, with degrees that differ from node to node."""
+    rng = np.random.default_rng(seed)
+    upper = np.triu(rng.random((n, n)) < p, 1)
+    adj = (upper | upper.T).astype(np.float64)
+    adj[0, 1:] = adj[1:, 0] = 1.0  # node 0 is a hub: the graph is irregular and connected through it
+    return adj
+
+
+def normalized(adj: np.ndarray) -> np.ndarray:
+    """``D^-1/2 (A + I) D^-1/2`` in float64."""
+    with_loops = adj + np.eye(len(adj))
+    scale = with_loops.sum(axis=1) ** -0.5
+    return scale[:, None] * with_loops * scale[None, :]
+
+
+def tensor(array: np.ndarray) -> torch.Tensor:
+    """``array`` as a contiguous float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def sparse(array: np.ndarray) -> torch.Tensor:
+    """``array`` as a coalesced ``torch.sparse_coo_tensor`` of float32."""
+    dense = tensor(array)
+    index = dense.nonzero().T
+    return torch.sparse_coo_tensor(index, dense[index[0], index[1]], dense.shape, check_invariants=True).coalesce()
+
+
+def dense_of(value, who: str) -> np.ndarray:
+    """A returned dense or sparse matrix as float64 numpy."""
+    if isinstance(value, torch.Tensor) and value.layout != torch.strided:
+        value = value.to_dense()
+    return shapes.as_array(value, who)
+
+
+def permutation(n: int, seed: int) -> np.ndarray:
+    """A seeded renumbering of ``n`` nodes."""
+    return np.random.default_rng(seed).permutation(n)
+
+
+def evaluate(model, *args):
+    """The model's output in eval mode (dropout off)."""
+    model.eval()
+    return model(*args)
+
+
+# -- reading weights back ---------------------------------------------------------------------------
+def weight_candidates(values: list[tuple[str, torch.Tensor]], rows: int, cols: int) -> list[tuple[str, np.ndarray]]:
+    """2-D parameters usable as a ``(rows, cols)`` matrix ``W`` with ``y = x W^T``: stored either as
+    ``nn.Linear`` does, ``(out, in)``, or transposed, ``(in, out)`` (``x @ W``)."""
+    found = []
+    for name, value in values:
+        array = value.double().numpy()
+        if array.shape == (rows, cols):
+            found.append((name, array))
+        elif array.shape == (cols, rows):
+            found.append((name, array.T))
+    return found
+
+
+def describe_parameters(values: list[tuple[str, torch.Tensor]]) -> str:
+    """``"name [shape], ..."`` of a layer's parameters, for messages."""
+    return ", ".join(f"{name} {list(value.shape)}" for name, value in values) or "no parameters"
+
+
+# -- 3.1: normalisation and the graph convolution ------------------------------------------------------
+def normalisation_hint(got: np.ndarray, adj: np.ndarray) -> str:
+    """A hint naming the usual mistake that ``got`` shows (no self-loops, one-sided scaling)."""
+    if got.shape != adj.shape:
+        return ""
+    if np.allclose(np.diag(got), 0):
+        return "Hint: add the self-loops (A + I) before computing the degrees."
+    degree = (adj + np.eye(len(adj))).sum(axis=1)
+    if np.allclose(got, (adj + np.eye(len(adj))) / degree[:, None]):
+        return "Hint: that is D^-1 (A + I), normalised on one side; scale rows and columns by D^-1/2."
+    return "Hint: D is the diagonal of the row sums of A + I."
+
+
+def graph_convolution_expectations(
+    values, x: np.ndarray, a_hat: np.ndarray, out_features: int, who: str
+) -> list[np.ndarray]:
+    """What a GraphConvolution with these weights may output: ``Â X W^T + b``, or with the bias
+    inside the aggregation, ``Â (X W^T + b)`` (the handout's ``spmm(adj, linear(x))``)."""
+    weights = weight_candidates(values, out_features, x.shape[1])
+    biases = [v.double().numpy() for _, v in values if tuple(v.shape) == (out_features,)]
+    if len(weights) != 1 or len(values) != 1 + len(biases) or len(biases) > 1:
+        raise CheckFailure(
+            f"{who} has parameters {describe_parameters(values)}; expected one weight "
+            f"[{out_features}, {x.shape[1]}] (or its transpose) and an optional bias [{out_features}], "
+            f"so the grader cannot read the layer's weights back."
+        )
+    w = weights[0][1]
+    if not biases:
+        return [a_hat @ x @ w.T]
+    return [a_hat @ x @ w.T + biases[0], a_hat @ (x @ w.T + biases[0])]
+
+
+def check_any_close(got, expectations: list[np.ndarray], who: str) -> None:
+    """Pass when ``got`` is close to one of ``expectations``; else fail as the first comparison did."""
+    failure = None
+    for expected in expectations:
+        try:
+            shapes.check_close(got, expected, who, atol=LAYER_ATOL, rtol=1e-4)
+            return
+        except CheckFailure as exc:
+            failure = failure or exc
+    raise failure
+
+
+# -- 3.2: the two-layer GNN -----------------------------------------------------------------------------
+def gnn_expectations(
+    values, x: np.ndarray, a_hat: np.ndarray, n_hidden: int, n_classes: int, who: str
+) -> list[np.ndarray]:
+    """Outputs of ``gc2(ReLU(gc1(x)))`` for every bias placement, with the submitted weights."""
+    by_layer: list[list] = [[], []]
+    for name, value in values:  # assign each parameter to a layer by its shape
+        shape = tuple(value.shape)
+        first = shape in ((n_hidden, x.shape[1]), (x.shape[1], n_hidden), (n_hidden,))
+        by_layer[0 if first else 1].append((name, value))
+    try:
+        hidden_options = graph_convolution_expectations(by_layer[0], x, a_hat, n_hidden, who + "'s first layer")
+        outputs = []
+        for hidden in hidden_options:
+            outputs += graph_convolution_expectations(
+                by_layer[1], np.maximum(hidden, 0), a_hat, n_classes, who + "'s second layer"
+            )
+    except CheckFailure:
+        raise CheckFailure(
+            f"{who} has parameters {describe_parameters(values)}; expected two graph convolutions "
+            f"{x.shape[1]} -> {n_hidden} -> {n_classes}, so the grader cannot read their weights "
+            f"back."
+        ) from None
+    return outputs
+
+
+# -- 3.4: the graph attention layer ---------------------------------------------------------------------
+def attention_mappings(values, in_features: int, n_heads: int, n_hidden: int, who: str) -> list[dict]:
+    """Every reading of the submitted parameters as ``W`` (``heads * F'`` x ``F``) and attention
+    vectors ``a_left, a_right`` (``heads`` x ``F'``); more than one where the layout is ambiguous."""
+    weights = weight_candidates(values, n_heads * n_hidden, in_features)
+    if len(weights) != 1:
+        raise CheckFailure(_unmappable(values, who, in_features, n_heads, n_hidden))
+    rest = [v.double().numpy().ravel() for name, v in values if name != weights[0][0]]
+    sizes = sorted(r.size for r in rest)
+    candidates = []
+    if sizes == [2 * n_hidden]:  # one vector shared by the heads, as the handout's nn.Linear(2F', 1)
+        a = rest[0]
+        candidates.append((np.tile(a[:n_hidden], (n_heads, 1)), np.tile(a[n_hidden:], (n_heads, 1))))
+    elif sizes == [2 * n_heads * n_hidden]:  # one vector per head: (heads, 2F') or (2F', heads)
+        a = rest[0]
+        by_head = a.reshape(n_heads, 2 * n_hidden)
+        candidates.append((by_head[:, :n_hidden], by_head[:, n_hidden:]))
+        by_column = a.reshape(2 * n_hidden, n_heads).T
+        candidates.append((by_column[:, :n_hidden], by_column[:, n_hidden:]))
+    elif len(rest) == 2 and sizes[0] == sizes[1] in (n_hidden, n_heads * n_hidden):  # separate a_left, a_right
+        first, second = (
+            np.resize(r, (n_heads, n_hidden)) if r.size == n_hidden else r.reshape(n_heads, n_hidden) for r in rest
+        )
+        candidates += [(first, second), (second, first)]
+    if not candidates:
+        raise CheckFailure(_unmappable(values, who, in_features, n_heads, n_hidden))
+    return [{"W": weights[0][1], "a_left": left, "a_right": right} for left, right in candidates]
+
+
+def _unmappable(values, who: str, in_features: int, n_heads: int, n_hidden: int) -> str:
+    return (
+        f"{who} has parameters {describe_parameters(values)}; the grader reads back a weight "
+        f"[{n_heads * n_hidden}, {in_features}] (nn.Linear(F, heads * F', bias=False), or its transpose) and "
+        f"attention vectors of {2 * n_hidden} numbers (shared by the heads) or {2 * n_heads * n_hidden} (one per "
+        f"head), and could not map these. The other parts of this check do not need the weights."
+    )
+
+
+def attention_layer(
+    x: np.ndarray, mask: np.ndarray, mapping: dict, n_heads: int, n_hidden: int, concat: bool, alpha: float
+) -> np.ndarray:
+    """Independent GAT layer in float64: ``e_ij = LeakyReLU(a_left . s_i + a_right . s_j)`` per head,
+    softmax over the neighbours ``j`` of ``i`` (``mask``, self-loops included), ``h'_i = sum_j a_ij s_j``."""
+    s = (x @ mapping["W"].T).reshape(len(x), n_heads, n_hidden)
+    left = np.einsum("nhf,hf->nh", s, mapping["a_left"])
+    right = np.einsum("nhf,hf->nh", s, mapping["a_right"])
+    e = left[:, None, :] + right[None, :, :]
+    e = np.where(e > 0, e, alpha * e)
+    e = np.where(mask[:, :, None] > 0, e, -np.inf)
+    e = np.exp(e - e.max(axis=1, keepdims=True))
+    weights = e / e.sum(axis=1, keepdims=True)
+    out = np.einsum("ijh,jhf->ihf", weights, s)
+    return out.reshape(len(x), -1) if concat else out.mean(axis=1)
+
+
+def two_components(n_first: int, n_second: int, seed: int) -> np.ndarray:
+    """0/1 mask with self-loops of a graph made of two separate random components."""
+    adj = np.zeros((n_first + n_second,) * 2)
+    adj[:n_first, :n_first] = random_graph(n_first, seed)
+    adj[n_first:, n_first:] = random_graph(n_second, seed + 1)
+    return adj + np.eye(len(adj))
+
+
+GAT_IN, GAT_HEADS, GAT_HIDDEN = 5, 2, 3  # in_features != heads * F', so the weight's orientation is clear
+
+
+def make_attention_layer(sub, concat: bool, alpha: float = 0.2):
+    """``(layer, out_features, who)``: the submitted GraphAttentionLayer sized GAT_IN -> heads x GAT_HIDDEN."""
+    out_features = GAT_HEADS * GAT_HIDDEN if concat else GAT_HIDDEN
+    layer = sub.GraphAttentionLayer(GAT_IN, out_features, GAT_HEADS, is_concat=concat, dropout=0.6, alpha=alpha)
+    who = f"GraphAttentionLayer({GAT_IN}, {out_features}, n_heads={GAT_HEADS}, is_concat={concat}, alpha={alpha:g})"
+    return layer, out_features, who
+
+
+# -- 3.3, 3.5: node classification ----------------------------------------------------------------------
+# Budgets: the handout's GCN (hidden 16, dropout 0.5, Adam lr 0.01, weight decay 5e-4) for 200
+# epochs; a GAT of 8 heads x 8 features (dropout 0.6, lr 0.005, weight decay 5e-4, the GAT
+# paper's), trained on a graph a GAT that materialises all N x N pairs can afford.
+GCN_BUDGET = {"n_hidden": 16, "dropout": 0.5, "lr": 0.01, "weight_decay": 5e-4, "epochs": 200}
+GAT_BUDGET = {"n_hidden": 64, "n_heads": 8, "dropout": 0.6, "lr": 0.005, "weight_decay": 5e-4, "epochs": 100}
+TRAIN_SEED = 413
+
+
+def node_inputs(graph, *, normalise: bool) -> tuple:
+    """``(x, adj, y, train_mask, test_mask)`` tensors: the GCN gets the normalised adjacency as a
+    sparse tensor, the GAT a dense 0/1 mask with self-loops."""
+    adj = graph.adjacency().astype(np.float64)
+    if normalise:
+        matrix = sparse(normalized(adj))
+    else:
+        matrix = tensor(adj + np.eye(len(adj)))
+    return (
+        torch.from_numpy(graph.x),
+        matrix,
+        torch.from_numpy(graph.y),
+        torch.from_numpy(graph.train_mask),
+        torch.from_numpy(graph.test_mask),
+    )
+
+
+def node_classifier(source, graph, model_name: str, budget: dict):
+    """``GNN`` or ``GAT`` of ``source`` (the submission, or a module for the calibration) sized for
+    ``graph`` with the budget's widths."""
+    if model_name == "GNN":
+        return source.GNN(graph.num_features, budget["n_hidden"], graph.n_classes, budget["dropout"])
+    return source.GAT(
+        graph.num_features, budget["n_hidden"], graph.n_classes, budget["dropout"], n_heads=budget["n_heads"]
+    )
+
+
+def train_on(submission, grade_cache, graph, model_name: str, budget: dict, cache_names: tuple[str, ...]) -> dict:
+    """Train the submitted ``GNN`` or ``GAT`` on ``graph`` with the grader's loop; cached per graded code."""
+
+    def run() -> dict:
+        submission.seed(TRAIN_SEED)
+        submission.set_time_limit(55)
+        try:
+            model = node_classifier(submission, graph, model_name, budget)
+            inputs = node_inputs(graph, normalise=model_name == "GNN")
+            result = submission.apply(
+                graph_probes.train_node_classifier,
+                model,
+                *inputs,
+                epochs=budget["epochs"],
+                lr=budget["lr"],
+                weight_decay=budget["weight_decay"],
+                seed=TRAIN_SEED,
+            )
+        finally:
+            submission.set_time_limit(None)
+        if "error" in result:
+            raise CheckFailure(f"training {model_name} on {graph.name}: {result['error']}.")
+        return {**result, "graph": graph.name}
+
+    ignore = tuple(name for name in MODULES["gnn"] if name not in cache_names)
+    return grade_cache.compute(
+        f"train-{model_name}", ("gnn",), {**budget, "graph": graph.name, "seed": TRAIN_SEED}, run, ignore=ignore
+    )
+
+
+# Thresholds, measured on the reference solution (seeds 0-19, 1 thread; the test accuracy after the
+# last epoch):
+# * GCN on Cora's public split (2708 nodes): min 0.798, mean 0.807, max 0.819 -> threshold 0.76.
+#   On the synthetic graph (500 nodes): min 0.781, mean 0.803, max 0.831 -> threshold 0.74.
+#   A GNN that returns softmax probabilities reaches at most 0.504 on the synthetic graph (5 seeds).
+#   Normalisation bugs (no self-loops: 0.784 on Cora, min 0.76, after 100 epochs) cannot be told
+#   apart by accuracy; the exact checks of 3.1 catch them, and training uses the grader's own
+#   normalised adjacency so that they cost only those points.
+# * GAT on Cora's training nodes and their neighbours (644 nodes, 211 test nodes): min 0.829, mean 0.839,
+#   max 0.853 -> threshold 0.78. On the synthetic graph: min 0.785, mean 0.805, max 0.831 -> 0.74.
+#   Bugs on that Cora graph (3 seeds): attention not masked 0.175-0.190; heads averaged in the
+#   hidden layer cannot run (the output layer expects the concatenation); softmax over the wrong
+#   dimension still reaches 0.825-0.839, so it loses only the exact checks of 3.4. A correct GAT that
+#   builds all N x N pairs: 0.834-0.848.
+# * GAT against GCN on the same graph (paired by seed): GAT wins 8 of 20 on the Cora graph (GCN min
+#   0.825, mean 0.836; GAT - GCN from -0.009) and 10 of 20 on the synthetic graph (mean +0.003, range
+#   -0.035..+0.035), so "GAT beats GCN" (3.6) is not a reliable property of the reference at this
+#   budget and is not graded automatically; both accuracies go into the report next to each other.
+GCN_THRESHOLD = {"Cora": 0.76, "synthetic": 0.74}
+GAT_THRESHOLD = {"Cora": 0.78, "synthetic": 0.74}
+CALIBRATION = "the reference's minimum over 20 seeds minus a margin (numbers in graders/_gnn.py)"
+
+
+def threshold_for(table: dict[str, float], graph_name: str) -> float:
+    """The threshold of ``table`` for Cora's graphs or for the synthetic stand-in."""
+    return table["Cora" if graph_name.startswith("Cora") else "synthetic"]
