@@ -1,8 +1,9 @@
-"""Calibrate the ablation thresholds of graders/test_unet.py: train a submission's UNet (the
-reference by default) with and without skip connections with the grader's own loop
-(torchgrade.checks.segmentation) and budget, over many training seeds, and print min / mean / max
-of the validation mean IoU of each variant and of the gain from the skips (paired by seed), with
-how many seeds pass the grader's current thresholds.
+"""Calibrate the ablation thresholds of graders/test_unet.py (kept in graders/_unet.py): train a
+submission's UNet (the reference by default) with and without skip connections with the grader's
+own loop (torchgrade.probes.segmentation), budget and scoring (torchgrade.checks.segmentation),
+over many training seeds, and print min / mean / max of the validation mean IoU of each variant
+and of the gain from the skips (paired by seed), with how many seeds pass the grader's current
+thresholds.
 
     python benchmarks/calibrate_unet.py --seeds 20
     python benchmarks/calibrate_unet.py --sample unet_flag_ignored --seeds 5
@@ -28,12 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "graders"))
 
-import test_unet  # noqa: E402  (the grader's budget, seeds and scenes)
+import _unet  # noqa: E402  (the grader's budget, seeds, scenes and thresholds)
 
 from fixtures import samples  # noqa: E402
 from fixtures import segmentation as scenes  # noqa: E402
 from torchgrade.checks import segmentation  # noqa: E402
 from torchgrade.importfile import import_file  # noqa: E402
+from torchgrade.probes import segmentation as segmentation_probes  # noqa: E402
 
 VARIANTS = {"with": False, "without": True}  # variant -> disable_skip_connections
 
@@ -42,16 +44,16 @@ def unet_run(unet, data: dict[str, torch.Tensor], disable: bool, seed: int) -> d
     """One training run as the grader's ``train_unet`` does it, with ``seed`` for its fixed seed."""
     torch.manual_seed(seed)
     model = unet.UNet(disable_skip_connections=disable)
-    return segmentation.train_segmenter(
+    run = segmentation_probes.train_segmenter(
         model,
         data["train_images"],
         data["train_labels"],
         data["val_images"],
-        data["val_labels"],
         num_classes=scenes.N_CLASSES,
         seed=seed,
-        **test_unet.UNET_BUDGET,
+        **_unet.UNET_BUDGET,
     )
+    return segmentation.score_training_run(run, data["val_labels"], scenes.N_CLASSES)
 
 
 def summary(name: str, values: list[float]) -> str:
@@ -73,10 +75,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = samples.materialise(samples.load(args.sample), Path(tmp)) if args.sample else args.submission
         unet = import_file(folder / "unet.py", "calibrated_unet")
-    data = test_unet.scene_tensors()
+    data = _unet.scene_tensors()
     print(
-        f"submission {args.sample or args.submission}; budget {test_unet.budget_text()}; thresholds: with skips "
-        f">= {test_unet.LEARN_THRESHOLD}, gain >= {test_unet.SKIP_MARGIN}",
+        f"submission {args.sample or args.submission}; budget {_unet.budget_text()}; thresholds: with skips "
+        f">= {_unet.LEARN_THRESHOLD}, gain >= {_unet.SKIP_MARGIN}",
         flush=True,
     )
     values: dict[str, list[float]] = {variant: [] for variant in args.variants}
@@ -101,12 +103,12 @@ def main() -> None:
     for variant, series in values.items():
         print(f"{variant} skips {summary('mean IoU', series)}")
     if "with" in values:
-        learned = sum(v >= test_unet.LEARN_THRESHOLD for v in values["with"])
-        print(f"with skips >= {test_unet.LEARN_THRESHOLD}: {learned}/{len(values['with'])} seeds")
+        learned = sum(v >= _unet.LEARN_THRESHOLD for v in values["with"])
+        print(f"with skips >= {_unet.LEARN_THRESHOLD}: {learned}/{len(values['with'])} seeds")
     if len(values) == 2:
         gains = [a - b for a, b in zip(values["with"], values["without"], strict=True)]
         print(f"gain {summary('with - without', gains)}")
-        print(f"gain >= {test_unet.SKIP_MARGIN}: {sum(g >= test_unet.SKIP_MARGIN for g in gains)}/{len(gains)} seeds")
+        print(f"gain >= {_unet.SKIP_MARGIN}: {sum(g >= _unet.SKIP_MARGIN for g in gains)}/{len(gains)} seeds")
     print(f"{statistics.mean(seconds):.1f} s per training run (1 thread)")
 
 

@@ -1,4 +1,5 @@
-"""torchgrade.checks.gradients: finite differences and autograd on functions whose gradients are known."""
+"""torchgrade.probes.gradients (finite differences) and torchgrade.checks.gradients (autograd) on
+functions whose gradients are known."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import torch.nn.functional as F
 
 from torchgrade.checks import gradients
+from torchgrade.probes.gradients import numerical_gradients
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -14,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def test_numerical_gradients_of_a_bilinear_function_are_exact():
     rng = np.random.default_rng(0)
     x, w, g = rng.normal(size=(3, 4)), rng.normal(size=(2, 4)), rng.normal(size=(3, 2))
-    grad_x, grad_w = gradients.numerical_gradients(lambda a, b: a @ b.T, [x, w], g, [0, 1])
+    grad_x, grad_w = numerical_gradients(lambda a, b: a @ b.T, [x, w], g, [0, 1])
     np.testing.assert_allclose(grad_x, g @ w, atol=1e-8)
     np.testing.assert_allclose(grad_w, g.T @ x, atol=1e-8)
 
@@ -27,14 +29,14 @@ def test_numerical_gradients_pass_other_arguments_and_never_touch_the_inputs():
         a *= factor  # a function that writes into its argument sees a copy
         return a + shift
 
-    (grad,) = gradients.numerical_gradients(scale_in_place, [x, 3.0], np.ones((1, 3)), [0], {"shift": 1.0})
+    (grad,) = numerical_gradients(scale_in_place, [x, 3.0], np.ones((1, 3)), [0], {"shift": 1.0})
     np.testing.assert_allclose(grad, [[3.0, 3.0, 3.0]], atol=1e-8)
     np.testing.assert_array_equal(x, before)
 
 
 def test_numerical_gradients_refuse_an_output_of_another_shape():
     with pytest.raises(ValueError, match=r"returned shape \[2\]; expected \[3\]"):
-        gradients.numerical_gradients(lambda a: a[:2], [np.zeros(3)], np.ones(3), [0])
+        numerical_gradients(lambda a: a[:2], [np.zeros(3)], np.ones(3), [0])
 
 
 def test_autograd_gradients_of_linear():

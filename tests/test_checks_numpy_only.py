@@ -1,4 +1,5 @@
-"""torchgrade.checks.numpy_only: torch found by reading functions and by tracing their calls."""
+"""torchgrade.probes.numpy_only (torch found by reading functions and by tracing their calls) and
+torchgrade.checks.numpy_only (the grader's reading of what the audit found)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from torchgrade.checks import numpy_only
 from torchgrade.importfile import import_file
+from torchgrade.probes import numpy_only as probes
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -55,7 +57,7 @@ def test_torch_imports_finds_every_spelling():
         "import os\nimport torch\nfrom torch import nn\nimport torchvision\nfrom . import torch\n"
         "m = __import__('torch')\nimport importlib\nimportlib.import_module('torch.nn')\n"
     )
-    assert numpy_only.torch_imports(source) == [
+    assert probes.torch_imports(source) == [
         "line 2: import torch",
         "line 3: from torch import nn",
         "line 6: __import__('torch')",
@@ -64,25 +66,25 @@ def test_torch_imports_finds_every_spelling():
 
 
 def test_torch_references_reads_names_helpers_and_bodies(module):
-    assert numpy_only.torch_references(module.plain) == []
-    assert numpy_only.torch_references(module.aliased) == ["aliased uses F (torch.nn.functional)", "aliased uses torch"]
-    assert numpy_only.torch_references(module.via_helper) == ["helper uses torch"]
-    assert numpy_only.torch_references(module.nested) == ["nested uses torch"]
-    assert numpy_only.torch_references(module.imports_inside) == [
+    assert probes.torch_references(module.plain) == []
+    assert probes.torch_references(module.aliased) == ["aliased uses F (torch.nn.functional)", "aliased uses torch"]
+    assert probes.torch_references(module.via_helper) == ["helper uses torch"]
+    assert probes.torch_references(module.nested) == ["nested uses torch"]
+    assert probes.torch_references(module.imports_inside) == [
         "imports_inside has line 19: import torch as t",
         "imports_inside uses torch",
     ]
     # A dynamic import is invisible to reading: the run-time trace exists for it.
-    assert numpy_only.torch_references(module.dynamic) == []
+    assert probes.torch_references(module.dynamic) == []
 
 
 def test_trace_sees_torch_however_it_was_obtained(module):
     x = np.array([-1.0, 2.0])
-    assert numpy_only.trace_torch_calls(module.plain, x) == {"calls": [], "error": None}
-    traced = numpy_only.trace_torch_calls(module.dynamic, x)
+    assert probes.trace_torch_calls(module.plain, x) == {"calls": [], "error": None}
+    traced = probes.trace_torch_calls(module.dynamic, x)
     assert traced["error"] is None
     assert traced["calls"][:2] == ["torch.from_numpy", "torch.relu"]
-    assert "torch.from_numpy" in numpy_only.trace_torch_calls(module.aliased, x)["calls"]
+    assert "torch.from_numpy" in probes.trace_torch_calls(module.aliased, x)["calls"]
 
 
 def test_trace_records_the_exception_and_restores_the_profiler():
@@ -90,7 +92,7 @@ def test_trace_records_the_exception_and_restores_the_profiler():
         raise NotImplementedError("write me")
 
     sentinel = sys.getprofile()
-    assert numpy_only.trace_torch_calls(broken, 1) == {
+    assert probes.trace_torch_calls(broken, 1) == {
         "calls": [],
         "error": {"type": "NotImplementedError", "message": "write me"},
     }
@@ -98,9 +100,21 @@ def test_trace_records_the_exception_and_restores_the_profiler():
 
 
 def test_audit_combines_both_looks(module):
-    found = numpy_only.audit(
+    found = probes.audit(
         {"plain": module.plain, "aliased": module.aliased}, {"plain": ([np.ones(2)], {}), "aliased": ([np.ones(2)], {})}
     )
     assert found["static"] == {"plain": [], "aliased": ["aliased uses F (torch.nn.functional)", "aliased uses torch"]}
     assert found["runtime"]["plain"]["calls"] == []
     assert found["runtime"]["aliased"]["calls"]
+
+
+def test_torch_findings_name_the_reading_then_the_run():
+    found = {
+        "static": {"relu_forward": ["relu_forward uses torch"], "linear_forward": []},
+        "runtime": {"relu_forward": {"calls": ["torch.relu"], "error": None}, "linear_forward": {"calls": []}},
+    }
+    assert numpy_only.torch_findings(found, ["relu_forward", "linear_forward", "absent"]) == [
+        "relu_forward uses torch",
+        "relu_forward called torch.relu when run",
+    ]
+    assert numpy_only.torch_findings({}, ["relu_forward"]) == []

@@ -1,5 +1,6 @@
-"""torchgrade.checks.robustness: the test image, distortion measures, the grader's blur and contrast
-fit, clipped-noise statistics, CE / RCE under both readings, and the worker-side call helpers."""
+"""torchgrade.checks.robustness (the test image, distortion measures, the grader's blur and contrast
+fit, clipped-noise statistics, CE / RCE under both readings) and torchgrade.probes.robustness (the
+worker-side calls of a corruption)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from torchgrade.checks import robustness
+from torchgrade.probes import robustness as probes
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -74,7 +76,7 @@ def test_call_keeping_input_shows_in_place_writes():
         img += amount
         return img
 
-    result = robustness.call_keeping_input(brighten_in_place, image, 0.5)
+    result = probes.call_keeping_input(brighten_in_place, image, 0.5)
     assert torch.equal(result["input_after"], torch.full((1, 2, 2), 0.5))
 
 
@@ -98,7 +100,7 @@ def test_noise_with_generators_passes_them_by_keyword_or_position():
         (noise_positional, "a torch.Generator as the third argument"),
     )
     for fn, how in cases:
-        result = robustness.noise_with_generators(fn, image, 1, [3, 3, 4])
+        result = probes.noise_with_generators(fn, image, 1, [3, 3, 4])
         first, twin, other = result["outputs"]
         assert result["how"] == how
         assert torch.equal(first, twin) and not torch.equal(first, other)
@@ -106,13 +108,13 @@ def test_noise_with_generators_passes_them_by_keyword_or_position():
 
 
 def test_noise_with_generators_exposes_a_corruption_that_ignores_its_generator():
-    first, twin = robustness.noise_with_generators(noise_global, torch.zeros(2, 3, 3), 1, [3, 3])["outputs"]
+    first, twin = probes.noise_with_generators(noise_global, torch.zeros(2, 3, 3), 1, [3, 3])["outputs"]
     assert not torch.equal(first, twin)
 
 
 def test_noise_with_generators_refuses_a_corruption_without_one():
     with pytest.raises(TypeError, match="takes no generator"):
-        robustness.noise_with_generators(lambda image, severity: image, torch.zeros(1, 2, 2), 1, [0])
+        probes.noise_with_generators(lambda image, severity: image, torch.zeros(1, 2, 2), 1, [0])
 
 
 def test_clipped_noise_std_limits():

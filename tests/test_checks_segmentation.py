@@ -1,5 +1,6 @@
-"""torchgrade.checks.segmentation: the grader's IoU, its training loop, and the skip probe, on tiny
-hand-built models whose answers are known."""
+"""torchgrade.checks.segmentation (the grader's IoU, the scoring of a training run) and
+torchgrade.probes.segmentation (the grader's training loop, the skip probe), on tiny hand-built
+models whose answers are known."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from torchgrade.checks import segmentation
+from torchgrade.probes import segmentation as probes
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -43,7 +45,7 @@ def test_confusion_matrix_refuses_mismatched_inputs():
 
 def test_class_weights_are_inverse_square_root_frequencies():
     labels = torch.tensor([0] * 90 + [1] * 10)
-    weights = segmentation.class_weights(labels, 3)
+    weights = probes.class_weights(labels, 3)
     assert weights[2] == 0  # absent: no pixel to weigh
     assert float(weights[1] / weights[0]) == pytest.approx(3.0)  # sqrt(90 / 10)
     assert float(weights[:2].mean()) == pytest.approx(1.0)
@@ -81,7 +83,7 @@ class TinyUNet(nn.Module):
 def probe(model: nn.Module) -> dict:
     gen = torch.Generator().manual_seed(0)
     x, other = torch.randn(2, 1, 8, 8, generator=gen), torch.randn(2, 1, 8, 8, generator=gen)
-    return segmentation.skip_probe(model, x, other, seed=1)
+    return probes.skip_probe(model, x, other, seed=1)
 
 
 @pytest.mark.parametrize("disable", ["forward", "inside"])
@@ -142,7 +144,7 @@ def test_down_blocks_are_found_by_behaviour_and_nested_ones_left_out():
             pooled, _ = self.pool(skip)
             return pooled + down
 
-    assert segmentation.find_down_blocks(Net(), torch.zeros(1, 1, 8, 8)) == ["blocks.0"]
+    assert probes.find_down_blocks(Net(), torch.zeros(1, 1, 8, 8)) == ["blocks.0"]
 
 
 # -- training -------------------------------------------------------------------------------------------------
@@ -152,24 +154,35 @@ def tiny_scenes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images, (images[:, 0] > 0.5).long()
 
 
-def test_training_learns_a_per_pixel_rule_and_reports_absent_classes():
+def test_training_learns_a_per_pixel_rule_and_the_grader_reports_absent_classes():
     torch.manual_seed(0)
     (x, y), (vx, vy) = tiny_scenes(32, 1), tiny_scenes(8, 2)
     model = TinyUNet()
-    result = segmentation.train_segmenter(
-        model, x, y.to(torch.uint8), vx, vy, num_classes=3, steps=60, batch_size=8, lr=0.05, seed=0
+    run = probes.train_segmenter(
+        model, x, y.to(torch.uint8), vx, num_classes=3, steps=60, batch_size=8, lr=0.05, seed=0
     )
+    assert set(run) == {"losses", "predictions"}  # the validation labels never reach the probe
+    assert run["predictions"].dtype == torch.uint8 and run["predictions"].shape == vy.shape
+    result = segmentation.score_training_run(run, vy, 3)
     assert set(result) == {"losses", "final_loss", "per_class_iou", "mean_iou", "pixel_accuracy"}
     assert len(result["losses"]) == 60 and result["losses"][-1] < result["losses"][0]
+    assert result["final_loss"] == pytest.approx(np.mean(run["losses"][-10:]))
     assert result["per_class_iou"][2] is None
     assert result["mean_iou"] > 0.8 and result["pixel_accuracy"] > 0.9
+    assert result["per_class_iou"] == segmentation.class_iou(run["predictions"], vy, 3)
+
+
+def test_scoring_passes_errors_on_and_refuses_what_is_not_a_run():
+    assert segmentation.score_training_run({"error": "boom"}, np.zeros((1, 2, 2)), 3) == {"error": "boom"}
+    with pytest.raises(ValueError, match="expected losses and predictions"):
+        segmentation.score_training_run({"losses": [1.0]}, np.zeros((1, 2, 2)), 3)
+    with pytest.raises(ValueError, match="differ in shape"):
+        segmentation.score_training_run({"losses": [1.0], "predictions": torch.zeros(1, 2, 3)}, np.zeros((1, 2, 2)), 3)
 
 
 def test_training_refuses_outputs_of_the_wrong_shape():
-    (x, y), (vx, vy) = tiny_scenes(8, 1), tiny_scenes(4, 2)
-    result = segmentation.train_segmenter(
-        nn.Conv2d(1, 3, 3), x, y, vx, vy, num_classes=3, steps=2, batch_size=4, lr=0.01, seed=0
-    )
+    (x, y), (vx, _) = tiny_scenes(8, 1), tiny_scenes(4, 2)
+    result = probes.train_segmenter(nn.Conv2d(1, 3, 3), x, y, vx, num_classes=3, steps=2, batch_size=4, lr=0.01, seed=0)
     assert result == {
         "error": "the model returned a torch.float32 tensor of shape [4, 3, 6, 6]; expected [4, 3, 8, 8] logits"
     }

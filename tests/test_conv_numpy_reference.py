@@ -1,5 +1,5 @@
 """Tests of reference/conv_numpy.py: every layer against torch autograd on random shapes, strides and
-paddings, NumPy only (both looks of torchgrade.checks.numpy_only), and the template in step.
+paddings, NumPy only (both looks of torchgrade.probes.numpy_only), and the template in step.
 
 The reference is loaded by file path (graders never import it; neither does the harness).
 """
@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from torchgrade.checks import numpy_only
 from torchgrade.importfile import import_file
 from torchgrade.interface import MODULES
+from torchgrade.probes import numpy_only
 
 ROOT = Path(__file__).resolve().parents[1]
 
