@@ -59,7 +59,7 @@ def worker_starts(folder: Path, repeat: int) -> None:
     print(f"sandbox: {sandbox.choose().tier}; {'; '.join(sandbox.choose().protections()[2:])}")
     cold, first, warm = [], [], []
     for _ in range(repeat):
-        sub = Submission(folder, "process", {})
+        sub = Submission(folder, "process", {}, hidden=sandbox.hidden_paths(folder, ROOT, None))
         cold.append(timed(lambda: sub.lookup("echo")))  # noqa: B023 - called at once
         for times in (first, warm):
             try:
@@ -81,7 +81,7 @@ def round_trip(folder: Path, repeat: int) -> None:
     batch = torch.randn(60, 3, 224, 224)
     print(f"round trip of a {list(batch.shape)} float32 batch ({batch.numel() * 4 / 1e6:.0f} MB) to echo(x) and back:")
     for isolation in ("none", "process"):
-        sub = Submission(folder, isolation, {})
+        sub = Submission(folder, isolation, {}, hidden=sandbox.hidden_paths(folder, ROOT, None))
         echo = sub.lookup("echo")
         echo(batch)  # the first call starts the worker
         times = [timed(lambda: echo(batch)) for _ in range(repeat)]  # noqa: B023

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from fixtures import adversarial
-from torchgrade.engine.proxy import OUTPUT_CAP
 from torchgrade.instructor import grading
 from torchgrade.isolation import sandbox
+from torchgrade.isolation.transport import OUTPUT_CAP
 from torchgrade.reporting import report
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fixtures import samples
-from torchgrade.engine.plugin import MSG_HARNESS_ERROR
+from torchgrade.engine.results import MSG_HARNESS_ERROR
 from torchgrade.errors import TorchgradeError
 from torchgrade.instructor import cli, grading
 from torchgrade.reporting import export, report

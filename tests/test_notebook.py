@@ -13,12 +13,12 @@ import pytest
 from nbformat import v4
 
 from fixtures.notebooks import colab
-from torchgrade.engine import plugin
 from torchgrade.instructor import cli, grading
 from torchgrade.intake import notebook
 from torchgrade.interface import MODULES
 from torchgrade.reporting import report
-from torchgrade.worker.loader import Submission
+from torchgrade.reporting.table import score_table
+from torchgrade.worker.loader import LoadedSubmission
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_INSTALLED = "torchgrade_no_such_module"
@@ -108,7 +108,7 @@ def test_a_script_keeps_definitions_and_drops_the_training_cell(tmp_path):
         (5, (model_line + 2, model_line + 3), notebook.REASON_LOOP, ("epoch",)),
     ]
     # The graded module imports without training, and what it kept works.
-    loaded = Submission(tmp_path / "out")
+    loaded = LoadedSubmission(tmp_path / "out")
     try:
         shoes = loaded.module("shoes")
         assert shoes.CNN(n=4).fc.in_features == 4 and str(shoes.DEVICE) in ("cpu", "cuda")
@@ -517,7 +517,7 @@ def test_a_malformed_extraction_names_the_field(tmp_path):
 
 
 def test_the_score_table_lists_dropped_definitions_first():
-    lines = plugin.score_table(minimal_report(EXTRACTION))
+    lines = score_table(minimal_report(EXTRACTION))
     start = lines.index(" hw.ipynb (notebook): graded as shoes.py; 2 statement(s) left out")
     assert lines[start + 1] == f"   left out cell 3, lines 1-4 `for epoch in range(10):`: {notebook.REASON_LOOP}"
     assert lines[start + 2].startswith("   left out cell 2, line 1 `!pip install torch_geometric`")

@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from torchgrade.engine import plugin
 from torchgrade.reporting import report
 
 GRADER = """
@@ -195,3 +196,42 @@ def pytest_configure(config):
     data = json.loads((assignment.path / "out.json").read_text())
     assert data["score"] == 3 and data["unexpected"] == 1
     result.stdout.fnmatch_lines(["*torchgrade internal error: the report failed its schema check and was written*"])
+
+
+EXAMPLE_CNN = """
+import torch
+from torch import nn
+
+
+class CNN(nn.Module):
+    def __init__(self, n=4, kernel_size=3):
+        super().__init__()
+        self.conv = nn.Conv2d(3, n, kernel_size, padding=kernel_size // 2)
+        self.fc = nn.Linear(n, {outputs})
+
+    def forward(self, x):
+        return self.fc(torch.amax(torch.relu(self.conv(x)), dim=(2, 3)))
+"""
+
+
+def plugin_example() -> str:
+    """The example check of the plugin's docstring, as a grader module."""
+    doc = plugin.__doc__
+    example = doc[doc.index("::\n") + 3 :].split("\n\n")[0]
+    return "import pytest\nimport torch\nfrom torchgrade.checks import shapes\n\nASSIGNMENT = 'shoes'\n\n" + (
+        textwrap.dedent(example)
+    )
+
+
+@pytest.mark.parametrize(("outputs", "outcome"), [(2, "passed"), (100, "failed")])
+def test_the_plugin_docstring_example_grades(pytester: pytest.Pytester, outputs: int, outcome: str):
+    pytester.makeconftest('pytest_plugins = ["torchgrade.engine.plugin"]')
+    pytester.makepyfile(test_example=plugin_example())
+    (pytester.path / "sub").mkdir()
+    (pytester.path / "sub" / "shoes.py").write_text(EXAMPLE_CNN.format(outputs=outputs))
+    pytester.runpytest_subprocess("--submission=sub", "--report=out.json")
+    [check] = json.loads((pytester.path / "out.json").read_text())["checks"]
+    assert (check["id"], check["question"], check["max_points"]) == ("test_example.py::test_cnn_output_shape", "Q3a", 3)
+    assert check["outcome"] == outcome
+    if outcome == "failed":
+        assert check["message"] == "CNN(n=4)(x[2, 3, 448, 224]) returned shape [2, 100]; expected [2, 2]."

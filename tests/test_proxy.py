@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchgrade.engine.proxy import STALE, Remote, Submission
+from torchgrade.engine.proxy import MSG_LOAD_FAILED, MSG_NO_HIDDEN, STALE, Remote, Submission, SubmissionRecord
 from torchgrade.errors import (
     CheckFailure,
     MissingName,
@@ -33,6 +33,7 @@ from torchgrade.errors import (
     TorchgradeError,
     WorkerCrashed,
 )
+from torchgrade.isolation import sandbox
 from torchgrade.probes.params import count_parameters, parameter_shapes
 from torchgrade.worker.loader import PACKAGE, _SiblingFinder
 
@@ -227,7 +228,7 @@ def private_import_state():
 @contextlib.contextmanager
 def open_submission(folder: Path, isolation: str, interface: dict[str, str] = INTERFACE):
     with private_import_state() if isolation == "none" else contextlib.nullcontext():
-        sub = Submission(folder, isolation, interface)
+        sub = Submission(folder, isolation, interface, hidden=sandbox.hidden_paths(folder, None, None))
         try:
             yield sub
         finally:
@@ -402,9 +403,9 @@ def test_student_output_does_not_break_the_protocol(sub: Submission, capfd: pyte
     captured = capfd.readouterr()
     if sub.isolation == "process":
         deadline = time.monotonic() + 10  # a thread drains the worker's pipe
-        while b"fd 1" not in sub.backend.capture.kept and time.monotonic() < deadline:
+        while b"fd 1" not in sub.channel.backend.capture.kept and time.monotonic() < deadline:
             time.sleep(0.01)
-        log = sub.backend.capture.kept.decode()
+        log = sub.channel.backend.capture.kept.decode()
         assert "chatter line 1999" in log and "chatter on stderr" in log and "chatter written to fd 1" in log
         assert "chatter" not in captured.out + captured.err  # the grader's own output stays clean
     else:
@@ -421,7 +422,7 @@ def test_torch_py_in_the_submission_does_not_shadow_torch(sub: Submission, folde
 
 # -- process isolation: limits and crashes ----------------------------------------------------------------
 def test_endless_loop_is_stopped_and_the_next_call_gets_a_fresh_worker(sub_process: Submission) -> None:
-    backend = sub_process.backend
+    backend = sub_process.channel.backend
     spin, box = sub_process.spin, sub_process.Box(1)
     old_pid = backend.process.pid
     sub_process.set_time_limit(2)
@@ -472,7 +473,7 @@ def test_call_ignoring_sigalrm_is_still_stopped(sub_process: Submission) -> None
 
 
 def test_processes_left_running_are_stopped_between_checks_and_the_worker_stays(sub_process: Submission) -> None:
-    backend = sub_process.backend
+    backend = sub_process.channel.backend
     model = sub_process.CNN(n=2)
     if backend.worker.group is None:  # no pids cgroup here: the report says the cap is missing
         assert not backend.sandbox.pids_cgroup
@@ -490,7 +491,7 @@ def test_processes_left_running_are_stopped_between_checks_and_the_worker_stays(
     assert backend.process.pid == worker_pid and backend.restarts == restarts
     assert model(torch.zeros(1, 3, 4, 4)).shape == (1, 2)  # handles into the worker are still good
     assert sub_process.add(1, 2) == 3  # and it can fork again: the cap was restored
-    assert "torchgrade stopped them" in backend.notes["background processes"]
+    assert "torchgrade stopped them" in sub_process.notes["background processes"]
 
 
 # -- trusted checks next to the submission, and mode independence ------------------------------------------
@@ -519,7 +520,7 @@ def test_apply_runs_a_check_on_a_remote_model(sub_none: Submission, sub_process:
 )
 def test_worker_applies_only_probes(sub: Submission, fn: str) -> None:
     with pytest.raises(TorchgradeError, match=f"^worker refused getcwd: {fn} is not a torchgrade probe$"):
-        sub.backend.request("getcwd", "apply", fn=fn)
+        sub.channel.request("getcwd", "apply", fn=fn)
 
 
 def test_seeded_computations_are_identical_in_both_modes(sub_none: Submission, sub_process: Submission) -> None:
@@ -559,17 +560,17 @@ def test_stale_handle_passed_as_an_argument_is_refused(sub_process: Submission) 
 def test_worker_start_up_is_not_charged_to_the_time_limit(
     sub_process: Submission, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backend = sub_process.backend
+    backend = sub_process.channel.backend
     nap = sub_process.nap
     with pytest.raises(WorkerCrashed):
         sub_process.crash(3)
-    real_start = backend._start
+    real_start = backend.start
 
-    def slow_start() -> None:  # a machine under load: the worker takes a second longer to start
+    def slow_start() -> Path:  # a machine under load: the worker takes a second longer to start
         time.sleep(1.0)
-        real_start()
+        return real_start()
 
-    monkeypatch.setattr(backend, "_start", slow_start)
+    monkeypatch.setattr(backend, "start", slow_start)
     sub_process.set_time_limit(1.5)
     try:
         nap = sub_process.nap
@@ -590,7 +591,7 @@ def test_unsendable_argument_is_a_harness_error(sub_none: Submission, sub_proces
 def test_process_submission_leaks_no_file_descriptor(folder: Path) -> None:
     before = len(os.listdir("/proc/self/fd"))
     for _ in range(3):
-        Submission(folder, "process", INTERFACE).close()
+        Submission(folder, "process", INTERFACE, hidden=[]).close()
     assert len(os.listdir("/proc/self/fd")) == before
 
 
@@ -607,3 +608,32 @@ def test_in_process_submissions_do_not_leak_into_each_other(tmp_path: Path) -> N
             assert sub.VALUE == 2
         finally:
             sub.close()
+
+
+# -- set-up and the record for the report ---------------------------------------------------------------------
+def test_process_isolation_requires_the_paths_to_hide(folder: Path) -> None:
+    with pytest.raises(TorchgradeError, match="^" + re.escape(MSG_NO_HIDDEN) + "$"):
+        Submission(folder, "process", INTERFACE)
+
+
+@pytest.mark.parametrize("isolation", MODES)
+def test_a_submission_that_cannot_be_loaded_is_a_harness_error_naming_it(tmp_path: Path, isolation: str) -> None:
+    (tmp_path / "notes.py").mkdir()  # a folder that looks like a module: reading it fails
+    with open_submission(tmp_path, isolation) as sub:
+        with pytest.raises(TorchgradeError, match="^" + re.escape(MSG_LOAD_FAILED.format(folder=tmp_path, message=""))):
+            sub.lookup("anything")
+
+
+@pytest.mark.parametrize("isolation", MODES)
+def test_close_returns_the_record_for_the_report(folder: Path, isolation: str) -> None:
+    with open_submission(folder, isolation) as sub:
+        assert sub.moved() == "found in other.py"
+        assert sub.chatty(3) == 3
+        record = sub.close()
+    assert isinstance(record, SubmissionRecord) and sub.close() is record
+    assert record.notes == ("`moved` was found in other.py instead of shoes.py",)
+    if isolation == "process":
+        assert record.sandbox == tuple(sandbox.choose().protections())
+        assert "chatter line 2" in record.output and record.dropped_output == 0
+    else:  # in-process, prints go to the terminal and nothing but the grader's process protects it
+        assert (record.sandbox, record.output, record.dropped_output) == ((), "", 0)

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from torchgrade import errors
-from torchgrade.engine.proxy import OUTPUT_CAP, OutputCapture, Submission
+from torchgrade.engine.proxy import Submission
 from torchgrade.instructor import grading
 from torchgrade.isolation import sandbox
 from torchgrade.isolation.cgroup import PidsGroup
+from torchgrade.isolation.transport import OUTPUT_CAP, OutputCapture
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,8 +93,8 @@ def probe(tmp_path, monkeypatch, request):
     (folder / "probe.py").write_text(textwrap.dedent(PROBE))
     (tmp_path / "submissions" / "bob").mkdir()
     (tmp_path / "submissions" / "bob" / "probe.py").write_text("ANSWER = 42\n")
-    monkeypatch.chdir(ROOT)  # the assignment: reference/ and graders/ must be hidden
-    submission = Submission(folder, "process", {})
+    hidden = sandbox.hidden_paths(folder, ROOT, None)  # the assignment: reference/ and graders/ must be hidden
+    submission = Submission(folder, "process", {}, hidden=hidden)
     yield tier, submission, tmp_path
     submission.close()
     sandbox.choose.cache_clear()
@@ -112,7 +113,7 @@ def test_every_tier_limits_and_cleans_the_environment(probe):
     assert facts["isolated"] == 1  # python -I
     assert facts["home"].startswith(str(sandbox.scratch_area())) and facts["cwd"].endswith("submission")
     assert facts["tmp"].startswith(str(sandbox.scratch_area()))
-    box = submission.backend.sandbox
+    box = submission.channel.backend.sandbox
     if tier != "rlimits" or box.drops_privileges:
         assert facts["uid"] == sandbox.NOBODY  # never root inside a namespace
     else:  # root's Python under /root is out of nobody's reach: the report says the worker kept the uid
@@ -146,7 +147,7 @@ def test_background_processes_die_with_the_worker(probe, processes_with):
     # A marker of this run's own: a `sleep 300` elsewhere on the machine is not the worker's.
     marker = f"torchgrade-test-sleeper-{uuid.uuid4().hex}"
     call(submission, "spawn_sleeper", marker)
-    backend = submission.backend
+    backend = submission.channel.backend
     worker = backend.process.pid
     submission.close()
     # bwrap's PID namespace ends with its first process: no sleeper survives anywhere. The kernel

@@ -50,3 +50,9 @@ class StudentTimeout(CheckFailure):
 
 class WorkerCrashed(CheckFailure):
     """The worker process running student code died (``os._exit``, a segfault, the OOM killer...)."""
+
+
+def failure_text(exc: BaseException) -> str:
+    """The message of a failure as a report shows it: its text, or its type when it has none."""
+    text = str(exc).strip()
+    return text or type(exc).__name__

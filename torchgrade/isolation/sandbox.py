@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torchgrade
 from torchgrade.isolation.cgroup import PidsGroup
 from torchgrade.worker.confine import NOBODY
 
@@ -320,14 +321,24 @@ def choose() -> Sandbox:
     )
 
 
-def hidden_paths(submission: Path, assignment: Path | None, report: Path | None) -> list[Path]:
-    """What a worker must not read: the assignment's reference, graders and sample submissions, the
-    folder holding other submissions, the report and its folder, other workers' scratch copies.
+def hidden_paths(
+    submission: Path, assignment: Path | None, report: Path | None, graded: Path | None = None
+) -> list[Path]:
+    """What a worker must not read: the student's original file or folder and its neighbours (the
+    folder holding other submissions), the assignment's reference, graders and sample submissions,
+    the report and its folder, and the folder actually graded when it is another (the code kept from
+    a notebook or script). The one place this is decided: the plugin passes the result to the
+    worker's backend.
 
     A path is left visible when hiding it would hide what the worker needs (the Python install,
-    torchgrade itself, its own scratch copy)."""
-    import torchgrade
+    torchgrade itself, its own scratch copy).
 
+    Args:
+        submission: what the student handed in (a folder, a notebook or a script).
+        assignment: the assignment's root (``reference/``, ``graders/``...), if any.
+        report: where the report is written, if anywhere.
+        graded: the folder whose modules are graded, when it is not ``submission``.
+    """
     needed = [Path(sys.prefix), Path(sys.base_prefix), Path(torchgrade.__file__).parent, scratch_area()]
     candidates = [submission.resolve(), submission.resolve().parent]
     if assignment is not None:
@@ -340,6 +351,8 @@ def hidden_paths(submission: Path, assignment: Path | None, report: Path | None)
         ]
     if report is not None:  # and its folder: in a batch, the other students' reports
         candidates += [report.resolve(), report.resolve().parent]
+    if graded is not None and graded.resolve() != submission.resolve():
+        candidates += [graded.resolve(), graded.resolve().parent]
     hidden = []
     for path in candidates:
         if not path.exists() or path in hidden or path == Path("/"):

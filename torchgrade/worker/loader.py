@@ -84,8 +84,11 @@ class _AliasLoader(importlib.abc.Loader):
         return None
 
 
-class Submission:
+class LoadedSubmission:
     """The modules of one submission folder, imported lazily under :data:`PACKAGE`.
+
+    (The grader's view of a submission is :class:`torchgrade.engine.proxy.Submission`; this is the
+    worker's, holding the modules themselves.)
 
     Args:
         folder: the submission directory (its ``*.py`` files are the candidate modules).

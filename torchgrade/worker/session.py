@@ -1,17 +1,18 @@
-"""The worker: the only place where student code runs.
+"""The worker session: executes the grader's requests next to the submission's objects.
 
-``python -m torchgrade.worker REQUEST_FD REPLY_FD`` serves requests from the grader over two pipes
-(student ``print`` output goes to the worker's stdout, never into the protocol). The same
-:class:`WorkerSession` serves the in-process mode (``--isolation none``), so both modes execute
-exactly the same code and return the same plain values.
+:mod:`torchgrade.worker.__main__` serves it over two pipes in a worker process (``--isolation
+process``); :class:`torchgrade.isolation.transport.InProcessBackend` calls it in the grader's own
+process (``--isolation none``). Both modes execute exactly the same code and return the same plain
+values.
 
 Objects that are not plain data (a model, a class, a generator) stay here in an object table and
 travel as :class:`torchgrade.wire.Ref` handles. Trusted probes from ``torchgrade.probes`` (for
 example the receptive-field probe, which needs autograd on the student's model) can be applied to
 those objects with the ``apply`` request; nothing else can be imported on the grader's behalf.
 
-This module imports nothing from the grader side: only :mod:`torchgrade.wire` and
-:mod:`torchgrade.worker.loader`.
+This module imports nothing from the grader side: only :mod:`torchgrade.wire`, the worker's own
+modules (:mod:`~torchgrade.worker.loader`, :mod:`~torchgrade.worker.tracebacks`) and, when an
+``apply`` request names one, a module of :mod:`torchgrade.probes`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from torchgrade import wire
-from torchgrade.worker.loader import Submission
+from torchgrade.worker.loader import LoadedSubmission
 from torchgrade.worker.tracebacks import format_student_exception
 
 #: Only functions and classes in these modules may be run through an ``apply`` request.
@@ -46,7 +47,7 @@ class WorkerSession:
 
     def __init__(self, isolated: bool = False) -> None:
         self.isolated = isolated
-        self.submission: Submission | None = None
+        self.submission: LoadedSubmission | None = None
         self.objects: dict[int, Any] = {}
         self._ids: dict[int, int] = {}
         self._handles = itertools.count(1)  # never reused, even after a release
@@ -100,7 +101,7 @@ class WorkerSession:
         return "pong"
 
     def op_load(self, request: wire.Request) -> dict[str, Any]:
-        self.submission = Submission(request["target"])
+        self.submission = LoadedSubmission(request["target"])
         return {"folder": str(self.submission.folder), "modules": self.submission.module_names}
 
     def op_lookup(self, request: wire.Request) -> dict[str, Any]:
