@@ -9,11 +9,10 @@ each, no training) on the synthetic citation graph, and prints:
 * submissions per minute for each ``--jobs`` value, process isolation (the batch's default), every
   submission graded afresh (``force``);
 * per submission: the wall time of its grading, the time its checks took, and the rest, which is the
-  harness's fixed cost (a Python start for the grading process, pytest's start and collection, torch's
-  import, the worker, the report);
+  harness's fixed cost (pytest's start and collection, torch's import, the worker, the report; a batch
+  job starts the grading pytest itself, with no Python process in between);
 * the worker's share of that cost: the same batch with ``--isolation none`` (no worker at all), one
-  at a time, compared with process isolation, one at a time;
-* the start of the batch's own grading process alone (``python -c "import torchgrade.instructor.cli"``).
+  at a time, compared with process isolation, one at a time.
 
 A benchmark, not a test: it asserts nothing. On a shared machine the figures move with the load;
 the load average is printed with them.
@@ -25,7 +24,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -73,16 +71,6 @@ def timed_batch(submissions: Path, out: Path, *, jobs: int, isolation: str, extr
     return {"wall": wall, "per": per, "statuses": result.statuses}
 
 
-def child_start(repeat: int = 5) -> float:
-    """Seconds to start the batch's grading process up to the point where it calls grading.grade."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import torchgrade.instructor.cli"], check=True)
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=4, help="submissions per batch (default 4)")
@@ -121,7 +109,6 @@ def main() -> int:
         process = statistics.fmean(s for s, _ in runs[("process", 1)]["per"].values())
         none = statistics.fmean(s for s, _ in runs[("none", 1)]["per"].values())
         print(f"\nworker overhead per submission (process - none, one at a time): {process - none:.2f} s")
-    print(f"start of the batch's grading process alone: {child_start():.3f} s")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

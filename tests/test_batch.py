@@ -247,12 +247,14 @@ def test_summary_page_refers_to_its_plots_and_reports(tiny):
 # -- failures the batch reports itself ---------------------------------------------------------------
 def descendants_while(action):
     """Run ``action()``; return its result and every process descended from this one meanwhile, with
-    its command line when first seen."""
+    its command line when first seen, and the pids of those that were this process's own children."""
     seen: dict[int, tuple[psutil.Process, str]] = {}
+    direct_children: set[int] = set()
     done = threading.Event()
 
     def watch():
         while not done.is_set():
+            direct_children.update(process.pid for process in psutil.Process().children())
             for process in psutil.Process().children(recursive=True):
                 if process.pid not in seen:
                     try:
@@ -264,7 +266,7 @@ def descendants_while(action):
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        return action(), list(seen.values())
+        return action(), list(seen.values()), direct_children
     finally:
         done.set()
         watcher.join()
@@ -273,7 +275,7 @@ def descendants_while(action):
 def test_a_hanging_grading_is_stopped_with_its_whole_process_tree(tmp_path, tiny):
     subs = make_submissions(tmp_path / "submissions", ["hang"])
     # The checks' own limit is raised past the batch's, so only the batch can stop the hang.
-    result, processes = descendants_while(
+    result, processes, direct_children = descendants_while(
         lambda: batch.run_batch(
             subs,
             out=tmp_path / "reports",
@@ -293,6 +295,9 @@ def test_a_hanging_grading_is_stopped_with_its_whole_process_tree(tmp_path, tiny
         name: ("failed", 0, message) for name in ("test_add", "test_add_negative", "test_scale")
     }
     assert [p for p, command in processes if "torchgrade.worker" in command], "the hanging worker was never seen"
+    # the batch starts the grading pytest itself: no interpreter in between
+    children = [command for p, command in processes if p.pid in direct_children]
+    assert children and all(" -I -m pytest " in command for command in children), children
     # every process of the grading is gone, the worker too, though it runs in a session of its own
     assert [command for p, command in processes if _alive(p)] == []
 

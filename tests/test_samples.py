@@ -2,9 +2,10 @@
 none, each buggy sample loses exactly the points its TOML file names, and both isolation modes
 give the same verdicts.
 
-Each sample is graded by the real entry point (``torchgrade.instructor.grading.grade``, a fresh pytest process).
-The reference and the template are graded by every grader; a buggy sample only by the grader modules
-that mention a name of a module it edits (``-k test_gnn.py``): every other grader sees the
+The samples are graded by the sample engine that ``torchgrade demo`` and ``torchgrade check`` use
+(:class:`torchgrade.instructor.samples.SampleGrader`: the real entry point, a fresh pytest process
+each). The reference and the template are graded by every grader; a buggy sample only by the grader
+modules that mention a name of a module it edits (``graders_for``): every other grader sees the
 reference's code byte for byte, so its verdicts are the reference's, and grading them again cost most
 of this file's time.
 Graphs are the synthetic citation graph everywhere (``--data-root synthetic``), as in CI, where
@@ -23,14 +24,14 @@ from __future__ import annotations
 
 import os
 import re
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from fixtures import samples
 from torchgrade.instructor import grading as entry
-from torchgrade.interface import MODULES
+from torchgrade.instructor import samples as engine
+from torchgrade.instructor.samples import SampleGrader
 from torchgrade.reporting import report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,73 +63,33 @@ def grades(*pairs: tuple[str, str]) -> pytest.MarkDecorator:
     return pytest.mark.grades(*pairs)
 
 
-def graders_for(sample: samples.Sample) -> str | None:
-    """A pytest ``-k`` selecting the grader modules that mention a name of a module the sample edits
-    (None: every grader, for samples that edit nothing)."""
-    names = {name for file, _, _ in sample.edits for name in MODULES.get(Path(file).stem, ())}
-    if not names:
-        return None
-    pattern = re.compile(r"\b(" + "|".join(sorted(names)) + r")\b")
-    chosen = [path.name for path in sorted((ROOT / "graders").glob("test_*.py")) if pattern.search(path.read_text())]
-    return " or ".join(chosen)
-
-
 @pytest.fixture(scope="session")
 def grading(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """grading(name, isolation) -> the report's JSON, graded once per session and memoised."""
-    root = tmp_path_factory.mktemp("samples")
-    folders = {s.name: samples.materialise(s, root / "submissions") for s in ALL}
-    pool = ThreadPoolExecutor(max_workers=JOBS)
-    started: dict[tuple[str, str], Future] = {}
+    planned = [pair for item in request.session.items for mark in item.iter_markers("grades") for pair in mark.args]
+    with SampleGrader(
+        ROOT,
+        workdir=tmp_path_factory.mktemp("samples"),
+        jobs=JOBS,
+        threads=1,
+        select_graders=True,
+        pytest_args=("--data-root", "synthetic"),
+    ) as grader:
+        # The reference in process isolation trains afresh: that run, compared with the in-process
+        # one, shows that both modes and two runs agree.
+        grader.grade_all(planned, own_cache=[("reference", "process")])
 
-    def run(name: str, isolation: str) -> tuple[int, dict | None]:
-        # One cache for everything but the reference in process isolation, which trains afresh:
-        # that run, compared with the in-process one, shows that both modes and two runs agree.
-        cache = root / ("cache-reference-process" if (name, isolation) == ("reference", "process") else "cache")
-        selection = graders_for(samples.load(name))
-        return entry.grade(
-            folders[name],
-            assignment=ROOT,
-            isolation=isolation,
-            report=root / f"{name}-{isolation}.json",
-            extra_env={"OMP_NUM_THREADS": "1"},
-            extra_args=(
-                "--grade-cache",
-                str(cache),
-                "--data-root",
-                "synthetic",
-                *(("-k", selection) if selection else ()),
-            ),
-        )
+        def grade(name: str, isolation: str = "none") -> dict:
+            graded = grader.grade(name, isolation).result()
+            data, code = graded.report, graded.exit_code
+            assert graded.problem is None, f"{name}: {graded.problem}"
+            assert data is not None, f"{name}: no report was written (exit code {code})"
+            report.validate(data)
+            assert data["harness_errors"] == 0, [c["message"] for c in data["checks"] if c["outcome"] == "error"]
+            assert code == (entry.EXIT_OK if data["score"] == data["max_score"] else entry.EXIT_FAILED)
+            return data
 
-    def start(name: str, isolation: str) -> Future:
-        if (name, isolation) not in started:
-            started[name, isolation] = pool.submit(run, name, isolation)
-        return started[name, isolation]
-
-    def grade(name: str, isolation: str = "none") -> dict:
-        code, data = start(name, isolation).result()
-        assert data is not None, f"{name}: no report was written (exit code {code})"
-        report.validate(data)
-        assert data["harness_errors"] == 0, [c["message"] for c in data["checks"] if c["outcome"] == "error"]
-        assert code == (entry.EXIT_OK if data["score"] == data["max_score"] else entry.EXIT_FAILED)
-        return data
-
-    planned = list(
-        dict.fromkeys(
-            pair for item in request.session.items for mark in item.iter_markers("grades") for pair in mark.args
-        )
-    )
-    first = ("reference", "none")  # its training runs fill the cache the other samples read
-    if first in planned:
-        start(*first)
-        if ("reference", "process") in planned:
-            start("reference", "process")
-        started[first].result()
-    for pair in planned:
-        start(*pair)
-    yield grade
-    pool.shutdown(wait=True, cancel_futures=True)
+        yield grade
 
 
 def lost_points(data: dict) -> dict[str, float]:
@@ -163,10 +124,23 @@ def test_buggy_sample_loses_exactly_its_points(grading, sample):
 
 
 def test_samples_are_graded_by_the_graders_of_what_they_edit():
-    assert graders_for(samples.load("reference")) is None
-    assert graders_for(samples.load("unet_flag_ignored")) == "test_unet.py"
-    assert "test_gnn.py" in graders_for(samples.load("gat_unmasked"))
-    assert "test_shoes.py" in graders_for(samples.load("labels_swapped"))
+    """Whatever files the graders are split into: a sample that edits nothing is graded by every
+    grader; a buggy sample by exactly the grader modules that mention, themselves or through a private
+    module they import, a name of the module it edits (here GAT for gnn.py, UNet for unet.py)."""
+    sources = engine.grader_sources(ROOT / "graders")
+
+    def mentioning(*names: str) -> set[str]:
+        return {module for module, text in sources.items() if any(re.search(rf"\b{n}\b", text) for n in names)}
+
+    def selection(name: str) -> set[str] | None:
+        chosen = engine.graders_for(samples.load(name), ROOT / "graders")
+        return None if chosen is None else set(chosen.split(" or "))
+
+    assert selection("reference") is None
+    assert mentioning("GAT") <= selection("gat_unmasked") < set(sources)
+    assert mentioning("UNet") <= selection("unet_flag_ignored") < set(sources)
+    assert not mentioning("UNet") & selection("labels_swapped")
+    assert mentioning("CNN", "train_model") <= selection("labels_swapped")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=grades((n, "process"), (n, "none"))) for n in MODE_SAMPLES])

@@ -1,8 +1,8 @@
 """``torchgrade batch SUBMISSIONS/ --out reports/``: grade a whole class, on local cores or a Dask cluster.
 
 Every entry of ``SUBMISSIONS/`` is one submission: a folder, or a single ``.py`` / ``.ipynb`` file
-(hidden entries and ``__pycache__`` are ignored). Each is graded by :func:`torchgrade.instructor.grading.grade`, a
-fresh pytest process in ``--isolation process`` by default, and its report lands in ``--out``::
+(hidden entries and ``__pycache__`` are ignored). Each is graded as :func:`torchgrade.instructor.grading.grade`
+grades, by a fresh pytest process in ``--isolation process`` by default, and its report lands in ``--out``::
 
     reports/<name>.json                     the report (``<name>`` keeps a file's suffix: bob.py.json)
     reports/gradebook.csv                   one row per submission (torchgrade.reporting.gradebook)
@@ -37,7 +37,7 @@ Design decisions:
   schema gets a report written by the batch: every check of the assignment at zero points, with a
   note starting with :data:`torchgrade.reporting.gradebook.NOTE_PREFIX` that says why (``failed`` checks for
   a timeout, ``error`` checks for a crash, which is never the student's fault under process
-  isolation). The whole tree (grader, pytest, workers) is frozen, then killed.
+  isolation). The whole tree (pytest and its workers) is frozen, then killed.
 * **On a cluster, submissions travel with the task.** The batch packs each submission into a
   gzipped tar (at most :data:`MAX_PAYLOAD` bytes) and the task unpacks it into a scratch folder on
   the worker, so workers need no shared file system and can never read one another's submissions.
@@ -119,8 +119,10 @@ MSG_NO_ASSIGNMENT = (
 
 
 @dataclass(frozen=True)
-class Submission:
-    """One entry of the submissions folder; ``name`` is the entry's name (a file keeps its suffix)."""
+class BatchEntry:
+    """One submission as the batch found it: an entry of the submissions folder (a subfolder, ``.py`` or
+    ``.ipynb`` file); ``name`` is the entry's name (a file keeps its suffix). Not to be confused with the
+    grader's proxy of a loaded submission (:class:`torchgrade.engine.proxy.Submission`)."""
 
     name: str
     path: Path
@@ -148,7 +150,7 @@ class BatchResult:
 
 
 # -- submissions and their keys ---------------------------------------------------------------------
-def discover(folder: Path, *, exclude: Sequence[Path] = ()) -> tuple[list[Submission], list[str]]:
+def discover(folder: Path, *, exclude: Sequence[Path] = ()) -> tuple[list[BatchEntry], list[str]]:
     """The submissions in ``folder``, sorted by name, and the names of the entries that are not.
 
     Args:
@@ -161,7 +163,7 @@ def discover(folder: Path, *, exclude: Sequence[Path] = ()) -> tuple[list[Submis
         if entry.resolve() in excluded or entry.name.startswith(".") or entry.name in batchjob.IGNORED_DIRS:
             continue
         if entry.is_dir() or (entry.is_file() and entry.suffix in SUBMISSION_SUFFIXES):
-            found.append(Submission(entry.name, entry))
+            found.append(BatchEntry(entry.name, entry))
         else:
             ignored.append(entry.name)
     return found, ignored
@@ -372,7 +374,7 @@ def run_batch(
         BatchUsageError: missing folders, bad values, a cluster worker without the assignment.
     """
     submissions, out, assignment = submissions.resolve(), out.resolve(), assignment.resolve()
-    jobs = jobs or _cores()
+    jobs = jobs or cores()
     _check_options(submissions, assignment, jobs=jobs, timeout=timeout, threads=threads, isolation=isolation)
     found, ignored = discover(submissions, exclude=[out])
     for folder in (out, out / STATE_DIR):
@@ -382,7 +384,7 @@ def run_batch(
     setup = setup_hash(assignment, isolation, extra_args)
     if threads is None and (scheduler or jobs > 1):
         threads = 1
-    todo: list[tuple[Submission, str]] = []
+    todo: list[tuple[BatchEntry, str]] = []
     skipped: list[str] = []
     for sub in found:
         content = content_hash(sub.path)
@@ -535,7 +537,8 @@ def _write_log(out: Path, name: str, log: str) -> None:
     atomic.write_text(out / STATE_DIR / "logs" / f"{name}.log", log)
 
 
-def _cores() -> int:
+def cores() -> int:
+    """The cores this process may run on: the default number of gradings at once."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -5,9 +5,10 @@ local pool, or as a task on a Dask worker. Like pytest-xdist's worker side, it i
 the controller (:mod:`torchgrade.instructor.batch`): what crosses over is a :class:`Job` in and an
 :class:`Outcome` out, both plain dicts, so a worker needs only torchgrade and the assignment.
 
-:func:`grade_one` runs :func:`torchgrade.instructor.grading.grade` in a child process of its own, so that a
-wall-clock limit can stop the whole grading: the child, its pytest and the pytest's workers, which
-start sessions of their own and would outlive a plain ``killpg``. It never raises: whatever goes
+:func:`grade_one` starts the grading pytest itself, with the command line and environment that
+:func:`torchgrade.instructor.grading.grade` uses (:func:`torchgrade.instructor.grading.pytest_command`),
+so that a wall-clock limit can stop the whole grading: pytest and its workers, which start sessions
+of their own and would outlive a plain ``killpg`` (:func:`kill_tree`). It never raises: whatever goes
 wrong comes back as an outcome whose ``problem`` says what happened, for the batch to turn into a
 report. A submission sent to a cluster travels in the job as a gzipped tar (:func:`pack`), unpacked
 into a scratch folder where the task runs (:func:`unpack`).
@@ -19,17 +20,17 @@ import contextlib
 import datetime as dt
 import hashlib
 import io
-import json
 import os
 import socket
 import subprocess
-import sys
 import tarfile
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, TypedDict
+
+from torchgrade.instructor import grading
 
 #: Folders that are never part of a submission (nor of its content hash).
 IGNORED_DIRS = frozenset({"__pycache__", ".ipynb_checkpoints", ".git"})
@@ -45,13 +46,6 @@ MSG_TIMEOUT = (
 MSG_NO_REPORT = "the grading process ended with exit code {code} without writing a report, so every check scores 0"
 MSG_TASK_ERROR = "the submission could not be graded: {error}"
 
-# The grading process: grading.grade() in a child of our own, so that a timeout can stop its whole tree.
-_CHILD = (
-    "import json, sys; from pathlib import Path; from torchgrade.instructor.grading import grade; "
-    "a = json.loads(sys.argv[1]); "
-    "code, _ = grade(Path(a['submission']), assignment=Path(a['assignment']), isolation=a['isolation'], "
-    "report=Path(a['report']), extra_args=tuple(a['extra_args'])); sys.exit(code)"
-)
 #: Set while a local batch is being interrupted: the gradings in flight stop and return at once.
 STOP = threading.Event()
 
@@ -150,7 +144,7 @@ def unpack(payload: bytes, destination: Path) -> Path:
 
 # -- grading ----------------------------------------------------------------------------------------
 def grade_one(job: Job) -> Outcome:
-    """Grade one submission with :func:`torchgrade.instructor.grading.grade` in a child process; never raises.
+    """Grade one submission in a pytest process of its own, as :func:`grading.grade` would; never raises.
 
     The same function serves the local pool and Dask: it unpacks ``job["payload"]`` when there is
     one, runs the grading under the job's wall-clock limit, stops the whole process tree when the
@@ -187,25 +181,24 @@ def grade_one(job: Job) -> Outcome:
 
 
 def _grade_in_child(job: Job, submission: Path, scratch: Path) -> dict[str, Any]:
-    report_path, log_path = scratch / "report.json", scratch / "grading.log"
-    spec = {
-        "submission": str(submission),
-        "assignment": job["assignment"],
-        "isolation": job["isolation"],
-        "report": str(report_path),
-        "extra_args": list(job["extra_args"]),
-    }
-    env = dict(os.environ)
-    if job["threads"]:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(job["threads"])
+    log_path = scratch / "grading.log"
+    threads = {"OMP_NUM_THREADS": str(job["threads"]), "MKL_NUM_THREADS": str(job["threads"])} if job["threads"] else {}
+    command = grading.pytest_command(
+        submission,
+        assignment=Path(job["assignment"]),
+        report=scratch / "report.json",
+        isolation=job["isolation"],
+        extra_args=tuple(job["extra_args"]),
+        extra_env=threads,
+    )
     with open(log_path, "wb") as log:
         child = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, json.dumps(spec)],
+            command.argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=scratch,
-            env=env,
+            cwd=command.cwd,
+            env=command.env,
         )
     deadline, stopped = time.monotonic() + job["timeout"], None
     try:
@@ -222,16 +215,19 @@ def _grade_in_child(job: Job, submission: Path, scratch: Path) -> dict[str, Any]
     except BaseException:
         kill_tree(child.pid)
         raise
-    log_text = _tail(log_path)
-    result: dict[str, Any] = {"exit_code": code, "log": log_text}
-    if report_path.is_file():  # written atomically by the plugin: complete even if we stopped it later
-        result.update(kind="graded", report=json.loads(report_path.read_text()))
+    result: dict[str, Any] = {"exit_code": code, "log": _tail(log_path)}
+    # The plugin writes the report atomically: it is complete even if we stopped pytest later.
+    data = grading.read_report(command.report)
+    if stopped is None:
+        result["exit_code"] = grading.grading_exit_code(code, data)
+    if data is not None:
+        result.update(kind="graded", report=data)
     elif stopped == "timeout":
         result.update(kind="timeout", problem=MSG_TIMEOUT.format(seconds=job["timeout"]))
     elif stopped == "interrupted":
         result.update(kind="interrupted", problem="the batch was interrupted")
     else:
-        result.update(kind="no report", problem=MSG_NO_REPORT.format(code=code))
+        result.update(kind="no report", problem=MSG_NO_REPORT.format(code=result["exit_code"]))
     return result
 
 

@@ -2,8 +2,10 @@
 
 Before an assignment goes to students, its graders must give the reference every auto-graded point,
 the template none, and each buggy sample of ``fixtures/submissions/`` exactly the points its TOML
-file says it loses, no more and no fewer. This grades those samples with the real entry point
-(:func:`torchgrade.instructor.grading.grade`, a fresh pytest process each) and prints one row per sample.
+file says it loses, no more and no fewer. This grades those samples with the sample engine
+(:class:`torchgrade.instructor.samples.SampleGrader`: the real entry point, a fresh pytest process
+each, ``jobs`` at a time, training runs of identical code shared unless ``fresh``) and prints one row
+per sample, in the samples' order.
 
 A pytest selection (``-k``/``-m``) makes a check cheap, and narrows what it can prove: a sample is
 then compared on the questions that the selection graded, and a buggy sample none of whose lost
@@ -14,21 +16,14 @@ a question can report a mismatch that is only the selection's.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 import tempfile
-import time
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from torchgrade.errors import TorchgradeError
-from torchgrade.importfile import import_file
 from torchgrade.instructor import grading
+from torchgrade.instructor.samples import SampleGrader, SampleGrading
 
 OK, MISMATCH, NOT_SELECTED, ERROR = "ok", "MISMATCH", "not selected", "ERROR"
 
@@ -50,16 +45,6 @@ class SampleVerdict:
     expected: str
     got: str
     seconds: float
-
-
-def load_samples_module(assignment: Path) -> ModuleType:
-    """Import ``ASSIGNMENT/fixtures/samples.py`` under a private name, so that it describes the
-    samples of this assignment and not those of whatever ``fixtures`` package is importable."""
-    path = Path(assignment) / "fixtures" / "samples.py"
-    if not path.is_file():
-        raise TorchgradeError(f"{assignment} has no fixtures/samples.py describing its sample submissions")
-    name = f"_torchgrade_samples_{zlib.crc32(str(path.resolve()).encode())}"
-    return import_file(path, name)
 
 
 def lost_points(data: dict[str, Any]) -> dict[str, float]:
@@ -112,9 +97,12 @@ def check_assignment(
     *,
     samples: list[str] | None = None,
     isolation: str = "none",
+    keyword: str | None = None,
     pytest_args: tuple[str, ...] = (),
     reports: str | Path | None = None,
     verbose: bool = False,
+    jobs: int = 1,
+    fresh: bool = False,
     progress: Callable[[SampleVerdict], None] = lambda verdict: None,
 ) -> list[SampleVerdict]:
     """Grade the samples of an assignment and judge each one.
@@ -123,73 +111,50 @@ def check_assignment(
         assignment: the assignment folder (``graders/``, ``fixtures/samples.py``, ``reference/``...).
         samples: sample names; default every sample (reference, template, each buggy sample).
         isolation: ``none`` (the default: the samples are the instructor's own code) or ``process``.
-        pytest_args: extra pytest arguments for every grading (``-k answers``, ``--data-root synthetic``).
+        keyword: only the checks matching this pytest ``-k`` expression.
+        pytest_args: extra pytest arguments for every grading (``-m slow``, ``--data-root synthetic``).
         reports: a folder that keeps each sample's report (``<name>.json``) and pytest's output
             (``<name>.log``); default a temporary folder.
         verbose: show pytest's output as it runs instead of writing it to the log.
-        progress: called with each verdict as soon as its sample is graded.
+        jobs: gradings at once (each on one torch thread when more than one).
+        fresh: train afresh for every sample instead of sharing the training runs of identical code.
+        progress: called with each verdict, in the samples' order, as soon as it and those before it
+            are graded.
 
     Raises:
-        TorchgradeError: no such assignment or sample.
+        TorchgradeError: no such assignment or sample, or fewer than one job.
     """
-    assignment = Path(assignment).resolve()
-    if not (assignment / "graders").is_dir():
-        raise TorchgradeError(f"{assignment} is not an assignment: it has no graders/ folder")
-    module = load_samples_module(assignment)
-    try:
-        chosen = [module.load(name) for name in samples] if samples else module.all_samples()
-    except KeyError as exc:
-        raise TorchgradeError(exc.args[0]) from None
     verdicts = []
-    with tempfile.TemporaryDirectory(prefix="torchgrade-check-") as tmp:
-        report_dir = Path(reports) if reports is not None else Path(tmp) / "reports"
-        report_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="torchgrade-check-") as tmp,
+        SampleGrader(
+            assignment,
+            workdir=Path(tmp),
+            isolation=isolation,
+            jobs=jobs,
+            cache=not fresh,
+            keyword=keyword,
+            pytest_args=tuple(pytest_args),
+            reports=Path(reports) if reports is not None else None,
+            logs=not verbose,
+        ) as grader,
+    ):
+        chosen = [grader.sample(name) for name in samples or grader.names()]  # unknown names stop it here
+        grader.grade_all([(sample.name, isolation) for sample in chosen])
         for sample in chosen:
-            started = time.monotonic()
-            expected = _points_text(sample.lost) if sample.lost is not None else "everything"
-            try:
-                folder = module.materialise(sample, Path(tmp) / "submissions")
-            except ValueError as exc:  # the reference changed under the sample's edit
-                got = "its edit no longer applies: " + str(exc).splitlines()[0]
-                verdict = SampleVerdict(sample.name, MISMATCH, expected, got, 0.0)
-            else:
-                with _output_to(None if verbose else report_dir / f"{sample.name}.log"):
-                    _, data = grading.grade(
-                        folder,
-                        assignment=assignment,
-                        isolation=isolation,
-                        report=report_dir / f"{sample.name}.json",
-                        extra_args=tuple(pytest_args),
-                    )
-                status, expected, got = judge(sample.name, sample.lost, data)
-                verdict = SampleVerdict(sample.name, status, expected, got, time.monotonic() - started)
+            verdict = _verdict(grader.grade(sample.name).result())
             verdicts.append(verdict)
             progress(verdict)
     return verdicts
 
 
-@contextlib.contextmanager
-def _output_to(log: Path | None) -> Iterator[None]:
-    """Send this process's and its children's stdout and stderr to ``log`` (None: leave them).
-
-    File descriptors, not ``sys.stdout``: the grading pytest is a child process that inherits them.
-    """
-    if log is None:
-        yield
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        with open(log, "wb") as handle:
-            os.dup2(handle.fileno(), 1)
-            os.dup2(handle.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
+def _verdict(graded: SampleGrading) -> SampleVerdict:
+    lost = graded.sample.lost
+    if graded.problem is not None:
+        expected = _points_text(lost) if lost is not None else "everything"
+        return SampleVerdict(graded.name, MISMATCH, expected, graded.problem, graded.seconds)
+    status, expected, got = judge(graded.name, lost, graded.report)
+    return SampleVerdict(graded.name, status, expected, got, graded.seconds)
 
 
 HEADER = f"{'sample':<28} {'verdict':<13} {'should lose':<34} {'lost':<34} {'time':>6}"

@@ -6,7 +6,8 @@ Commands:
     export gradescope R  write Gradescope's results.json from report R (export markdown R: a score table)
     release --out DIR    build the students' copy of the assignment (--profile gradescope: the autograder zip's)
     check ASSIGNMENT     grade the assignment's samples: the reference earns every auto point, the template
-                         none, each buggy sample loses what its TOML file says (exit 1 on any mismatch)
+                         none, each buggy sample loses what its TOML file says (exit 1 on any mismatch);
+                         --jobs N at once, training runs of identical code shared unless --fresh
     batch SUBMISSIONS --out DIR
                          grade every submission (subfolder, .py or .ipynb) in parallel or on a Dask cluster
                          (--scheduler); resumable; writes a report each, gradebook.csv and summary.html
@@ -21,14 +22,26 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import tempfile
 from pathlib import Path
 
+from torchgrade.errors import TorchgradeError
+from torchgrade.instructor import batch, check
 from torchgrade.instructor.grading import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, grade
+from torchgrade.instructor.samples import SampleGrader
 
 #: Samples the demo grades unless --all is given: the extremes and one bug of each kind.
 DEMO_SAMPLES = ("reference", "template", "fc1_formula", "pairs_across_students", "labels_swapped", "stacked_on_width")
+HELP_CHECK_JOBS = (
+    "samples graded at once, each on one torch thread (default: the number of cores; 1 with -v, so that "
+    "pytest's output stays readable)"
+)
+HELP_CHECK_FRESH = (
+    "grade each sample from scratch instead of sharing the training runs of identical code "
+    "(a grade cache in the check's temporary folder)"
+)
 DEMO_SHARED = (
     "torchgrade demo: training runs of identical code are shared between the samples (--fresh retrains for each)"
 )
@@ -52,40 +65,40 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    sys.path.insert(0, str(args.assignment.resolve()))
-    from fixtures import samples
+    def announce(name: str, description: str) -> None:
+        print(f"\n### {name}: {description}", flush=True)
 
-    names = [s.name for s in samples.all_samples()] if args.all else list(DEMO_SAMPLES)
     worst = EXIT_OK
     with tempfile.TemporaryDirectory(prefix="torchgrade-demo-") as tmp:
         # The buggy samples differ from the reference in one module: a training run of code that is
         # byte for byte the reference's is computed once and reused (keyed by a content hash).
-        shared = () if args.fresh else ("--grade-cache", str(Path(tmp) / "grade-cache"))
-        if shared:
+        if not args.fresh:
             print(DEMO_SHARED, flush=True)
-        rows = []
-        for name in names:
-            sample = samples.load(name)
-            print(f"\n### {name}: {sample.description}", flush=True)
-            folder = samples.materialise(sample, Path(tmp))
-            code, data = grade(
-                folder,
-                assignment=args.assignment,
+        try:
+            with SampleGrader(
+                args.assignment,
+                workdir=Path(tmp),
                 isolation=args.isolation,
-                report=Path(tmp) / f"{name}.json",
-                extra_args=shared,
-            )
-            worst = max(worst, EXIT_INTERNAL if code == EXIT_INTERNAL else EXIT_OK)
-            rows.append((name, data))
+                cache=not args.fresh,
+                logs=False,
+                on_start=announce,
+            ) as grader:
+                names = grader.names() if args.all else list(DEMO_SAMPLES)
+                grader.grade_all([(name, args.isolation) for name in names])
+                rows = [(name, grader.grade(name).result()) for name in names]
+        except TorchgradeError as exc:
+            print(f"torchgrade demo: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         print("\n### summary")
-        for name, data in rows:
+        for name, graded in rows:
+            data = graded.report
+            worst = max(worst, EXIT_INTERNAL if graded.exit_code in (EXIT_INTERNAL, None) else EXIT_OK)
             score = f"{data['score']:g} / {data['max_score']:g}" if data else "no report (internal error)"
             print(f"  {name:<28} {score}")
     return worst
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from torchgrade.errors import TorchgradeError
     from torchgrade.reporting import export
 
     try:
@@ -106,7 +119,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
-    from torchgrade.errors import TorchgradeError
     from torchgrade.instructor import release
 
     try:
@@ -134,25 +146,19 @@ def _cmd_release(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    import shlex
-
-    from torchgrade.errors import TorchgradeError
-    from torchgrade.instructor import check
-
-    pytest_args = [
-        *(("-k", args.k) if args.k else ()),
-        *(("-m", args.m) if args.m else ()),
-        *shlex.split(args.pytest_args or ""),
-    ]
+    pytest_args = [*(("-m", args.m) if args.m else ()), *shlex.split(args.pytest_args or "")]
     print(check.HEADER, flush=True)
     try:
         verdicts = check.check_assignment(
             args.assignment_dir,
             samples=args.samples,
             isolation=args.isolation,
+            keyword=args.k,
             pytest_args=tuple(pytest_args),
             reports=args.reports,
             verbose=args.verbose,
+            jobs=args.jobs if args.jobs is not None else (1 if args.verbose else batch.cores()),
+            fresh=args.fresh,
             progress=lambda verdict: print(check.format_row(verdict), flush=True),
         )
     except TorchgradeError as exc:
@@ -199,8 +205,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo_parser.set_defaults(func=_cmd_demo)
     _add_export_release_check(sub)
-    from torchgrade.instructor import batch  # imported here: torchgrade.instructor.batch imports this module
-
     batch.add_parser(sub)
     return parser
 
@@ -260,6 +264,8 @@ def _add_export_release_check(sub) -> None:
         help="default none: the samples are the instructor's own code",
     )
     check_parser.add_argument("--reports", type=Path, help="keep each sample's report and pytest log here")
+    check_parser.add_argument("--jobs", "-j", type=int, default=None, help=HELP_CHECK_JOBS)
+    check_parser.add_argument("--fresh", action="store_true", help=HELP_CHECK_FRESH)
     check_parser.add_argument("-v", "--verbose", action="store_true", help="show pytest's output instead of logging it")
     check_parser.set_defaults(func=_cmd_check)
 

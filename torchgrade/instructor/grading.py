@@ -1,7 +1,9 @@
 """Grading one submission in a fresh pytest process, and the exit codes that say how it went.
 
-The command line (``torchgrade grade``), batch grading, the demo and ``torchgrade check`` all grade
-through :func:`grade`.
+The command line (``torchgrade grade``), the sample engine (``torchgrade demo`` and ``torchgrade
+check``) grade through :func:`grade`; a batch job starts the same pytest command itself
+(:func:`pytest_command`), so that it can stop that process tree at its wall-clock limit, and reads
+the outcome with :func:`grading_exit_code` as :func:`grade` does.
 
 Exit codes:
     0  every auto-graded check passed
@@ -17,22 +19,41 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
-def grade(
+@dataclass(frozen=True)
+class PytestCommand:
+    """How to start the grading pytest of one submission.
+
+    Attributes:
+        argv: the command line (this Python, isolated, running pytest on the assignment's graders).
+        env: its whole environment.
+        cwd: the folder it runs in (the assignment).
+        report: where the plugin writes the report (removed beforehand).
+    """
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    cwd: Path
+    report: Path
+
+
+def pytest_command(
     submission: Path,
     *,
     assignment: Path,
+    report: Path,
     isolation: str = "process",
-    report: Path | None = None,
     extra_args: tuple[str, ...] = (),
     quiet: bool = True,
     extra_env: dict[str, str] | None = None,
-) -> tuple[int, dict | None]:
-    """Grade one submission in a fresh pytest process.
+) -> PytestCommand:
+    """The pytest command that grades ``submission``; removes a stale ``report``.
 
     pytest runs with the assignment's own configuration, rooted at the assignment (``--rootdir``,
     ``-c``), loads no ``conftest.py`` above ``graders/`` (``--confcutdir``), and ``PYTEST_ADDOPTS``
@@ -40,20 +61,11 @@ def grade(
     ``sys.path``). A ``conftest.py``, ``torch.py`` or ``sitecustomize.py`` in the submission or at
     the root of a student's repository changes nothing of how it is graded.
 
-    Args:
-        submission: a folder of modules, or a notebook (``.ipynb``) or script (``.py``) whose
-            definitions the plugin extracts (:mod:`torchgrade.intake.notebook`). Any other file is graded
-            too: every check fails with a message saying why, so a batch still gets its report.
-        extra_env: environment variables set for the pytest process (e.g. ``OMP_NUM_THREADS`` when
-            several gradings share the cores).
-
-    Returns:
-        The exit code (see the module docstring) and the report's JSON (None if none was written).
+    Args: as :func:`grade`'s.
     """
-    assignment, submission = assignment.resolve(), Path(submission).resolve()  # pytest runs in the assignment
-    report = (report or Path(tempfile.mkstemp(prefix="torchgrade-", suffix=".json")[1])).resolve()
+    assignment, submission, report = assignment.resolve(), Path(submission).resolve(), report.resolve()
     report.unlink(missing_ok=True)
-    command = [
+    argv = [
         sys.executable,
         "-I",
         "-m",
@@ -71,10 +83,72 @@ def grade(
         *extra_args,
     ]
     if quiet:
-        command += ["-q", "--tb=no", "--no-header", "-rN"]
+        argv += ["-q", "--tb=no", "--no-header", "-rN"]
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"} | dict(extra_env or {})
-    code = subprocess.run(command, cwd=assignment, env=env).returncode
-    data = json.loads(report.read_text()) if report.is_file() else None
-    if data is None or code not in (0, 1):
-        return EXIT_INTERNAL, data
-    return (EXIT_OK if data["score"] == data["max_score"] else EXIT_FAILED), data
+    return PytestCommand(tuple(argv), env, assignment, report)
+
+
+def grading_exit_code(pytest_code: int, data: dict[str, Any] | None) -> int:
+    """The exit code of a grading (see the module docstring) from pytest's and the report's JSON.
+
+    A grading is an internal error when pytest wrote no report or ended other than with 0 or 1.
+    """
+    if data is None or pytest_code not in (0, 1):
+        return EXIT_INTERNAL
+    return EXIT_OK if data["score"] == data["max_score"] else EXIT_FAILED
+
+
+def read_report(report: Path) -> dict[str, Any] | None:
+    """The report's JSON, or None if the grading wrote none (the plugin writes it atomically)."""
+    return json.loads(report.read_text()) if report.is_file() else None
+
+
+def grade(
+    submission: Path,
+    *,
+    assignment: Path,
+    isolation: str = "process",
+    report: Path | None = None,
+    extra_args: tuple[str, ...] = (),
+    quiet: bool = True,
+    extra_env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> tuple[int, dict | None]:
+    """Grade one submission in a fresh pytest process (:func:`pytest_command`).
+
+    Args:
+        submission: a folder of modules, or a notebook (``.ipynb``) or script (``.py``) whose
+            definitions the plugin extracts (:mod:`torchgrade.intake.notebook`). Any other file is graded
+            too: every check fails with a message saying why, so a batch still gets its report.
+        assignment: the folder holding ``graders/`` and ``pyproject.toml``.
+        isolation: ``process`` (default) or ``none``.
+        report: where the report goes (default: a new temporary file).
+        extra_args: more pytest arguments (``-k answers``, ``--grade-cache DIR``).
+        quiet: pytest prints the score table only, no failure details.
+        extra_env: environment variables set for the pytest process (e.g. ``OMP_NUM_THREADS`` when
+            several gradings share the cores).
+        log: a file that receives pytest's output (stdout and stderr); default: this process's own.
+
+    Returns:
+        The exit code (see the module docstring) and the report's JSON (None if none was written).
+    """
+    report = report or Path(tempfile.mkstemp(prefix="torchgrade-", suffix=".json")[1])
+    command = pytest_command(
+        submission,
+        assignment=assignment,
+        report=report,
+        isolation=isolation,
+        extra_args=extra_args,
+        quiet=quiet,
+        extra_env=extra_env,
+    )
+    if log is None:
+        code = subprocess.run(command.argv, cwd=command.cwd, env=command.env).returncode
+    else:
+        with open(log, "wb") as output:
+            run = subprocess.run(
+                command.argv, cwd=command.cwd, env=command.env, stdout=output, stderr=subprocess.STDOUT
+            )
+            code = run.returncode
+    data = read_report(command.report)
+    return grading_exit_code(code, data), data
