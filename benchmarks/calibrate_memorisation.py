@@ -18,7 +18,8 @@ iterations would end with. With 5 students an epoch is ``ceil(15 / (batch_size /
 iterations (3 at batch size 10), and ``train_model`` evaluates both data sets after every
 epoch, which is a large part of the cost at small batch sizes.
 
-It prints one line per run and a summary per configuration. Example::
+Its measurements are recorded next to the check's budget and threshold (``MEMORISE_*`` in
+``graders/_shoes.py``). It prints one line per run and a summary per configuration. Example::
 
     python benchmarks/calibrate_memorisation.py --models cnnchannel --seeds 0-19 \\
         --lr 1e-3,3e-3 --batch-size 10 --iters 201 --report-at 51,75,99,150

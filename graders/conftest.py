@@ -33,6 +33,7 @@ def _import_fixtures() -> None:
 _import_fixtures()
 from fixtures import citation, molecules, shoes_data  # noqa: E402
 
+# -- shoes (test_shoes.py) -------------------------------------------------------------------------
 #: Seed of the synthetic shoe photos every shoe check uses.
 SHOE_SEED = 2021
 #: Students per folder of the fixture data set: small enough to load in a second.
@@ -62,7 +63,7 @@ def shoe_arrays(shoe_pixels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: (pixels.astype(np.float32) / 255.0 - 0.5) for name, pixels in shoe_pixels.items()}
 
 
-# -- graphs (graders/test_gnn.py) ----------------------------------------------------------------
+# -- graphs (test_gnn.py) -------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def citation_graph(data_root: str | None) -> citation.CitationGraph:
     """Cora's public split when the Planetoid files are on disk (``--data-root`` or ../shared/data),
@@ -79,6 +80,7 @@ def attention_graph(citation_graph: citation.CitationGraph) -> citation.Citation
     return citation.attention_graph(citation_graph)
 
 
+# -- molecules (test_molecules.py) -----------------------------------------------------------------
 MOLECULE_SEED = 2024
 N_MOLECULES = {"n_train": 1000, "n_val": 200, "n_test": 300}
 

@@ -1,23 +1,48 @@
-"""Graders of the shoe-pairs assignment (CSC421 A2, ASSIGNMENTS.md section A): Q1, Q3a-b, Q4, Q5.
+"""Graders of the shoe-pairs assignment: Q1 (the data), Q3a-b (the two CNNs), Q4a-b (training) and
+Q5a (test accuracy). The questions answered in ``answers.py`` (Q2, Q3d, Q3f, Q6) are graded in
+``test_answers.py``; the written answers and plots are graded by hand (``MANUAL``).
 
-Expected values come from the independent implementations below, never from ``reference/``.
-Models are fed NCHW ``[B, 3, 448, 224]`` batches (left shoe on top), the convention of DESIGN.md;
-a model that only works on the handout's ``transpose(1, 3)`` layout ``[B, 3, 224, 448]`` is graded
-in that layout, and the message says so.
+Expected values come from the grader's own implementations in ``_shoes.py``. Models are fed NCHW
+``[B, 3, 448, 224]`` batches (left shoe on top); a model that only works on the handout's
+``transpose(1, 3)`` layout ``[B, 3, 224, 448]`` is graded in that layout, and the message says so.
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
 import torch
+from _shoes import (
+    CALIBRATION_CNN_CHANNEL,
+    MEMORISE_BUDGET,
+    MEMORISE_MODEL,
+    MEMORISE_STUDENTS,
+    MEMORISE_THRESHOLD,
+    PROBE_BATCH,
+    PROBE_EPOCHS,
+    PROBE_STUDENTS,
+    SIZE,
+    STEPS_PER_EPOCH,
+    TRANSPOSED,
+    check_layers,
+    find_layout,
+    image_index,
+    memorise,
+    model_input,
+    photo_text,
+    random_shoes,
+    returned_curves,
+    run_training_probe,
+    split_rows,
+    step_samples,
+    training_layout,
+    training_steps,
+)
 
 from torchgrade.checks import shapes, training
 from torchgrade.errors import CheckFailure
-from torchgrade.probes import params
 from torchgrade.probes import training as training_probes
 
 ASSIGNMENT = "shoes"
@@ -36,86 +61,11 @@ MANUAL = {
     "Q7": (2, "work allocation"),
 }
 
-SIZE = 224
-NCHW, TRANSPOSED = "NCHW", "transposed"
 
-
-# -- independent implementations -------------------------------------------------------------------
-def same_pairs(data: np.ndarray) -> np.ndarray:
-    """Left shoe on top of the right shoe of the same pair: ``[S*3, 448, 224, 3]``."""
-    return np.concatenate([data[:, :, 0], data[:, :, 1]], axis=2).reshape(-1, 2 * SIZE, SIZE, 3)
-
-
-def different_pairs(data: np.ndarray) -> np.ndarray:
-    """Left shoe of pair p on top of the right shoe of pair (p + 1) mod 3 of the same student."""
-    return np.concatenate([data[:, :, 0], np.roll(data[:, :, 1], -1, axis=1)], axis=2).reshape(-1, 2 * SIZE, SIZE, 3)
-
-
-def model_input(pairs: np.ndarray, layout: str) -> torch.Tensor:
-    """NHWC pair images to the model's input: NCHW, or the handout's ``transpose(1, 3)``."""
-    x = torch.from_numpy(np.ascontiguousarray(pairs, dtype=np.float32))
-    return (x.permute(0, 3, 1, 2) if layout == NCHW else x.transpose(1, 3)).contiguous()
-
-
-def predict(model, pairs: np.ndarray, layout: str, who: str, batch_size: int = 16) -> np.ndarray:
-    """Class predictions (argmax of the two outputs) of a submitted model, in batches."""
-    predictions = []
-    for start in range(0, len(pairs), batch_size):
-        batch = pairs[start : start + batch_size]
-        out = model(model_input(batch, layout))
-        if isinstance(out, tuple):  # a model returning (logits, extra): grade the leading element
-            out = out[0]
-        logits = shapes.check_shape(out, (len(batch), 2), f"{who} on a batch of {len(batch)}")
-        predictions.append(np.argmax(logits, axis=1))
-    return np.concatenate(predictions)
-
-
-def accuracy(model, data: np.ndarray, layout: str, who: str) -> tuple[float, float]:
-    """(accuracy on same pairs, accuracy on different pairs), computed by the grader."""
-    pos = predict(model, same_pairs(data), layout, who)
-    neg = predict(model, different_pairs(data), layout, who)
-    return float(np.mean(pos == 1)), float(np.mean(neg == 0))
-
-
-def find_layout(model, who: str) -> str:
-    """NCHW if the model accepts ``[1, 3, 448, 224]``, else the handout's transposed layout."""
-    try:
-        model(torch.zeros(1, 3, 2 * SIZE, SIZE))
-        return NCHW
-    except CheckFailure as nchw_failure:
-        try:
-            model(torch.zeros(1, 3, SIZE, 2 * SIZE))
-        except CheckFailure:
-            raise nchw_failure from None
-        return TRANSPOSED
-
-
-def image_index(data: np.ndarray) -> dict[bytes, tuple[int, int, int]]:
-    """Map each shoe photo's float32 bytes to (student, pair, side)."""
-    return {
-        data[s, p, side].astype(np.float32).tobytes(): (s, p, side)
-        for s in range(data.shape[0])
-        for p in range(3)
-        for side in range(2)
-    }
-
-
-def split_rows(pairs: np.ndarray, index: dict) -> list[tuple]:
-    """Identify the top and bottom photo of each returned pair image (None where no photo matches)."""
-
-    def photo(half: np.ndarray):
-        return index.get(np.ascontiguousarray(half).tobytes())
-
-    return [(photo(row[:SIZE]), photo(row[SIZE:])) for row in pairs.astype(np.float32)]
-
-
-def random_shoes(n_students: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-0.5, 0.5, (n_students, 3, 2, SIZE, SIZE, 3)).astype(np.float32)
-
-
-# -- Q1: data ----------------------------------------------------------------------------------
+# -- Q1: the data ----------------------------------------------------------------------------------
 @pytest.mark.points(4, question="Q1b")
 def test_load_shoes(sub, parts, shoe_folder, shoe_pixels):
+    """Loads train/, test_w/ and test_m/ as [students, 3 pairs, left/right, 224, 224, 3] arrays of pixel / 255 - 0.5."""
     loaded = {}
     for name in ("train", "test_w", "test_m"):
         try:
@@ -179,6 +129,7 @@ def test_load_shoes(sub, parts, shoe_folder, shoe_pixels):
 
 @pytest.mark.points(2, question="Q1c")
 def test_generate_same_pair(sub, parts):
+    """Concatenates the left and right shoe of each pair along the height: [S*3, 448, 224, 3], each pair once."""
     data = random_shoes(4, seed=11)
     out = sub.generate_same_pair(data)
     who = "generate_same_pair(data[4, 3, 2, 224, 224, 3])"
@@ -192,7 +143,7 @@ def test_generate_same_pair(sub, parts):
             if top is None or bottom is None or top[2] != 0 or bottom[2] != 1 or top[:2] != bottom[:2]:
                 raise CheckFailure(
                     f"{who}[{i}] is not a left shoe on top of the right shoe of the same pair "
-                    f"(top: {_photo(top)}, bottom: {_photo(bottom)})."
+                    f"(top: {photo_text(top)}, bottom: {photo_text(bottom)})."
                 )
             found.add(top[:2])
         if len(found) != 12:
@@ -201,6 +152,7 @@ def test_generate_same_pair(sub, parts):
 
 @pytest.mark.points(2, question="Q1d")
 def test_generate_different_pair(sub, parts):
+    """Pairs shoes of different pairs of the same student, three per student, as many as the same pairs."""
     data = random_shoes(6, seed=12)
     out = sub.generate_different_pair(data)
     who = "generate_different_pair(data[6, 3, 2, 224, 224, 3])"
@@ -213,7 +165,7 @@ def test_generate_different_pair(sub, parts):
             if top is None or bottom is None or top[2] != 0 or bottom[2] != 1:
                 raise CheckFailure(
                     f"{who}[{i}] is not a left shoe on top of a right shoe from the data "
-                    f"(top: {_photo(top)}, bottom: {_photo(bottom)})."
+                    f"(top: {photo_text(top)}, bottom: {photo_text(bottom)})."
                 )
             if top[0] != bottom[0]:
                 raise CheckFailure(
@@ -233,38 +185,10 @@ def test_generate_different_pair(sub, parts):
             )
 
 
-def _photo(found) -> str:
-    if found is None:
-        return "not a photo of the data"
-    student, pair, side = found
-    return f"student {student}, pair {pair}, {'left' if side == 0 else 'right'}"
-
-
 # -- Q3: the models ------------------------------------------------------------------------------
-def conv_and_fc_shapes(sub, model) -> tuple[list[list[int]], list[list[int]]]:
-    shapes_ = sub.apply(params.parameter_shapes, model)
-    weights = [shape for name, shape in shapes_ if name.endswith("weight")]
-    return [s for s in weights if len(s) == 4], [s for s in weights if len(s) == 2]
-
-
-def check_layers(sub, model, who: str, n: int, k: int, in_channels: int, fc_in: int) -> None:
-    convs, fcs = conv_and_fc_shapes(sub, model)
-    want_convs = [[n, in_channels, k, k], [2 * n, n, k, k], [4 * n, 2 * n, k, k], [8 * n, 4 * n, k, k]]
-    if sorted(convs) != sorted(want_convs):
-        raise CheckFailure(
-            f"{who} has convolution weights {convs}; expected {want_convs} "
-            f"({in_channels} -> n -> 2n -> 4n -> 8n channels, {k}x{k} kernels)."
-        )
-    want_fcs = [[100, fc_in], [2, 100]]
-    if sorted(fcs) != sorted(want_fcs):
-        raise CheckFailure(
-            f"{who} has fully connected weights {fcs}; expected {want_fcs} "
-            f"(8n x {fc_in // (8 * n)} features -> 100 -> 2)."
-        )
-
-
 @pytest.mark.points(3, question="Q3a")
 def test_cnn(sub, parts):
+    """CNN: convolutions n -> 2n -> 4n -> 8n, each downsampled 2x2, FC 100, FC 2; [B, 3, 448, 224] -> [B, 2]."""
     with parts.part(1, "output [B, 2] for input [B, 3, 448, 224]"):
         for n in (2, 4):
             model = sub.CNN(n=n)
@@ -279,6 +203,7 @@ def test_cnn(sub, parts):
 
 @pytest.mark.points(3, question="Q3b")
 def test_cnn_channel(sub, parts):
+    """CNNChannel: the same layers; left and right shoes concatenated on channels, [B, 6, 224, 224] into conv 1."""
     with parts.part(1, "output [B, 2] for input [B, 3, 448, 224]"):
         for n in (2, 4):
             model = sub.CNNChannel(n=n)
@@ -310,93 +235,11 @@ def test_cnn_channel(sub, parts):
             )
 
 
-# -- Q4a: the training loop, observed through a recording model -------------------------------------
-PROBE_STUDENTS, PROBE_BATCH, PROBE_EPOCHS = 4, 6, 3
-STEPS_PER_EPOCH = PROBE_STUDENTS * 3 // (PROBE_BATCH // 2)
-
-
-def coded_shoes(n_students: int, first_code: int, n_codes: int) -> np.ndarray:
-    """Photos filled with one value each, ``code(s, p, side) = first_code + 6 s + 2 p + side``, so a
-    recording model can tell which photos a training loop put in each input."""
-    data = np.empty((n_students, 3, 2, SIZE, SIZE, 3), np.float32)
-    for s in range(n_students):
-        for p in range(3):
-            for side in range(2):
-                data[s, p, side] = code_value(first_code + 6 * s + 2 * p + side, n_codes)
-    return data
-
-
-def code_value(code: int, n_codes: int) -> float:
-    return -0.45 + 0.9 * code / (n_codes - 1)
-
-
-def decode(value: float, n_codes: int) -> tuple[int, int, int] | None:
-    code = round((value + 0.45) * (n_codes - 1) / 0.9)
-    if not 0 <= code < n_codes or abs(code_value(code, n_codes) - value) > 1e-3:
-        return None
-    return code // 6, code % 6 // 2, code % 2
-
-
-@pytest.fixture(scope="module")
-def training_probe(submission):
-    """Run the student's train_model on a RecordingModel and coded photos; return what it saw."""
-    n_codes = 6 * (PROBE_STUDENTS + 1)
-    train, valid = coded_shoes(PROBE_STUDENTS, 0, n_codes), coded_shoes(1, 6 * PROBE_STUDENTS, n_codes)
-    submission.seed(421)
-    submission.set_time_limit(120)
-    try:
-        model = submission.apply(training_probes.RecordingModel)
-        # a folder the submission may write to, also in a sandbox
-        checkpoints = submission.apply(training_probes.scratch_folder, "torchgrade-checkpoints-")
-        before = model.parameter_values()
-        try:
-            returned = submission.train_model(
-                model,
-                train,
-                valid,
-                batch_size=PROBE_BATCH,
-                learning_rate=0.01,
-                weight_decay=0.0,
-                max_iters=1000,
-                max_epoch=PROBE_EPOCHS,
-                checkpoint_path=os.path.join(checkpoints, "epoch-{}.pt"),
-            )
-        except CheckFailure as exc:
-            return {"failure": exc}
-        return {
-            "calls": model.calls,
-            "before": before,
-            "after": model.parameter_values(),
-            "returned": returned,
-            "checkpoints": submission.apply(training_probes.read_checkpoints, os.path.join(checkpoints, "*")),
-            "n_codes": n_codes,
-        }
-    finally:
-        submission.set_time_limit(None)
-
-
-def training_steps(probe) -> list[dict]:
-    if "failure" in probe:
-        raise probe["failure"]
-    steps = [c for c in probe["calls"] if c.get("label_sign") is not None]
-    if not steps:
-        raise CheckFailure(
-            "train_model(...) never backpropagated through the model's output: no training step "
-            "was observed. Hint: compute the loss on model(x) and call loss.backward()."
-        )
-    return steps
-
-
-def step_samples(step: dict, n_codes: int) -> list[tuple]:
-    """Per sample of a step: (top photo, bottom photo, trained label)."""
-    labels = [1 if sign < 0 else 0 for sign in step["label_sign"]]
-    halves = step.get("halves") or [[math.nan, math.nan]] * len(labels)
-    return [(decode(a, n_codes), decode(b, n_codes), label) for (a, b), label in zip(halves, labels, strict=False)]
-
-
+# -- Q4: training -------------------------------------------------------------------------------
 @pytest.mark.points(8, question="Q4a")
 @pytest.mark.timeout(180)
 def test_train_model(training_probe, parts, evidence):
+    """train_model: batch_size/2 positives (label 1) and negatives (label 0), shuffled, NCHW, checkpoints, curves."""
     who = (
         f"train_model(model, train_data[{PROBE_STUDENTS} students], valid_data, batch_size={PROBE_BATCH}, "
         f"max_epoch={PROBE_EPOCHS})"
@@ -418,7 +261,7 @@ def test_train_model(training_probe, parts, evidence):
                 if label == 1 and not true_pair:
                     raise CheckFailure(
                         f"{who}: step {number} labelled 1 an input that is not a true pair "
-                        f"(top: {_photo(top)}, bottom: {_photo(bottom)}). Hint: same pairs get "
+                        f"(top: {photo_text(top)}, bottom: {photo_text(bottom)}). Hint: same pairs get "
                         f"label 1, different pairs label 0."
                     )
     with parts.part(1, "inputs NCHW [B, 3, 448, 224], left shoe on top"):
@@ -433,7 +276,7 @@ def test_train_model(training_probe, parts, evidence):
                 if top is None or bottom is None or top[2] != 0:
                     raise CheckFailure(
                         f"{who}: step {number} fed an input whose first half is not a left shoe "
-                        f"(first half: {_photo(top)}, second half: {_photo(bottom)})."
+                        f"(first half: {photo_text(top)}, second half: {photo_text(bottom)})."
                     )
     with parts.part(2, "every epoch visits each pair once, in a new random order"):
         steps = training_steps(training_probe)
@@ -485,7 +328,7 @@ def test_train_model(training_probe, parts, evidence):
             raise CheckFailure(f"{who} saved {len(readable)} identical checkpoints; save the weights of each epoch.")
     with parts.part(1, "returns the training curves"):
         training_steps(training_probe)
-        curves = _curves(training_probe["returned"])
+        curves = returned_curves(training_probe["returned"])
         if not curves:
             raise CheckFailure(
                 f"{who} returned {shapes.describe_value(training_probe['returned'])}; expected the "
@@ -494,97 +337,10 @@ def test_train_model(training_probe, parts, evidence):
         evidence["curves"] = curves
 
 
-# -- Q4b: memorising five students ------------------------------------------------------------------
-# What the check demands, decided by measurement (benchmarks/calibrate_memorisation.py, reference,
-# 2 cores). Negatives pair L_p with R_(p+1), so every photo is in one positive and one negative and
-# neither half alone predicts the label: the model must compare the two shoes.
-# * CNNChannel (the shoes meet in conv1): at lr 3e-3, batch 10, the reference over 40 runs (20 seeds
-#   x 2 data seeds, one of them this grader's) is at min 1.000, mean 1.000 after 150 iterations; it
-#   first reaches 90% after 42-126 iterations (only 14/20 seeds by 99). At lr 1e-3 and 150 iterations,
-#   19 of 20 (min 0.867). The handout's "~50 iterations" is too few here (1 of 20 seeds).
-#   Those runs used 2 threads. On 1 thread the numbers take another path: 20 seeds (each with its own
-#   photos) first reach 90% after 45-108 iterations and are all at 1.000 after 150, but this grader's
-#   seed on its own photos first reaches 90% after 174 and stays at 1.000 from 210 (with 2 threads it
-#   was at 1.000 by 150). Training is pinned to 1 thread (MEMORISE_THREADS, so that a batch job and a
-#   student's laptop give one verdict) with 250 iterations: 40 iterations of margin for this seed.
-#   Buggy samples at this budget reach at most: positives 0.80 / negatives 0.33 (a "different" pair
-#   that can be a true pair), 1.00 / 0.00 (negatives across students; shoes stacked on width),
-#   0.00 / 0.00 (labels swapped).
-# * CNN (the shoes meet only in fc1) stays at loss ln 2 and 50% for the reference: 0 of 13 runs reached
-#   90% within 200 iterations (n = 2 and 4, lr 1e-4 to 3e-3, batch 10 and 30; never above 0.567), as
-#   ASSIGNMENTS.md also measured over 1000 iterations and as the handout warns. fc1's inputs are nearly
-#   constant across samples at initialisation and its units die within 25 Adam steps (56 of 100 alive
-#   at init, 5 after). A check on it would fail correct work, so the memorisation points go to
-#   CNNChannel alone; the training loop itself is graded in Q4a, whatever the model.
-MEMORISE_STUDENTS = 5
-MEMORISE_SEED = 7
-MEMORISE_MODEL = "CNNChannel"
-#: Training runs on this many torch threads wherever it is graded (see training_probes.set_threads).
-MEMORISE_THREADS = 1
-#: The budget of the memorisation check: the student's train_model with these arguments.
-MEMORISE_BUDGET = dict(n=4, batch_size=10, learning_rate=3e-3, max_iters=250)
-MEMORISE_THRESHOLD = 0.9
-CALIBRATION_CNN_CHANNEL = (
-    "on one thread the reference is at 100% after 150 iterations for 20 of 20 seeds and "
-    "after 210 for this grader's seed; CNN is not required to memorise, see the handout's "
-    "warning"
-)
-
-
-def training_layout(probe) -> str:
-    """The layout the student's train_model feeds its model (NCHW unless it transposes)."""
-    for call in probe.get("calls", []):
-        if call.get("label_sign") is not None and len(call["shape"]) == 4 and call["shape"][3] == 2 * SIZE:
-            return TRANSPOSED
-    return NCHW
-
-
-@pytest.fixture(scope="module")
-def memorised(submission, grade_cache, shoe_arrays, training_probe) -> dict:
-    """Train CNNChannel with the student's train_model on five students, once per submission; the
-    grader measures the accuracies itself, on the training students and on both test sets."""
-    data = shoe_arrays["train"][:MEMORISE_STUDENTS]
-    layout = training_layout(training_probe)
-    budget = MEMORISE_BUDGET
-
-    def run() -> dict:
-        submission.seed(MEMORISE_SEED)
-        submission.set_time_limit(150)
-        threads = submission.apply(training_probes.set_threads, MEMORISE_THREADS)
-        try:
-            model = submission.lookup(MEMORISE_MODEL)(n=budget["n"])
-            returned = submission.train_model(
-                model,
-                data,
-                data,
-                batch_size=budget["batch_size"],
-                learning_rate=budget["learning_rate"],
-                max_iters=budget["max_iters"],
-                max_epoch=1000,
-            )
-            model.eval()
-            who = f"{MEMORISE_MODEL}(n={budget['n']}) after train_model"
-            return {
-                "train": accuracy(model, data, layout, who),
-                "test_w": accuracy(model, shoe_arrays["test_w"], layout, who),
-                "test_m": accuracy(model, shoe_arrays["test_m"], layout, who),
-                "curves": _curves(returned),
-                "layout": layout,
-            }
-        finally:
-            submission.set_time_limit(None)
-            try:
-                submission.apply(training_probes.set_threads, threads)
-            except CheckFailure:
-                pass  # the worker died or timed out: its successor starts with the default count
-
-    settings = {**budget, "layout": layout, "seed": MEMORISE_SEED, "threads": MEMORISE_THREADS}
-    return grade_cache.compute(f"memorise-{MEMORISE_MODEL}", ("shoes",), settings, run, ignore=("load_shoes",))
-
-
 @pytest.mark.points(2, question="Q4b")
 @pytest.mark.timeout(400)
 def test_memorise_five_students(memorised, evidence):
+    """CNNChannel trained by your train_model memorises a small training set (five students) to 90%+ accuracy."""
     evidence[MEMORISE_MODEL] = memorised
     pos, neg = memorised["train"]
     budget = MEMORISE_BUDGET
@@ -599,13 +355,12 @@ def test_memorise_five_students(memorised, evidence):
     )
 
 
+# -- Q5: test accuracy ---------------------------------------------------------------------------
 @pytest.mark.points(3, question="Q5a")
 def test_get_accuracy(sub, parts, shoe_arrays):
-    """Accuracy reported separately for positives and negatives, on each test set, in eval mode.
-
-    Probed with models that always answer 1 (or 0): their accuracies are known exactly, (1, 0) and
-    (0, 1), whatever pairs the submission builds.
-    """
+    """get_accuracy reports the accuracy on same pairs and on different pairs separately, in eval mode."""
+    # Probed with models that always answer 1 (or 0): their accuracies are known exactly, (1, 0) and
+    # (0, 1), whatever pairs the submission builds.
     modes = []
     for folder in ("test_w", "test_m"):
         with parts.part(1, f"{folder}: (accuracy on same pairs, accuracy on different pairs)"):
@@ -631,23 +386,15 @@ def test_get_accuracy(sub, parts, shoe_arrays):
             )
 
 
-def _curves(returned) -> dict[str, list[float]]:
-    """Lists of finite numbers in a returned dict, tuple or list, by key or position."""
-    items = (
-        returned.items()
-        if isinstance(returned, dict)
-        else enumerate(returned or ())
-        if isinstance(returned, (list, tuple))
-        else ()
-    )
-    curves = {}
-    for key, value in items:
-        if isinstance(value, (list, tuple, np.ndarray, torch.Tensor)):
-            numbers = (
-                np.asarray(value, dtype=object).ravel().tolist()
-                if not isinstance(value, torch.Tensor)
-                else value.flatten().tolist()
-            )
-            if numbers and all(isinstance(v, (int, float, np.number)) and math.isfinite(v) for v in numbers):
-                curves[str(key)] = [float(v) for v in numbers]
-    return curves
+# -- what the training checks run, once per submission ----------------------------------------------
+@pytest.fixture(scope="module")
+def training_probe(submission) -> dict:
+    """The student's train_model run on a recording model and coded photos (Q4a): what it saw."""
+    return run_training_probe(submission)
+
+
+@pytest.fixture(scope="module")
+def memorised(submission, grade_cache, shoe_arrays, training_probe) -> dict:
+    """CNNChannel trained by the student's train_model on five students (Q4b), and its accuracies as
+    the grader measures them."""
+    return memorise(submission, grade_cache, shoe_arrays, training_layout(training_probe))

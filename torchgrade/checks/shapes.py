@@ -1,4 +1,4 @@
-"""Type, shape, finiteness and closeness checks with messages a student can act on.
+"""Type, shape, finiteness and closeness checks with messages a student can act on (grader side).
 
 Each function raises :class:`~torchgrade.errors.CheckFailure` naming the subject (``who``), what
 was expected and what was observed, and returns the value as a float64 numpy array on success so
@@ -17,6 +17,7 @@ import torch
 
 from torchgrade.errors import CheckFailure
 
+MSG_MISSING_KEY = "{who} returned {got}; expected a dict with the key '{key}'."
 MSG_NOT_ARRAY = "{who} returned {got}; expected a tensor or array{shape_hint}."
 MSG_SHAPE = "{who} returned shape {got}; expected {expected}."
 MSG_NOT_FINITE = "{who} returned {count} non-finite value(s) (NaN or inf), first at index {where}."
@@ -55,6 +56,18 @@ def as_array(value: Any, who: str, *, shape_hint: str = "", allow_sequences: boo
             return array
     hint = f" of shape {shape_hint}" if shape_hint else ""
     raise CheckFailure(MSG_NOT_ARRAY.format(who=who, got=describe_value(value), shape_hint=hint))
+
+
+def check_key(value: Any, key: str, who: str) -> Any:
+    """The item ``key`` of a returned dict (e.g. ``{"z": ..., "loss": ...}`` of a hand computation).
+
+    Raises:
+        CheckFailure: when ``value`` is not a dict or lacks ``key``; the message lists the keys it has.
+    """
+    if not isinstance(value, dict) or key not in value:
+        got = sorted(value, key=str) if isinstance(value, dict) else describe_value(value)
+        raise CheckFailure(MSG_MISSING_KEY.format(who=who, got=got, key=key))
+    return value[key]
 
 
 def shape_text(shape: Sequence[Any]) -> str:
