@@ -1,8 +1,8 @@
 """The package's layout keeps the trust boundary visible: who may import whom, read from the source.
 
 - ``torchgrade.wire`` imports nothing of torchgrade: both sides of the boundary share it.
-- The worker (``torchgrade.worker``) imports only the wire, itself and the probes: nothing of the
-  grader side runs next to student code.
+- The worker (``torchgrade.worker``) imports only the wire, the submission's file lister, itself and
+  the probes: nothing of the grader side runs next to student code.
 - Probes (``torchgrade.probes``), the only functions the worker may apply, import only other probes.
 - No import cycle anywhere, counting imports inside functions, so no local import can hide one.
 """
@@ -54,13 +54,14 @@ def within(name: str, *packages: str) -> bool:
     return any(name == package or name.startswith(package + ".") for package in packages)
 
 
-def test_the_wire_imports_nothing_of_torchgrade():
-    assert GRAPH["torchgrade.wire"] == set()
+@pytest.mark.parametrize("name", ["torchgrade.wire", "torchgrade.submission_files"])
+def test_modules_both_sides_use_import_nothing_of_torchgrade(name):
+    assert GRAPH[name] == set()
 
 
 @pytest.mark.parametrize("name", [n for n in MODULES if within(n, "torchgrade.worker")])
-def test_the_worker_imports_only_the_wire_itself_and_the_probes(name):
-    allowed = ("torchgrade.wire", "torchgrade.worker", "torchgrade.probes")
+def test_the_worker_imports_only_shared_leaves_itself_and_the_probes(name):
+    allowed = ("torchgrade.wire", "torchgrade.submission_files", "torchgrade.worker", "torchgrade.probes")
     outside = {target for target in GRAPH[name] if target != "torchgrade" and not within(target, *allowed)}
     assert outside == set(), f"{name} runs next to student code and imports grader-side {sorted(outside)}"
 

@@ -73,6 +73,7 @@ from torchgrade.errors import TorchgradeError
 from torchgrade.instructor import batchjob, grading
 from torchgrade.instructor.batchjob import Job, Outcome, content_hash, failed_outcome, grade_one, has_assignment, pack
 from torchgrade.reporting import gradebook
+from torchgrade.submission_files import IGNORED_DIRS
 
 #: Wall-clock seconds one submission's grading may take before the batch stops it.
 DEFAULT_TIMEOUT = 3600.0
@@ -160,7 +161,7 @@ def discover(folder: Path, *, exclude: Sequence[Path] = ()) -> tuple[list[BatchE
     excluded = {p.resolve() for p in exclude}
     found, ignored = [], []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if entry.resolve() in excluded or entry.name.startswith(".") or entry.name in batchjob.IGNORED_DIRS:
+        if entry.resolve() in excluded or entry.name.startswith(".") or entry.name in IGNORED_DIRS:
             continue
         if entry.is_dir() or (entry.is_file() and entry.suffix in SUBMISSION_SUFFIXES):
             found.append(BatchEntry(entry.name, entry))

@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from torchgrade.instructor import grading
+from torchgrade.submission_files import list_files, read_regular
 
-#: Folders that are never part of a submission (nor of its content hash).
-IGNORED_DIRS = frozenset({"__pycache__", ".ipynb_checkpoints", ".git"})
 #: How much of a grading's log comes back with its result, in bytes (the end is kept).
 LOG_TAIL = 20_000
 #: Seconds between checks of a running grading for its deadline or an interrupt.
@@ -85,25 +84,17 @@ class Outcome(TypedDict):
 
 # -- submissions as files -------------------------------------------------------------------------
 def submission_files(path: Path) -> list[tuple[str, Path]]:
-    """The files of a submission as (relative POSIX path, path), sorted; a file submission is itself."""
-    if path.is_file():
-        return [(path.name, path)]
-    files = []
-    for root, dirs, names in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS)
-        for name in names:
-            if not name.endswith(".pyc"):
-                full = Path(root) / name
-                files.append((full.relative_to(path).as_posix(), full))
-    return sorted(files)
+    """The regular files of a submission as (relative POSIX path, path), sorted; a file submission is
+    itself. Links, pipes and devices are left out (:func:`torchgrade.submission_files.list_files`)."""
+    return list(list_files(path).files)
 
 
 def content_hash(path: Path) -> str:
     """SHA-256 of a submission's files (relative paths and bytes): the key of its report."""
     digest = hashlib.sha256()
     for relative, full in submission_files(path):
-        data = full.read_bytes()
-        digest.update(f"{relative}\0{len(data)}\0".encode())
+        data = read_regular(full)
+        digest.update(os.fsencode(relative) + f"\0{len(data)}\0".encode())  # names need not be UTF-8
         digest.update(data)
     return digest.hexdigest()
 
@@ -114,10 +105,11 @@ def pack(path: Path) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         if path.is_dir():
             tar.add(path, arcname=path.name, recursive=False)
-            for relative, full in submission_files(path):
-                tar.add(full, arcname=f"{path.name}/{relative}", recursive=False)
-        else:
-            tar.add(path, arcname=path.name, recursive=False)
+        for relative, full in submission_files(path):
+            data = read_regular(full)
+            info = tarfile.TarInfo(f"{path.name}/{relative}" if path.is_dir() else path.name)
+            info.size, info.mode, info.mtime = len(data), 0o644, int(os.lstat(full).st_mtime)
+            tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import torchgrade
 from torchgrade.isolation.cgroup import PidsGroup
+from torchgrade.submission_files import list_files, read_regular
 from torchgrade.worker.confine import NOBODY
 
 TIERS = ("bubblewrap", "unshare", "rlimits")
@@ -115,11 +116,18 @@ class Scratch:
 
     @classmethod
     def create(cls, submission: Path, owner: int | None) -> Scratch:
-        """Copy ``submission`` into a fresh folder under this process's scratch area."""
+        """Copy ``submission``'s regular files (:func:`torchgrade.submission_files.list_files`: links,
+        pipes and devices are left out, within caps) into a fresh folder under this process's scratch area."""
         scratch = cls(Path(tempfile.mkdtemp(prefix="worker-", dir=scratch_area())))
-        shutil.copytree(
-            submission, scratch.submission, symlinks=False, ignore=shutil.ignore_patterns("__pycache__", ".git")
-        )
+        scratch.submission.mkdir()
+        for relative, path in list_files(submission).files:  # regular files only, never through a link
+            try:
+                data = read_regular(path)
+            except OSError:  # swapped for a pipe or a link since it was listed: left out like one
+                continue
+            target = scratch.submission / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
         scratch.home.mkdir()
         scratch.tmp.mkdir()
         if owner is not None:

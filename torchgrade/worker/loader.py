@@ -19,6 +19,7 @@ import sys
 import types
 from pathlib import Path
 
+from torchgrade.submission_files import list_files, read_regular
 from torchgrade.worker.tracebacks import format_student_exception
 
 PACKAGE = "_tg_submission"
@@ -98,13 +99,17 @@ class LoadedSubmission:
         self.folder = Path(folder).resolve()
         if not self.folder.is_dir():
             raise FileNotFoundError(f"submission folder {self.folder} does not exist")
-        self.module_names = sorted(p.stem for p in self.folder.glob("*.py") if p.stem.isidentifier())
-        self._snapshot = _SnapshotFinder(
-            {
-                name: (self.folder / f"{name}.py", (self.folder / f"{name}.py").read_bytes())
-                for name in self.module_names
-            }
-        )
+        # Regular files only, as in the scratch copy of process isolation: both modes see the same modules.
+        sources = {}
+        for relative, path in list_files(self.folder).files:
+            stem = relative.removesuffix(".py")
+            if "/" not in relative and relative.endswith(".py") and stem.isidentifier():
+                try:
+                    sources[stem] = (path, read_regular(path))
+                except OSError:
+                    continue  # swapped for a pipe or a link since it was listed
+        self.module_names = sorted(sources)
+        self._snapshot = _SnapshotFinder(sources)
         self._errors: dict[str, str] = {}
         package = types.ModuleType(PACKAGE)
         package.__path__ = [str(self.folder)]
