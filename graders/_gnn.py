@@ -65,6 +65,18 @@ def evaluate(model, *args):
 
 
 # -- reading weights back ---------------------------------------------------------------------------
+def check_permutation_equivariant(layer, x: np.ndarray, adj: np.ndarray, seed: int, who: str) -> None:
+    """Renumbering the nodes (the rows of ``x`` and both axes of ``adj``) renumbers the output rows."""
+    order = permutation(len(x), seed)
+    out = shapes.as_array(evaluate(layer, tensor(x), tensor(adj)), who)
+    shapes.check_close(
+        evaluate(layer, tensor(x[order]), tensor(adj[np.ix_(order, order)])),
+        out[order],
+        f"{who} with the nodes renumbered",
+        atol=LAYER_ATOL,
+    )
+
+
 def weight_candidates(values: list[tuple[str, torch.Tensor]], rows: int, cols: int) -> list[tuple[str, np.ndarray]]:
     """2-D parameters usable as a ``(rows, cols)`` matrix ``W`` with ``y = x W^T``: stored either as
     ``nn.Linear`` does, ``(out, in)``, or transposed, ``(in, out)`` (``x @ W``)."""

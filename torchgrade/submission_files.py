@@ -74,14 +74,14 @@ def list_files(root: Path, *, max_files: int = MAX_FILES, max_bytes: int = MAX_B
     def visit(path: Path, relative: str) -> None:
         nonlocal total
         try:
-            mode = os.lstat(path).st_mode
+            info = os.lstat(path)
         except OSError as exc:
             skipped.append((relative, f"unreadable ({exc.strerror or exc})"))
             return
-        why = _kind(mode)
+        why = _kind(info.st_mode)
         if why is not None:
             skipped.append((relative, why))
-        elif stat.S_ISDIR(mode):
+        elif stat.S_ISDIR(info.st_mode):
             try:
                 names = sorted(os.listdir(path))
             except OSError as exc:
@@ -94,13 +94,11 @@ def list_files(root: Path, *, max_files: int = MAX_FILES, max_bytes: int = MAX_B
                 visit(child, f"{relative}/{name}" if relative else name)
         elif len(files) >= max_files:
             skipped.append((relative, f"over the cap of {max_files} files"))
+        elif total + info.st_size > max_bytes:
+            skipped.append((relative, f"over the cap of {max_bytes // 2**20} MiB in all"))
         else:
-            size = os.lstat(path).st_size
-            if total + size > max_bytes:
-                skipped.append((relative, f"over the cap of {max_bytes // 2**20} MiB in all"))
-            else:
-                total += size
-                files.append((relative, path))
+            total += info.st_size
+            files.append((relative, path))
 
     if root.is_dir() and not root.is_symlink():
         visit(root, "")

@@ -14,6 +14,7 @@ Exit codes:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -142,13 +143,8 @@ def grade(
         quiet=quiet,
         extra_env=extra_env,
     )
-    if log is None:
-        code = subprocess.run(command.argv, cwd=command.cwd, env=command.env).returncode
-    else:
-        with open(log, "wb") as output:
-            run = subprocess.run(
-                command.argv, cwd=command.cwd, env=command.env, stdout=output, stderr=subprocess.STDOUT
-            )
-            code = run.returncode
+    with open(log, "wb") if log is not None else contextlib.nullcontext() as output:
+        stderr = subprocess.STDOUT if output is not None else None
+        code = subprocess.run(command.argv, cwd=command.cwd, env=command.env, stdout=output, stderr=stderr).returncode
     data = read_report(command.report)
     return grading_exit_code(code, data), data
