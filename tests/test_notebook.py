@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from torchgrade.intake import notebook
 from torchgrade.interface import MODULES
 from torchgrade.reporting import report
 from torchgrade.reporting.table import score_table
+from torchgrade.worker import loader
 from torchgrade.worker.loader import LoadedSubmission
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -464,6 +466,252 @@ def test_json_that_is_not_a_notebook_is_a_bad_file(tmp_path):
         source="hw.ipynb", problem=notebook.PROBLEM_NOT_NOTEBOOK.format(error='it has no list of "cells"')
     )
     assert (extraction.modules, extraction.defined, extraction.dropped) == ((), (), ())
+
+
+# -- hostile input: bounded, left out with why, never a crash ---------------------------------------------
+# Each is a cell between two good ones; what it nests is out of the kept code, and the rest is graded.
+HOSTILE_CELLS = {
+    # Python's own parser gives up: a RecursionError, a MemoryError (its stack overflows).
+    "attribute chain 5,000 deep": ("y = a" + ".b" * 5000, (notebook.REASON_PARSER_GAVE_UP,)),
+    "calls 5,000 deep": ("y = f" + "()" * 5000, (notebook.REASON_PARSER_GAVE_UP,)),
+    "unary minus 100,000 deep": ("y = " + "-" * 100_000 + "1", (notebook.REASON_PARSER_GAVE_UP,)),
+    # The tokenizer refuses more than 200 open brackets: a syntax error like any other.
+    "parentheses 5,000 deep": ("y = " + "(" * 5000 + "1" + ")" * 5000, (notebook.REASON_SYNTAX,)),
+    "lists 5,000 deep": ("y = " + "[" * 5000 + "]" * 5000, (notebook.REASON_SYNTAX,)),
+    # These parse (or not, deeper in the stack), but nest past MAX_DEPTH: ast.unparse, the compiler
+    # in the worker would recurse past Python's limit.
+    "lists 199 deep": ("y = " + "[" * 199 + "]" * 199, (notebook.REASON_TOO_DEEP,)),
+    "sum of 900 terms": ("y = 1" + " + 1" * 900, (notebook.REASON_TOO_DEEP, notebook.REASON_PARSER_GAVE_UP)),
+    "lambdas 2,000 deep": (
+        "y = " + "lambda: " * 2000 + "1",
+        (notebook.REASON_TOO_DEEP, notebook.REASON_PARSER_GAVE_UP),
+    ),
+}
+
+
+def at_stack_depth(frames: int, fn):
+    """``fn()`` called ``frames`` Python frames deeper: the outcome must not hinge on the caller's stack."""
+    return fn() if frames == 0 else at_stack_depth(frames - 1, fn)
+
+
+def starts_as(reason: str, templates: tuple[str, ...]) -> bool:
+    return reason.startswith(tuple(t.split("{")[0] for t in templates))
+
+
+@pytest.mark.parametrize("frames", [0, 600])
+@pytest.mark.parametrize("case", HOSTILE_CELLS)
+def test_a_cell_nested_too_deeply_is_left_out_and_the_rest_is_graded(tmp_path, case, frames):
+    hostile, reasons = HOSTILE_CELLS[case]
+    path = write_notebook(tmp_path / "hw.ipynb", "def double(x):\n    return 2 * x", hostile, "TRIPLE = 3")
+    extracted = at_stack_depth(frames, lambda: notebook.extract(path))
+    extraction = extracted.extraction
+    assert (extraction.error, extraction.defined) == ("", ("double", "TRIPLE"))
+    [dropped] = extraction.dropped
+    assert dropped.cell == 3 and dropped.lines == (1, 1) and len(dropped.excerpt) <= notebook.EXCERPT_CHARS
+    assert starts_as(dropped.reason, reasons), dropped.reason
+    compile(extracted.code, "kept.py", "exec")  # what the worker imports compiles, deep in its stack too
+    at_stack_depth(frames, lambda: compile(extracted.code, "kept.py", "exec"))
+
+
+def test_a_deep_statement_costs_only_its_own_names_and_says_why(tmp_path):
+    deep_default = "def triple(x, unused=" + "[" * 150 + "]" * 150 + "):\n    return 3 * x"
+    path = write_notebook(tmp_path / "hw.ipynb", "def double(x):\n    return 2 * x\n\n" + deep_default)
+    extraction = notebook.extract(path).extraction
+    reason = notebook.REASON_TOO_DEEP.format(limit=notebook.MAX_DEPTH)
+    assert summary_of(extraction) == [(2, (4, 5), reason, ("triple",))]
+    assert notebook.explain_missing(extraction, "triple", "loader's message") == (
+        notebook.MSG_DROPPED_DEFINITION.format(
+            source="hw.ipynb", name="triple", where="cell 2, lines 4-5", reason=reason
+        )
+    )  # no hint to move it to the top level: it is there already
+
+
+def test_a_cell_the_parser_gives_up_on_still_names_what_it_defined(tmp_path):
+    chain = "y = a" + ".b" * 5000
+    path = write_notebook(tmp_path / "hw.ipynb", "X = 1", "def triple(x):\n    return 3 * x\n\n" + chain)
+    extraction = notebook.extract(path).extraction
+    [dropped] = extraction.dropped
+    assert (extraction.error, extraction.defined, dropped.names) == ("", ("X",), ("triple",))
+    assert starts_as(dropped.reason, (notebook.REASON_PARSER_GAVE_UP,)) and "RecursionError" in dropped.reason
+    assert notebook.explain_missing(extraction, "triple", "loader's message") == (
+        notebook.MSG_DROPPED_DEFINITION.format(
+            source="hw.ipynb", name="triple", where="cell 3, lines 1-4", reason=dropped.reason
+        )
+    )  # no hint to move it to the top level: it is there already
+
+
+def test_a_script_of_nothing_but_deep_code_is_a_bad_file(tmp_path):
+    path = tmp_path / "hw.py"
+    path.write_text("y = a" + ".b" * 5000 + "\n")
+    extraction = notebook.extract(path).extraction
+    [dropped] = extraction.dropped
+    assert extraction.error == notebook.MSG_BAD_FILE.format(
+        source="hw.py", problem=notebook.PROBLEM_NOTHING_KEPT.format(where="line 1", reason=dropped.reason)
+    )
+
+
+def deep_json(depth: int, *, notebook_around: bool) -> str:
+    """JSON of ``depth`` levels: nested arrays alone, or a notebook whose metadata holds them (the
+    notebook and its metadata are 2 levels)."""
+    nested = "[" * (depth - 2 * notebook_around) + "]" * (depth - 2 * notebook_around)
+    if not notebook_around:
+        return nested
+    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": "X = 1"}
+    return json.dumps({"cells": [cell], "nbformat": 4, "nbformat_minor": 4, "metadata": {}})[:-2] + f'"a": {nested}}}}}'
+
+
+@pytest.mark.parametrize(
+    "depth, notebook_around",
+    [(100_000, False), (100_000, True), (notebook.MAX_JSON_DEPTH + 1, True)],
+    ids=["bare-100000", "metadata-100000", "metadata-past-the-limit"],
+)
+def test_json_nested_too_deeply_is_a_bad_file(tmp_path, depth, notebook_around):
+    path = tmp_path / "hw.ipynb"
+    path.write_text(deep_json(depth, notebook_around=notebook_around))
+    extraction = at_stack_depth(600, lambda: notebook.extract(path)).extraction
+    problem = notebook.PROBLEM_JSON_DEEP.format(limit=notebook.MAX_JSON_DEPTH)
+    assert extraction.error == notebook.MSG_BAD_FILE.format(source="hw.ipynb", problem=problem)
+
+
+def test_json_nested_as_deep_as_allowed_is_read(tmp_path):
+    path = tmp_path / "hw.ipynb"
+    path.write_text(deep_json(notebook.MAX_JSON_DEPTH, notebook_around=True))
+    extraction = at_stack_depth(600, lambda: notebook.extract(path)).extraction
+    assert (extraction.error, extraction.defined) == ("", ("X",))
+
+
+def test_json_bulky_outside_its_strings_is_refused_before_it_is_parsed(tmp_path):
+    path = tmp_path / "hw.ipynb"
+    values = notebook.MAX_JSON_STRUCTURE // 2 + 1  # "0," each: 1.5 GB of dicts had they been "{},"
+    path.write_text('{"cells": [], "x": [' + "0," * values + "0]}")
+    extraction = notebook.extract(path).extraction
+    size = len(path.read_text().replace('"cells"', "").replace('"x"', "")) / 2**20
+    problem = notebook.PROBLEM_JSON_BULKY.format(size=size, limit=notebook.MAX_JSON_STRUCTURE / 2**20)
+    assert extraction.error == notebook.MSG_BAD_FILE.format(source="hw.ipynb", problem=problem)
+
+
+def test_a_notebook_whose_bulk_is_strings_is_read(tmp_path):
+    image = "iVBORw0KGgo" * (notebook.MAX_JSON_STRUCTURE // 5)  # a plot's base64, over the structure cap
+    cell = v4.new_code_cell("X = 1", outputs=[v4.new_output("display_data", data={"image/png": image})])
+    path = tmp_path / "hw.ipynb"
+    nbformat.write(v4.new_notebook(cells=[cell]), path)
+    assert notebook.extract(path).extraction.defined == ("X",)
+
+
+def test_a_script_over_the_code_cap_is_refused_unread(tmp_path):
+    path = tmp_path / "hw.py"
+    path.write_bytes(b"#\n" * (notebook.MAX_CODE_BYTES // 2 + 1))
+    extraction = notebook.extract(path).extraction
+    problem = notebook.PROBLEM_SCRIPT_TOO_LARGE.format(
+        size=path.stat().st_size / 2**20, limit=notebook.MAX_CODE_BYTES / 2**20
+    )
+    assert extraction.error == notebook.MSG_BAD_FILE.format(source="hw.py", problem=problem)
+
+
+def test_long_cells_are_left_out_unparsed_with_the_names_they_define(tmp_path, monkeypatch):
+    monkeypatch.setattr(notebook, "MAX_CELL_BYTES", 2000)
+    monkeypatch.setattr(notebook, "MAX_CODE_BYTES", 3000)
+    long_cell = "class CNN:\n    pass\n\n\ndef train_model():\n    pass\n" + "# padding\n" * 200
+    padded = "Y = 2\n" + "#" * 1900  # kept: under the cell cap; the code read so far reaches 1.9 kB
+    path = write_notebook(tmp_path / "hw.ipynb", "X = 1", long_cell, padded, "Z = 3\n" + "#" * 1500)
+    extraction = notebook.extract(path).extraction
+    too_long = notebook.REASON_CELL_TOO_LONG.format(size=len(long_cell) // 2**10, limit=1)
+    past_cap = notebook.REASON_CODE_TOO_LONG.format(limit=0)
+    assert extraction.defined == ("X", "Y")
+    assert summary_of(extraction) == [(3, (1, 206), too_long, ("CNN", "train_model")), (5, (1, 2), past_cap, ())]
+    assert notebook.explain_missing(extraction, "CNN", "loader's message") == notebook.MSG_DROPPED_DEFINITION.format(
+        source="hw.ipynb", name="CNN", where="cell 3, lines 1-206", reason=too_long
+    )
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero", "link to a notebook"])
+def test_a_notebook_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path, kind):
+    path = tmp_path / "hw.ipynb"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        target = write_notebook(tmp_path / "real.ipynb", "X = 1") if kind == "link to a notebook" else "/dev/zero"
+        path.symlink_to(target)
+    what = "a named pipe" if kind == "fifo" else "a symbolic link"
+    problem = notebook.PROBLEM_NOT_REGULAR.format(what=what)
+    assert notebook.extract(path).extraction.error == notebook.MSG_BAD_FILE.format(source="hw.ipynb", problem=problem)
+
+
+def test_a_recursion_that_escapes_a_statement_costs_only_that_statement(tmp_path, monkeypatch):
+    real = notebook._Extractor._statement
+
+    def fragile(self, cell, lines, stmt, *rest):
+        if isinstance(stmt, ast.Assign) and stmt.targets[0].id == "BAD":
+            self.blocks.append((cell, "half-done"))
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(self, cell, lines, stmt, *rest)
+
+    monkeypatch.setattr(notebook._Extractor, "_statement", fragile)
+    path = write_notebook(tmp_path / "hw.ipynb", "X = 1\nBAD = 2\nY = 3")
+    extracted = notebook.extract(path)
+    reason = notebook.REASON_TOO_COMPLEX.format(error="RecursionError: maximum recursion depth exceeded")
+    assert extracted.extraction.defined == ("X", "Y") and "half-done" not in extracted.code
+    assert summary_of(extracted.extraction) == [(2, (2, 2), reason, ("BAD",))]
+
+
+def test_a_recursion_that_escapes_the_extraction_is_a_bad_file_not_a_crash(tmp_path, monkeypatch):
+    def exhausted(self, cell):
+        raise MemoryError
+
+    monkeypatch.setattr(notebook._Extractor, "add_cell", exhausted)
+    path = write_notebook(tmp_path / "hw.ipynb", "X = 1")
+    problem = notebook.PROBLEM_TOO_COMPLEX.format(error="MemoryError")
+    assert notebook.extract(path).extraction.error == notebook.MSG_BAD_FILE.format(source="hw.ipynb", problem=problem)
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_grading_a_notebook_with_a_cell_the_parser_gives_up_on(toy, isolation):
+    """One run end to end: no harness error; only the check of the name in the lost cell loses points."""
+    write_notebook(
+        toy.path / "hw.ipynb",
+        "def double(x):\n    return 2 * x",
+        "def triple(x):\n    return 3 * x\n\n" + "y = a" + ".b" * 5000,
+    )
+    result = toy.runpytest_subprocess("--submission=hw.ipynb", f"--isolation={isolation}", "--report=out.json")
+    assert result.ret == 1
+    data = json.loads((toy.path / "out.json").read_text())
+    report.validate(data)
+    assert (data["score"], data["max_score"], data["harness_errors"]) == (2, 3, 0)
+    [dropped] = data["extraction"]["dropped"]
+    assert starts_as(dropped["reason"], (notebook.REASON_PARSER_GAVE_UP,))
+    checks = {c["id"].split("::")[-1]: c for c in data["checks"]}
+    assert checks["test_triple"]["message"] == notebook.MSG_DROPPED_DEFINITION.format(
+        source="hw.ipynb", name="triple", where="cell 3, lines 1-4", reason=dropped["reason"]
+    )
+
+
+def test_the_loader_says_a_module_was_a_link_and_fails_deep_code_like_a_syntax_error(tmp_path):
+    """The in-process loader (and a worker told what the original folder held): a module that was a
+    symbolic link is named as one; a module nested too deeply to compile fails its own import."""
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    (folder / "answers.py").symlink_to(ROOT / "reference" / "answers.py")
+    (folder / "deep.py").write_text("y = a" + ".b" * 5000 + "\n")
+    (folder / "shoes.py").write_text("X = 1\n")
+    link = "a symbolic link (links are never followed)"
+    for left_out in (None, {"answers.py": link}):
+        loaded = LoadedSubmission(folder, left_out)
+        try:
+            assert loaded.module_names == ["deep", "shoes"] and loaded.left_out == {"answers.py": link}
+            with pytest.raises(LookupError) as missing:
+                loaded.find("receptive_field_1d", "answers")
+            assert str(missing.value).startswith(
+                "the submission has no `receptive_field_1d`: "
+                + loader.MSG_LEFT_OUT.format(module="answers", why=link)
+                + "; no other module defines it either."
+            )
+            with pytest.raises(loader.ModuleImportError) as deep:
+                loaded.module("deep")
+            error = "RecursionError: maximum recursion depth exceeded during compilation"
+            assert str(deep.value) == "SyntaxError: " + loader.MSG_TOO_DEEP.format(file="deep.py", error=error)
+        finally:
+            loaded.unload()
 
 
 # -- the report ------------------------------------------------------------------------------------------

@@ -40,6 +40,16 @@ because nothing kept does any work on import.
 A file that cannot be read at all (unknown extension, empty, binary, invalid notebook JSON, no code
 that parses) becomes an :class:`~torchgrade.reporting.report.Extraction` with an ``error``; the plugin fails
 every check with it, and the report still gets written.
+
+Hostile input is bounded before it costs the grader anything: the file is read through
+:func:`torchgrade.submission_files.read_regular` (a regular file only, never through a link or from a
+pipe, at most :data:`MAX_BYTES`); a notebook's JSON may nest at most :data:`MAX_JSON_DEPTH` levels and
+hold at most :data:`MAX_JSON_STRUCTURE` bytes outside its strings; a cell may hold at most
+:data:`MAX_CELL_BYTES` of code and the notebook :data:`MAX_CODE_BYTES` in all; a statement nested more
+than :data:`MAX_DEPTH` levels is left out, with why, before any recursive code looks at it, so the kept
+code also compiles wherever it is imported. A cell that Python's own parser gives up on
+(``RecursionError``, ``MemoryError``) is left out like one that does not parse. A loss of a cell or a
+statement costs only the names it defined.
 """
 
 from __future__ import annotations
@@ -49,7 +59,9 @@ import builtins
 import difflib
 import importlib.util
 import json
+import os
 import re
+import stat
 import sys
 import textwrap
 import warnings
@@ -59,6 +71,7 @@ from pathlib import Path
 
 from torchgrade.interface import MODULES, NAME_TO_MODULE
 from torchgrade.reporting import report
+from torchgrade.submission_files import read_regular
 
 #: Suffix -> kind of submission file this module converts.
 KINDS = {".py": "script", ".ipynb": "notebook"}
@@ -66,6 +79,23 @@ KINDS = {".py": "script", ".ipynb": "notebook"}
 FALLBACK_MODULE = "notebook"
 #: Notebooks with embedded plots are large, but not this large.
 MAX_BYTES = 64 * 2**20
+#: Parsing costs far more memory than the text it parses: ``ast.parse`` of 1 MiB of ``x=1`` lines took
+#: 620 MB and 3 s, of 1 MiB of the reference's own code 69 MB and 0.3 s (measured on CPython 3.11).
+#: Real homework code is tens of KiB, so a cell is cut at this size (what the grader parses at once) ...
+MAX_CELL_BYTES = 512 * 2**10
+#: ... and a notebook's code, or a script, at this size in all.
+MAX_CODE_BYTES = 4 * 2**20
+#: A statement nested deeper than this is left out unread. The deepest top-level statement of this
+#: project is 17 levels; of every package installed beside it (torch, numpy, scipy, ...) 93, and only
+#: sympy's generated tables go past 100. ``ast.unparse`` needs 3 frames a level, so 100 levels stay far
+#: inside Python's 1000 frames, and the compiler's own limit, wherever the kept code is imported.
+MAX_DEPTH = 100
+#: A notebook's JSON nests 10 levels or so (widget state, a plotly figure: a few more). nbformat reads
+#: it recursively, 2 frames a level (measured: it fails at 490 levels called from an empty stack).
+MAX_JSON_DEPTH = 64
+#: A notebook's bulk is strings (code, outputs, base64 images); what lies outside them (brackets,
+#: commas, numbers) is small. 64 MiB of ``{},{},...`` would parse into 1.5 GB of dicts (measured).
+MAX_JSON_STRUCTURE = 4 * 2**20
 EXCERPT_CHARS = 80
 #: How many dropped statements the score table lists (the report has them all).
 SUMMARY_ROWS = 3
@@ -78,6 +108,10 @@ _MAGIC = re.compile(r"^\s*(?:[A-Za-z_][\w.,\s]*=\s*)?%")
 _HELP = re.compile(r"^\s*\??[A-Za-z_][\w.]*\?\??\s*$")
 #: Lines that continue a top-level statement rather than start one (used to salvage names).
 _CONTINUATION = re.compile(r"^(?:else|elif|except|finally|case)\b|^[)\]}]")
+#: The names of a cell too long to parse: its unindented ``def`` and ``class`` lines.
+_DEFINITION = re.compile(r"^(?:async\s+def|def|class)\s+([A-Za-z_]\w*)", re.MULTILINE)
+#: JSON strings and whitespace: what is left of a notebook without them is its structure.
+_JSON_TEXT = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|\s+', re.DOTALL)
 
 COLAB_MODULES = ("google.colab",)
 #: Builtins that read files or input, or run code from text: never called on import.
@@ -109,7 +143,9 @@ PROBLEM_SUFFIX = (
     "itself (File > Download > Download .ipynb)"
 )
 PROBLEM_MISSING = "the file does not exist or cannot be read ({error})"
+PROBLEM_NOT_REGULAR = "it is {what}, not a regular file; torchgrade grades only regular files"
 PROBLEM_TOO_LARGE = "it is {size:.0f} MB; a submission may be at most {limit:.0f} MB"
+PROBLEM_SCRIPT_TOO_LARGE = "it is {size:.1f} MB; a script may be at most {limit:.0f} MB of code"
 PROBLEM_EMPTY = "the file is empty"
 PROBLEM_BINARY = "it is not a text file (it is binary, or not UTF-8 encoded)"
 PROBLEM_JSON = (
@@ -117,8 +153,18 @@ PROBLEM_JSON = (
     "(File > Download > Download .ipynb) rather than editing it by hand"
 )
 PROBLEM_NOT_NOTEBOOK = "it is JSON but not a Jupyter notebook ({error})"
+PROBLEM_JSON_DEEP = (
+    "its JSON nests more than {limit} levels deep, which no notebook does; download the notebook again "
+    "(File > Download > Download .ipynb) rather than editing it by hand"
+)
+PROBLEM_JSON_BULKY = (
+    "its JSON holds {size:.1f} MB outside its strings (brackets, commas, numbers), where a notebook holds "
+    "at most {limit:.0f} MB; download the notebook again (File > Download > Download .ipynb)"
+)
+PROBLEM_TOO_COMPLEX = "torchgrade could not analyse it: {error}"
 PROBLEM_NO_CODE = "it contains no code"
 PROBLEM_SYNTAX = "none of its code parses as Python ({error} at {where}: `{excerpt}`)"
+PROBLEM_NOTHING_KEPT = "none of its code could be analysed ({where}: {reason})"
 
 REASON_LOOP = "a loop at the top level (training, evaluation) would run when the notebook is imported"
 REASON_BLOCK = "a `{kind}` block at the top level would run when the notebook is imported"
@@ -138,6 +184,33 @@ REASON_CELL_MAGIC_PREFIX = "cell magic"
 REASON_CELL_MAGIC = REASON_CELL_MAGIC_PREFIX + " `{magic}`: the whole cell runs only in Colab or Jupyter"
 REASON_SYNTAX_PREFIX = "the cell does not parse as Python"
 REASON_SYNTAX = REASON_SYNTAX_PREFIX + " ({error} at line {line}), so nothing in it is graded"
+REASON_PARSER_GAVE_UP = (
+    REASON_SYNTAX_PREFIX + ": it nests deeper than Python's parser allows ({error}), so nothing in it is graded"
+)
+REASON_CELL_TOO_LONG = (
+    "the cell holds {size} KiB of code; torchgrade reads cells of at most {limit} KiB, so nothing in it is graded"
+)
+REASON_CODE_TOO_LONG = (
+    "the code before this cell already reached {limit} MiB, all that torchgrade reads of one submission, "
+    "so nothing in it is graded"
+)
+REASON_TOO_DEEP = (
+    "it nests more than {limit} levels deep, deeper than torchgrade reads; split the expression, or the "
+    "`if`/`elif` chain, into smaller ones"
+)
+REASON_TOO_COMPLEX = "torchgrade could not analyse it ({error})"
+#: Reasons no rewriting of top-level code fixes: a missing name's message adds no hint about it.
+NO_HINT_REASONS = tuple(
+    reason.split("{")[0]
+    for reason in (
+        REASON_SYNTAX_PREFIX,
+        REASON_CELL_MAGIC_PREFIX,
+        REASON_CELL_TOO_LONG,
+        REASON_CODE_TOO_LONG,
+        REASON_TOO_DEEP,
+        REASON_TOO_COMPLEX,
+    )
+)
 REASON_MAIN = "`if __name__ == '__main__':` runs only when the file is run as a script"
 REASON_NOT_INSTALLED = "`{module}` is not installed where grading runs"
 REASON_LEFT_OUT = "it uses `{name}`, which was left out at {where}"
@@ -201,19 +274,24 @@ def convert(path: str | Path, folder: str | Path) -> report.Extraction:
 def extract(path: str | Path) -> Extracted:
     """Read a ``.py`` or ``.ipynb`` submission and keep what can be graded (see the module docstring).
 
-    Never raises for a bad file: the problem is the extraction's ``error``.
+    Never raises for a bad file: the problem is the extraction's ``error``. Input so deep or so large
+    that Python itself gives up on it (``RecursionError``, ``MemoryError``) is bounded cell by cell and
+    statement by statement; should it still escape, the whole file is the error, never the run's crash.
     """
     path = Path(path)
     kind = KINDS.get(path.suffix.lower(), "unknown")
     try:
         cells = _read_cells(path, kind)
+        extractor = _Extractor(kind)
+        for cell in cells:
+            extractor.add_cell(cell)
+        return extractor.result(path.name)
     except _BadFile as problem:
         error = MSG_BAD_FILE.format(source=path.name, problem=problem)
-        return Extracted(report.Extraction(path.name, kind, (), (), (), error), "")
-    extractor = _Extractor(kind)
-    for cell in cells:
-        extractor.add_cell(cell)
-    return extractor.result(path.name)
+    except (RecursionError, MemoryError) as exc:
+        problem = PROBLEM_TOO_COMPLEX.format(error=_resource_error(exc))
+        error = MSG_BAD_FILE.format(source=path.name, problem=problem)
+    return Extracted(report.Extraction(path.name, kind, (), (), (), error), "")
 
 
 def explain_missing(extraction: report.Extraction, name: str, message: str) -> str:
@@ -234,8 +312,7 @@ def explain_missing(extraction: report.Extraction, name: str, message: str) -> s
         text = MSG_DROPPED_DEFINITION.format(
             source=source, name=name, where=where(last, extraction.kind), reason=last.reason
         )
-        whole_cell = last.reason.startswith((REASON_SYNTAX_PREFIX, REASON_CELL_MAGIC_PREFIX))
-        return text if whole_cell else text + HINT_TOP_LEVEL.format(name=name)
+        return text if last.reason.startswith(NO_HINT_REASONS) else text + HINT_TOP_LEVEL.format(name=name)
     text = MSG_NOT_DEFINED.format(source=source, name=name)
     unparsed = [d for d in extraction.dropped if d.reason.startswith(REASON_SYNTAX_PREFIX)]
     if unparsed:
@@ -281,11 +358,19 @@ def _read_cells(path: Path, kind: str) -> list[_Cell]:
     if kind == "unknown":
         raise _BadFile(PROBLEM_SUFFIX.format(suffix=f"`{path.suffix}`" if path.suffix else "extension-less"))
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise _BadFile(PROBLEM_TOO_LARGE.format(size=size / 2**20, limit=MAX_BYTES / 2**20))
-        data = path.read_bytes()
+        info = os.lstat(path)
     except OSError as exc:
+        raise _BadFile(PROBLEM_MISSING.format(error=exc.strerror or exc)) from None
+    if not stat.S_ISREG(info.st_mode):  # a link may point at anything, a pipe blocks, /dev/zero never ends
+        raise _BadFile(PROBLEM_NOT_REGULAR.format(what=_kind_of(info.st_mode)))
+    size = info.st_size
+    if kind == "script" and size > MAX_CODE_BYTES:
+        raise _BadFile(PROBLEM_SCRIPT_TOO_LARGE.format(size=size / 2**20, limit=MAX_CODE_BYTES / 2**20))
+    if size > MAX_BYTES:
+        raise _BadFile(PROBLEM_TOO_LARGE.format(size=size / 2**20, limit=MAX_BYTES / 2**20))
+    try:
+        data = read_regular(path, MAX_CODE_BYTES if kind == "script" else MAX_BYTES)
+    except OSError as exc:  # swapped for something else, or grown, since it was looked at
         raise _BadFile(PROBLEM_MISSING.format(error=exc.strerror or exc)) from None
     if not data.strip():
         raise _BadFile(PROBLEM_EMPTY)
@@ -301,19 +386,29 @@ def _read_cells(path: Path, kind: str) -> list[_Cell]:
 def _notebook_cells(text: str) -> list[_Cell]:
     import nbformat
 
+    structure = len(_JSON_TEXT.sub("", text))
+    if structure > MAX_JSON_STRUCTURE:
+        raise _BadFile(PROBLEM_JSON_BULKY.format(size=structure / 2**20, limit=MAX_JSON_STRUCTURE / 2**20))
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _BadFile(PROBLEM_JSON.format(error=f"line {exc.lineno}, column {exc.colno}: {exc.msg}")) from None
+    except RecursionError:  # json's C scanner stops at Python's recursion limit
+        raise _BadFile(PROBLEM_JSON_DEEP.format(limit=MAX_JSON_DEPTH)) from None
+    if _json_deeper_than(data, MAX_JSON_DEPTH):  # what nbformat reads recursively, in Python
+        raise _BadFile(PROBLEM_JSON_DEEP.format(limit=MAX_JSON_DEPTH))
     # nbformat's own errors on other JSON ("'int' object is not iterable") would puzzle a student.
     if not isinstance(data, dict) or not isinstance(data.get("cells", data.get("worksheets")), list):
         raise _BadFile(PROBLEM_NOT_NOTEBOOK.format(error='it has no list of "cells"'))
+    del data  # nbformat parses the text again: one parsed copy at a time
     try:
         with warnings.catch_warnings():  # e.g. MissingIDFieldWarning: the grader's -W error must not apply
             warnings.simplefilter("ignore")
             notebook = nbformat.reads(text, as_version=4)
         cells = [(index, cell) for index, cell in enumerate(notebook.cells, 1)]
         code = [_Cell(index, _cell_source(cell.source)) for index, cell in cells if cell.cell_type == "code"]
+    except (RecursionError, MemoryError) as exc:
+        raise _BadFile(PROBLEM_TOO_COMPLEX.format(error=_resource_error(exc))) from None
     except Exception as exc:  # noqa: BLE001 - nbformat raises ValidationError, TypeError, KeyError...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _BadFile(PROBLEM_NOT_NOTEBOOK.format(error=first[:200])) from None
@@ -362,16 +457,28 @@ class _Extractor:
         self.defined: list[str] = []
         self.blocks: list[tuple[_Cell, str]] = []
         self.dropped: list[report.Dropped] = []
-        self.first_syntax_error: str | None = None  # the PROBLEM_SYNTAX of the first cell that does not parse
+        self.first_problem: str | None = None  # the PROBLEM_* of the first cell left out whole
         self.parsed_any = False
+        self.code_bytes = 0  # read so far, against MAX_CODE_BYTES
         self.offset = 0  # of the cell being read: reasons name lines as the report does
 
     # -- cells ---------------------------------------------------------------------------------------
     def add_cell(self, cell: _Cell) -> None:
         self.offset = cell.offset
-        lines = cell.source.splitlines()
         if not cell.source.strip():
             return
+        size = len(cell.source.encode("utf-8", "surrogatepass"))
+        if size > MAX_CELL_BYTES or self.code_bytes + size > MAX_CODE_BYTES:
+            reason = (
+                REASON_CELL_TOO_LONG.format(size=size // 2**10, limit=MAX_CELL_BYTES // 2**10)
+                if size > MAX_CELL_BYTES
+                else REASON_CODE_TOO_LONG.format(limit=MAX_CODE_BYTES // 2**20)
+            )
+            first = cell.source.lstrip()[:EXCERPT_CHARS].partition("\n")[0]
+            self._drop_unread_cell(cell, reason, first)
+            return
+        self.code_bytes += size
+        lines = cell.source.splitlines()
         first = next(line.strip() for line in lines if line.strip())
         if first.startswith("%%"):
             self._drop_cell(cell, REASON_CELL_MAGIC.format(magic=first.split()[0]), first)
@@ -387,13 +494,18 @@ class _Extractor:
                     ipython_lines.append(self._record(cell, number, number, line, reason))
             source = "\n".join(kept_lines) + "\n"
             tree, error = _parse(source)
+        if isinstance(error, _ParserGaveUp):
+            dropped = self._drop_cell(cell, REASON_PARSER_GAVE_UP.format(error=error.msg), first)
+            if self.first_problem is None:
+                self.first_problem = PROBLEM_NOTHING_KEPT.format(where=self._where(cell), reason=dropped.reason)
+            return
         if tree is None:
             line = error.lineno or 1
             text = lines[line - 1] if 0 < line <= len(lines) else first
             dropped = self._drop_cell(cell, REASON_SYNTAX.format(error=error.msg, line=line + cell.offset), text)
-            if self.first_syntax_error is None:
+            if self.first_problem is None:
                 at = f"line {line + cell.offset}" if self.kind == "script" else f"cell {cell.number}, line {line}"
-                self.first_syntax_error = PROBLEM_SYNTAX.format(error=error.msg, where=at, excerpt=dropped.excerpt)
+                self.first_problem = PROBLEM_SYNTAX.format(error=error.msg, where=at, excerpt=dropped.excerpt)
             return
         self.parsed_any = True
         self.dropped.extend(ipython_lines)
@@ -402,7 +514,7 @@ class _Extractor:
         for index, stmt in enumerate(body):
             previous_end = body[index - 1].end_lineno if index else 0
             next_start = _first_line(body[index + 1]) if index + 1 < len(body) else len(lines) + 1
-            self._statement(cell, lines, stmt, previous_end, next_start)
+            self._bounded_statement(cell, lines, stmt, previous_end, next_start)
 
     def _drop_cell(self, cell: _Cell, reason: str, excerpt: str) -> report.Dropped:
         lines = cell.source.splitlines()
@@ -412,6 +524,23 @@ class _Extractor:
             self.lost.setdefault(name, dropped)
         return dropped
 
+    def _drop_unread_cell(self, cell: _Cell, reason: str, excerpt: str) -> None:
+        """Leave out a cell too long to parse; the names its ``def``/``class`` lines define are found
+        by a pattern, not by parsing, so that a missing name's message can still point at it."""
+        last = cell.source.count("\n") + (not cell.source.endswith("\n"))
+        names = tuple(dict.fromkeys(match.group(1) for match in _DEFINITION.finditer(cell.source)))
+        dropped = self._record(cell, 1, max(1, last), excerpt, reason, names)
+        self.dropped.append(dropped)
+        for name in names:
+            self.lost.setdefault(name, dropped)
+        if self.first_problem is None:
+            self.first_problem = PROBLEM_NOTHING_KEPT.format(where=self._where(cell), reason=reason)
+
+    def _where(self, cell: _Cell) -> str:
+        if self.kind == "notebook":
+            return f"cell {cell.number}"
+        return f"line {cell.offset + 1}" + (f" (In[{cell.number}])" if cell.number is not None else "")
+
     def _record(
         self, cell: _Cell, first: int, last: int, excerpt: str, reason: str, names: tuple[str, ...] = ()
     ) -> report.Dropped:
@@ -420,6 +549,35 @@ class _Extractor:
         return report.Dropped(cell.number, (first + cell.offset, last + cell.offset), text, reason, names)
 
     # -- statements ----------------------------------------------------------------------------------
+    def _bounded_statement(
+        self, cell: _Cell, lines: list[str], stmt: ast.stmt, previous_end: int, next_start: int
+    ) -> None:
+        """:meth:`_statement`, unless ``stmt`` nests too deeply for the recursive code that reads it
+        (``ast.unparse``, the compiler where the kept code is imported): then it is left out, with why."""
+        if _deeper_than(stmt, MAX_DEPTH):
+            self._drop_statement(cell, lines, stmt, REASON_TOO_DEEP.format(limit=MAX_DEPTH))
+            return
+        saved = self._snapshot(), len(self.blocks), len(self.dropped), len(self.future)
+        try:
+            self._statement(cell, lines, stmt, previous_end, next_start)
+        except (RecursionError, MemoryError) as exc:  # a backstop: MAX_DEPTH should make it unreachable
+            state, blocks, dropped, future = saved
+            self._restore(state)
+            del self.blocks[blocks:], self.dropped[dropped:], self.future[future:]
+            self._drop_statement(cell, lines, stmt, REASON_TOO_COMPLEX.format(error=_resource_error(exc)))
+
+    def _drop_statement(self, cell: _Cell, lines: list[str], stmt: ast.stmt, reason: str) -> None:
+        first, last = _first_line(stmt), stmt.end_lineno or stmt.lineno
+        try:
+            names = tuple(_bindings(stmt))
+        except RecursionError:
+            names = ()
+        dropped = self._record(cell, first, last, lines[first - 1], reason, names)
+        self.dropped.append(dropped)
+        for name in names:
+            if name not in self.known:
+                self.lost[name] = dropped
+
     def _statement(self, cell: _Cell, lines: list[str], stmt: ast.stmt, previous_end: int, next_start: int) -> None:
         first, last = _first_line(stmt), stmt.end_lineno or stmt.lineno
         saved = self._snapshot()
@@ -621,7 +779,7 @@ class _Extractor:
         defined = tuple(self.defined)
         error = ""
         if not self.parsed_any:
-            error = MSG_BAD_FILE.format(source=source, problem=self.first_syntax_error or PROBLEM_NO_CODE)
+            error = MSG_BAD_FILE.format(source=source, problem=self.first_problem or PROBLEM_NO_CODE)
         modules = tuple(m for m, names in MODULES.items() if any(n in defined for n in names)) or (FALLBACK_MODULE,)
         extraction = report.Extraction(source, self.kind, () if error else modules, defined, tuple(self.dropped), error)
         return Extracted(extraction, "" if error else self._code(source))
@@ -652,6 +810,10 @@ class _Extractor:
 
 
 # -- AST helpers -------------------------------------------------------------------------------------------
+class _ParserGaveUp(SyntaxError):
+    """Python's parser stopped on code nested too deeply (``a.b.b...`` 5,000 times, ``-`` 100,000 times)."""
+
+
 def _parse(source: str) -> tuple[ast.Module | None, SyntaxError | None]:
     try:
         with warnings.catch_warnings():  # invalid escape sequences in student strings are not ours to report
@@ -661,6 +823,51 @@ def _parse(source: str) -> tuple[ast.Module | None, SyntaxError | None]:
         return None, exc
     except ValueError as exc:  # e.g. source with null bytes
         return None, SyntaxError(str(exc))
+    except (RecursionError, MemoryError) as exc:  # the parser's own limits on nesting
+        return None, _ParserGaveUp(_resource_error(exc))
+
+
+def _resource_error(exc: BaseException) -> str:
+    """``RecursionError: maximum recursion depth exceeded during ast construction``, or just the type."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _deeper_than(node: ast.AST, limit: int) -> bool:
+    """Whether ``node``'s tree has more than ``limit`` levels (``node`` itself is level 1); iterative,
+    and it stops at the first node past the limit."""
+    stack = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(current))
+    return False
+
+
+def _json_deeper_than(value: object, limit: int) -> bool:
+    """Whether parsed JSON nests more than ``limit`` levels of arrays and objects; iterative."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        current, depth = stack.pop()
+        children = current.values() if isinstance(current, dict) else current
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a file"
 
 
 def _ipython_line(line: str) -> str | None:

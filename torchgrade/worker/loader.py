@@ -7,6 +7,11 @@ loaded, and imported from that snapshot: code that deletes or rewrites files of 
 is graded changes nothing of what is graded. Students' sibling imports (``from shoes import CNN`` inside
 ``answers.py``) still work: a meta-path finder maps the bare names of the submission's own modules
 -- and only those that are not real, importable modules -- onto the private package.
+
+Only regular files are modules (:func:`torchgrade.submission_files.list_files`): a module that was a
+link, a pipe or a device is missing, and a name the grader looks for there says so
+(:data:`MSG_LEFT_OUT`). Source that nests deeper than Python can compile (``a.b.b...`` 5,000 times)
+fails its own import with :data:`MSG_TOO_DEEP`, like a syntax error, never the worker.
 """
 
 from __future__ import annotations
@@ -17,12 +22,22 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
+from collections.abc import Mapping
 from pathlib import Path
 
 from torchgrade.submission_files import list_files, read_regular
 from torchgrade.worker.tracebacks import format_student_exception
 
 PACKAGE = "_tg_submission"
+
+#: Why a module the grader looks in is missing, when the submission had it as something else than a
+#: regular file; ``why`` is :func:`~torchgrade.submission_files.list_files`'s, e.g. "a symbolic link
+#: (links are never followed)".
+MSG_LEFT_OUT = "{module}.py is {why}, and torchgrade grades only regular files"
+#: ... or when it was left out for another reason (a cap, an unreadable file).
+MSG_LEFT_OUT_OTHER = "{module}.py was left out of the submission ({why})"
+#: A module whose source the parser or the compiler gives up on (``SyntaxError`` is what the student reads).
+MSG_TOO_DEEP = "{file} nests deeper than Python can compile ({error}); split its deepest expression"
 
 
 class ModuleImportError(Exception):
@@ -73,6 +88,13 @@ class _SnapshotLoader(importlib.abc.SourceLoader):
             return self.source
         raise OSError(f"{path} is not part of the snapshot")
 
+    def source_to_code(self, data, path, *, _optimize=-1):
+        try:
+            return super().source_to_code(data, path, _optimize=_optimize)
+        except (RecursionError, MemoryError) as exc:  # the parser's and the compiler's limits on nesting
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise SyntaxError(MSG_TOO_DEEP.format(file=Path(path).name, error=error)) from None
+
 
 class _AliasLoader(importlib.abc.Loader):
     def __init__(self, target: str) -> None:
@@ -93,21 +115,27 @@ class LoadedSubmission:
 
     Args:
         folder: the submission directory (its ``*.py`` files are the candidate modules).
+        left_out: relative path -> why, for what the submission held but grading leaves out (links,
+            pipes, devices, files over a cap), to name in messages; by default what
+            :func:`~torchgrade.submission_files.list_files` leaves out of ``folder``. A scratch copy
+            holds only regular files, so whoever made it passes what the original folder held.
     """
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, left_out: Mapping[str, str] | None = None) -> None:
         self.folder = Path(folder).resolve()
         if not self.folder.is_dir():
             raise FileNotFoundError(f"submission folder {self.folder} does not exist")
         # Regular files only, as in the scratch copy of process isolation: both modes see the same modules.
+        listing = list_files(self.folder)
+        self.left_out = dict(listing.skipped if left_out is None else left_out)
         sources = {}
-        for relative, path in list_files(self.folder).files:
+        for relative, path in listing.files:
             stem = relative.removesuffix(".py")
             if "/" not in relative and relative.endswith(".py") and stem.isidentifier():
                 try:
                     sources[stem] = (path, read_regular(path))
-                except OSError:
-                    continue  # swapped for a pipe or a link since it was listed
+                except OSError as exc:  # swapped for a pipe or a link since it was listed
+                    self.left_out[relative] = f"unreadable ({exc.strerror or exc})"
         self.module_names = sorted(sources)
         self._snapshot = _SnapshotFinder(sources)
         self._errors: dict[str, str] = {}
@@ -186,16 +214,32 @@ class LoadedSubmission:
             for module, error in import_errors.items()
         )
         if preferred is None:
-            raise LookupError(
-                f"the submission has no `{name}`: none of its modules defines it (modules: {modules})." + broken
+            unusable = "".join(
+                f" {_left_out(file.removesuffix('.py'), why)}."
+                for file, why in self.left_out.items()
+                if file.endswith(".py") and "/" not in file
             )
-        if preferred not in self.module_names:
+            raise LookupError(
+                f"the submission has no `{name}`: none of its modules defines it (modules: {modules})."
+                + unusable
+                + broken
+            )
+        if preferred not in self.module_names and f"{preferred}.py" in self.left_out:
+            where = _left_out(preferred, self.left_out[f"{preferred}.py"])
+        elif preferred not in self.module_names:
             where = f"there is no {preferred}.py in the submission"
             if self.module_names:
                 where += f" (its modules: {', '.join(m + '.py' for m in self.module_names)})"
         else:
             where = f"{preferred}.py does not define it"
         raise LookupError(f"the submission has no `{name}`: {where}; no other module defines it either." + broken)
+
+
+def _left_out(module: str, why: str) -> str:
+    """Why ``module.py`` is not a module of the submission: :data:`MSG_LEFT_OUT` or :data:`MSG_LEFT_OUT_OTHER`."""
+    if why.startswith(("a ", "an ")):  # what it is: a symbolic link, a named pipe, a device
+        return MSG_LEFT_OUT.format(module=module, why=why)
+    return MSG_LEFT_OUT_OTHER.format(module=module, why=why)
 
 
 def _importable_elsewhere(name: str) -> bool:
