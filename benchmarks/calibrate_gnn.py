@@ -30,6 +30,7 @@ import _molecules  # noqa: E402
 import conftest  # noqa: E402  (the graders' data fixtures, called as plain functions)
 
 from fixtures import citation  # noqa: E402
+from torchgrade.checks import graphs as checks_graphs  # noqa: E402
 from torchgrade.importfile import import_file  # noqa: E402
 from torchgrade.probes import graphs  # noqa: E402
 
@@ -38,21 +39,24 @@ def node_run(gnn, graph, model_name: str, seed: int) -> dict:
     budget = _gnn.GCN_BUDGET if model_name == "GNN" else _gnn.GAT_BUDGET
     torch.manual_seed(seed)
     model = _gnn.node_classifier(gnn, graph, model_name, budget)
-    return graphs.train_node_classifier(
+    run = graphs.train_node_classifier(
         model,
         *_gnn.node_inputs(graph, normalise=model_name == "GNN"),
+        n_classes=graph.n_classes,
         epochs=budget["epochs"],
         lr=budget["lr"],
         weight_decay=budget["weight_decay"],
         seed=seed,
     )
+    return checks_graphs.score_node_classifier(run, graph.y, graph.train_mask, graph.test_mask)
 
 
 def molecule_run(gnn, sets: dict, model_name: str, seed: int) -> dict:
     torch.manual_seed(seed)
     model = getattr(gnn, model_name)()
-    result = graphs.train_molecule_regressor(
-        model, sets["train"], sets["val"], sets["test"], sets["permuted_test"], seed=seed, **_molecules.MOLECULE_BUDGET
+    result = _molecules.score(
+        graphs.train_molecule_regressor(model, *_molecules.worker_sets(sets), seed=seed, **_molecules.MOLECULE_BUDGET),
+        sets,
     )
     return {
         "test_loss": result["test_loss"],

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "graders"))
 import _lstm as grader  # noqa: E402  (the grader's budget, sizes, seeds and bound)
 
 from fixtures import samples, text  # noqa: E402
+from torchgrade.checks.language_model import held_out_windows, score_language_run  # noqa: E402
 from torchgrade.importfile import import_file  # noqa: E402
 from torchgrade.probes.language_model import train_language_model  # noqa: E402
 from torchgrade.probes.training import first_tensor  # noqa: E402
@@ -57,7 +58,10 @@ def text_run(lstm, data: dict[str, torch.Tensor], seed: int, memoryless: bool) -
     model = lstm.TextGenerationModel(len(text.VOCABULARY), sizes["embed"], sizes["hidden"])
     if memoryless:
         model = Memoryless(model)
-    return train_language_model(model, data["train"], data["val"], seed=seed, **grader.TEXT_BUDGET)
+    inputs, targets = held_out_windows(data["val"], grader.TEXT_BUDGET["seq_length"])
+    vocabulary = len(text.VOCABULARY)
+    run = train_language_model(model, data["train"], inputs, vocabulary=vocabulary, seed=seed, **grader.TEXT_BUDGET)
+    return score_language_run(run, targets, vocabulary)
 
 
 def summary(name: str, values: list[float]) -> str:
@@ -79,7 +83,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = samples.materialise(samples.load(args.sample), Path(tmp)) if args.sample else args.submission
         lstm = import_file(folder / "lstm.py", "calibrated_lstm")
-    data = {name: torch.from_numpy(stream) for name, stream in text.make_dataset(seed=grader.CORPUS_SEED).items()}
+    data = {
+        name: torch.from_numpy(stream)
+        for name, stream in text.make_dataset(seed=grader.CORPUS_SEED, n_val=grader.HELD_OUT_CHARS).items()
+    }
     grams = ", ".join(
         f"{order}-gram {text.conditional_entropy(data['train'].numpy(), data['val'].numpy(), order):.3f}"
         for order in (1, 2, 3, 5)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from torchgrade.checks import shapes
+from torchgrade.checks.graphs import score_node_classifier
 from torchgrade.errors import CheckFailure
 from torchgrade.interface import MODULES
 from torchgrade.probes import graphs as graph_probes
@@ -249,19 +250,20 @@ TRAIN_SEED = 413
 
 
 def node_inputs(graph, *, normalise: bool) -> tuple:
-    """``(x, adj, y, train_mask, test_mask)`` tensors: the GCN gets the normalised adjacency as a
-    sparse tensor, the GAT a dense 0/1 mask with self-loops."""
+    """``(x, adj, train_index, train_labels)`` tensors, all that the worker gets: the GCN gets the
+    normalised adjacency as a sparse tensor, the GAT a dense 0/1 mask with self-loops. The labels of
+    every node but the training ones stay with the grader."""
     adj = graph.adjacency().astype(np.float64)
     if normalise:
         matrix = sparse(normalized(adj))
     else:
         matrix = tensor(adj + np.eye(len(adj)))
+    train_index = np.flatnonzero(graph.train_mask)
     return (
         torch.from_numpy(graph.x),
         matrix,
-        torch.from_numpy(graph.y),
-        torch.from_numpy(graph.train_mask),
-        torch.from_numpy(graph.test_mask),
+        torch.from_numpy(train_index),
+        torch.from_numpy(np.asarray(graph.y)[train_index]),
     )
 
 
@@ -276,7 +278,8 @@ def node_classifier(source, graph, model_name: str, budget: dict):
 
 
 def train_on(submission, grade_cache, graph, model_name: str, budget: dict, cache_names: tuple[str, ...]) -> dict:
-    """Train the submitted ``GNN`` or ``GAT`` on ``graph`` with the grader's loop; cached per graded code."""
+    """Train the submitted ``GNN`` or ``GAT`` on ``graph`` with the grader's loop, and score the
+    trained model's outputs here against the held-out labels; cached per graded code."""
 
     def run() -> dict:
         submission.seed(TRAIN_SEED)
@@ -288,6 +291,7 @@ def train_on(submission, grade_cache, graph, model_name: str, budget: dict, cach
                 graph_probes.train_node_classifier,
                 model,
                 *inputs,
+                n_classes=graph.n_classes,
                 epochs=budget["epochs"],
                 lr=budget["lr"],
                 weight_decay=budget["weight_decay"],
@@ -295,6 +299,10 @@ def train_on(submission, grade_cache, graph, model_name: str, budget: dict, cach
             )
         finally:
             submission.set_time_limit(None)
+        try:
+            result = score_node_classifier(result, graph.y, graph.train_mask, graph.test_mask)
+        except ValueError as error:
+            result = {"error": str(error)}
         if "error" in result:
             raise CheckFailure(f"training {model_name} on {graph.name}: {result['error']}.")
         return {**result, "graph": graph.name}

@@ -14,7 +14,7 @@ from scipy import stats
 
 from fixtures import text
 from torchgrade.checks import shapes
-from torchgrade.checks.language_model import make_text_model
+from torchgrade.checks.language_model import held_out_windows, make_text_model, score_language_run
 from torchgrade.checks.lstm import (
     GATE_NAMES,
     GATES,
@@ -327,21 +327,28 @@ def check_teacher_forcing(calls: list[torch.Tensor], inputs: torch.Tensor, call:
 
 # The training check: the grader's loop (torchgrade.probes.language_model.train_language_model), Adam,
 # teacher forcing, windows of the synthetic corpus (fixtures/text.py). The handout's model has H = 1024;
-# a small one learns this corpus in a few hundred steps.
+# a small one learns this corpus in a few hundred steps. It is scored here on the character after each
+# of the held-out windows (checks.language_model.held_out_windows): that character never reaches the
+# worker, so a model that reads ahead in its input learns nothing from it.
 CORPUS_SEED = 2024
+#: Characters of held-out text: about 1,200 windows of TEXT_BUDGET's seq_length + 1.
+HELD_OUT_CHARS = 30_000
 TEXT_BUDGET = {"steps": 200, "batch_size": 32, "seq_length": 24, "lr": 1e-2, "clip": 5.0}
 TEXT_SIZES = {"embed": 32, "hidden": 64}
 TEXT_TRAIN_SEED = 24
 #: Wall-clock limit of the training run (process isolation): ~10 times the reference's.
 TEXT_TIME_LIMIT = 60
 # Threshold, measured over training seeds 0-19 in place of TEXT_TRAIN_SEED (1 thread; held-out loss in
-# nats per character after the budget above; 1.3-3.8 s a run):
-# * reference: min 0.551, mean 0.557, max 0.569 -> at most 0.8 (margin 0.23). The samples that change
-#   the LSTM but not what it can learn pass: forget bias not shifted 0.548-0.559, gates swapped
-#   0.547-0.553 (seeds 0-4).
+# nats on the character after each of the 1,200 held-out windows of 24 characters, after the budget
+# above; 1.7-3.8 s a run):
+# * reference: min 0.437, mean 0.446, max 0.457 -> at most 0.8 (margin 0.34). The samples that change
+#   the LSTM but not what it can learn pass: forget bias not shifted 0.442-0.457, gates swapped
+#   0.438-0.454 (seeds 0-4).
 # * the same model trained on every character alone, so that its state never carries anything:
-#   1.804-1.812 (seeds 0-4), as the corpus's bigram model (1.79). The bound also sits below the trigram
-#   model's 0.81: passing it takes memory of more than two characters.
+#   1.780-1.797 (seeds 0-4), as the corpus's bigram model (1.78). The bound also sits below the trigram
+#   model's 0.81: passing it takes memory of more than two characters. A model that reads the next
+#   character from its input (no memory, no learning) gets the bigram's loss or worse: what it would
+#   read is never sent.
 LEARN_BOUND = 0.8
 TEXT_CALIBRATION = "the reference's maximum over 20 seeds plus a margin (numbers in graders/_lstm.py)"
 
@@ -351,9 +358,11 @@ def budget_text() -> str:
 
 
 def train_text_model(submission, grade_cache, data: dict[str, torch.Tensor]) -> dict:
-    """Train ``TextGenerationModel`` with the grader's loop; cached per graded code."""
+    """Train ``TextGenerationModel`` with the grader's loop and score here its predictions of the held-out
+    characters; cached per graded code."""
     vocabulary = len(text.VOCABULARY)
     label = model_label(vocabulary, TEXT_SIZES["embed"], TEXT_SIZES["hidden"])
+    inputs, targets = held_out_windows(data["val"], TEXT_BUDGET["seq_length"])
 
     def run() -> dict:
         submission.seed(TEXT_TRAIN_SEED)
@@ -361,15 +370,25 @@ def train_text_model(submission, grade_cache, data: dict[str, torch.Tensor]) -> 
         try:
             model = text_model(submission, vocabulary, TEXT_SIZES["embed"], TEXT_SIZES["hidden"])
             result = submission.apply(
-                train_language_model, model, data["train"], data["val"], seed=TEXT_TRAIN_SEED, **TEXT_BUDGET
+                train_language_model,
+                model,
+                data["train"],
+                inputs,
+                vocabulary=vocabulary,
+                seed=TEXT_TRAIN_SEED,
+                **TEXT_BUDGET,
             )
         finally:
             submission.set_time_limit(None)
+        try:
+            result = score_language_run(result, targets, vocabulary)
+        except ValueError as error:
+            result = {"error": str(error)}
         if "error" in result:
             raise CheckFailure(f"training {label} on the synthetic corpus ({budget_text()}): {result['error']}.")
         return result
 
-    key = {**TEXT_BUDGET, **TEXT_SIZES, "corpus_seed": CORPUS_SEED, "seed": TEXT_TRAIN_SEED}
+    key = {**TEXT_BUDGET, **TEXT_SIZES, "corpus_seed": CORPUS_SEED, "held_out": HELD_OUT_CHARS, "seed": TEXT_TRAIN_SEED}
     # Training calls only the model's forward: samples that differ in the loss function, beam search
     # or the sampling helper share the run.
     return grade_cache.compute(

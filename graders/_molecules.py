@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from torchgrade.checks.graphs import score_molecule_run, without_targets
 from torchgrade.errors import CheckFailure
 from torchgrade.interface import MODULES
 from torchgrade.probes import graphs as graph_probes
@@ -32,8 +33,25 @@ def permutation_change(predictions, permuted_predictions) -> float:
     return float(np.max(np.abs(np.asarray(predictions) - np.asarray(permuted_predictions))))
 
 
+def worker_sets(molecule_sets: dict) -> tuple[dict, ...]:
+    """The four sets the training probe gets: the training set with its targets, the others without."""
+    return (
+        molecule_sets["train"],
+        *(without_targets(molecule_sets[name]) for name in ("val", "test", "permuted_test")),
+    )
+
+
+def score(result: dict, molecule_sets: dict) -> dict:
+    """The losses of a run's predictions against the held-out targets (see ``score_molecule_run``)."""
+    try:
+        return score_molecule_run(result, molecule_sets["val"]["y"], molecule_sets["test"]["y"])
+    except ValueError as error:
+        return {"error": str(error)}
+
+
 def train_molecules(submission, grade_cache, molecule_sets, model_name: str) -> dict:
-    """Train the submitted ``model_name`` with the grader's loop; cached per graded code."""
+    """Train the submitted ``model_name`` with the grader's loop, and score its predictions here
+    against the validation and test targets, which never reach the worker; cached per graded code."""
 
     def run() -> dict:
         submission.seed(MOLECULE_TRAIN_SEED)
@@ -43,15 +61,13 @@ def train_molecules(submission, grade_cache, molecule_sets, model_name: str) -> 
             result = submission.apply(
                 graph_probes.train_molecule_regressor,
                 model,
-                molecule_sets["train"],
-                molecule_sets["val"],
-                molecule_sets["test"],
-                molecule_sets["permuted_test"],
+                *worker_sets(molecule_sets),
                 seed=MOLECULE_TRAIN_SEED,
                 **MOLECULE_BUDGET,
             )
         finally:
             submission.set_time_limit(None)
+        result = score(result, molecule_sets)
         if "error" in result:
             raise CheckFailure(f"training {model_name}(): {result['error']}.")
         result["permutation_change"] = permutation_change(

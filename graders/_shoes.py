@@ -44,11 +44,13 @@ def model_input(pairs: np.ndarray, layout: str) -> torch.Tensor:
     return (x.permute(0, 3, 1, 2) if layout == NCHW else x.transpose(1, 3)).contiguous()
 
 
-def predict(model, pairs: np.ndarray, layout: str, who: str, batch_size: int = 16) -> np.ndarray:
-    """Class predictions (argmax of the two outputs) of a submitted model, in batches."""
-    predictions = []
-    for start in range(0, len(pairs), batch_size):
-        batch = pairs[start : start + batch_size]
+def predict(model, pairs: np.ndarray, layout: str, who: str, batch_sizes: list[int] | None = None) -> np.ndarray:
+    """Class predictions (argmax of the two outputs) of a submitted model, in batches of
+    ``batch_sizes`` in turn (16 each by default)."""
+    predictions, start, sizes = [], 0, iter(batch_sizes or [])
+    while start < len(pairs):
+        batch = pairs[start : start + next(sizes, 16)]
+        start += len(batch)
         out = model(model_input(batch, layout))
         if isinstance(out, tuple):  # a model returning (logits, extra): grade the leading element
             out = out[0]
@@ -58,10 +60,21 @@ def predict(model, pairs: np.ndarray, layout: str, who: str, batch_size: int = 1
 
 
 def accuracy(model, data: np.ndarray, layout: str, who: str) -> tuple[float, float]:
-    """(accuracy on same pairs, accuracy on different pairs), computed by the grader."""
-    pos = predict(model, same_pairs(data), layout, who)
-    neg = predict(model, different_pairs(data), layout, who)
-    return float(np.mean(pos == 1)), float(np.mean(neg == 0))
+    """(accuracy on same pairs, accuracy on different pairs), computed by the grader.
+
+    Both kinds are scored in one shuffled mix, in batches of random sizes, drawn afresh at every
+    grading: neither the order nor the number of calls tells a model which answer is expected (a
+    model that answers "same" on odd calls and "different" on even ones is right by chance only).
+    """
+    same, different = same_pairs(data), different_pairs(data)
+    pairs = np.concatenate([same, different])
+    labels = np.concatenate([np.ones(len(same), int), np.zeros(len(different), int)])
+    rng = np.random.default_rng()  # the grader's entropy: a student who reads this file cannot replay it
+    order = rng.permutation(len(pairs))
+    sizes = rng.integers(3, 17, size=len(pairs)).tolist()
+    correct = np.empty(len(pairs), bool)
+    correct[order] = predict(model, pairs[order], layout, who, sizes) == labels[order]
+    return float(correct[: len(same)].mean()), float(correct[len(same) :].mean())
 
 
 def find_layout(model, who: str) -> str:

@@ -24,6 +24,7 @@ from _lstm import (
     FORBIDDEN_IN_MODEL,
     GREEDY_SCALE,
     GREEDY_SIZES,
+    HELD_OUT_CHARS,
     HIDDEN,
     INIT_EMBED,
     INIT_HIDDEN,
@@ -32,6 +33,7 @@ from _lstm import (
     LEARN_BOUND,
     LOSS_SIZES,
     SHAPE_SIZES,
+    TEXT_BUDGET,
     TEXT_CALIBRATION,
     TEXT_SIZES,
     TIE_ATOL,
@@ -235,8 +237,10 @@ def test_text_model_learns(text_run, corpus, evidence):
     if not text_run["val_loss"] <= LEARN_BOUND:
         vocabulary = len(text.VOCABULARY)
         raise CheckFailure(
-            f"the held-out loss was {text_run['val_loss']:.3f} nats per character; at most {LEARN_BOUND:.3f} is "
-            f"needed. Run: {model_label(vocabulary, TEXT_SIZES['embed'], TEXT_SIZES['hidden'])} trained by the "
+            f"the held-out loss was {text_run['val_loss']:.3f} nats per character (the cross-entropy of the "
+            f"character after each held-out window of {TEXT_BUDGET['seq_length']} characters, which the model never "
+            f"sees); at most {LEARN_BOUND:.3f} is needed. Run: "
+            f"{model_label(vocabulary, TEXT_SIZES['embed'], TEXT_SIZES['hidden'])} trained by the "
             f"grader ({budget_text()}, Adam, teacher forcing) on the synthetic corpus of fixtures/text.py; a model "
             f"that sees only the previous character reaches {evidence['bigram_model_loss']:.2f} at best. "
             f"Threshold: {TEXT_CALIBRATION}."
@@ -300,7 +304,7 @@ def test_temperature_sampling(sub, parts):
 # -- fixtures: the corpus and the training run, shared by the checks that need them ----------------------------------
 @pytest.fixture(scope="module")
 def corpus() -> dict[str, torch.Tensor]:
-    data = text.make_dataset(seed=CORPUS_SEED)
+    data = text.make_dataset(seed=CORPUS_SEED, n_val=HELD_OUT_CHARS)
     return {name: torch.from_numpy(stream) for name, stream in data.items()}
 
 

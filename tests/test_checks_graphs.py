@@ -1,9 +1,10 @@
 """Tests of the graders' own graph training loops (the probes of torchgrade.probes.graphs) and of the
 grader-side collation of molecules (torchgrade.checks.graphs), on tiny inputs.
 
-The graders trust these loops to turn a student's model into an accuracy or a loss, so what they
-report for a bad model (a wrong shape, a diverging loss, running out of memory) must be a clear
-error, never an exception from deep inside torch.
+The loops return a trained model's outputs, never a score, and never receive a held-out label; the
+grader scores the outputs (score_node_classifier, score_molecule_run). What they report for a bad
+model (a wrong shape, a diverging loss, running out of memory) must be a clear error, never an
+exception from deep inside torch, and a malformed run is the submission's failure (ValueError).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from fixtures import molecules
-from torchgrade.checks.graphs import collate
+from torchgrade.checks.graphs import collate, score_molecule_run, score_node_classifier, without_targets
 from torchgrade.probes import graphs
 
 
@@ -58,8 +59,34 @@ class AllPairs(LinearNodes):
 
 
 def train(model: nn.Module, graph: tuple[torch.Tensor, ...], **budget) -> dict:
-    budget = {"epochs": 30, "lr": 0.1, "weight_decay": 0.0, "seed": 0, **budget}
-    return graphs.train_node_classifier(model, *graph, **budget)
+    """Train on the graph's training labels only, then score the returned logits as the grader does."""
+    x, adj, y, train_mask, test_mask = graph
+    budget = {"n_classes": 2, "epochs": 30, "lr": 0.1, "weight_decay": 0.0, "seed": 0, **budget}
+    index = torch.nonzero(train_mask).flatten()
+    run = graphs.train_node_classifier(model, x, adj, index, y[index], **budget)
+    return score_node_classifier(run, y.numpy(), train_mask.numpy(), test_mask.numpy())
+
+
+def test_node_classifier_returns_outputs_not_scores():
+    x, adj, y, train_mask, _ = two_cluster_graph()
+    index = torch.nonzero(train_mask).flatten()
+    torch.manual_seed(0)
+    run = graphs.train_node_classifier(
+        LinearNodes(), x, adj, index, y[index], n_classes=2, epochs=3, lr=0.1, weight_decay=0.0, seed=0
+    )
+    assert sorted(run) == ["logits", "losses", "note"] and run["logits"].shape == (40, 2)
+
+
+def test_scoring_counts_non_finite_outputs_wrong_and_refuses_a_wrong_shape():
+    y = np.array([0, 1, 1, 0])
+    mask = np.array([True, True, False, False])
+    logits = np.array([[1.0, 0.0], [0.0, np.nan], [0.0, 1.0], [0.0, 1.0]])
+    scored = score_node_classifier({"logits": torch.tensor(logits), "losses": [1.0]}, y, mask, ~mask)
+    assert scored["train_accuracy"] == 0.5 and scored["test_accuracy"] == 0.5 and scored["note"] == ""
+    with pytest.raises(ValueError, match=r"logits of shape \[4, 3\]; expected \[4, 2\]"):
+        score_node_classifier({"logits": torch.zeros(4, 3), "losses": []}, y, mask, ~mask)
+    with pytest.raises(ValueError, match="returned str as its logits"):
+        score_node_classifier({"logits": "1.0", "losses": []}, y, mask, ~mask)
 
 
 def test_node_classifier_learns_a_separable_graph():
@@ -151,21 +178,26 @@ def test_molecule_regressor_trains_on_one_thread_and_restores_the_count():
     sets = molecule_sets()
     threads = torch.get_num_threads()
     torch.manual_seed(0)
-    result = graphs.train_molecule_regressor(
+    run = graphs.train_molecule_regressor(
         AtomSum(),
         sets["train"],
-        sets["val"],
-        sets["test"],
-        sets["permuted_test"],
+        *(without_targets(sets[name]) for name in ("val", "test", "permuted_test")),
         epochs=5,
         lr=0.05,
         batch_size=16,
         seed=0,
     )
     assert torch.get_num_threads() == threads
+    result = score_molecule_run(run, sets["val"]["y"], sets["test"]["y"])
     assert len(result["val_losses"]) == 5 and result["val_losses"][-1] < result["val_losses"][0]
     assert result["test_loss"] == pytest.approx(result["permuted_test_loss"], abs=1e-5)
     assert result["test_predictions"].shape == (16,)
+
+
+def test_molecule_scoring_refuses_predictions_of_another_length():
+    run = {"val_predictions": [torch.zeros(16)], "test_predictions": torch.zeros(15), "permuted_predictions": None}
+    with pytest.raises(ValueError, match=r"test predictions of shape \[15\]; expected \[16\]"):
+        score_molecule_run(run, np.zeros(16), np.zeros(16))
 
 
 def test_molecule_regressor_reports_a_diverging_loss():

@@ -12,10 +12,11 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from torchgrade.checks.beam_search import beam_search_reference, exhaustive_search, random_tree, read_beam_result
-from torchgrade.checks.language_model import table_logits
+from torchgrade.checks.language_model import held_out_windows, score_language_run, table_logits
 from torchgrade.checks.lstm import LSTMWeights, UnmappableWeights, _gate_of, lstm_equations, lstm_weight_readings
 from torchgrade.probes import params
 from torchgrade.probes.beam_search import decoder_record, tree_decoder
@@ -225,10 +226,50 @@ class TinyTextModel(nn.Module):
 
 def test_train_language_model_learns_a_periodic_stream():
     stream = torch.arange(600) % 5
-    result = train_language_model(
-        TinyTextModel(5), stream, stream[:100], steps=60, batch_size=8, seq_length=10, lr=0.05, clip=5.0, seed=0
+    inputs, targets = held_out_windows(stream[:110], 10)
+    assert inputs.shape == (10, 10) and targets.tolist() == [(11 * k + 10) % 5 for k in range(10)]
+    run = train_language_model(
+        TinyTextModel(5), stream, inputs, vocabulary=5, steps=60, batch_size=8, seq_length=10, lr=0.05, clip=5.0, seed=0
     )
+    assert sorted(run) == ["losses", "next_logits"] and run["next_logits"].shape == (10, 5)
+    result = score_language_run(run, targets, 5)
     assert len(result["losses"]) == 60 and result["val_loss"] < 0.2 < result["losses"][0]
+
+
+class ReadsAhead(nn.Module):
+    """Predicts each position's next character by reading it from the input: what teacher forcing
+    cannot stop, and what scoring on a character that never reaches the worker does."""
+
+    def __init__(self, vocabulary: int) -> None:
+        super().__init__()
+        self.vocabulary = vocabulary
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        ahead = torch.cat([x[1:], x[-1:]])
+        return 20.0 * F.one_hot(ahead, self.vocabulary).float() + self.bias
+
+
+def test_a_model_that_reads_ahead_in_its_input_gets_no_credit():
+    stream = torch.arange(600) % 5
+    inputs, targets = held_out_windows(stream[:330], 10)
+    run = train_language_model(
+        ReadsAhead(5), stream, inputs, vocabulary=5, steps=5, batch_size=8, seq_length=10, lr=0.05, clip=5.0, seed=0
+    )
+    result = score_language_run(run, targets, 5)
+    assert result["final_loss"] < 2.1 and result["val_loss"] > 10  # right on 9 of 10 training positions
+
+
+def test_scoring_refuses_logits_of_another_shape_and_counts_non_finite_ones_infinite():
+    targets = np.array([0, 1, 2])
+    with pytest.raises(ValueError, match=r"logits \[3, 4\]; expected \[3, 5\]"):
+        score_language_run({"losses": [1.0], "next_logits": torch.zeros(3, 4)}, targets, 5)
+    logits = torch.zeros(3, 5)
+    logits[0, 0] = float("nan")
+    assert score_language_run({"losses": [1.0], "next_logits": logits}, targets, 5)["val_loss"] == float("inf")
+    assert score_language_run({"losses": [1.0], "next_logits": torch.zeros(3, 5)}, targets, 5)["val_loss"] == (
+        pytest.approx(np.log(5))
+    )
 
 
 def test_train_language_model_reports_a_wrong_output_shape():
@@ -238,7 +279,16 @@ def test_train_language_model_reports_a_wrong_output_shape():
 
     stream = torch.arange(300) % 5
     result = train_language_model(
-        BatchFirst(5), stream, stream, steps=2, batch_size=4, seq_length=10, lr=0.01, clip=5.0, seed=0
+        BatchFirst(5),
+        stream,
+        stream[:40].reshape(10, 4),
+        vocabulary=5,
+        steps=2,
+        batch_size=4,
+        seq_length=10,
+        lr=0.01,
+        clip=5.0,
+        seed=0,
     )
     assert result == {
         "error": "the model returned a torch.float32 tensor of shape [4, 10, 5]; expected [10, 4, 5] logits"

@@ -519,8 +519,17 @@ def test_apply_runs_a_check_on_a_remote_model(sub_none: Submission, sub_process:
     ],
 )
 def test_worker_applies_only_probes(sub: Submission, fn: str) -> None:
-    with pytest.raises(TorchgradeError, match=f"^worker refused getcwd: {fn} is not a torchgrade probe$"):
+    """The worker refuses what is not a probe. Its refusal, like anything from the worker, proves no
+    fault of the grader (student code can raise the same refusal), so it fails the call."""
+    with pytest.raises(
+        CheckFailure, match=f"^the submission's process refused getcwd: {fn} is not a torchgrade probe$"
+    ):
         sub.channel.request("getcwd", "apply", fn=fn)
+
+
+def test_apply_refuses_a_function_that_is_not_a_probe_before_sending_it(sub_none: Submission) -> None:
+    with pytest.raises(TorchgradeError, match="^grader bug: posix.getcwd is not a torchgrade probe$"):
+        sub_none.apply(os.getcwd)
 
 
 def test_seeded_computations_are_identical_in_both_modes(sub_none: Submission, sub_process: Submission) -> None:

@@ -16,7 +16,10 @@ This module imports nothing from the rest of torchgrade: the worker side depends
 from __future__ import annotations
 
 import json
+import os
+import select
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -26,6 +29,9 @@ import torch
 
 #: Largest frame accepted from the other side (header plus buffers).
 MAX_FRAME_BYTES = 2 * 1024**3
+#: Largest JSON header decoded: arrays travel as raw buffers, so only a reply built to cost the grader
+#: memory (tens of millions of numbers as a list) needs more; JSON grows about tenfold as Python objects.
+MAX_HEADER_BYTES = 16 * 1024**2
 #: Deepest nesting of lists/dicts accepted; deeper values are refused rather than recursed into.
 MAX_DEPTH = 32
 
@@ -48,6 +54,14 @@ _NUMPY_TO_NAME = {n: name for name, (n, _) in _DTYPES.items()}
 
 class WireError(ValueError):
     """A value could not be encoded, or a frame did not decode as the protocol says."""
+
+
+class FrameTooLarge(WireError):
+    """A frame announced more bytes than the reader accepts; nothing of it was read."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes announced; the limit is {limit}")
+        self.size, self.limit = size, limit
 
 
 @dataclass(frozen=True)
@@ -100,20 +114,26 @@ def encode(value: Any, make_ref: Callable[[Any], Ref] | None = None) -> bytes:
     return struct.pack("<Q", len(head)) + head + b"".join(buffers)
 
 
-def decode(frame: bytes, resolve_ref: Callable[[Ref], Any] | None = None) -> Any:
+def decode(frame: bytes, resolve_ref: Callable[[Ref], Any] | None = None, *, max_header: int = MAX_HEADER_BYTES) -> Any:
     """Decode a frame made by :func:`encode`; tensors and arrays come back as fresh copies.
 
     Args:
         frame: the bytes of one frame.
         resolve_ref: turns a :class:`Ref` into the object it names (the worker's object table);
             without it references stay :class:`Ref` objects.
+        max_header: the largest JSON header decoded.
 
     Raises:
         WireError: a malformed frame, an unknown dtype, or a size that does not add up.
+        FrameTooLarge: a header over ``max_header`` bytes (not decoded).
     """
     if len(frame) < 8 or len(frame) > MAX_FRAME_BYTES:
         raise WireError(f"frame of {len(frame)} bytes is out of bounds")
     (head_len,) = struct.unpack("<Q", frame[:8])
+    if 8 + head_len > len(frame):
+        raise WireError(f"frame header of {head_len} bytes announced in a frame of {len(frame)}")
+    if head_len > max_header:
+        raise FrameTooLarge(head_len, max_header)
     try:
         head = json.loads(frame[8 : 8 + head_len])
     except (ValueError, RecursionError) as exc:
@@ -299,31 +319,38 @@ def _dtype(name: str) -> tuple[np.dtype, torch.dtype]:
 
 def write_frame(fd: int, frame: bytes) -> None:
     """Write one length-prefixed frame to a file descriptor."""
-    import os
 
     data = memoryview(struct.pack("<Q", len(frame)) + frame)
     while data:
         data = data[os.write(fd, data) :]
 
 
-def read_frame(fd: int) -> bytes:
+def read_frame(fd: int, limit: int = MAX_FRAME_BYTES, deadline: float | None = None) -> bytes:
     """Read one length-prefixed frame from a file descriptor.
+
+    Args:
+        fd: a pipe's reading end.
+        limit: the largest frame accepted.
+        deadline: ``time.monotonic()`` by which the whole frame must have arrived (None: wait).
 
     Raises:
         EOFError: the other side closed the pipe (for the grader: the worker died).
-        WireError: the announced length is out of bounds.
+        FrameTooLarge: the announced length is over ``limit``; none of the frame was read.
+        TimeoutError: the deadline passed before the whole frame arrived.
     """
-    (size,) = struct.unpack("<Q", _read_exact(fd, 8))
-    if size > MAX_FRAME_BYTES:
-        raise WireError(f"frame of {size} bytes announced; the limit is {MAX_FRAME_BYTES}")
-    return _read_exact(fd, size)
+    (size,) = struct.unpack("<Q", _read_exact(fd, 8, deadline))
+    if size > limit:
+        raise FrameTooLarge(size, limit)
+    return _read_exact(fd, size, deadline)
 
 
-def _read_exact(fd: int, size: int) -> bytes:
-    import os
-
+def _read_exact(fd: int, size: int, deadline: float | None = None) -> bytes:
     chunks, remaining = [], size
     while remaining:
+        if deadline is not None:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError(f"{size - remaining} of {size} bytes arrived in time")
         chunk = os.read(fd, min(remaining, 1 << 24))
         if not chunk:
             raise EOFError("pipe closed")

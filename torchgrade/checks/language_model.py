@@ -1,8 +1,11 @@
 """The character-level language model of UvA DL1 A2 Q2.4a, grader side: building a submission's
-``TextGenerationModel`` through its proxy, and the expected loss of the grader's recording model.
+``TextGenerationModel`` through its proxy, the held-out windows a trained model is scored on and
+their loss, and the expected loss of the grader's recording model.
 
-The model is trained where the submission runs (:mod:`torchgrade.probes.language_model`); this module
-decides nothing from there. :func:`sequence_cross_entropy` is the probes' pure function, imported
+The model is trained where the submission runs (:mod:`torchgrade.probes.language_model`); what comes
+back is its logits for the character after each held-out window, a character that never leaves the
+grader: neither a model that reads ahead in its input nor code that replaces the loss function can
+know it. :func:`sequence_cross_entropy` is the probes' pure function, imported
 here so that the grader computes eq. (17) exactly as the training loop does.
 """
 
@@ -10,12 +13,61 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from torchgrade.errors import CheckFailure, SignatureMismatch
 from torchgrade.probes.language_model import construct_with_args, sequence_cross_entropy
 
-__all__ = ["make_text_model", "sequence_cross_entropy", "table_logits"]
+__all__ = ["held_out_windows", "make_text_model", "score_language_run", "sequence_cross_entropy", "table_logits"]
+
+
+def held_out_windows(stream: torch.Tensor, seq_length: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Consecutive non-overlapping windows of ``seq_length + 1`` characters of ``stream``: the first
+    ``seq_length`` of each, time first, go to the worker; the last stays here as the target.
+
+    Returns:
+        ``(inputs (seq_length, W) int64, targets (W,) int64)``.
+    """
+    stream = torch.as_tensor(stream).long()
+    count = len(stream) // (seq_length + 1)
+    windows = stream[: count * (seq_length + 1)].reshape(count, seq_length + 1)
+    return windows[:, :-1].T.contiguous(), windows[:, -1].numpy().copy()
+
+
+def score_language_run(run: dict[str, Any], targets: np.ndarray, vocabulary: int) -> dict[str, Any]:
+    """Score what :func:`torchgrade.probes.language_model.train_language_model` returned.
+
+    Args:
+        run: the probe's ``{"losses", "next_logits"}``, or its ``{"error"}`` (returned as it is).
+        targets: ``(W,)`` the character after each held-out window.
+        vocabulary: ``V``.
+
+    Returns:
+        ``{"losses", "final_loss": mean of the last 10, "val_loss": cross-entropy of the next
+        character after each held-out window, in nats}``; the loss is infinite where logits are not.
+
+    Raises:
+        ValueError: the run holds no ``(W, V)`` logits or no list of losses.
+    """
+    if "error" in run:
+        return run
+    logits, losses = run.get("next_logits"), run.get("losses")
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(targets), vocabulary):
+        got = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(
+            f"the training run returned next-character logits {got}; expected [{len(targets)}, {vocabulary}]"
+        )
+    if not isinstance(losses, list) or not losses or not all(isinstance(v, (int, float)) for v in losses):
+        raise ValueError("the training run returned no list of training losses")
+    z = logits.detach().double().numpy()
+    if not np.isfinite(z).all():
+        val_loss = float("inf")
+    else:
+        top = z.max(axis=1)
+        log_normaliser = top + np.log(np.exp(z - top[:, None]).sum(axis=1))
+        val_loss = float(np.mean(log_normaliser - z[np.arange(len(targets)), np.asarray(targets)]))
+    return {"losses": losses, "final_loss": float(np.mean(losses[-10:])), "val_loss": val_loss}
 
 
 def make_text_model(submission: Any, vocabulary: int, embed: int, hidden: int) -> Any:

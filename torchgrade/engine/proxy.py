@@ -26,11 +26,28 @@ import torch
 from torchgrade import errors, wire
 from torchgrade.interface import HANDOUT_PARAMETERS
 from torchgrade.isolation.transport import START_TIMEOUT, Backend, InProcessBackend, ProcessBackend
+from torchgrade.worker.session import APPLY_ALLOWED_PREFIX
 
 #: Per-call wall-clock limit when the grader sets none, in seconds.
 DEFAULT_CALL_TIMEOUT = 300.0
 STALE = "{label} is gone: the worker was restarted after an earlier crash or timeout, or the objects were released."
 MSG_LOAD_FAILED = "the worker could not load {folder}: {message}"
+#: Largest reply a call may send when the check sets no other limit (see Submission.set_reply_limit).
+DEFAULT_REPLY_LIMIT = 256 * 1024**2
+MSG_TOO_LARGE = (
+    "{label} sent back {size:,} bytes; at most {limit:,} are accepted for this call, far more than what it "
+    "should return. The worker was stopped."
+)
+MSG_TOO_MANY_NUMBERS = (
+    "{label} sent back a value of {size:,} bytes of plain lists and numbers; at most {limit:,} are read "
+    "(tensors and arrays travel apart and are not counted here)."
+)
+MSG_OUT_OF_STEP = (
+    "{label}: the submission's process sent the grader {why}, not the reply to this call; something in the "
+    "submission wrote on the grader's channel (a file descriptor it does not own). The worker was stopped and "
+    "the call counts as failed."
+)
+MSG_TAMPERED = "{label} was not run: {message}"
 MSG_NO_HIDDEN = (
     "process isolation needs the paths the worker must not read: pass "
     "hidden=torchgrade.isolation.sandbox.hidden_paths(...)"
@@ -98,6 +115,8 @@ class Channel:
         self.notes: dict[str, str] = {}
         self.generation = 0
         self.deadline: float | None = None
+        self.reply_limit = DEFAULT_REPLY_LIMIT
+        self._sequence = 0
 
     def remaining(self) -> float:
         """Seconds the next call may take."""
@@ -119,17 +138,6 @@ class Channel:
             CheckFailure: the student's code raised, timed out, crashed the worker, or lacked a name.
             TorchgradeError: the request itself was malformed (a harness bug).
         """
-        message = {"op": op, **fields}
-        try:
-            frame = wire.encode(message, make_ref=self._ref_of)
-        except wire.WireError as exc:
-            raise errors.TorchgradeError(f"grader bug: cannot send the arguments of {label}: {exc}") from None
-        reply = wire.decode(self._roundtrip(frame, label), lambda ref: Remote(self, ref, ref.type_name))
-        if "error" in reply:
-            raise _failure(label, reply["error"])
-        return reply["value"]
-
-    def _roundtrip(self, frame: bytes, label: str) -> bytes:
         backend = self.backend
         if backend.enforces_timeouts and self.deadline is not None and time.monotonic() >= self.deadline:
             raise errors.StudentTimeout(f"{label} was not run: earlier calls used up the check's time limit.")
@@ -138,14 +146,56 @@ class Channel:
             self._start()
             if self.deadline is not None:  # starting our worker is not the student's time
                 self.deadline += time.monotonic() - started
-        return backend.exchange(frame, label, self.remaining())
+        try:
+            frame, sequence = self._frame({"op": op, **fields}, make_ref=self._ref_of)
+        except wire.WireError as exc:
+            raise errors.TorchgradeError(f"grader bug: cannot send the arguments of {label}: {exc}") from None
+        reply = self._exchange(frame, sequence, label, self.remaining(), self.reply_limit, self._remote)
+        if "error" in reply:
+            raise _failure(label, reply["error"])
+        return reply["value"]
+
+    def _remote(self, ref: wire.Ref) -> Remote:
+        return Remote(self, ref, ref.type_name)
+
+    def _frame(self, message: dict[str, Any], make_ref: Callable[[Any], wire.Ref] | None = None) -> tuple[bytes, int]:
+        """Encode a request with the next sequence number, which its reply must carry back."""
+        self._sequence += 1
+        return wire.encode({**message, "seq": self._sequence}, make_ref=make_ref), self._sequence
+
+    def _exchange(
+        self, frame: bytes, sequence: int, label: str, timeout: float, limit: int, resolve: Callable | None = None
+    ) -> dict[str, Any]:
+        """Send a request frame and return its reply, checked: everything from the worker is untrusted.
+
+        A reply over ``limit`` bytes, a frame that does not decode, or a reply to another request (a
+        student thread writing on the reply pipe) fails the call as the student's, and stops the
+        worker: its replies can no longer be matched with the requests.
+        """
+        try:
+            raw = self.backend.exchange(frame, label, timeout, limit)
+        except wire.FrameTooLarge as exc:
+            raise errors.CheckFailure(MSG_TOO_LARGE.format(label=label, size=exc.size, limit=exc.limit)) from None
+        try:
+            reply = wire.decode(raw, resolve)
+            why = _reply_problem(reply, sequence)
+        except wire.FrameTooLarge as exc:  # read whole: the worker is still in step
+            raise errors.CheckFailure(
+                MSG_TOO_MANY_NUMBERS.format(label=label, size=exc.size, limit=exc.limit)
+            ) from None
+        except wire.WireError as exc:
+            why = f"a malformed reply ({exc})"
+        if why:
+            self.backend.abandon()
+            raise errors.CheckFailure(MSG_OUT_OF_STEP.format(label=label, why=why))
+        return reply
 
     def _start(self) -> None:
         """(Re)start the worker and load the submission: the one place a load request is sent."""
         folder = self.backend.start()
         self.generation += 1  # every handle into an earlier worker is now stale
-        load = wire.encode({"op": "load", "target": str(folder)})
-        reply = wire.decode(self.backend.exchange(load, "loading the submission", START_TIMEOUT))
+        load, sequence = self._frame({"op": "load", "target": str(folder)})
+        reply = self._exchange(load, sequence, "loading the submission", START_TIMEOUT, DEFAULT_REPLY_LIMIT)
         if "error" in reply:
             raise errors.TorchgradeError(MSG_LOAD_FAILED.format(folder=self.folder, message=reply["error"]["message"]))
 
@@ -167,8 +217,25 @@ class Channel:
         return SubmissionRecord(tuple(sorted(self.notes.values())), self.backend.protections, output, dropped)
 
 
+def _reply_problem(reply: Any, sequence: int) -> str:
+    """What is wrong with a decoded reply to request ``sequence``; empty when nothing is."""
+    if not isinstance(reply, dict) or ("value" in reply) == ("error" in reply):
+        return "a message that is not a reply"
+    if reply.get("seq") != sequence:
+        return f"a reply to request {reply.get('seq')!r} while request {sequence} was waiting"
+    error = reply.get("error")
+    if error is not None and not (isinstance(error, dict) and all(isinstance(v, str) for v in error.values())):
+        return "a malformed error reply"
+    return ""
+
+
 def _failure(label: str, error: dict[str, Any]) -> Exception:
-    """The exception a worker's error reply to the call ``label`` becomes."""
+    """The exception a worker's error reply to the call ``label`` becomes.
+
+    Every kind is the student's failure: the worker runs student code, which can raise whatever the
+    worker itself would (a refusal included), so no reply from it can prove a fault of the grader.
+    Requests the grader could get wrong (a function that is not a probe) are refused before sending.
+    """
     kind, message = error.get("kind"), error.get("message", "")
     if kind == "exception":
         if error.get("type") == "NotImplementedError":
@@ -187,7 +254,9 @@ def _failure(label: str, error: dict[str, Any]) -> Exception:
         return errors.MissingName(message)
     if kind == "unencodable":
         return errors.CheckFailure(f"{label} returned a value that cannot be graded: {message}")
-    return errors.TorchgradeError(f"worker refused {label}: {message}")
+    if kind == "tampered":
+        return errors.CheckFailure(MSG_TAMPERED.format(label=label, message=message))
+    return errors.CheckFailure(f"the submission's process refused {label}: {message}")
 
 
 class Remote:
@@ -355,6 +424,8 @@ class Submission:
         Use it where a check needs the objects themselves, not their outputs: autograd through a
         submitted model, a recording model handed to the student's training loop.
         """
+        if not fn.__module__.startswith(APPLY_ALLOWED_PREFIX):
+            raise errors.TorchgradeError(f"grader bug: {fn.__module__}.{fn.__qualname__} is not a torchgrade probe")
         name = f"{fn.__module__}:{fn.__qualname__}"
         return self.channel.request(
             call_label(fn.__qualname__, args, kwargs), "apply", fn=name, args=list(args), kwargs=kwargs
@@ -365,6 +436,12 @@ class Submission:
         overall limit, each call gets DEFAULT_CALL_TIMEOUT). Enforced only with process isolation;
         in-process, pytest-timeout stops a hung check."""
         self.channel.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def set_reply_limit(self, size: int | None) -> None:
+        """Accept replies of at most ``size`` bytes from now on (None: DEFAULT_REPLY_LIMIT). A check
+        whose calls return little sets a low one: a reply far larger than the call justifies fails it
+        before the grader reads (and pays memory for) it."""
+        self.channel.reply_limit = DEFAULT_REPLY_LIMIT if size is None else int(size)
 
     def stop_background(self) -> None:
         """Kill the processes the submission left running (process isolation with a pids cgroup)."""

@@ -18,11 +18,11 @@ Both live here so that this module is the grader side's one link to the code of 
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,14 +64,20 @@ class Backend:
         submission; the caller sends the load request."""
         raise NotImplementedError
 
-    def exchange(self, frame: bytes, label: str, timeout: float) -> bytes:  # pragma: no cover - interface
+    def exchange(
+        self, frame: bytes, label: str, timeout: float, limit: int = wire.MAX_FRAME_BYTES
+    ) -> bytes:  # pragma: no cover - interface
         """Send one request frame to the running worker and return its reply frame.
 
         Raises:
-            StudentTimeout: no reply within ``timeout`` seconds; the worker was stopped.
+            StudentTimeout: no whole reply within ``timeout`` seconds; the worker was stopped.
             WorkerCrashed: the worker died; ``label`` names the call in the message.
+            FrameTooLarge: the reply is over ``limit`` bytes; a worker process was stopped unread.
         """
         raise NotImplementedError
+
+    def abandon(self) -> None:
+        """Stop the worker: what it sends can no longer be trusted to be in step with the requests."""
 
     def stop_background(self) -> int:
         """Stop what the submission left running between checks; return how many processes."""
@@ -97,8 +103,11 @@ class InProcessBackend(Backend):
         self.session = WorkerSession()
         return self.submission
 
-    def exchange(self, frame: bytes, label: str, timeout: float) -> bytes:
-        return self.session.handle(frame)
+    def exchange(self, frame: bytes, label: str, timeout: float, limit: int = wire.MAX_FRAME_BYTES) -> bytes:
+        reply = self.session.handle(frame)
+        if len(reply) > limit:  # the same verdict as a worker process, whose reply is refused unread
+            raise wire.FrameTooLarge(len(reply), limit)
+        return reply
 
     def close(self) -> tuple[str, int]:
         session, self.session = self.session, None
@@ -229,17 +238,19 @@ class ProcessBackend(Backend):
             self.spare = self._spawn()
         return self.worker.scratch.submission
 
-    def exchange(self, frame: bytes, label: str, timeout: float) -> bytes:
+    def exchange(self, frame: bytes, label: str, timeout: float, limit: int = wire.MAX_FRAME_BYTES) -> bytes:
         worker = self.worker
         if worker is None:
             raise errors.TorchgradeError(f"grader bug: {label} was sent before a worker was started")
         try:
             wire.write_frame(worker.to_worker, frame)
-            ready, _, _ = select.select([worker.from_worker], [], [], timeout)
-            if not ready:
-                self._kill()
-                raise errors.StudentTimeout(f"{label} timed out after {timeout:.0f} s; the worker was stopped.")
-            return wire.read_frame(worker.from_worker)
+            return wire.read_frame(worker.from_worker, limit, time.monotonic() + timeout)
+        except TimeoutError:
+            self._kill()
+            raise errors.StudentTimeout(f"{label} timed out after {timeout:.0f} s; the worker was stopped.") from None
+        except wire.FrameTooLarge:
+            self._kill()  # the rest of the reply is still in the pipe: the worker is out of step
+            raise
         except (EOFError, BrokenPipeError):
             code = self._kill(grace=2.0)  # the worker is exiting: let the sandbox pass on its exit code
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
@@ -250,6 +261,9 @@ class ProcessBackend(Backend):
         except BaseException:
             self._kill()  # pytest-timeout or Ctrl-C while waiting: the worker is mid-call, drop it
             raise
+
+    def abandon(self) -> None:
+        self._kill()
 
     def stop_background(self) -> int:
         """Kill the processes the submission started that are still running between checks (a fork

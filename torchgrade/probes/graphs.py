@@ -2,10 +2,15 @@
 
 Runs on the worker side (through ``Submission.apply``): a training loop needs autograd through the
 submitted model, so with process isolation it runs inside the worker, where the model lives. These
-are the grader's own, trusted functions; they take and return plain data (tensors, numbers, lists,
-dicts) and import only torch, numpy and other probes, so they also run where torch_geometric is
-absent. They return what they measured, never a verdict: the grader decides what the numbers mean
-(``graders/test_gnn.py``, ``graders/test_molecules.py``).
+are the grader's own functions; they take and return plain data (tensors, numbers, lists, dicts)
+and import only torch, numpy and other probes, so they also run where torch_geometric is absent.
+
+They never see a held-out label or target and return no score: only the training labels cross to
+the worker, and what comes back is the trained model's outputs on nodes or molecules the grader
+chose. Accuracies and losses are computed in the grader process
+(:func:`torchgrade.checks.graphs.score_node_classifier`, :func:`~torchgrade.checks.graphs.score_molecule_run`),
+so neither a model that walks up the stack nor code that replaces these functions can reach a
+label it was not trained on.
 
 Molecules arrive as one collated set per split (built on the grader side by
 :func:`torchgrade.checks.graphs.collate`): all atoms, bonds and targets concatenated, with
@@ -31,10 +36,10 @@ def train_node_classifier(
     model: nn.Module,
     x: torch.Tensor,
     adj: torch.Tensor,
-    y: torch.Tensor,
-    train_mask: torch.Tensor,
-    test_mask: torch.Tensor,
+    train_index: torch.Tensor,
+    train_labels: torch.Tensor,
     *,
+    n_classes: int,
     epochs: int,
     lr: float,
     weight_decay: float,
@@ -42,25 +47,36 @@ def train_node_classifier(
 ) -> dict[str, Any]:
     """Full-batch training with Adam and cross-entropy on the model's outputs, as in the handout.
 
-    The model's output is taken as logits (``F.cross_entropy`` applies the softmax); accuracy is
-    the argmax in eval mode after the last epoch.
+    The model's output is taken as logits (``F.cross_entropy`` applies the softmax). After the last
+    epoch the model's outputs on every node, in eval mode without autograd, are returned for the
+    grader to score.
 
     Args:
         model: ``model(x, adj) -> (N, C)``; trained in place.
         x: ``(N, F)`` node features.
         adj: ``(N, N)`` adjacency, in the form the model takes (sparse or dense).
-        y: ``(N,)`` labels.
-        train_mask, test_mask: ``(N,)`` booleans.
+        train_index: ``(K,)`` the training nodes.
+        train_labels: ``(K,)`` their labels: the only labels the worker sees.
+        n_classes: ``C``.
         epochs, lr, weight_decay: the budget.
         seed: seeds torch's generator for dropout.
 
     Returns:
-        ``{"test_accuracy", "train_accuracy", "losses", "note"}``; ``{"error": message}`` when the
-        output has the wrong shape, the loss stops being finite or the model runs out of memory.
+        ``{"logits": (N, C) float32, "losses", "note"}``; ``{"error": message}`` when the output has
+        the wrong shape, the loss stops being finite or the model runs out of memory.
     """
     try:
         return _train_node_classifier(
-            model, x, adj, y, train_mask, test_mask, epochs=epochs, lr=lr, weight_decay=weight_decay, seed=seed
+            model,
+            x,
+            adj,
+            torch.as_tensor(train_index).long(),
+            torch.as_tensor(train_labels).long(),
+            n_classes=n_classes,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
         )
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
@@ -85,17 +101,16 @@ def _train_node_classifier(
     model: nn.Module,
     x: torch.Tensor,
     adj: torch.Tensor,
-    y: torch.Tensor,
-    train_mask: torch.Tensor,
-    test_mask: torch.Tensor,
+    train_index: torch.Tensor,
+    train_labels: torch.Tensor,
     *,
+    n_classes: int,
     epochs: int,
     lr: float,
     weight_decay: float,
     seed: int,
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
-    n_classes = int(y.max()) + 1
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     losses, note = [], ""
     for epoch in range(1, epochs + 1):
@@ -112,7 +127,7 @@ def _train_node_classifier(
         problem = logits_problem(out, (x.shape[0], n_classes))
         if problem:
             return {"error": problem}
-        loss = F.cross_entropy(out[train_mask], y[train_mask])
+        loss = F.cross_entropy(out[train_index], train_labels)
         if not torch.isfinite(loss):
             return {"error": f"the training loss became {loss.item()} at epoch {epoch}"}
         loss.backward()
@@ -120,20 +135,18 @@ def _train_node_classifier(
         losses.append(round(loss.item(), 5))
     model.eval()
     with torch.no_grad():
-        prediction = first_tensor(model(x, adj)).argmax(dim=1)
-    correct = prediction == y
-    return {
-        "test_accuracy": float(correct[test_mask].float().mean()),
-        "train_accuracy": float(correct[train_mask].float().mean()),
-        "losses": losses,
-        "note": note,
-    }
+        out = first_tensor(model(x, adj))
+    problem = logits_problem(out, (x.shape[0], n_classes))
+    if problem:
+        return {"error": f"in eval mode, {problem}"}
+    return {"logits": out.detach().float(), "losses": losses, "note": note}
 
 
 # -- molecules -----------------------------------------------------------------------------------
 def molecule_batch(molecules: dict[str, Any], indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
     """``(x, edge_index, edge_attr, batch, y)`` of the molecules ``indices`` of a collated set, with
-    atoms renumbered from 0 in the batch: the tensors of a PyG ``Batch``."""
+    atoms renumbered from 0 in the batch: the tensors of a PyG ``Batch``. ``y`` is None for a set
+    sent without its targets (every set but the training one)."""
     node_ptr, edge_ptr = molecules["node_ptr"], molecules["edge_ptr"]
     xs, edges, attrs, batch, offset = [], [], [], [], 0
     for position, i in enumerate(indices):
@@ -143,7 +156,7 @@ def molecule_batch(molecules: dict[str, Any], indices: Sequence[int]) -> tuple[t
         attrs.append(molecules["edge_attr"][int(edge_ptr[i]) : int(edge_ptr[i + 1])])
         batch.append(torch.full((stop - start,), position, dtype=torch.int64))
         offset += stop - start
-    y = molecules["y"][torch.as_tensor(list(indices), dtype=torch.int64)]
+    y = molecules["y"][torch.as_tensor(list(indices), dtype=torch.int64)] if "y" in molecules else None
     return torch.cat(xs), torch.cat(edges, dim=1), torch.cat(attrs), torch.cat(batch), y
 
 
@@ -154,14 +167,14 @@ def _as_tensors(molecules: dict[str, Any]) -> dict[str, torch.Tensor]:
 def predict_molecules(model: nn.Module, molecules: dict[str, Any], *, batch_size: int = 256) -> torch.Tensor:
     """Predictions ``(M,)`` of ``model(x, edge_index, edge_attr, batch)`` in eval mode."""
     molecules = _as_tensors(molecules)
-    n = len(molecules["y"])
+    n = len(molecules["node_ptr"]) - 1
     model.eval()
     out = []
     with torch.no_grad():
         for start in range(0, n, batch_size):
             x, edge_index, edge_attr, batch, _ = molecule_batch(molecules, range(start, min(n, start + batch_size)))
             out.append(_predictions(model(x, edge_index, edge_attr, batch), int(batch.max()) + 1))
-    return torch.cat(out)
+    return torch.cat(out).float()
 
 
 def _predictions(out: Any, n_molecules: int) -> torch.Tensor:
@@ -188,18 +201,21 @@ def train_molecule_regressor(
     seed: int,
 ) -> dict[str, Any]:
     """Train ``model`` on z-scored targets with Adam and the mean squared error, in shuffled
-    mini-batches; measure the test loss on the molecules as given and with atoms renumbered.
+    mini-batches; predict the validation molecules after every epoch and the test molecules, as
+    given and with atoms renumbered, after the last.
 
     Args:
         model: ``model(x, edge_index, edge_attr, batch) -> (B,)``; trained in place.
-        train, val, test, permuted_test: collated sets (:func:`torchgrade.checks.graphs.collate`);
-            ``permuted_test`` holds the molecules of ``test`` with their atoms numbered differently.
+        train: the collated training set (:func:`torchgrade.checks.graphs.collate`), with targets.
+        val, test, permuted_test: collated sets without their targets (``y``); ``permuted_test``
+            holds the molecules of ``test`` with their atoms numbered differently.
         epochs, lr, batch_size: the budget.
         seed: seeds the shuffling and torch's generator.
 
     Returns:
-        ``{"val_losses": per epoch, "test_loss", "permuted_test_loss", "test_predictions",
-        "permuted_predictions"}``, or ``{"error": message}`` when the loss stops being finite.
+        ``{"val_predictions": one (M_val,) tensor per epoch, "test_predictions",
+        "permuted_predictions", "losses": mean training loss per epoch}``, or ``{"error": message}``
+        when the loss stops being finite.
     """
     torch.manual_seed(seed)
     shuffle = torch.Generator().manual_seed(seed)
@@ -207,9 +223,10 @@ def train_molecule_regressor(
     n = len(train_t["y"])
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    val_losses = []
+    val_predictions, losses = [], []
     for epoch in range(1, epochs + 1):
         model.train()
+        epoch_losses = []
         for chunk in torch.randperm(n, generator=shuffle).split(batch_size):
             x, edge_index, edge_attr, batch, y = molecule_batch(train_t, chunk.tolist())
             optimizer.zero_grad()
@@ -218,18 +235,13 @@ def train_molecule_regressor(
                 return {"error": f"the training loss became {loss.item()} in epoch {epoch}"}
             loss.backward()
             optimizer.step()
+            epoch_losses.append(loss.item())
         schedule.step()
-        val_losses.append(round(_mse(predict_molecules(model, val), val), 5))
-    test_predictions = predict_molecules(model, test)
-    permuted_predictions = predict_molecules(model, permuted_test)
+        losses.append(round(float(np.mean(epoch_losses)), 5))
+        val_predictions.append(predict_molecules(model, val))
     return {
-        "val_losses": val_losses,
-        "test_loss": _mse(test_predictions, test),
-        "permuted_test_loss": _mse(permuted_predictions, permuted_test),
-        "test_predictions": test_predictions,
-        "permuted_predictions": permuted_predictions,
+        "val_predictions": val_predictions,
+        "test_predictions": predict_molecules(model, test),
+        "permuted_predictions": predict_molecules(model, permuted_test),
+        "losses": losses,
     }
-
-
-def _mse(predictions: torch.Tensor, molecules: dict[str, Any]) -> float:
-    return float(F.mse_loss(predictions, torch.as_tensor(np.asarray(molecules["y"]))))

@@ -2,8 +2,10 @@
 loop, and a model with known logits that records what a submitted loss function feeds it.
 
 Runs in the worker, next to the submitted model (``Submission.apply``): training needs autograd on
-the student's model. What comes back is plain data (losses, recorded inputs); the grader holds the
-threshold and decides. Imports only torch, NumPy, the standard library and other probes.
+the student's model. What comes back is plain data (the model's outputs, recorded inputs), never a
+score: the held-out characters the model is scored on stay with the grader, which computes the loss
+(:func:`torchgrade.checks.language_model.score_language_run`) and decides. Imports only torch, the
+standard library and other probes.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import types
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,8 +33,9 @@ def sequence_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch
 def train_language_model(
     model: nn.Module,
     train: torch.Tensor,
-    val: torch.Tensor,
+    held_out_inputs: torch.Tensor,
     *,
+    vocabulary: int,
     steps: int,
     batch_size: int,
     seq_length: int,
@@ -41,28 +43,31 @@ def train_language_model(
     clip: float,
     seed: int,
 ) -> dict[str, Any]:
-    """Train a character model with teacher forcing for a fixed number of Adam steps, then score it.
+    """Train a character model with teacher forcing for a fixed number of Adam steps, then return its
+    predictions of the character after each held-out window.
 
     Each step draws ``batch_size`` windows of ``seq_length + 1`` characters at random offsets of
     ``train``; the model reads the first ``seq_length`` (``(T, B)``, time first) and the loss is
     :func:`sequence_cross_entropy` of its output against the last ``seq_length``. Gradients are
-    clipped to norm ``clip`` (the handout's training script clips too). The score is the same loss
-    on consecutive non-overlapping windows of ``val``, in eval mode, without autograd.
+    clipped to norm ``clip`` (the handout's training script clips too). Then, in eval mode without
+    autograd, the model reads ``held_out_inputs`` and its logits at the last step are returned: the
+    character they predict was never sent here.
 
     Args:
         model: ``model(x (T, B)) -> (T, B, V)`` logits; trained in place.
-        train, val: 1-D int64 character streams.
+        train: 1-D int64 character stream.
+        held_out_inputs: ``(T, W)`` int64, W held-out windows.
+        vocabulary: ``V``.
         steps, batch_size, seq_length, lr, clip: the budget.
         seed: seeds the window offsets and torch's global generator.
 
     Returns:
-        ``{"losses": per step, "final_loss": mean of the last 10 steps, "val_loss"}``, or
-        ``{"error": message}`` when the output has the wrong type or shape or the loss is not finite.
+        ``{"losses": training loss per step, "next_logits": (W, V) float32}``, or ``{"error": message}``
+        when the output has the wrong type or shape or the loss is not finite.
     """
     torch.manual_seed(seed)
     offsets = torch.Generator().manual_seed(seed)
-    train, val = torch.as_tensor(train).long(), torch.as_tensor(val).long()
-    vocabulary = int(max(train.max(), val.max())) + 1
+    train, held_out_inputs = torch.as_tensor(train).long(), torch.as_tensor(held_out_inputs).long()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     window = torch.arange(seq_length + 1)
     losses = []
@@ -82,16 +87,13 @@ def train_language_model(
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         losses.append(round(loss.item(), 5))
-    count = (len(val) - 1) // (seq_length + 1)
-    windows = val[: count * (seq_length + 1)].reshape(count, seq_length + 1).T
     model.eval()
     with torch.no_grad():
-        out = first_tensor(model(windows[:-1]))
-        problem = logits_problem(out, (seq_length, count, vocabulary))
+        out = first_tensor(model(held_out_inputs))
+        problem = logits_problem(out, (*held_out_inputs.shape, vocabulary))
         if problem:
             return {"error": f"in eval mode, {problem}"}
-        val_loss = sequence_cross_entropy(out, windows[1:]).item()
-    return {"losses": losses, "final_loss": float(np.mean(losses[-10:])), "val_loss": val_loss}
+    return {"losses": losses, "next_logits": out[-1].detach().float()}
 
 
 def construct_with_args(cls: type, values: dict[str, Any]) -> Any:

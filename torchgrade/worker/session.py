@@ -30,6 +30,7 @@ import torch
 
 from torchgrade import wire
 from torchgrade.worker.loader import LoadedSubmission
+from torchgrade.worker.seal import Seal
 from torchgrade.worker.tracebacks import format_student_exception
 
 #: Only functions and classes in these modules may be run through an ``apply`` request.
@@ -48,6 +49,7 @@ class WorkerSession:
     def __init__(self, isolated: bool = False) -> None:
         self.isolated = isolated
         self.submission: LoadedSubmission | None = None
+        self.seal: Seal | None = None
         self.objects: dict[int, Any] = {}
         self._ids: dict[int, int] = {}
         self._handles = itertools.count(1)  # never reused, even after a release
@@ -68,9 +70,12 @@ class WorkerSession:
 
     # -- the request loop --------------------------------------------------------------------
     def handle(self, frame: bytes) -> bytes:
-        """Decode one request, execute it, and encode the reply (never raises)."""
+        """Decode one request, execute it, and encode the reply, which carries the request's sequence
+        number back (never raises)."""
+        sequence = None
         try:
             request = wire.decode(frame, self.resolve)
+            sequence = request.get("seq")
             # Warnings in student code are theirs, not errors: the grader's own warning filters
             # (pytest's -W error, in-process) must not change a verdict between isolation modes.
             with warnings.catch_warnings():
@@ -83,9 +88,10 @@ class WorkerSession:
                 raise  # in-process mode: a Ctrl-C or pytest-timeout's failure must reach pytest
             reply = {"error": self._student_error(exc)}
         try:
-            return wire.encode(reply, self.make_ref)
+            return wire.encode({**reply, "seq": sequence}, self.make_ref)
         except wire.WireError as exc:
-            return wire.encode({"error": {"kind": "unencodable", "type": "WireError", "message": str(exc)}})
+            error = {"kind": "unencodable", "type": "WireError", "message": str(exc)}
+            return wire.encode({"error": error, "seq": sequence})
 
     def _student_error(self, exc: BaseException) -> dict[str, Any]:
         folder = self.submission.folder if self.submission else Path(".")
@@ -101,6 +107,8 @@ class WorkerSession:
         return "pong"
 
     def op_load(self, request: wire.Request) -> dict[str, Any]:
+        if self.seal is None:  # before any of the submission's code runs
+            self.seal = Seal()
         self.submission = LoadedSubmission(request["target"])
         return {"folder": str(self.submission.folder), "modules": self.submission.module_names}
 
@@ -129,7 +137,20 @@ class WorkerSession:
         if not module_name.startswith(APPLY_ALLOWED_PREFIX):
             raise _Refused("harness", f"{request['fn']} is not a torchgrade probe")
         fn = getattr(importlib.import_module(module_name), attr)
-        return fn(*request.get("args", []), **request.get("kwargs", {}))
+        self._verify_seal()
+        value = fn(*request.get("args", []), **request.get("kwargs", {}))
+        self._verify_seal()  # what the probe measured is void if the submission patched it meanwhile
+        return value
+
+    def _verify_seal(self) -> None:
+        broken = self.seal.broken() if self.seal is not None else []
+        if broken:
+            shown = ", ".join(broken[:5]) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
+            raise _Refused(
+                "tampered",
+                f"the submission replaced {shown}, which the grader's measurement relies on; nothing it "
+                f"measures can be trusted next to that code. Remove the code that assigns to these names.",
+            )
 
     def op_seed(self, request: wire.Request) -> None:
         seed_everything(int(request["target"]))
