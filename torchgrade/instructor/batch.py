@@ -37,7 +37,17 @@ Design decisions:
   schema gets a report written by the batch: every check of the assignment at zero points, with a
   note starting with :data:`torchgrade.reporting.gradebook.NOTE_PREFIX` that says why (``failed`` checks for
   a timeout, ``error`` checks for a crash, which is never the student's fault under process
-  isolation). The whole tree (pytest and its workers) is frozen, then killed.
+  isolation). The whole tree (pytest and its workers) is frozen, then killed. A submission that
+  fails before or after its grading gets the same kind of report: any error while hashing or
+  packing it, or while turning its result into a report (:data:`MSG_NOT_PREPARED`); the batch goes
+  on and still writes the gradebook and the summary.
+* **A submission is data until it is graded.** Its files are read as
+  :mod:`torchgrade.submission_files` reads them: regular files only, never through a link, never
+  blocking, within caps; a link, a named pipe or a device inside it is left out and named in its
+  report. An entry of ``SUBMISSIONS/`` that is itself a link is not a submission (links are never
+  followed). Names are file-system names: one that is not UTF-8 keeps its bytes in its report's file
+  name and is shown with them as ``\\xNN`` in the gradebook and on the page; one too long to carry
+  the report's suffix is shortened, with a hash of the whole name (:func:`file_stem`).
 * **On a cluster, submissions travel with the task.** The batch packs each submission into a
   gzipped tar (at most :data:`MAX_PAYLOAD` bytes) and the task unpacks it into a scratch folder on
   the worker, so workers need no shared file system and can never read one another's submissions.
@@ -58,7 +68,9 @@ import json
 import os
 import platform
 import shutil
+import stat
 import sys
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -84,6 +96,9 @@ STATE_DIR = ".torchgrade-batch"
 SUBMISSION_SUFFIXES = (".py", ".ipynb")
 #: Wall-clock seconds allowed to list the assignment's checks (pytest --collect-only).
 SKELETON_TIMEOUT = 300.0
+#: The longest file-system name kept as a report's file stem, in bytes: 255 less the longest suffix
+#: (``.invalid-report.json``) and the atomic writer's temporary name (``.NAME.<32 hex>.tmp``).
+MAX_STEM_BYTES = 190
 
 HELP = "grade every submission in a folder, in parallel or on a Dask cluster; write a gradebook and a summary"
 HELP_JOBS = "gradings run at once on this machine (default: the number of cores)"
@@ -106,12 +121,19 @@ arguments); a killed batch keeps every report it finished.
 
 Exit codes:
   0  every submission was graded (whatever its score)
-  1  some gradings failed (timeout, crash, no report): their reports give zero points and say why
+  1  some gradings failed (timeout, crash, no report, a submission the batch could not read or
+     pack): their reports give zero points and say why
   2  usage error (bad arguments, missing folders, a cluster worker without the assignment)
   3  some reports contain torchgrade errors, or the batch itself failed
 """
 
 MSG_INVALID = "the grading wrote a report that breaks the report schema ({error}), so every check scores 0"
+MSG_NOT_PREPARED = "the batch could not {stage} ({error}), so every check scores 0"
+STAGE_PREPARE = "read and hash the submission's files"
+STAGE_PACK = "pack the submission for the cluster"
+STAGE_REPORT = "make a report of the grading's result"
+MSG_UNWRITTEN = "torchgrade batch: could not write the report of {name} ({error}); it is left out of the gradebook"
+MSG_INTERNAL = "torchgrade batch: internal error (not caused by any submission): {error}"
 MSG_TOO_LARGE = "the submission is {size} MiB packed, more than the {limit} MiB that can be sent to a cluster"
 MSG_NO_ASSIGNMENT = (
     "Dask worker(s) {workers} have no assignment at {path} (graders/ and pyproject.toml): install it "
@@ -157,17 +179,32 @@ def discover(folder: Path, *, exclude: Sequence[Path] = ()) -> tuple[list[BatchE
     Args:
         folder: one submission per subfolder, ``.py`` or ``.ipynb`` file.
         exclude: paths never taken as submissions (the output folder, when it lies inside).
+
+    A link is never a submission (links are never followed), nor is a pipe or a device; none of them
+    is opened here, so none can block or crash the listing.
     """
     excluded = {p.resolve() for p in exclude}
     found, ignored = [], []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if entry.resolve() in excluded or entry.name.startswith(".") or entry.name in IGNORED_DIRS:
+        if entry.name.startswith(".") or entry.name in IGNORED_DIRS or _resolved(entry) in excluded:
             continue
-        if entry.is_dir() or (entry.is_file() and entry.suffix in SUBMISSION_SUFFIXES):
+        try:
+            mode = entry.lstat().st_mode
+        except OSError:  # gone since the folder was listed
+            continue
+        if stat.S_ISDIR(mode) or (stat.S_ISREG(mode) and entry.suffix in SUBMISSION_SUFFIXES):
             found.append(BatchEntry(entry.name, entry))
         else:
             ignored.append(entry.name)
     return found, ignored
+
+
+def _resolved(path: Path) -> Path | None:
+    """``path`` with its links resolved; None where that fails."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a link loop raises one or the other, by Python version
+        return None
 
 
 def setup_hash(assignment: Path, isolation: str, extra_args: Sequence[str]) -> str:
@@ -191,7 +228,12 @@ def run_local(jobs: list[Job], workers: int) -> Iterator[tuple[Job, Outcome]]:
     futures = {pool.submit(grade_one, job): job for job in jobs}
     try:
         for future in as_completed(futures):
-            yield futures[future], future.result()  # grade_one never raises
+            job = futures[future]
+            try:
+                outcome = future.result()  # grade_one never raises, but a bug there must not stop the batch
+            except Exception as exc:
+                outcome = failed_outcome(job, batchjob.MSG_TASK_ERROR.format(error=_describe(exc)))
+            yield job, outcome
     finally:
         batchjob.STOP.set()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -225,7 +267,7 @@ def run_dask(jobs: list[Job], scheduler: str, *, assignment: Path) -> Iterator[t
                 try:
                     outcome = future.result()
                 except Exception as exc:  # the task died with its worker, or could not run at all
-                    outcome = failed_outcome(job, batchjob.MSG_TASK_ERROR.format(error=f"{type(exc).__name__}: {exc}"))
+                    outcome = failed_outcome(job, batchjob.MSG_TASK_ERROR.format(error=_describe(exc)))
                 yield job, outcome
         finally:
             client.cancel(list(futures))
@@ -304,12 +346,32 @@ def _versions() -> dict[str, str]:
 
 
 # -- resumability -----------------------------------------------------------------------------------
+def file_stem(name: str) -> str:
+    """The stem of a submission's report, record and log files: its name, or, for a name longer than
+    :data:`MAX_STEM_BYTES` bytes, the name's first bytes, ``~`` and 12 hex digits of its SHA-256.
+
+    The stem keeps the name's bytes (a name that is not UTF-8 stays so), and the same name always
+    gives the same stem, so that a rerun finds the report again.
+    """
+    raw = os.fsencode(name)
+    if len(raw) <= MAX_STEM_BYTES:
+        return name
+    cut = MAX_STEM_BYTES - 13
+    while cut > 0 and raw[cut] & 0xC0 == 0x80:  # not in the middle of a UTF-8 character
+        cut -= 1
+    return f"{os.fsdecode(raw[:cut])}~{hashlib.sha256(raw).hexdigest()[:12]}"
+
+
 def report_path(out: Path, name: str) -> Path:
-    return out / f"{name}.json"
+    return out / f"{file_stem(name)}.json"
 
 
 def record_path(out: Path, name: str) -> Path:
-    return out / STATE_DIR / f"{name}.json"
+    return out / STATE_DIR / f"{file_stem(name)}.json"
+
+
+def log_path(out: Path, name: str, suffix: str = ".log") -> Path:
+    return out / STATE_DIR / "logs" / f"{file_stem(name)}{suffix}"
 
 
 def is_up_to_date(out: Path, name: str, content: str, setup: str, *, retry_failed: bool = False) -> bool:
@@ -323,7 +385,7 @@ def is_up_to_date(out: Path, name: str, content: str, setup: str, *, retry_faile
         report.validate(data)
     except (OSError, ValueError, TorchgradeError):
         return False
-    if (record.get("content_hash"), record.get("setup_hash")) != (content, setup):
+    if not isinstance(record, dict) or (record.get("content_hash"), record.get("setup_hash")) != (content, setup):
         return False
     if record.get("report_sha256") != hashlib.sha256(text).hexdigest():
         return False  # killed between the record and the report: the record describes another report
@@ -385,19 +447,15 @@ def run_batch(
     setup = setup_hash(assignment, isolation, extra_args)
     if threads is None and (scheduler or jobs > 1):
         threads = 1
-    todo: list[tuple[BatchEntry, str]] = []
-    skipped: list[str] = []
-    for sub in found:
-        content = content_hash(sub.path)
-        if not force and is_up_to_date(out, sub.name, content, setup, retry_failed=retry_failed):
-            skipped.append(sub.name)
-        else:
-            todo.append((sub, content))
     # Local gradings keep their scratch folders (report, log) under --out, so that a rerun removes what a
     # killed batch left; on a cluster they go to each worker's temporary folder.
     scratch_root = None if scheduler else str(out / STATE_DIR / "scratch")
-    work = [
-        Job(
+    work: list[Job] = []
+    refused: list[tuple[Job, Outcome]] = []  # submissions that cannot be graded: their outcome already
+    skipped: list[str] = []
+    contents: dict[str, str | None] = {}
+    for sub in found:
+        job = Job(
             name=sub.name,
             submission=str(sub.path),
             payload=None,
@@ -408,14 +466,26 @@ def run_batch(
             threads=threads,
             scratch_root=scratch_root,
         )
-        for sub, _ in todo
-    ]
-    contents = {sub.name: content for sub, content in todo}
+        try:
+            content = content_hash(sub.path)
+            if not force and is_up_to_date(out, sub.name, content, setup, retry_failed=retry_failed):
+                skipped.append(sub.name)
+                continue
+        except Exception as exc:  # one submission never stops the batch; no key: graded again next time
+            contents[sub.name] = None
+            refused.append(
+                (job, failed_outcome(job, MSG_NOT_PREPARED.format(stage=STAGE_PREPARE, error=_describe(exc))))
+            )
+            continue
+        contents[sub.name] = content
+        work.append(job)
     display = _Display(len(found), len(skipped), enabled=progress)
-    where = f"on the Dask cluster at {scheduler}" if scheduler else f"{min(jobs, max(1, len(todo)))} at a time"
+    todo = len(work) + len(refused)
+    where = f"on the Dask cluster at {scheduler}" if scheduler else f"{min(jobs, max(1, len(work)))} at a time"
     display.say(
-        f"{len(found)} submissions in {submissions}: {len(todo)} to grade ({where}), {len(skipped)} up to date"
-        + (f"; not submissions: {', '.join(ignored)}" if ignored else "")
+        f"{len(found)} submissions in {gradebook.printable(str(submissions))}: {todo} to grade ({where}), "
+        f"{len(skipped)} up to date"
+        + (f"; not submissions: {', '.join(map(gradebook.printable, ignored))}" if ignored else "")
     )
     skeleton: list[tuple[dict | None, str]] = []  # computed at the first failure, then reused
 
@@ -425,28 +495,36 @@ def run_batch(
         return skeleton[0]
 
     graded: list[str] = []
+    unwritten: list[str] = []
     with display:
         if scheduler:
-            sendable, refused = _packed(work)
-            results = _chain(refused, run_dask(sendable, scheduler, assignment=assignment))
+            sendable, too_large = _packed(work)
+            results = _chain(refused + too_large, run_dask(sendable, scheduler, assignment=assignment))
         else:
-            results = run_local(work, jobs)
+            results = _chain(refused, run_local(work, jobs))
         with contextlib.closing(results):
             for job, outcome in results:
                 if outcome["kind"] == "interrupted":
                     continue
-                data = _final_report(job, outcome, skeleton_once, out)
-                _write_log(out, job["name"], outcome["log"])
-                commit(out, job["name"], data, _record(job, outcome, contents[job["name"]], setup))
+                try:
+                    data = _settle(job, outcome, skeleton_once, out)
+                    _write_log(out, job["name"], outcome["log"])
+                    commit(out, job["name"], data, _record(job, outcome, contents[job["name"]], setup))
+                except Exception as exc:  # the output folder refused it: the batch goes on, and says so at the end
+                    with contextlib.suppress(OSError, ValueError):
+                        report_path(out, job["name"]).unlink(missing_ok=True)  # an older report is not this one
+                    unwritten.append(job["name"])
+                    display.say(MSG_UNWRITTEN.format(name=gradebook.printable(job["name"]), error=_describe(exc)))
+                    continue
                 graded.append(job["name"])
                 display.finished(job["name"], data, outcome)
     statuses = write_summaries(out, [sub.name for sub in found], ignored=ignored)
-    display.say(f"reports, gradebook.csv and summary.html in {out}")
+    display.say(f"reports, gradebook.csv and summary.html in {gradebook.printable(str(out))}")
     code = grading.EXIT_OK
     if gradebook.STATUS_FAILED in statuses.values():
         code = grading.EXIT_FAILED
-    if gradebook.STATUS_HARNESS_ERROR in statuses.values():
-        code = grading.EXIT_INTERNAL
+    if gradebook.STATUS_HARNESS_ERROR in statuses.values() or unwritten or len(statuses) < len(found):
+        code = grading.EXIT_INTERNAL  # a report the batch could not write or read back: the batch failed
     return BatchResult(tuple(graded), tuple(skipped), statuses, tuple(ignored), out, code)
 
 
@@ -457,9 +535,12 @@ def write_summaries(out: Path, names: list[str], *, ignored: Sequence[str] = ())
     ``ignored`` names the entries of the submissions folder that are not submissions, for the page."""
     from torchgrade.reporting import summary
 
-    reports = {
-        name: json.loads(report_path(out, name).read_text()) for name in names if report_path(out, name).is_file()
-    }
+    reports = {}
+    for name in names:
+        try:
+            reports[name] = json.loads(report_path(out, name).read_bytes())
+        except (OSError, ValueError):  # no report (it could not be written), or not one: left out
+            continue
     gradebook.write(reports, out / "gradebook.csv")
     summary.write(reports, out, report_files={name: report_path(out, name).name for name in reports}, ignored=ignored)
     return {name: gradebook.status(data) for name, data in reports.items()}
@@ -481,10 +562,14 @@ def _check_options(
 
 
 def _packed(work: list[Job]) -> tuple[list[Job], list[tuple[Job, Outcome]]]:
-    """Pack each job's submission for the cluster: (jobs to send, outcomes of those too large to send)."""
+    """Pack each job's submission for the cluster: (jobs to send, outcomes of those that cannot be sent)."""
     sendable, refused = [], []
     for job in work:
-        payload = pack(Path(job["submission"]))
+        try:
+            payload = pack(Path(job["submission"]))
+        except Exception as exc:  # one submission never stops the batch
+            refused.append((job, failed_outcome(job, MSG_NOT_PREPARED.format(stage=STAGE_PACK, error=_describe(exc)))))
+            continue
         if len(payload) <= MAX_PAYLOAD:
             sendable.append(Job(**{**job, "payload": payload}))
         else:
@@ -500,6 +585,21 @@ def _chain(first: list[tuple[Job, Outcome]], then: Iterator[tuple[Job, Outcome]]
         yield from then
 
 
+def _settle(job: Job, outcome: Outcome, skeleton_once: Callable, out: Path) -> dict[str, Any]:
+    """:func:`_final_report`; if that fails, a failure report that says why (:data:`STAGE_REPORT`)."""
+    try:
+        return _final_report(job, outcome, skeleton_once, out)
+    except Exception as exc:
+        problem = MSG_NOT_PREPARED.format(stage=STAGE_REPORT, error=_describe(exc))
+        return failure_report(job, Outcome(**{**outcome, "kind": "error", "problem": problem}), *skeleton_once())
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception, on one line, its undecodable bytes shown as ``\\xNN``."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return gradebook.printable(f"{type(exc).__name__}: {text}")
+
+
 def _final_report(job: Job, outcome: Outcome, skeleton_once: Callable, out: Path) -> dict[str, Any]:
     """The report to write for an outcome: the grading's own (under the client's submission path),
     else one written by the batch. A report that breaks the schema is kept next to the log."""
@@ -512,7 +612,7 @@ def _final_report(job: Job, outcome: Outcome, skeleton_once: Callable, out: Path
             report.validate(data)
             return data
         except TorchgradeError as exc:
-            kept = out / STATE_DIR / "logs" / f"{job['name']}.invalid-report.json"
+            kept = log_path(out, job["name"], ".invalid-report.json")
             atomic.write_text(kept, json.dumps(data, indent=2) + "\n")
             outcome = Outcome(**{**outcome, "kind": "error", "problem": MSG_INVALID.format(error=exc)})
     data = failure_report(job, outcome, *skeleton_once())
@@ -520,7 +620,7 @@ def _final_report(job: Job, outcome: Outcome, skeleton_once: Callable, out: Path
     return data
 
 
-def _record(job: Job, outcome: Outcome, content: str, setup: str) -> dict[str, Any]:
+def _record(job: Job, outcome: Outcome, content: str | None, setup: str) -> dict[str, Any]:
     return {
         "name": job["name"],
         "submission": job["submission"],
@@ -535,7 +635,7 @@ def _record(job: Job, outcome: Outcome, content: str, setup: str) -> dict[str, A
 
 
 def _write_log(out: Path, name: str, log: str) -> None:
-    atomic.write_text(out / STATE_DIR / "logs" / f"{name}.log", log)
+    atomic.write_text(log_path(out, name), gradebook.printable(log))
 
 
 def cores() -> int:
@@ -589,7 +689,7 @@ class _Display:
         self.progress.update(
             self.task, completed=self.done, failed=self.failed, remaining=self.remaining, per=f"{mean:.1f} s/submission"
         )
-        line = f"{name}: {data['score']:g} / {data['max_score']:g} in {outcome['seconds']:.1f} s"
+        line = f"{gradebook.printable(name)}: {data['score']:g} / {data['max_score']:g} in {outcome['seconds']:.1f} s"
         if state != gradebook.STATUS_GRADED:
             line += f" ({state}: {(outcome['problem'] or 'see its report').splitlines()[0]})"
         self.say(line)
@@ -659,6 +759,10 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     except BatchUsageError as exc:
         print(f"torchgrade batch: {exc}", file=sys.stderr)
         return grading.EXIT_USAGE
+    except Exception as exc:  # exit code 1 is reserved for failed gradings: our own failure is 3
+        traceback.print_exc(file=sys.stderr)
+        print(MSG_INTERNAL.format(error=_describe(exc)), file=sys.stderr)
+        return grading.EXIT_INTERNAL
     except KeyboardInterrupt:
         print(
             "torchgrade batch: interrupted; every finished report is kept: run the same command again to "

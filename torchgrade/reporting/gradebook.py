@@ -9,6 +9,15 @@ question (manual questions stay empty until a TA grades them), ``total``, ``max`
 * ``harness error``: some checks hit a torchgrade error, not the student's fault;
 * ``grading failed``: the batch could not grade the submission (timeout, crash, no report) and
   wrote a report with zero points whose note says why (see :data:`NOTE_PREFIX`).
+
+Every cell is safe to open in a spreadsheet. A text cell (a submission's name, a column's name, a
+status) that a spreadsheet would take for a formula, one starting with ``=``, ``+``, ``-``, ``@``, a
+tab or a carriage return (:data:`FORMULA_STARTS`), gets a leading ``'``, as OWASP advises against CSV
+injection: a student may name a folder ``=HYPERLINK(...)``. Scores are numbers and stay numbers
+(``-1.5`` is not text). A name that is not UTF-8 (a folder name is bytes on Linux) is written with
+its undecodable bytes as ``\\xNN`` (:func:`printable`), so the file stays UTF-8 and every row keeps
+its submission. Rows end with CRLF (RFC 4180), so that a cell holding a line break, even a lone
+carriage return, is quoted and stays one cell.
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ from torchgrade import atomic
 NOTE_PREFIX = "torchgrade batch: "
 STATUS_GRADED, STATUS_HARNESS_ERROR, STATUS_FAILED = "graded", "harness error", "grading failed"
 FIXED_BEFORE, FIXED_AFTER = ["submission"], ["total", "max", "pending_max", "status"]
+#: A text cell starting with one of these is a formula to a spreadsheet (the full-width forms too:
+#: some spreadsheets read U+FF1D as ``=``).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 def status(report: Mapping[str, Any]) -> str:
@@ -60,20 +72,37 @@ def rows(reports: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list
     table = []
     for name, data in reports.items():
         scores = {(q["assignment"], q["id"]): q["score"] for q in data["questions"]}
-        cells = [name] + [_number(scores.get(key)) for key in columns]
-        cells += [_number(data["score"]), _number(data["max_score"]), _number(data["pending_max_score"]), status(data)]
-        table.append(cells)
-    return header, table
+        cells = [text_cell(name)] + [_number(scores.get(key)) for key in columns]
+        cells += [_number(data["score"]), _number(data["max_score"]), _number(data["pending_max_score"])]
+        table.append([*cells, text_cell(status(data))])
+    return [text_cell(cell) for cell in header], table
 
 
 def write(reports: Mapping[str, Mapping[str, Any]], path: str | Path) -> Path:
     """Write the gradebook of ``reports`` (name -> report JSON) to ``path`` atomically."""
     header, table = rows(reports)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer)  # RFC 4180's CRLF: a text cell holding a lone CR is then quoted too
     writer.writerow(header)
     writer.writerows(table)
     return atomic.write_text(path, buffer.getvalue())
+
+
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8: a name read from the file system keeps each byte that is not UTF-8 (a
+    surrogate escape, as :func:`os.fsdecode` makes it) as the four characters ``\\xNN``; any other
+    lone surrogate becomes ``\\udNNN``. Valid text is returned unchanged."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to (from a JSON escape)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def text_cell(text: str) -> str:
+    """A text cell that a spreadsheet shows as text: :func:`printable`, and a leading ``'`` if it would
+    otherwise be a formula (see :data:`FORMULA_STARTS`)."""
+    text = printable(text)
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
 def _number(value: float | None) -> str:

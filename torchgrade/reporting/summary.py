@@ -7,7 +7,9 @@ grading failed, and a table of every submission linking to its JSON report. The 
 the plots and reports by relative paths, so the folder can be zipped or served as it is.
 
 Plots are drawn with matplotlib's object-oriented API on the Agg canvas: no pyplot, no global
-backend state, no display needed. Like every exporter, this module reads reports only.
+backend state, no display needed. Like every exporter, this module reads reports only. Every text
+on the page goes through :func:`_e`, so a submission whose name is not UTF-8 is shown with its
+undecodable bytes as ``\\xNN`` and still links to its report.
 """
 
 from __future__ import annotations
@@ -139,7 +141,7 @@ def plot_histogram(percentages: list[float], path: Path) -> Path:
 def plot_pass_rates(stats: list[QuestionStat], path: Path) -> Path:
     figure = _figure(6.4, 1.2 + 0.3 * len(stats))
     axes = figure.subplots()
-    labels = [s.label for s in stats][::-1]  # first question at the top
+    labels = [gradebook.printable(s.label) for s in stats][::-1]  # first question at the top
     axes.barh(labels, [100.0 * s.pass_rate for s in stats][::-1], color="#55a868")
     axes.set_xlim(0, 100)
     axes.set_xlabel("submissions with full marks (%)")
@@ -151,7 +153,7 @@ def plot_pass_rates(stats: list[QuestionStat], path: Path) -> Path:
 def plot_slowest(times: list[CheckTime], path: Path) -> Path:
     figure = _figure(7.2, 1.2 + 0.3 * len(times))
     axes = figure.subplots()
-    labels = [_short(t.id) for t in times][::-1]
+    labels = [gradebook.printable(_short(t.id)) for t in times][::-1]
     axes.barh(labels, [t.mean for t in times][::-1], color="#c44e52", label="mean")
     axes.plot([t.max for t in times][::-1], labels, "k|", markersize=10, label="slowest submission")
     axes.set_xlabel("seconds per check (setup included)")
@@ -323,8 +325,17 @@ def _submission_table(reports: Mapping[str, Mapping[str, Any]], files: Mapping[s
 
 def _link(name: str, files: Mapping[str, str]) -> str:
     target = files.get(name)
-    return f'<a href="{_e(urllib.parse.quote(target))}">{_e(name)}</a>' if target else _e(name)
+    return f'<a href="{_e(_href(target))}">{_e(name)}</a>' if target else _e(name)
+
+
+def _href(file_name: str) -> str:
+    """A relative URL of a file in the page's folder; a name that is not UTF-8 links by its bytes."""
+    try:
+        return urllib.parse.quote(file_name.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:  # no file has this name: link to its printable form
+        return urllib.parse.quote(gradebook.printable(file_name))
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """HTML text of ``value``; a name that is not UTF-8 shows its bytes (:func:`gradebook.printable`)."""
+    return html.escape(gradebook.printable(str(value)), quote=True)
