@@ -52,3 +52,26 @@ def test_without_a_directory_nothing_is_reused_across_runs(tmp_path):
     for _ in range(2):
         GradeCache(None, tmp_path).compute("x", (), {}, lambda: calls.append(1) or 1)
     assert len(calls) == 2
+
+
+def test_a_module_that_is_a_link_never_shares_the_run_of_the_file_it_points_to(tmp_path):
+    """A student's shoes.py linking to the reference's is not graded as the reference (the worker
+    never follows the link), so it must not reuse the reference's cached training run either."""
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    reference = make_cache(tmp_path, SHOES)
+    assert reference.compute("memorise", ("shoes",), {}, compute) == 1
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "shoes.py").symlink_to(tmp_path / "sub" / "shoes.py")
+    assert GradeCache(str(tmp_path / "cache"), student).compute("memorise", ("shoes",), {}, compute) == 2
+
+
+def test_code_too_deep_to_parse_is_keyed_by_its_bytes(tmp_path):
+    deep = "x = " + "(" * 5000 + ")" * 5000 + "\n" + "y = a" + ".b" * 5000 + "\n"
+    cache = make_cache(tmp_path, deep)
+    assert cache.compute("run", ("shoes",), {}, lambda: "done", ignore=("load_shoes",)) == "done"

@@ -18,6 +18,7 @@ from typing import Any
 
 import torchgrade
 from torchgrade import errors
+from torchgrade.submission_files import read_regular
 
 
 class GradeCache:
@@ -72,8 +73,13 @@ class GradeCache:
         digest = hashlib.sha256(f"{torchgrade.__version__}|{name}|{json.dumps(params, sort_keys=True)}".encode())
         digest.update(Path(inspect.getsourcefile(fn)).read_bytes())
         for module in modules:
-            path = self.submission / f"{module}.py"
-            digest.update(_code_without(path.read_bytes(), ignore) if path.is_file() else b"<missing>")
+            # As the worker reads it: a link (to the reference, say) is not the module, and must not
+            # share the key, nor the cached run, of the file it points to.
+            try:
+                source = read_regular(self.submission / f"{module}.py")
+            except OSError:
+                source = None
+            digest.update(b"<missing>" if source is None else _code_without(source, ignore))
         return f"{name}-{digest.hexdigest()[:24]}"
 
     def _read(self, key: str) -> dict[str, Any] | None:
@@ -98,7 +104,7 @@ def _code_without(source: bytes, ignore: tuple[str, ...]) -> bytes:
         return source
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+        tree.body = [node for node in tree.body if getattr(node, "name", None) not in ignore]
+        return ast.unparse(tree).encode()
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # code too deep for Python's parser
         return source
-    tree.body = [node for node in tree.body if getattr(node, "name", None) not in ignore]
-    return ast.unparse(tree).encode()

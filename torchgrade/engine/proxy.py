@@ -26,6 +26,7 @@ import torch
 from torchgrade import errors, wire
 from torchgrade.interface import HANDOUT_PARAMETERS
 from torchgrade.isolation.transport import START_TIMEOUT, Backend, InProcessBackend, ProcessBackend
+from torchgrade.submission_files import list_files
 from torchgrade.worker.session import APPLY_ALLOWED_PREFIX
 
 #: Per-call wall-clock limit when the grader sets none, in seconds.
@@ -194,7 +195,14 @@ class Channel:
         """(Re)start the worker and load the submission: the one place a load request is sent."""
         folder = self.backend.start()
         self.generation += 1  # every handle into an earlier worker is now stale
-        load, sequence = self._frame({"op": "load", "target": str(folder)})
+        # The worker sees a scratch copy, where a module that was a link or a pipe is simply absent:
+        # it is told what was left out, so that a check needing that module can say why.
+        left_out = {
+            path: why
+            for path, why in list_files(self.folder).skipped
+            if "/" not in path and path.endswith(".py") and path.isprintable() and path.isascii()
+        }
+        load, sequence = self._frame({"op": "load", "target": str(folder), "left_out": left_out})
         reply = self._exchange(load, sequence, "loading the submission", START_TIMEOUT, DEFAULT_REPLY_LIMIT)
         if "error" in reply:
             raise errors.TorchgradeError(MSG_LOAD_FAILED.format(folder=self.folder, message=reply["error"]["message"]))

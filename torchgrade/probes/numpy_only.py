@@ -94,7 +94,7 @@ def torch_references(fn: Callable[..., Any]) -> list[str]:
             lines, start = inspect.getsourcelines(function)
             source = textwrap.dedent("".join(lines))
             found += [f"{function.__name__} has {line}" for line in torch_imports(source, first_line=max(start, 1))]
-        except (OSError, TypeError, SyntaxError):
+        except (OSError, TypeError, SyntaxError, RecursionError, MemoryError):
             pass  # no source to read: the names its code uses still tell
         for name in sorted(_global_names(code)):
             if name not in namespace:

@@ -109,7 +109,7 @@ class WorkerSession:
     def op_load(self, request: wire.Request) -> dict[str, Any]:
         if self.seal is None:  # before any of the submission's code runs
             self.seal = Seal()
-        self.submission = LoadedSubmission(request["target"])
+        self.submission = LoadedSubmission(request["target"], left_out=request.get("left_out") or None)
         return {"folder": str(self.submission.folder), "modules": self.submission.module_names}
 
     def op_lookup(self, request: wire.Request) -> dict[str, Any]:
