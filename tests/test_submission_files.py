@@ -16,7 +16,7 @@ import pytest
 from torchgrade.engine.proxy import Submission
 from torchgrade.instructor import batchjob
 from torchgrade.isolation import sandbox
-from torchgrade.submission_files import MAX_FILES, list_files, read_regular
+from torchgrade.submission_files import MAX_DEPTH, MAX_FILES, list_files, read_regular
 from torchgrade.worker.loader import LoadedSubmission
 
 NON_UTF8 = os.fsdecode(b"caf\xe9.txt")
@@ -104,3 +104,15 @@ def test_a_hostile_folder_is_graded_in_process_isolation_with_what_it_holds(host
             sub.lookup("ANSWER")  # the linked module was never copied
     finally:
         sub.close()
+
+
+def test_folders_nested_deeper_than_the_cap_are_skipped_and_said(tmp_path):
+    (tmp_path / "main.py").write_text("x = 1\n")
+    deep = tmp_path
+    for _ in range(200):
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "lost.py").write_text("y = 2\n")
+    listing = list_files(tmp_path)
+    assert [name for name, _ in listing.files] == ["main.py"]
+    assert listing.skipped == (("/".join(["d"] * (MAX_DEPTH + 1)), f"nested deeper than {MAX_DEPTH} folders"),)

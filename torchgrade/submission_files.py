@@ -22,6 +22,8 @@ IGNORED_DIRS = frozenset({"__pycache__", ".ipynb_checkpoints", ".git"})
 MAX_FILES = 2000
 #: At most this many bytes in all; a file that would pass the cap is skipped.
 MAX_BYTES = 256 * 2**20
+#: Folders nested deeper than this are skipped (a course's data folders nest a few levels).
+MAX_DEPTH = 32
 
 _KINDS = (
     (stat.S_ISLNK, "a symbolic link (links are never followed)"),
@@ -70,28 +72,31 @@ def list_files(root: Path, *, max_files: int = MAX_FILES, max_bytes: int = MAX_B
     files: list[tuple[str, Path]] = []
     skipped: list[tuple[str, str]] = []
     total = 0
-
-    def visit(path: Path, relative: str) -> None:
-        nonlocal total
+    whole = root.is_dir() and not root.is_symlink()
+    pending = [(root, "" if whole else root.name, 0)]  # a stack, not recursion: depth is the student's
+    while pending:
+        path, relative, depth = pending.pop()
         try:
             info = os.lstat(path)
         except OSError as exc:
             skipped.append((relative, f"unreadable ({exc.strerror or exc})"))
-            return
+            continue
         why = _kind(info.st_mode)
         if why is not None:
             skipped.append((relative, why))
         elif stat.S_ISDIR(info.st_mode):
+            if depth > MAX_DEPTH:
+                skipped.append((relative, f"nested deeper than {MAX_DEPTH} folders"))
+                continue
             try:
-                names = sorted(os.listdir(path))
+                names = sorted(os.listdir(path), reverse=True)
             except OSError as exc:
                 skipped.append((relative, f"unreadable ({exc.strerror or exc})"))
-                return
+                continue
             for name in names:
-                child = path / name
                 if name in IGNORED_DIRS or name.endswith(".pyc"):
                     continue
-                visit(child, f"{relative}/{name}" if relative else name)
+                pending.append((path / name, f"{relative}/{name}" if relative else name, depth + 1))
         elif len(files) >= max_files:
             skipped.append((relative, f"over the cap of {max_files} files"))
         elif total + info.st_size > max_bytes:
@@ -99,11 +104,6 @@ def list_files(root: Path, *, max_files: int = MAX_FILES, max_bytes: int = MAX_B
         else:
             total += info.st_size
             files.append((relative, path))
-
-    if root.is_dir() and not root.is_symlink():
-        visit(root, "")
-    else:
-        visit(root, root.name)
     return Listing(tuple(sorted(files)), tuple(sorted(skipped)))
 
 
