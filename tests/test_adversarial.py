@@ -82,15 +82,25 @@ class AnswerServer:
         self.socket.close()
 
 
+def selected_cases(session: pytest.Session) -> list[str]:
+    """The cases whose outcome test this run selected (``-k probe_`` grades only those); all when none is."""
+    chosen = {
+        item.callspec.params["name"]
+        for item in session.items
+        if getattr(item, "originalname", "") == "test_hostile_submission_loses_only_what_it_breaks"
+    }
+    return sorted(chosen) or NAMES
+
+
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory):
-    """Grade every case; returns {name: (exit code, report JSON, seconds)} and the arena's facts."""
+def corpus(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """Grade every selected case; returns {name: (exit code, report JSON, seconds)} and the arena's facts."""
     arena = tmp_path_factory.mktemp("arena")
     assignment = copy_assignment(arena / "assignment")
     server = AnswerServer()
     folders, reports = arena / "submissions", arena / "reports"
     reports.mkdir()
-    cases = {name: adversarial.load(name) for name in NAMES}
+    cases = {name: adversarial.load(name) for name in selected_cases(request.session)}
     unavailable = {}  # name -> why its submission cannot be made here (a hard link across file systems)
     for case in cases.values():
         try:
@@ -172,7 +182,13 @@ def test_hostile_submission_loses_only_what_it_breaks(corpus, name):
 
 def test_the_corpus_has_every_kind_of_attack():
     assert len(NAMES) >= 20
-    for required in ("exit_at_import", "fork_bomb", "infinite_loop", "network", "read_reference", "edit_graders"):
+    for required in (
+        *("exit_at_import", "fork_bomb", "infinite_loop", "network", "read_reference", "edit_graders"),
+        # issue 16: false passes, a channel the student writes on, links and pipes
+        *("probe_replaced_gcn", "frame_walk_labels", "cross_entropy_patched", "eval_call_counting"),
+        *("unet_cannot_learn", "probe_replaced_molecules", "request_loop_patched", "reply_pipe_forgery"),
+        *("refusal_raised", "fs_link_to_reference", "fs_fifo", "fs_dev_zero"),
+    ):
         assert required in NAMES
 
 
