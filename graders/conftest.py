@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from torchgrade.isolation.sandbox import worker_readable_folder
+
 pytest_plugins = ["torchgrade.engine.plugin"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,10 +43,11 @@ N_TRAIN, N_TEST_W, N_TEST_M = 6, 3, 3
 
 
 @pytest.fixture(scope="session")
-def shoe_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A shoe data set in the course's layout (``train/``, ``test_w/``, ``test_m/``; some RGBA PNGs)."""
+def shoe_folder() -> Path:
+    """A shoe data set in the course's layout (``train/``, ``test_w/``, ``test_m/``; some RGBA PNGs), in
+    a folder the sandboxed worker may read: ``load_shoes`` opens it in the student's code."""
     return shoes_data.write_shoe_dataset(
-        tmp_path_factory.mktemp("shoes"), n_train=N_TRAIN, n_test_w=N_TEST_W, n_test_m=N_TEST_M, seed=SHOE_SEED
+        worker_readable_folder("shoes-"), n_train=N_TRAIN, n_test_w=N_TEST_W, n_test_m=N_TEST_M, seed=SHOE_SEED
     )
 
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import subprocess
+import sys
+import tempfile
 import textwrap
 import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from torchgrade import errors
@@ -23,11 +27,12 @@ from torchgrade.instructor import grading
 from torchgrade.isolation import sandbox
 from torchgrade.isolation.cgroup import PidsGroup
 from torchgrade.isolation.transport import OUTPUT_CAP, OutputCapture
+from torchgrade.worker import confine
 
 ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
-import os, resource, socket, subprocess, sys
+import errno, os, resource, socket, subprocess, sys
 
 def read(path):
     try:
@@ -69,6 +74,35 @@ def spawn_sleeper(marker):
 
 def allocate(gigabytes):
     return len(bytearray(int(gigabytes * 2**30)))
+
+def fill(folder, mebibytes):
+    # Files of 64 MiB (each under the file-size limit) until mebibytes are written or a write
+    # fails: what stopped it (an errno name, or "written") and how many MiB went in.
+    chunk, written = b"\\0" * 2**20, 0
+    try:
+        while written < mebibytes:
+            with open(os.path.join(folder, f"fill-{written}"), "wb") as f:
+                for _ in range(64):
+                    f.write(chunk)
+                    f.flush()
+                    written += 1
+        return "written", written
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc)), written
+    finally:
+        for name in os.listdir(folder):
+            if name.startswith("fill-"):
+                os.remove(os.path.join(folder, name))
+
+def import_everything():
+    import numpy, scipy.sparse, torch
+    found = {"torch": torch.__version__, "numpy": numpy.__version__}
+    try:
+        import torch_geometric
+        found["torch_geometric"] = torch_geometric.__version__
+    except ImportError:
+        pass
+    return found
 """
 
 
@@ -81,9 +115,14 @@ def tiers() -> list:
     return params
 
 
+#: What a read of something out of the worker's sight gives.
+UNREADABLE = ("FileNotFoundError", "PermissionError")
+
+
 @pytest.fixture
 def probe(tmp_path, monkeypatch, request):
-    """A probe submission graded in process isolation under the tier of the test's parameter."""
+    """A probe submission graded in process isolation under the tier of the test's parameter, as
+    one of a batch: beside another submission, its report bound for an --out folder."""
     tier = request.param
     monkeypatch.setenv("TORCHGRADE_SANDBOX", tier)
     monkeypatch.setenv("TORCHGRADE_SECRET", "grader only")
@@ -93,7 +132,9 @@ def probe(tmp_path, monkeypatch, request):
     (folder / "probe.py").write_text(textwrap.dedent(PROBE))
     (tmp_path / "submissions" / "bob").mkdir()
     (tmp_path / "submissions" / "bob" / "probe.py").write_text("ANSWER = 42\n")
-    hidden = sandbox.hidden_paths(folder, ROOT, None)  # the assignment: reference/ and graders/ must be hidden
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "bob.json").write_text('{"score": 10}')
+    hidden = sandbox.hidden_paths(folder, ROOT, tmp_path / "out" / "alice.json")
     submission = Submission(folder, "process", {}, hidden=hidden)
     yield tier, submission, tmp_path
     submission.close()
@@ -111,34 +152,169 @@ def test_every_tier_limits_and_cleans_the_environment(probe):
     assert facts["address_space"] == sandbox.Limits().address_space
     assert facts["grader_env"] == []  # TORCHGRADE_SECRET stayed with the grader
     assert facts["isolated"] == 1  # python -I
-    assert facts["home"].startswith(str(sandbox.scratch_area())) and facts["cwd"].endswith("submission")
-    assert facts["tmp"].startswith(str(sandbox.scratch_area()))
+    assert facts["cwd"].endswith("submission")
+    if tier == "rlimits":  # HOME and TMPDIR in the scratch folder, on disk
+        assert facts["home"].startswith(str(sandbox.scratch_area()))
+        assert facts["tmp"].startswith(str(sandbox.scratch_area()))
+    else:  # HOME and TMPDIR on the capped tmpfs of the worker's own view
+        assert (facts["home"], facts["tmp"]) == (confine.HOME, "/tmp")
     box = submission.channel.backend.sandbox
     if tier != "rlimits" or box.drops_privileges:
         assert facts["uid"] == sandbox.NOBODY  # never root inside a namespace
-    else:  # root's Python under /root is out of nobody's reach: the report says the worker kept the uid
+    else:  # a grader that is not root: the report says the worker kept its uid
         assert facts["uid"] == os.geteuid() and f"runs as: uid {os.geteuid()}" in " ".join(box.protections())
     with pytest.raises(errors.CheckFailure, match="MemoryError"):
         call(submission, "allocate", 50)  # 50 GB: refused by the address-space limit, not the OOM killer
 
 
+@pytest.mark.parametrize("probe", tiers(), indirect=True)
+def test_the_report_says_which_uid_the_worker_has_outside(probe):
+    tier, submission, _ = probe
+    call(submission, "facts")
+    backend = submission.channel.backend
+    top = psutil.Process(backend.process.pid)  # bwrap, unshare or the worker itself
+    tree = [top, *top.children(recursive=True)]
+    uids = {p.uids().real for p in tree if "torchgrade.worker" in " ".join(p.cmdline())}
+    runs_as = next(line for line in backend.protections if line.startswith("runs as: "))
+    if os.geteuid() == 0 and backend.sandbox.drops_privileges:
+        assert uids == {sandbox.NOBODY}, uids  # not root, not even where it has a namespace of its own
+        assert runs_as.startswith(f"runs as: nobody (uid {sandbox.NOBODY})")
+    else:
+        assert uids == {os.geteuid()}, uids
+        assert f"uid {os.geteuid()}" in runs_as
+
+
 @pytest.mark.parametrize("probe", tiers()[:2], indirect=True)
 def test_namespaced_tiers_hide_the_assignment_and_the_network(probe):
     tier, submission, tmp_path = probe
-    assert call(submission, "read", str(ROOT / "reference" / "gnn.py")) in ("FileNotFoundError", "PermissionError")
-    assert call(submission, "listing", str(ROOT / "graders")) in ([], "PermissionError")
-    assert call(submission, "listing", str(tmp_path / "submissions")) in ([], "PermissionError")
-    assert call(submission, "read", str(tmp_path / "submissions" / "bob" / "probe.py")) != "read 12"
+    assert call(submission, "read", str(ROOT / "reference" / "gnn.py")) in UNREADABLE
+    assert call(submission, "listing", str(ROOT / "graders")) in UNREADABLE
+    assert call(submission, "listing", str(tmp_path / "submissions")) in UNREADABLE
+    assert call(submission, "read", str(tmp_path / "submissions" / "bob" / "probe.py")) in UNREADABLE
     assert call(submission, "connect") != "connected"
-    # Not writable: the assignment (a write into a hidden folder lands in a throwaway tmpfs at most);
+    # Not writable: anything of the host's (nothing of it is there but the read-only installation);
     # writable: the worker's own copy and temp folder.
     canary = tmp_path / "canary.txt"
     canary.write_text("original")
-    assert call(submission, "write", str(canary)) in ("OSError", "PermissionError")
+    assert call(submission, "write", str(canary)) in ("OSError", *UNREADABLE)
     assert canary.read_text() == "original"
-    call(submission, "write", str(ROOT / "graders" / "forged.py"))
+    assert call(submission, "write", str(ROOT / "graders" / "forged.py")) in UNREADABLE
     assert not (ROOT / "graders" / "forged.py").exists()
+    assert call(submission, "write", sandbox.visible_paths()[0] + "/forged.py") == "OSError"  # read-only
     assert call(submission, "write", "notes.txt") == "written"
+
+
+@pytest.mark.parametrize("probe", tiers()[:2], indirect=True)
+def test_namespaced_tiers_show_the_worker_a_whitelist(probe):
+    _, submission, tmp_path = probe
+    # The machine's secrets, and root's home but for the Python installation that may live there.
+    assert call(submission, "read", "/etc/shadow") in UNREADABLE
+    assert sorted(call(submission, "listing", "/etc")) == ["group", "ld.so.cache", "passwd"]
+    on_the_way = {Path(p).parts[2] for p in sandbox.visible_paths() if Path(p).is_relative_to("/root")}
+    assert call(submission, "listing", "/root") in ("FileNotFoundError", sorted(on_the_way))
+    assert call(submission, "read", "/root/.bashrc") in UNREADABLE
+    # The assignment and its history (`git show HEAD:reference/...`).
+    for path in (ROOT / "pyproject.toml", ROOT / ".git" / "HEAD", ROOT / "fixtures" / "submissions"):
+        assert call(submission, "read", str(path)) in UNREADABLE, path
+    assert call(submission, "listing", str(ROOT / ".git")) in UNREADABLE
+    # Another grading's scratch copy (a worker of the same grading process: the same scratch area),
+    # and the batch's --out folder with other students' reports.
+    other = sandbox.Scratch.create(tmp_path / "submissions" / "bob", None)
+    try:
+        assert call(submission, "read", str(other.submission / "probe.py")) in UNREADABLE
+        seen = call(submission, "listing", str(sandbox.scratch_area()))  # the folders of its own mounts at most
+        own = submission.channel.backend.worker.scratch.root.name
+        assert seen in UNREADABLE or set(seen) <= {own, confine.SHARED}, seen
+    finally:
+        other.remove()
+    assert call(submission, "read", str(tmp_path / "out" / "bob.json")) in UNREADABLE
+    assert call(submission, "listing", str(tmp_path / "out")) in UNREADABLE
+    # What is there at all: the top folders of the whitelist, and nothing else.
+    tops = {Path(target).parts[1] for _, _, target in confine.view(sandbox.visible_paths())}
+    assert set(call(submission, "listing", "/")) == tops | {"dev", "etc", "home", "proc", "tmp"}
+
+
+@pytest.mark.parametrize("probe", tiers()[:2], indirect=True)
+def test_namespaced_tiers_cap_tmp_home_and_shm(probe):
+    _, submission, _ = probe
+    for folder, size in confine.TMPFS.items():
+        cap = size // 2**20
+        stopped, written = call(submission, "fill", folder, cap + 128)
+        assert stopped == "ENOSPC" and written <= cap, (folder, stopped, written)
+
+
+@pytest.mark.parametrize("probe", tiers()[:2], indirect=True)
+def test_the_whitelist_holds_what_grading_imports(probe):
+    _, submission, _ = probe
+    found = call(submission, "import_everything")
+    assert {"torch", "numpy"} <= set(found)
+    try:
+        import torch_geometric  # noqa: F401
+    except ImportError:
+        return
+    assert "torch_geometric" in found
+
+
+@pytest.mark.parametrize("probe", tiers(), indirect=True)
+def test_the_worker_reads_what_the_grader_shares_and_cannot_change_it(probe):
+    tier, submission, _ = probe
+    call(submission, "facts")  # a worker that started before the folder was made sees it too
+    shared = sandbox.worker_readable_folder("data-")
+    (shared / "photo.txt").write_text("pixels")
+    assert call(submission, "read", str(shared / "photo.txt")) == "read 6"
+    if tier != "rlimits" or submission.channel.backend.sandbox.drops_privileges:
+        assert call(submission, "write", str(shared / "photo.txt")) in ("OSError", "PermissionError")
+        assert (shared / "photo.txt").read_text() == "pixels"
+
+
+def test_the_view_binds_the_fewest_folders_and_recreates_links(tmp_path):
+    library = tmp_path / "real" / "lib"
+    (library / "package").mkdir(parents=True)
+    (tmp_path / "link").symlink_to("real")
+    assignment = tmp_path / "assignment"
+    (assignment / "reference").mkdir(parents=True)
+    paths = [library, library / "package", tmp_path / "link" / "lib", assignment]
+    mounts = confine.view([str(p) for p in paths], hidden=[str(assignment / "reference")])
+    binds = [target for kind, _, target in mounts if kind == "bind"]
+    assert str(library) in binds and str(library / "package") not in binds  # inside a bind already
+    assert str(assignment) not in binds  # it holds reference/: never bound, whatever sys.path says
+    assert ("symlink", "real", str(tmp_path / "link")) in mounts  # link/lib resolves inside as outside
+    assert all(source == target for kind, source, target in mounts if kind == "bind")
+
+
+def test_folders_nobody_cannot_enter_are_laid_open_with_only_what_the_worker_needs():
+    base = Path(tempfile.mkdtemp(prefix="torchgrade-test-"))  # not under pytest's folder, which is 0700
+    try:
+        base.chmod(0o755)
+        closed = base / "closed"  # like /root
+        (closed / "python" / "lib").mkdir(parents=True)
+        (closed / "secrets").mkdir()
+        closed.chmod(0o700)
+        found = sandbox._out_of_reach([str(closed / "python"), str(closed / "python" / "lib"), str(base)])
+        if any(not sandbox._enterable_by_nobody(folder) for folder in base.parents):
+            pytest.skip(f"the temporary folder {base.parent} is closed to nobody already")
+        assert found == ((str(closed), (str(closed / "python"),)),)
+    finally:
+        shutil.rmtree(base)
+
+
+def test_a_scratch_copy_nested_deeper_than_the_recursion_limit_is_removed(tmp_path):
+    """The worker may nest folders without end in its copy: removing it neither recurses nor follows a link."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("kept")
+    root = tmp_path / "scratch"
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY)
+    for _ in range(sys.getrecursionlimit() + 100):  # where shutil.rmtree raises RecursionError
+        os.mkdir("a", dir_fd=fd)
+        child = os.open("a", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.symlink(outside, "link", dir_fd=fd)
+    os.mkdir("closed", mode=0, dir_fd=fd)
+    os.close(fd)
+    sandbox.Scratch(root).remove()
+    assert not root.exists() and outside.read_text() == "kept"
 
 
 @pytest.mark.parametrize("probe", tiers()[:1], indirect=True)
