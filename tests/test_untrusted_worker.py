@@ -18,6 +18,7 @@ from torchgrade import wire
 from torchgrade.engine.proxy import DEFAULT_REPLY_LIMIT
 from torchgrade.errors import CheckFailure
 from torchgrade.probes import params
+from torchgrade.probes.graphs import train_node_classifier
 from torchgrade.probes.params import count_parameters
 
 MODULE = '''\
@@ -80,6 +81,15 @@ def patch_torch():
 Plain = nn.Linear
 
 
+class Nodes(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+
+    def forward(self, x, adj):
+        return adj @ self.linear(x)
+
+
 class Patching(nn.Module):
     """Replaces a probe's helper while the probe runs it."""
 
@@ -97,6 +107,7 @@ INTERFACE = dict.fromkeys(
     [
         "ok",
         "Plain",
+        "Nodes",
         "write_on_reply_pipe",
         "write_later",
         "refuse",
@@ -193,9 +204,15 @@ def test_a_probe_helper_replaced_while_the_probe_runs_voids_its_result(folder: P
             sub.apply(count_parameters, sub.Patching())
 
 
-def test_a_replaced_torch_function_is_refused(folder: Path) -> None:
+def test_a_replaced_torch_function_is_refused_by_the_probes_that_call_it_only(folder: Path) -> None:
+    x, adj = torch.eye(4), torch.eye(4)
     with open_submission(folder, "process", INTERFACE) as sub:
         sub.patch_torch()
+        model = sub.Nodes()
+        assert sub.apply(count_parameters, model) == 10  # counting parameters calls no cross-entropy
         with pytest.raises(CheckFailure, match=r"replaced torch\.nn\.functional\.cross_entropy"):
-            sub.apply(count_parameters, sub.Patching())
+            sub.apply(
+                train_node_classifier, model, x, adj, torch.arange(2), torch.tensor([0, 1]),
+                n_classes=2, epochs=1, lr=0.1, weight_decay=0.0, seed=0,
+            )  # fmt: skip
     assert torch.nn.functional.cross_entropy.__module__ == "torch.nn.functional"

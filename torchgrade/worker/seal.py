@@ -73,6 +73,8 @@ LIBRARY_CLASSES = (
 #: The grader's own packages in the worker: every function and class in them is sealed.
 OWN_PACKAGES = ("torchgrade.probes", "torchgrade.worker")
 OWN_MODULES = ("torchgrade.wire", "torchgrade.submission_files")
+#: Sealed names compared before every probe, whatever it relies on: the worker's request loop.
+ALWAYS = ("torchgrade.worker.", "torchgrade.wire.", "__main__.")
 _MISSING = object()
 
 
@@ -87,6 +89,7 @@ class Seal:
         own = list(_own_modules())
         names = _names_used(own)
         self.entries: list[list[Any]] = []
+        self._closures: dict[str, frozenset[str]] = {}
         for module in own:
             self._seal_namespace(module.__name__, vars(module), None, own=True)
         for name in LIBRARY:
@@ -109,11 +112,20 @@ class Seal:
                 self._seal_namespace(f"{label}.{key}", value.__dict__, None, own=True)
             self.entries.append([f"{label}.{key}", namespace, key, value, tuple(_codes(value)), own])
 
-    def broken(self) -> list[str]:
-        """The names of sealed attributes that were replaced, deleted, or given other code."""
+    def broken(self, probe: str | None = None) -> list[str]:
+        """The names of sealed attributes that were replaced, deleted, or given other code.
+
+        Args:
+            probe: ``module:name`` of a probe about to run: only what it relies on is compared (the
+                probe, the grader's functions it calls, the library functions they name), with the
+                worker's own request loop. None compares everything.
+        """
+        relied_on = None if probe is None else self._relied_on(probe)
         changed = []
         for entry in self.entries:
             label, namespace, key, value, codes, own = entry
+            if relied_on is not None and key not in relied_on and not label.startswith(ALWAYS):
+                continue
             now = namespace.get(key, _MISSING)
             if now is value and tuple(_codes(now)) == codes:
                 continue
@@ -122,6 +134,29 @@ class Seal:
                 continue
             changed.append(label)
         return changed
+
+    def _relied_on(self, probe: str) -> frozenset[str]:
+        """Every name the sealed original of ``probe`` uses, and those the grader's functions it
+        reaches by name use, transitively."""
+        if probe not in self._closures:
+            module_name, _, attr = probe.partition(":")
+            original = next((e[3] for e in self.entries if e[0] == f"{module_name}.{attr}"), None)
+            names, stack, seen = {attr}, [original], set()
+            while stack:
+                obj = stack.pop()
+                if obj is None or id(obj) in seen:
+                    continue
+                seen.add(id(obj))
+                used = _names_used_by([obj])
+                names |= used
+                namespace = vars(sys.modules[obj.__module__]) if obj.__module__ in sys.modules else {}
+                stack.extend(
+                    namespace[name]
+                    for name in used
+                    if str(getattr(namespace.get(name), "__module__", "")).startswith(OWN_PACKAGES)
+                )
+            self._closures[probe] = frozenset(names)
+        return self._closures[probe]
 
 
 def _own_modules() -> Iterator[types.ModuleType]:
@@ -150,14 +185,23 @@ def _import(name: str) -> types.ModuleType | None:
 
 
 def _names_used(modules: Iterable[types.ModuleType]) -> set[str]:
-    """Every global and attribute name that the functions of ``modules`` use (their code's
-    ``co_names``, nested functions and comprehensions included)."""
+    """Every global and attribute name that the functions and classes of ``modules`` use."""
+    return _names_used_by(
+        value
+        for module in modules
+        for value in vars(module).values()
+        if not isinstance(value, type) or value.__module__ == module.__name__
+    )
+
+
+def _names_used_by(objects: Iterable[Any]) -> set[str]:
+    """Every global and attribute name the code of ``objects`` uses (functions, and the methods of
+    classes; their code's ``co_names``, nested functions and comprehensions included)."""
     names: set[str] = set()
     stack = []
-    for module in modules:
-        for value in vars(module).values():
-            owner = vars(value).values() if isinstance(value, type) and value.__module__ == module.__name__ else [value]
-            stack.extend(code for item in owner for code in _codes(item) if code is not None)
+    for value in objects:
+        owner = vars(value).values() if isinstance(value, type) else [value]
+        stack.extend(code for item in owner for code in _codes(item) if code is not None)
     while stack:
         code = stack.pop()
         names.update(code.co_names)

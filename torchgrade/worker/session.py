@@ -137,13 +137,13 @@ class WorkerSession:
         if not module_name.startswith(APPLY_ALLOWED_PREFIX):
             raise _Refused("harness", f"{request['fn']} is not a torchgrade probe")
         fn = getattr(importlib.import_module(module_name), attr)
-        self._verify_seal()
+        self._verify_seal(request["fn"])
         value = fn(*request.get("args", []), **request.get("kwargs", {}))
-        self._verify_seal()  # what the probe measured is void if the submission patched it meanwhile
+        self._verify_seal(request["fn"])  # what the probe measured is void if the submission patched it meanwhile
         return value
 
-    def _verify_seal(self) -> None:
-        broken = self.seal.broken() if self.seal is not None else []
+    def _verify_seal(self, probe: str) -> None:
+        broken = self.seal.broken(probe) if self.seal is not None else []
         if broken:
             shown = ", ".join(broken[:5]) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
             raise _Refused(
