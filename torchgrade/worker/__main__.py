@@ -9,11 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-import torch
-
-from torchgrade import wire
 from torchgrade.worker.confine import hide_paths, leave_root
-from torchgrade.worker.session import WorkerSession
 
 
 def main(argv: list[str]) -> int:
@@ -25,6 +21,13 @@ def main(argv: list[str]) -> int:
         leave_root(argv[:2])  # re-executes this worker as uid 65534 of a nested user namespace
     # Never import from the current directory: python -m put it at the front of sys.path.
     sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
+    # torch is imported only now: the unshare tier re-executes this worker above, and a first import
+    # of torch there (about a second) would be thrown away.
+    import torch
+
+    from torchgrade import wire
+    from torchgrade.worker.session import WorkerSession
+
     threads = os.environ.get("TORCHGRADE_THREADS")
     if threads:
         torch.set_num_threads(int(threads))
