@@ -439,3 +439,17 @@ def test_the_empty_groups_of_killed_graders_are_removed():
         group.remove()
         if stale.exists():
             stale.rmdir()
+
+
+def test_the_capped_tmpfs_go_under_the_binds_so_an_installation_under_tmp_stays_visible(tmp_path, monkeypatch):
+    """A CI runner may check out (and install into) a folder under /tmp: bubblewrap's /tmp tmpfs must
+    come before the read-only binds, not over them (a clean clone under /tmp had no namespaced tier)."""
+    before, after = confine.tmpfs_order()
+    assert "/tmp" in before and confine.HOME in before and list(after) == ["/dev/shm"]
+    monkeypatch.setattr(sandbox, "visible_paths", lambda: ["/tmp/checkout/.venv", "/usr/lib"])
+    monkeypatch.setattr(confine, "view", lambda paths, hidden: [("bind", p, p) for p in paths])
+    box = sandbox.Sandbox("bubblewrap")
+    line = box.command(["python"], sandbox.Scratch(tmp_path), [])
+    first_bind = line.index("--ro-bind")
+    assert line.index("/tmp") < first_bind and line.index(confine.HOME) < first_bind
+    assert line.index("/dev/shm") > line.index("--dev")

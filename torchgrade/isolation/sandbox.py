@@ -361,12 +361,15 @@ class Sandbox:
                 "--gid",
                 str(NOBODY),
             ]
+            before, after = confine.tmpfs_order()
+            for target, size in before.items():
+                mode = "0700" if target == confine.HOME else "1777"
+                prefix += ["--perms", mode, "--size", str(size), "--tmpfs", target]
             for kind, source, target in confine.view(visible_paths(), hidden):
                 prefix += ["--ro-bind", source, target] if kind == "bind" else ["--symlink", source, target]
             prefix += ["--dev", "/dev", "--proc", "/proc"]
-            for target, size in confine.TMPFS.items():
-                mode = "0700" if target == confine.HOME else "1777"
-                prefix += ["--perms", mode, "--size", str(size), "--tmpfs", target]
+            for target, size in after.items():
+                prefix += ["--perms", "1777", "--size", str(size), "--tmpfs", target]
             etc, shared = _etc(), str(_shared_area())
             prefix += ["--ro-bind", str(etc / "passwd"), "/etc/passwd", "--ro-bind", str(etc / "group"), "/etc/group"]
             prefix += ["--ro-bind", shared, shared, "--bind", str(scratch.submission), str(scratch.submission)]

@@ -32,6 +32,16 @@ HOME = "/home/worker"
 #: The worker's writable tmpfs and their sizes in bytes, 1 GiB in all. Writing more fails with
 #: ENOSPC. A tmpfs holds memory that the address-space limit does not count: hence the caps.
 TMPFS = {"/tmp": 512 * 2**20, HOME: 256 * 2**20, "/dev/shm": 256 * 2**20}
+
+
+def tmpfs_order() -> tuple[dict[str, int], dict[str, int]]:
+    """:data:`TMPFS` split into those mounted before the read-only binds of :func:`view` and those
+    mounted after ``/dev``: a Python installation or a checkout under ``/tmp`` (a CI runner's) must be
+    bound onto the worker's /tmp, not hidden under it; ``/dev/shm`` needs ``/dev`` first."""
+    after = {target: size for target, size in TMPFS.items() if target.startswith("/dev/")}
+    return {target: size for target, size in TMPFS.items() if target not in after}, after
+
+
 #: What the dynamic loader reads besides the interpreter's own folders: the system libraries (or the
 #: links to them of a merged /usr) and its cache of where they are.
 SYSTEM_PATHS = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32", "/etc/ld.so.cache")
@@ -200,6 +210,9 @@ def hide_paths(paths: Sequence[str], writable: str) -> None:
     mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     root = os.path.join(writable, "root")
     tmpfs(root, 2**20, "0755")
+    before, after = tmpfs_order()
+    for target, size in before.items():
+        tmpfs(root + target, size, "0700" if target == HOME else "1777")
     for kind, source, target in mounts:
         if kind == "symlink":
             os.makedirs(os.path.dirname(root + target), exist_ok=True)
@@ -215,8 +228,8 @@ def hide_paths(paths: Sequence[str], writable: str) -> None:
     os.symlink("/proc/self/fd/2", f"{dev}/stderr")
     os.makedirs(root + "/proc")
     mount("proc", root + "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
-    for target, size in TMPFS.items():
-        tmpfs(root + target, size, "0700" if target == HOME else "1777")
+    for target, size in after.items():
+        tmpfs(root + target, size, "1777")
     os.makedirs(root + "/etc", exist_ok=True)
     for name, text in (("passwd", PASSWD), ("group", GROUP)):
         with open(f"{root}/etc/{name}", "w") as file:
