@@ -11,10 +11,11 @@ labels and computes every score). This module is the second: before the submissi
   methods of those classes, and the functions a decorator wraps);
 * the functions of torch and NumPy the probes use: every attribute of ``torch``, ``torch.nn.functional``,
   ``torch.Tensor``, ``torch.nn.Module``, the optimisers and the other namespaces of :data:`LIBRARY`
-  whose name appears in the probes' source.
+  whose name the probes' code uses.
 
-Before and after each probe runs, :meth:`Seal.broken` compares them, and the worker refuses the probe
-with ``the submission replaced ...`` on any change. One kind of change is not the submission's: a
+Before and after each probe runs, :meth:`Seal.broken` compares what that probe relies on (found from
+its code, transitively) and the request loop, and the worker refuses the probe with ``the submission
+replaced ...`` on any change. One kind of change is not the submission's: a
 library that patches another as it is imported (importing ``torch_geometric`` replaces
 ``torch.select``, and torch wraps ``torch.manual_seed`` when its compiler loads). A library function
 replaced by a function whose code lives in the installed libraries (site-packages or the standard
@@ -82,7 +83,8 @@ class Seal:
     """The identity and code of what the probes and the worker run, recorded now.
 
     Attributes:
-        entries: ``(name for messages, namespace, key, object, code objects)`` per sealed attribute.
+        entries: ``[name for messages, namespace, key, object, code objects, the grader's own]`` per
+            sealed attribute (object and code are updated where a library patches a library).
     """
 
     def __init__(self) -> None:
@@ -112,19 +114,19 @@ class Seal:
                 self._seal_namespace(f"{label}.{key}", value.__dict__, None, own=True)
             self.entries.append([f"{label}.{key}", namespace, key, value, tuple(_codes(value)), own])
 
-    def broken(self, probe: str | None = None) -> list[str]:
+    def broken(self, probe: str) -> list[str]:
         """The names of sealed attributes that were replaced, deleted, or given other code.
 
         Args:
             probe: ``module:name`` of a probe about to run: only what it relies on is compared (the
                 probe, the grader's functions it calls, the library functions they name), with the
-                worker's own request loop. None compares everything.
+                worker's own request loop.
         """
-        relied_on = None if probe is None else self._relied_on(probe)
+        relied_on = self._relied_on(probe)
         changed = []
         for entry in self.entries:
             label, namespace, key, value, codes, own = entry
-            if relied_on is not None and key not in relied_on and not label.startswith(ALWAYS):
+            if key not in relied_on and not label.startswith(ALWAYS):
                 continue
             now = namespace.get(key, _MISSING)
             if now is value and tuple(_codes(now)) == codes:
