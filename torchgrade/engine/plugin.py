@@ -59,7 +59,6 @@ from torchgrade.interface import NAME_TO_MODULE
 from torchgrade.isolation import sandbox
 from torchgrade.reporting import report
 from torchgrade.reporting.table import score_table
-from torchgrade.submission_files import list_files
 
 HELP_SUBMISSION = (
     "submission to grade: a folder of modules, or a notebook (.ipynb) or script (.py) whose "
@@ -181,9 +180,6 @@ def submission(pytestconfig: pytest.Config):
     # A notebook's missing name is explained by the cell that defined it, not by modules never written.
     explain = None if state.extraction is None else functools.partial(notebook.explain_missing, state.extraction)
     proxy = Submission(folder, state.isolation, NAME_TO_MODULE, hidden=hidden, explain_missing=explain)
-    skipped = list_files(folder).note()  # links, pipes, devices: what neither mode reads
-    if skipped:
-        proxy.notes["files left out"] = skipped
     state.proxy = proxy
     yield proxy
     state.record = proxy.close()

@@ -104,6 +104,8 @@ class Channel:
     Attributes:
         notes: adaptations made while grading (a name found in another module, a call spelled
             differently), keyed so that each is said once; they go into the report.
+        left_out: the submission's top-level modules left out of every copy (a link, a pipe), with
+            why, told to each worker that loads it.
         generation: bumped at every (re)start of the worker and every release: a :class:`Remote`
             made in another generation is stale.
         deadline: absolute ``time.monotonic()`` by which calls must end; None means
@@ -113,7 +115,16 @@ class Channel:
     def __init__(self, backend: Backend, folder: Path) -> None:
         self.backend = backend
         self.folder = folder
-        self.notes: dict[str, str] = {}
+        # Listed once: the submission's folder does not change while it is graded. What was left out
+        # (links, pipes, devices) is said in the report, and told to each worker, which sees only its
+        # scratch copy, where a module that was a link is simply absent: a check needing it says why.
+        listing = list_files(folder)
+        self.notes: dict[str, str] = {"files left out": listing.note()} if listing.skipped else {}
+        self.left_out = {
+            path: why
+            for path, why in listing.skipped
+            if "/" not in path and path.endswith(".py") and path.isprintable() and path.isascii()
+        }
         self.generation = 0
         self.deadline: float | None = None
         self.reply_limit = DEFAULT_REPLY_LIMIT
@@ -195,14 +206,7 @@ class Channel:
         """(Re)start the worker and load the submission: the one place a load request is sent."""
         folder = self.backend.start()
         self.generation += 1  # every handle into an earlier worker is now stale
-        # The worker sees a scratch copy, where a module that was a link or a pipe is simply absent:
-        # it is told what was left out, so that a check needing that module can say why.
-        left_out = {
-            path: why
-            for path, why in list_files(self.folder).skipped
-            if "/" not in path and path.endswith(".py") and path.isprintable() and path.isascii()
-        }
-        load, sequence = self._frame({"op": "load", "target": str(folder), "left_out": left_out})
+        load, sequence = self._frame({"op": "load", "target": str(folder), "left_out": self.left_out})
         reply = self._exchange(load, sequence, "loading the submission", START_TIMEOUT, DEFAULT_REPLY_LIMIT)
         if "error" in reply:
             raise errors.TorchgradeError(MSG_LOAD_FAILED.format(folder=self.folder, message=reply["error"]["message"]))
