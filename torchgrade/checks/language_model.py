@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from torchgrade.errors import CheckFailure, SignatureMismatch
 from torchgrade.probes.language_model import construct_with_args, sequence_cross_entropy
@@ -60,13 +61,9 @@ def score_language_run(run: dict[str, Any], targets: np.ndarray, vocabulary: int
         )
     if not isinstance(losses, list) or not losses or not all(isinstance(v, (int, float)) for v in losses):
         raise ValueError("the training run returned no list of training losses")
-    z = logits.detach().double().numpy()
-    if not np.isfinite(z).all():
-        val_loss = float("inf")
-    else:
-        top = z.max(axis=1)
-        log_normaliser = top + np.log(np.exp(z - top[:, None]).sum(axis=1))
-        val_loss = float(np.mean(log_normaliser - z[np.arange(len(targets)), np.asarray(targets)]))
+    z = logits.detach().double()
+    finite = bool(torch.isfinite(z).all())
+    val_loss = float(F.cross_entropy(z, torch.as_tensor(targets))) if finite else float("inf")
     return {"losses": losses, "final_loss": float(np.mean(losses[-10:])), "val_loss": val_loss}
 
 
