@@ -124,6 +124,21 @@ def make_submissions(folder: Path, names: list[str]) -> Path:
     return folder
 
 
+def bare_job(name: str, submission: Path, isolation: str = "none") -> batchjob.Job:
+    """A job that names a submission and nothing else: for tests that never start its grading."""
+    return batchjob.Job(
+        name=name,
+        submission=str(submission),
+        payload=None,
+        assignment="",
+        isolation=isolation,
+        extra_args=[],
+        timeout=1.0,
+        threads=None,
+        scratch_root=None,
+    )
+
+
 def gradings(log: Path) -> list[str]:
     """The submissions graded so far, in order (see TINY_CONFTEST)."""
     return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
@@ -454,17 +469,7 @@ def test_a_report_is_reused_only_when_it_matches_its_record(tmp_path):
     sub.mkdir()
     (sub / "tiny.py").write_text(ADD)
     out = tmp_path / "out"
-    job = batchjob.Job(
-        name="alice",
-        submission=str(sub),
-        payload=None,
-        assignment="",
-        isolation="process",
-        extra_args=[],
-        timeout=1.0,
-        threads=None,
-        scratch_root=None,
-    )
+    job = bare_job("alice", sub, isolation="process")
     when = "2024-01-01T00:00:00+00:00"
     outcome = batchjob.Outcome(
         name="alice",

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_batch import ADD, SCALE, make_tiny_assignment
+from test_batch import ADD, SCALE, bare_job, make_tiny_assignment
 
 from torchgrade import atomic
 from torchgrade.instructor import batch, batchjob, cli, grading
@@ -178,20 +178,7 @@ def test_file_stems_fit_every_file_name_the_batch_writes_and_stay_distinct(tmp_p
 def test_a_submission_that_cannot_be_packed_gets_a_report_that_says_why(tmp_path, monkeypatch):
     folder = make_hostile(tmp_path / "submissions")
     found, _ = batch.discover(folder)
-    jobs = [
-        batchjob.Job(
-            name=sub.name,
-            submission=str(sub.path),
-            payload=None,
-            assignment="",
-            isolation="none",
-            extra_args=[],
-            timeout=1.0,
-            threads=None,
-            scratch_root=None,
-        )
-        for sub in found
-    ]
+    jobs = [bare_job(sub.name, sub.path) for sub in found]
 
     def pack(path: Path) -> bytes:
         if path.name == PREPARATION_FAILS:
@@ -311,20 +298,7 @@ def test_a_bug_in_a_grading_task_fails_that_submission_only(tmp_path, monkeypatc
         return batchjob.failed_outcome(job, "not graded in this test")
 
     monkeypatch.setattr(batch, "grade_one", grade)
-    jobs = [
-        batchjob.Job(
-            name=name,
-            submission=str(tmp_path / name),
-            payload=None,
-            assignment="",
-            isolation="none",
-            extra_args=[],
-            timeout=1.0,
-            threads=None,
-            scratch_root=None,
-        )
-        for name in (PREPARATION_FAILS, "alice")
-    ]
+    jobs = [bare_job(name, tmp_path / name) for name in (PREPARATION_FAILS, "alice")]
     problems = {job["name"]: outcome["problem"] for job, outcome in batch.run_local(jobs, 2)}
     assert problems == {
         PREPARATION_FAILS: batchjob.MSG_TASK_ERROR.format(error="KeyError: 'a bug'"),
