@@ -22,6 +22,7 @@ from torchgrade.checks.lstm import (
     UnmappableWeights,
     lstm_equations,
     lstm_weight_readings,
+    same_gates,
 )
 from torchgrade.errors import CheckFailure, NotImplementedYet, SignatureMismatch
 from torchgrade.probes import params
@@ -121,11 +122,12 @@ HINT_EQUATIONS = (
 
 
 def check_equations(submission, who: str) -> None:
-    """The outputs equal the equations under the reading the parameters' names give, or (unnamed
+    """The outputs equal the equations under a reading the parameters' names give (in either
+    orientation: ``x @ W`` with ``W`` stored ``[E, H]`` is the same gate as ``W @ x``), or (unnamed
     parameters) under some reading; a match only against the names is a swap of gates."""
     model = make_lstm(submission, HIDDEN, EMBED)
     probe, readings, named, x = read_lstm(submission, model, HIDDEN, EMBED, steps=6, batch=3, seed=2)
-    if named is not None and matching_reading(probe, [named], x)[0] is not None:
+    if named is not None and matching_reading(probe, [r for r in readings if r.named], x)[0] is not None:
         return
     call = f"{who}(embeds[6, 3, {EMBED}])"
     found, difference = matching_reading(probe, readings, x)
@@ -135,12 +137,9 @@ def check_equations(submission, who: str) -> None:
             f"the module's parameters as the handout's W_*x, W_*h and b_* (every gate order tried; tolerance "
             f"{OUTPUT_ATOL:g}). {HINT_EQUATIONS}"
         )
-    if named is not None:
-        moved = "; ".join(
-            f"the {GATE_NAMES[g]} is computed from {found.sources[g]}"
-            for g in GATES
-            if found.sources[g] != named.sources[g]
-        )
+    if named is not None and not same_gates(found, named):
+        names, gates = named.gates(), found.gates()
+        moved = "; ".join(f"the {GATE_NAMES[g]} is computed from {gates[g]}" for g in GATES if gates[g] != names[g])
         raise CheckFailure(
             f"{call}: the outputs follow equations (8)-(13) only if {moved}, against the parameters' names. Hint: "
             f"check which weights compute which gate, and that eq. (12) multiplies c_prev by the forget gate f and "

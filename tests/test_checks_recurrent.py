@@ -17,7 +17,14 @@ from torch import nn
 
 from torchgrade.checks.beam_search import beam_search_reference, exhaustive_search, random_tree, read_beam_result
 from torchgrade.checks.language_model import held_out_windows, score_language_run, table_logits
-from torchgrade.checks.lstm import LSTMWeights, UnmappableWeights, _gate_of, lstm_equations, lstm_weight_readings
+from torchgrade.checks.lstm import (
+    LSTMWeights,
+    UnmappableWeights,
+    _gate_of,
+    lstm_equations,
+    lstm_weight_readings,
+    same_gates,
+)
 from torchgrade.probes import params
 from torchgrade.probes.beam_search import decoder_record, tree_decoder
 from torchgrade.probes.language_model import recorded_inputs, recording_language_model, train_language_model
@@ -137,6 +144,51 @@ def test_swapped_gates_match_only_a_reading_against_the_names():
 
 def test_transposed_weights_are_read_too():
     model, x = NamedLSTM(transposed=True), embeds()
+    assert any(r.named for r in matches(model, x))
+
+
+def test_weights_applied_as_x_at_w_keep_the_gates_of_their_names():
+    """[E, H] and [H, H] weights applied as x @ W and h @ W (issue 17: reported as swapped gates):
+    the reading that matches follows the names, the orientation aside."""
+    model, x = NamedLSTM(transposed=True), embeds()
+    readings, named = lstm_weight_readings(params.parameter_values(model), H, E)
+    found = matches(model, x)
+    assert found[0].named and same_gates(found[0], named)
+    assert found[0].sources["f"] == "W_fx (transposed), W_fh (transposed), b_f"
+    assert named.gates()["f"] == "W_fx, W_fh, b_f"
+    first_unnamed = next(i for i, r in enumerate(readings) if not r.named)
+    assert all(r.named for r in readings[:first_unnamed])  # every orientation of the names comes first
+
+
+def test_swapped_gates_are_told_apart_in_the_x_at_w_orientation_too():
+    model, x = NamedLSTM(order="giof", transposed=True), embeds()
+    _, named = lstm_weight_readings(params.parameter_values(model), H, E)
+    found = matches(model, x)
+    assert found and all(not r.named for r in found)
+    assert not same_gates(found[0], named) and found[0].gates()["f"] == "W_ox, W_oh, b_o"
+
+
+class TwoBiasesPerGate(NamedLSTM):
+    """``b_xi, b_hi, b_xf, b_hf, ...`` registered gate by gate: the two biases of a gate are added."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(3)
+        for gate in "gifo":
+            delattr(self, f"b_{gate}")
+            setattr(self, f"b_x{gate}", nn.Parameter(torch.randn(H, generator=gen)))
+            setattr(self, f"b_h{gate}", nn.Parameter(torch.randn(H, generator=gen)))
+
+    def __getattr__(self, name: str):
+        if len(name) == 3 and name.startswith("b_"):
+            return super().__getattr__(f"b_x{name[2]}") + super().__getattr__(f"b_h{name[2]}")
+        return super().__getattr__(name)
+
+
+def test_two_biases_per_gate_registered_gate_by_gate_are_paired_by_name():
+    model, x = TwoBiasesPerGate(), embeds()
+    _, named = lstm_weight_readings(params.parameter_values(model), H, E)
+    assert named is not None and named.sources["f"] == "W_fx, W_fh, b_xf, b_hf"
     assert any(r.named for r in matches(model, x))
 
 

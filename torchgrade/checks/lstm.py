@@ -50,6 +50,20 @@ class LSTMWeights:
     def describe(self) -> str:
         return "; ".join(f"{GATE_NAMES[g]} from {self.sources[g]}" for g in GATES)
 
+    def gates(self) -> dict[str, str]:
+        """Which parameters compute each gate, whatever their orientation: ``W_fx`` stored ``[E, H]``
+        and applied as ``x @ W_fx`` computes the same gate as ``W_fx`` stored ``[H, E]`` and applied as
+        ``W_fx @ x`` (two readings of one parameter, not two assignments of gates)."""
+        return {g: self.sources[g].replace(_TRANSPOSED, "") for g in GATES}
+
+
+_TRANSPOSED = " (transposed)"
+
+
+def same_gates(first: LSTMWeights, second: LSTMWeights) -> bool:
+    """Whether two readings give every gate the same parameters (their orientation aside)."""
+    return first.gates() == second.gates()
+
 
 class UnmappableWeights(ValueError):
     """The parameters do not fit any layout the grader reads (its message says which)."""
@@ -111,16 +125,18 @@ def lstm_weight_readings(
     (``W_gx``, ``W_ix``, ``W_fx``, ``W_ox``), with the unnamed kinds tried in every order (the same
     order for all of them, e.g. the rows of ``[4H, E]`` and ``[4H, H]`` weights); then, names aside,
     every order of the blocks as stored (registration order, then rows), the same for every kind:
-    a forward that uses ``W_fx`` as the output gate matches one of those. A square ``[H, H]``
-    weight may be used as ``W h`` or as ``h W``: both are tried.
+    a forward that uses ``W_fx`` as the output gate matches one of those. A weight stored
+    ``[inputs, H]`` (applied as ``x @ W``, as many students write it) is read transposed; a square
+    ``[H, H]`` weight may be used as ``W h`` or as ``h W``: both are tried, and both readings of
+    the names are marked ``named`` (an orientation is not an assignment of gates).
 
     Args:
         values: ``(name, tensor)`` of every parameter, in registration order.
         hidden, embed: ``H`` and ``E``.
 
     Returns:
-        ``(readings, named)``: all readings (the named ones first), and the one given by the names
-        alone (None unless every gate of every kind is named).
+        ``(readings, named)``: all readings (those that follow the names first), and the first one
+        given by the names alone (None unless every gate of every kind is named).
 
     Raises:
         UnmappableWeights: when the parameters fit no layout.
@@ -182,6 +198,7 @@ def lstm_weight_readings(
                         break
             for order in itertools.permutations(range(4)):  # names aside: every order, the same for every kind
                 readings.append(_reading(sets, [order] * len(sets), hidden, embed, named=False))
+    readings.sort(key=lambda reading: not reading.named)  # stable: the names' readings first, in every orientation
     return readings, named
 
 
@@ -241,12 +258,21 @@ def _columns(blocks: list[_Block], start: int, stop: int, part: str) -> list[_Bl
 
 
 def _bias_sets(groups: list[list[_Block]]) -> list[list[_Block]] | None:
+    """The biases as one or two sets of four blocks. Eight separate biases named after their gates
+    in any order (``b_xi, b_hi, b_xf, ...``) are two sets by name: each gate's first and second;
+    otherwise the first four registered and the last four (nn.LSTM's ``bias_ih``, ``bias_hh``)."""
     blocks = [b for group in groups for b in group]
     if not blocks:
         return []
     if len(blocks) not in (4, 8):
         return None
-    return [blocks[:4], blocks[4:]] if len(blocks) == 8 else [blocks]
+    if len(blocks) == 4:
+        return [blocks]
+    gates = [b.gate for b in blocks]
+    if all(len(group) == 1 for group in groups) and all(gates.count(g) == 2 for g in GATES):
+        first = [next(b for b in blocks if b.gate == g) for g in GATES]
+        return [first, [b for b in blocks if all(b is not f for f in first)]]
+    return [blocks[:4], blocks[4:]]
 
 
 def _named_order(blocks: list[_Block]) -> tuple[int, ...] | None:
