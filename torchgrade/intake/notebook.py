@@ -6,10 +6,13 @@ kept or dropped by its form, on the grader's side, before any worker starts.
 
 What is kept (in notebook order, so a later cell's redefinition wins as it did in Colab):
 
-* imports -- except Colab-only ones (``google.colab``) and modules not installed where grading runs,
-  which are dropped with a note (inside the student's own ``try``/``except`` they are kept: the
-  ``except`` branch runs, as outside Colab); a kept import is also guarded at run time, so one that
-  still fails (a renamed name) costs only the names it would have bound;
+* imports -- except Colab-only ones (``google.colab``), which are dropped with a note (inside the
+  student's own ``try``/``except`` they are kept: the ``except`` branch runs, as outside Colab); a
+  kept import is also guarded at run time, so one that still fails (a renamed name) costs only the
+  names it would have bound. An import of a package not installed where grading runs (``import
+  pandas``) is kept unguarded: the loader stands in for the package
+  (:class:`torchgrade.worker.loader.StandIn`), so only the checks that use it fail, naming it, as in
+  a folder submission;
 * ``def`` and ``class`` statements, unless what they evaluate when defined (decorators, default
   values, base classes, annotations, class-level statements) uses a name that was dropped, calls the
   submission's own code, or loads data;
@@ -212,8 +215,12 @@ NO_HINT_REASONS = tuple(
     )
 )
 REASON_MAIN = "`if __name__ == '__main__':` runs only when the file is run as a script"
-REASON_NOT_INSTALLED = "`{module}` is not installed where grading runs"
 REASON_LEFT_OUT = "it uses `{name}`, which was left out at {where}"
+#: A ``def``/``class`` left out for what Python evaluates when it defines it (``device=device``).
+REASON_DEFINITION_MARK = "is evaluated when Python defines"
+REASON_DEFINITION = "its {role} `{code}` " + REASON_DEFINITION_MARK + " `{defined}`, and it uses `{name}`, which {why}"
+REASON_NAME_LEFT_OUT = "was left out at {where} ({reason})"
+REASON_NAME_UNDEFINED = "is not defined above it"
 REASON_UNDEFINED = "it uses `{name}`, which is not defined above it"
 REASON_CALLS_OWN = "it calls `{callee}`, defined in the notebook, which would run your code (e.g. training) on import"
 REASON_BUILTIN = "it calls `{callee}()`, which reads files or input"
@@ -223,6 +230,11 @@ REASON_PART = "line {line} inside it would run on import: {reason}"
 
 MSG_DROPPED_DEFINITION = "{source} defines `{name}` at {where}, but that code is not graded: {reason}."
 HINT_TOP_LEVEL = " Define `{name}` at the top level of a cell, outside loops, `if` blocks and training code."
+HINT_DEFINITION = (
+    " Give `{name}` a default value (or decorator) that needs nothing from other cells, e.g. `None` replaced "
+    "inside the function, or define `{dependency}` as a constant at the top level of a cell, outside loops, "
+    "`if` blocks and training code."
+)
 MSG_NOT_DEFINED = "{source} does not define `{name}` at the top level of any cell."
 MSG_UNPARSED = " {where} does not parse as Python, so nothing in it is graded."
 MSG_SIMILAR = " It defines {names}: rename yours to `{name}` if that is it."
@@ -312,7 +324,12 @@ def explain_missing(extraction: report.Extraction, name: str, message: str) -> s
         text = MSG_DROPPED_DEFINITION.format(
             source=source, name=name, where=where(last, extraction.kind), reason=last.reason
         )
-        return text if last.reason.startswith(NO_HINT_REASONS) else text + HINT_TOP_LEVEL.format(name=name)
+        if last.reason.startswith(NO_HINT_REASONS):
+            return text
+        if REASON_DEFINITION_MARK in last.reason:
+            dependency = re.search(r"and it uses `([^`]+)`", last.reason)
+            return text + HINT_DEFINITION.format(name=name, dependency=dependency.group(1) if dependency else "it")
+        return text + HINT_TOP_LEVEL.format(name=name)
     text = MSG_NOT_DEFINED.format(source=source, name=name)
     unparsed = [d for d in extraction.dropped if d.reason.startswith(REASON_SYNTAX_PREFIX)]
     if unparsed:
@@ -610,7 +627,8 @@ class _Extractor:
             return self._import_problem(stmt, guarded)
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             expressions, local = _evaluated_on_definition(stmt, "annotations" in self.future)
-            return self._expression_problem(expressions, local)
+            problem = self._expression_problem(expressions, local)
+            return self._definition_problem(stmt, problem, local) if problem else None
         if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             if stmt.value is None:
                 return None
@@ -667,10 +685,6 @@ class _Extractor:
         for module in modules:
             if _is_colab(module):
                 return REASON_COLAB.format(what=f"`{module}` exists only in Colab")
-        for module in modules:
-            top = module.split(".")[0]
-            if top != "__future__" and not _installed(top):
-                return REASON_NOT_INSTALLED.format(module=top)
         return None
 
     def _expression_problem(self, nodes: list[ast.AST], local: frozenset[str] = frozenset()) -> str | None:
@@ -688,6 +702,30 @@ class _Extractor:
                     if problem:
                         return problem
         return None
+
+    def _definition_problem(
+        self, stmt: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, problem: str, local: frozenset[str]
+    ) -> str:
+        """Say which part of a definition needs a name that is missing (a default value, a decorator,
+        a base class), and why that name is missing: a student reads "define it at the top level" for
+        a ``def`` that *is* at the top level otherwise."""
+        lazy = "annotations" in self.future
+        for role, code, node in _definition_parts(stmt, lazy):
+            bound = local | _locally_bound(node)
+            for sub in _evaluated(node):
+                if not (isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load)) or sub.id in bound:
+                    continue
+                if sub.id in self.known or (sub.id not in self.lost and self.star_import):
+                    continue
+                if sub.id in self.lost:
+                    lost = self.lost[sub.id]
+                    reason = lost.reason if len(lost.reason) <= 200 else lost.reason[:197] + "..."
+                    why = REASON_NAME_LEFT_OUT.format(where=where(lost, self.kind), reason=reason)
+                else:
+                    why = REASON_NAME_UNDEFINED.format(name=sub.id)
+                code = code if len(code) <= EXCERPT_CHARS // 2 else code[: EXCERPT_CHARS // 2 - 3] + "..."
+                return REASON_DEFINITION.format(defined=stmt.name, role=role, code=code, name=sub.id, why=why)
+        return problem
 
     def _unknown(self, name: str) -> str | None:
         if name in self.known:
@@ -927,11 +965,24 @@ def _guarded(stmt: ast.stmt, text: str) -> str:
         return text
     if not isinstance(stmt, (ast.Import, ast.ImportFrom)) and not any(isinstance(n, ast.Call) for n in ast.walk(stmt)):
         return text
+    if _imports_missing_package(stmt):  # left to fail, so that the loader stands in for the package
+        return text
     multiline_string = any(
         isinstance(n, ast.Constant) and isinstance(n.value, str) and n.end_lineno != n.lineno for n in ast.walk(stmt)
     )
     body = textwrap.indent(ast.unparse(stmt) if multiline_string else text, "    ")
     return f"try:\n{body}\nexcept Exception:  # torchgrade: if this fails, the rest still grades\n    pass"
+
+
+def _imports_missing_package(stmt: ast.stmt) -> bool:
+    """Whether ``stmt`` is an absolute import of a top-level package not installed where grading runs."""
+    if isinstance(stmt, ast.Import):
+        modules = [alias.name for alias in stmt.names]
+    elif isinstance(stmt, ast.ImportFrom) and not stmt.level and stmt.module:
+        modules = [stmt.module]
+    else:
+        return False
+    return any(m.split(".")[0] != "__future__" and not _installed(m.split(".")[0]) for m in modules)
 
 
 def _dotted(node: ast.expr) -> str | None:
@@ -1033,6 +1084,33 @@ def _evaluated_on_definition(
         expressions += [a.annotation for a in every if a.annotation is not None]
         expressions += [stmt.returns] if stmt.returns is not None else []
     return expressions, frozenset()
+
+
+def _definition_parts(
+    stmt: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, lazy_annotations: bool
+) -> list[tuple[str, str, ast.AST]]:
+    """What Python evaluates when it defines ``stmt``, as (the part a student calls it, its code, its
+    node): ``("default value", "device=device", <expr>)``, ``("decorator", "@cache", <expr>)``."""
+    parts = [("decorator", f"@{ast.unparse(d)}", d) for d in stmt.decorator_list]
+    if isinstance(stmt, ast.ClassDef):
+        parts += [("base class", ast.unparse(b), b) for b in stmt.bases]
+        parts += [("class keyword", f"{k.arg}={ast.unparse(k.value)}", k.value) for k in stmt.keywords]
+        for child in stmt.body:
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                parts += _definition_parts(child, lazy_annotations)
+            elif not (isinstance(child, ast.AnnAssign) and lazy_annotations and child.value is None):
+                parts.append(("class-level statement", ast.unparse(child).partition("\n")[0], child))
+        return parts
+    arguments = stmt.args
+    positional = arguments.posonlyargs + arguments.args
+    with_defaults = list(zip(positional[len(positional) - len(arguments.defaults) :], arguments.defaults, strict=True))
+    with_defaults += [(a, d) for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True) if d is not None]
+    parts += [("default value", f"{a.arg}={ast.unparse(d)}", d) for a, d in with_defaults]
+    if not lazy_annotations:
+        every = positional + arguments.kwonlyargs + [a for a in (arguments.vararg, arguments.kwarg) if a is not None]
+        parts += [("annotation", f"{a.arg}: {ast.unparse(a.annotation)}", a.annotation) for a in every if a.annotation]
+        parts += [("return annotation", f"-> {ast.unparse(stmt.returns)}", stmt.returns)] if stmt.returns else []
+    return parts
 
 
 def _evaluated(node: ast.AST):

@@ -12,6 +12,18 @@ Only regular files are modules (:func:`torchgrade.submission_files.list_files`):
 link, a pipe or a device is missing, and a name the grader looks for there says so
 (:data:`MSG_LEFT_OUT`). Source that nests deeper than Python can compile (``a.b.b...`` 5,000 times)
 fails its own import with :data:`MSG_TOO_DEEP`, like a syntax error, never the worker.
+
+A package the grading environment lacks never costs a whole module: when a module's import fails
+with ``ModuleNotFoundError`` for a top-level package that is not installed (and is no module of the
+submission, and not one the harness cannot work without: :data:`NEVER_STAND_IN`), the import is
+retried with a stand-in for that package (:class:`StandIn`). ``import torchvision``, ``import
+torchvision.transforms as T``, ``from torchvision.models import resnet18`` then succeed; what the
+module does with the stand-in while it is imported (``T.Compose([...])``, a decorator, a base class)
+yields more stand-ins, and only a check that *uses* one at run time fails, with
+:data:`MSG_NO_PACKAGE` naming the package. Stand-ins are served only to the submission's own code
+(an import made by torch or the grader gets the real ``ModuleNotFoundError``) and never shadow an
+installed package; :attr:`LoadedSubmission.stood_in` lists them for the report's notes
+(:data:`NOTE_STOOD_IN`).
 """
 
 from __future__ import annotations
@@ -22,8 +34,10 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NoReturn
 
 from torchgrade.submission_files import list_files, read_regular
 from torchgrade.worker.tracebacks import format_student_exception
@@ -38,6 +52,192 @@ MSG_LEFT_OUT = "{module}.py is {why}, and torchgrade grades only regular files"
 MSG_LEFT_OUT_OTHER = "{module}.py was left out of the submission ({why})"
 #: A module whose source the parser or the compiler gives up on (``SyntaxError`` is what the student reads).
 MSG_TOO_DEEP = "{file} nests deeper than Python can compile ({error}); split its deepest expression"
+#: What a check that uses a stood-in package reads (``what``: ``torchvision.transforms.ToTensor()``).
+MSG_NO_PACKAGE = (
+    "the grading environment has no '{package}' package: {what} {how}, which needs it. The submission's "
+    "import of '{package}' was stood in for so that the rest of its code could be graded; only what uses "
+    "'{package}' fails. Write this part with torch or numpy, or ask the instructor to install '{package}'."
+)
+#: A protocol attribute (``__version__``, ``__array__``) of a stand-in: absent.
+MSG_NO_DUNDER = "{path} has no {name}: the grading environment has no '{package}' package, and it was stood in for"
+#: The report's note on each stood-in package.
+NOTE_STOOD_IN = (
+    "stood in for missing package {package}: the grading environment has no '{package}', so checks that "
+    "use it fail and the others are graded"
+)
+#: Packages never stood in for: the harness cannot grade without them, so their absence is its own error.
+NEVER_STAND_IN = frozenset({"torch", "numpy", "torchgrade", "__future__", PACKAGE})
+#: How many missing packages one module import may have stood in for (each costs a re-import).
+MAX_STAND_INS = 16
+
+
+class MissingPackageError(ModuleNotFoundError):
+    """Student code used a stand-in for a package the grading environment lacks (:data:`MSG_NO_PACKAGE`)."""
+
+
+#: > 0 while a submission module is being imported: a stand-in called then yields another stand-in
+#: (``T.Compose([...])`` at the top of a module); called later, from a check, it raises.
+_importing = 0
+
+
+@contextmanager
+def _importing_module() -> Iterator[None]:
+    global _importing
+    _importing += 1
+    try:
+        yield
+    finally:
+        _importing -= 1
+
+
+class StandIn:
+    """What student code gets for ``package.path`` of a package that is not installed.
+
+    Attribute access gives another stand-in; a call gives one too while the submission's module is
+    being imported, and raises :class:`MissingPackageError` afterwards; any other use (truth value,
+    iteration, arithmetic, indexing, ``with``) raises at once. Subclassing one gives a class whose
+    instances cannot be made. Its attributes are name-mangled so that student code cannot clash.
+    """
+
+    __slots__ = ("__package", "__path")
+
+    def __init__(self, package: str, path: str) -> None:
+        object.__setattr__(self, "_StandIn__package", package)
+        object.__setattr__(self, "_StandIn__path", path)
+
+    def _tg_fail(self, how: str) -> NoReturn:
+        package, what = self.__package, f"`{self.__path}`"
+        raise MissingPackageError(MSG_NO_PACKAGE.format(package=package, what=what, how=how), name=package)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):  # protocols (__array__, __wrapped__...) are absent
+            raise AttributeError(MSG_NO_DUNDER.format(name=name, path=self.__path, package=self.__package))
+        return StandIn(self.__package, f"{self.__path}.{name}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._tg_fail("was modified")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _importing:
+            return StandIn(self.__package, f"{self.__path}(...)")
+        self._tg_fail("was called")
+
+    def __mro_entries__(self, bases: tuple) -> tuple[type]:
+        stand_in = self
+
+        def __init__(instance, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - it is the base's __init__
+            stand_in._tg_fail("is the base class of the object being made")
+
+        name = self.__path.rpartition(".")[2].removesuffix("(...)") or "StandIn"
+        return (type(name if name.isidentifier() else "StandIn", (), {"__init__": __init__}),)
+
+    def __repr__(self) -> str:
+        return f"<stand-in for {self.__path}: the grading environment has no '{self.__package}' package>"
+
+    def __bool__(self) -> bool:
+        self._tg_fail("was tested for truth")
+
+    def __iter__(self) -> Iterator[Any]:
+        self._tg_fail("was iterated over")
+
+    def __len__(self) -> int:
+        self._tg_fail("was measured (len)")
+
+    def __getitem__(self, key: Any) -> Any:
+        self._tg_fail("was indexed")
+
+    def __enter__(self) -> Any:
+        self._tg_fail("was used in a `with` statement")
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def _tg_operator(self, *other: Any) -> Any:
+        self._tg_fail("was used in an arithmetic or comparison operation")
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __matmul__ = __rmatmul__ = _tg_operator
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __pow__ = __neg__ = _tg_operator
+    __lt__ = __le__ = __gt__ = __ge__ = __int__ = __float__ = __index__ = _tg_operator
+    __hash__ = object.__hash__
+
+
+class _StandInModule(types.ModuleType):
+    """A module object for a missing package or one of its submodules: a package (it has a
+    ``__path__``, so ``import package.sub`` works) whose other attributes are stand-ins (:class:`StandIn`), and
+    which fails like one when it is called, tested or iterated over."""
+
+    def __init__(self, package: str, fullname: str) -> None:
+        super().__init__(fullname, f"stand-in for {fullname}: the grading environment has no '{package}'")
+        self.__path__: list[str] = []
+        self.__tg_stand_in__ = package
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(MSG_NO_DUNDER.format(name=name, path=self.__name__, package=self.__tg_stand_in__))
+        return StandIn(self.__tg_stand_in__, f"{self.__name__}.{name}")
+
+    def _tg_stand_in(self) -> StandIn:
+        return StandIn(self.__tg_stand_in__, self.__name__)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tg_stand_in()(*args, **kwargs)
+
+    def __bool__(self) -> bool:
+        return bool(self._tg_stand_in())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._tg_stand_in())
+
+    def __mro_entries__(self, bases: tuple) -> tuple[type]:
+        return self._tg_stand_in().__mro_entries__(bases)
+
+
+class _StandInFinder(importlib.abc.MetaPathFinder):
+    """Serves stand-ins for the missing packages in ``packages`` (and their submodules), to imports
+    made by the submission's own code only. Last on ``sys.meta_path``: an installed package always wins."""
+
+    def __init__(self) -> None:
+        self.packages: set[str] = set()
+        self.modules: dict[str, types.ModuleType] = {}
+
+    def find_spec(self, fullname, path=None, target=None):
+        package = fullname.partition(".")[0]
+        if package not in self.packages or not _imported_by_submission():
+            return None
+        return importlib.machinery.ModuleSpec(fullname, _StandInLoader(self, package), is_package=True)
+
+    def forget(self) -> None:
+        """Take the stand-ins out of ``sys.modules``: the submission's modules keep what they bound,
+        and nothing else in the process (torch's own optional imports) finds a stand-in there."""
+        for name, module in self.modules.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+
+
+class _StandInLoader(importlib.abc.Loader):
+    def __init__(self, finder: _StandInFinder, package: str) -> None:
+        self.finder, self.package = finder, package
+
+    def create_module(self, spec):
+        module = self.finder.modules.get(spec.name)
+        if module is None:
+            module = self.finder.modules[spec.name] = _StandInModule(self.package, spec.name)
+        return module
+
+    def exec_module(self, module):
+        return None
+
+
+def _imported_by_submission() -> bool:
+    """Whether the import being resolved was made by the submission's code: the first frame outside
+    the import machinery belongs to a module of :data:`PACKAGE`."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not (filename.startswith("<frozen importlib") or filename == __file__ or filename == importlib.__file__):
+            return str(frame.f_globals.get("__name__", "")).startswith(PACKAGE + ".")
+        frame = frame.f_back
+    return False
 
 
 class ModuleImportError(Exception):
@@ -148,13 +348,25 @@ class LoadedSubmission:
         }
         self._finder = _SiblingFinder(set(self.module_names) - shadowing)
         sys.meta_path[:0] = [self._snapshot, self._finder]
+        self._stand_ins = _StandInFinder()
+        sys.meta_path.append(self._stand_ins)  # last: whatever is installed is found before it
+
+    @property
+    def stood_in(self) -> list[str]:
+        """The missing packages stood in for so far (see the module docstring), sorted."""
+        return sorted(self._stand_ins.packages)
+
+    def notes(self) -> list[str]:
+        """The report's notes on what loading the submission needed: :data:`NOTE_STOOD_IN` per package."""
+        return [NOTE_STOOD_IN.format(package=package) for package in self.stood_in]
 
     def unload(self) -> None:
         """Forget the submission's modules, aliases and finder (in-process mode, when grading ends),
         so that nothing of it leaks into a later submission or the grader's own imports."""
-        for finder in (self._snapshot, self._finder):
+        for finder in (self._snapshot, self._finder, self._stand_ins):
             if finder in sys.meta_path:
                 sys.meta_path.remove(finder)
+        self._stand_ins.forget()
         for name, module in list(sys.modules.items()):
             if (
                 name == PACKAGE
@@ -174,12 +386,40 @@ class LoadedSubmission:
             raise FileNotFoundError(f"{name}.py")
         if name in self._errors:
             raise ModuleImportError(name, self._errors[name])
-        try:
-            return importlib.import_module(f"{PACKAGE}.{name}")
-        except BaseException as exc:  # noqa: BLE001 - student code may raise anything, SystemExit too
-            self._errors[name] = format_student_exception(exc, self.folder)
-            sys.modules.pop(f"{PACKAGE}.{name}", None)
-            raise ModuleImportError(name, self._errors[name]) from None
+        fullname = f"{PACKAGE}.{name}"
+        while True:  # each round stands in for one more package, at most MAX_STAND_INS in all
+            try:
+                with _importing_module():
+                    return importlib.import_module(fullname)
+            except BaseException as exc:  # noqa: BLE001 - student code may raise anything, SystemExit too
+                sys.modules.pop(fullname, None)
+                package = self._missing_package(exc)
+                if package is None or len(self._stand_ins.packages) >= MAX_STAND_INS:
+                    self._errors[name] = format_student_exception(exc, self.folder)
+                    raise ModuleImportError(name, self._errors[name]) from None
+                self._stand_ins.packages.add(package)  # and import the module again
+            finally:
+                self._stand_ins.forget()
+
+    def _missing_package(self, exc: BaseException) -> str | None:
+        """The package to stand in for when ``exc`` is an import of a package that is not installed:
+        a top-level name that no module of the submission has, not stood in for yet (a stand-in that
+        fails again is the student's error), not one of :data:`NEVER_STAND_IN`, not in the standard
+        library, and not installed (a missing submodule of an installed package is a real error)."""
+        if not isinstance(exc, ModuleNotFoundError) or isinstance(exc, MissingPackageError) or not exc.name:
+            return None
+        package = exc.name.partition(".")[0]
+        if (
+            package in self._stand_ins.packages
+            or package in NEVER_STAND_IN
+            or package in self.module_names
+            or package in sys.stdlib_module_names
+            or not package.isidentifier()
+            or (package in sys.modules and sys.modules[package] is not None)
+            or _importable_elsewhere(package)
+        ):
+            return None
+        return package
 
     def find(self, name: str, preferred: str | None) -> tuple[object, str]:
         """Find a public name, first in the ``preferred`` module, then in any other module.
