@@ -113,3 +113,13 @@ def receptive_fields_formula(k: int) -> list[int]:
         jump *= 2
         fields.append(size)
     return fields
+
+
+def receptive_fields_strided(k: int) -> list[int]:
+    """The handout's other downsampling: each k x k convolution has stride 2 (no pooling): r += (k - 1) j; j *= 2."""
+    fields, size, jump = [], 1, 1
+    for _ in range(4):
+        size += (k - 1) * jump
+        jump *= 2
+        fields.append(size)
+    return fields

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from torchgrade.checks import shapes
-from torchgrade.errors import CheckFailure
+from torchgrade.errors import CheckFailure, MissingName, SignatureMismatch
 from torchgrade.probes import params
 from torchgrade.probes import training as training_probes
 
@@ -78,13 +78,14 @@ def accuracy(model, data: np.ndarray, layout: str, who: str) -> tuple[float, flo
 
 
 def find_layout(model, who: str) -> str:
-    """NCHW if the model accepts ``[1, 3, 448, 224]``, else the handout's transposed layout."""
+    """NCHW if the model accepts ``[2, 3, 448, 224]``, else the handout's transposed layout. Probed with
+    two images: a model with ``BatchNorm1d`` cannot take one image in train mode."""
     try:
-        model(torch.zeros(1, 3, 2 * SIZE, SIZE))
+        model(torch.zeros(2, 3, 2 * SIZE, SIZE))
         return NCHW
     except CheckFailure as nchw_failure:
         try:
-            model(torch.zeros(1, 3, SIZE, 2 * SIZE))
+            model(torch.zeros(2, 3, SIZE, 2 * SIZE))
         except CheckFailure:
             raise nchw_failure from None
         return TRANSPOSED
@@ -123,7 +124,180 @@ def photo_text(found: tuple[int, int, int] | None) -> str:
     return f"student {student}, pair {pair}, {'left' if side == 0 else 'right'}"
 
 
+# -- binding calls by the names the submission uses -------------------------------------------------
+#: What real submissions call the handout's parameters. A call passes each value under the name the
+#: submitted signature uses; a parameter the submission lacks is left out (its own default or fixed
+#: value is then graded, read back from the weights or the run).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "n": ("n", "num_channels", "n_channels", "channels", "num_filters", "n_filters", "base_channels", "hidden"),
+    "kernel_size": ("kernel_size", "k", "kernel", "ks", "kernel_sz", "ksize", "k_size", "filter_size", "kernel_dim"),
+    "model": ("model", "net", "network", "cnn", "classifier"),
+    "train": ("train_data", "train", "train_set", "training_data", "train_dataset", "trainset", "data", "dataset"),
+    "valid": ("valid_data", "valid", "val_data", "validation_data", "val", "valid_set", "val_set", "validation"),
+    "batch_size": ("batch_size", "bs", "batch", "batchsize", "batch_sz", "n_batch"),
+    "learning_rate": ("learning_rate", "lr", "learn_rate", "learningrate"),
+    "weight_decay": ("weight_decay", "wd", "decay", "weightdecay", "l2", "l2_reg", "reg"),
+    "iterations": (
+        "max_iters",
+        "max_iter",
+        "num_iters",
+        "n_iters",
+        "iters",
+        "iterations",
+        "num_iterations",
+        "n_iterations",
+        "max_iterations",
+        "niters",
+        "num_iter",
+        "n_iter",
+    ),
+    "epochs": (
+        "max_epoch",
+        "max_epochs",
+        "num_epochs",
+        "epochs",
+        "n_epochs",
+        "epoch",
+        "nepochs",
+        "num_epoch",
+        "n_epoch",
+        "num_epoches",
+        "epoch_num",
+    ),
+    "checkpoint": (
+        "checkpoint_path",
+        "checkpoint",
+        "ckpt_path",
+        "ckpt",
+        "checkpoint_dir",
+        "checkpoint_file",
+        "save_path",
+        "model_path",
+        "save_dir",
+        "ckpt_dir",
+        "path",
+        "folder",
+    ),
+}
+#: Roles the handout passes positionally first (model, training data, validation data): bound by
+#: position only where the submission's names are none of the aliases.
+LEADING = ("model", "train", "valid")
+
+
+class Binding:
+    """How one call of a submitted function is spelled: the positional and keyword arguments, the
+    roles the signature has no parameter for, and the call as text for messages."""
+
+    def __init__(self, name: str, args: list, kwargs: dict, texts: list[str], bound: dict[str, str]) -> None:
+        self.name, self.args, self.kwargs, self.bound = name, args, kwargs, bound
+        self.label = f"{name}({', '.join(texts)})"
+
+    def has(self, role: str) -> bool:
+        """Whether the call passes ``role`` (under the name ``bound[role]``)."""
+        return role in self.bound
+
+    def __call__(self, target):
+        return target(*self.args, **self.kwargs)
+
+
+def signature_of(sub, name: str) -> list[dict] | None:
+    """The submitted ``name``'s parameters (see :func:`params.call_signature`); None if unreadable."""
+    try:
+        return sub.apply(params.call_signature, sub.lookup(name))
+    except CheckFailure as exc:
+        if isinstance(exc, MissingName):
+            raise
+        return None
+
+
+def parameter_for(signature: list[dict] | None, role: str) -> str | None:
+    """The name under which ``signature`` takes ``role`` (see ALIASES), or None."""
+    if signature is None:
+        return None
+    names = {p["name"].lower(): p["name"] for p in signature if p["kind"] in ("positional", "keyword")}
+    for alias in ALIASES.get(role, (role,)):
+        if alias.lower() in names:
+            return names[alias.lower()]
+    return None
+
+
+def bind(name: str, signature: list[dict] | None, values: dict[str, tuple[Any, str]]) -> Binding:
+    """Spell a call of ``name`` with ``values`` (role -> (value, text for messages)) by the names the
+    submitted ``signature`` uses.
+
+    A role the signature has no name for is passed positionally if it is one of the handout's leading
+    roles (model, training data, validation data) and the signature has a free positional slot there,
+    by its handout name if the signature takes ``**kwargs``, and left out otherwise (``has(role)`` is
+    then False).
+
+    Raises:
+        SignatureMismatch: the signature requires a parameter the handout's call does not give.
+    """
+    if signature is None:  # unreadable (a builtin, a C extension): the handout's names, as written
+        leading = [values[r] for r in LEADING if r in values]
+        rest = {r: v for r, v in values.items() if r not in LEADING}
+        texts = [t for _, t in leading] + [f"{r}={t}" for r, (_, t) in rest.items()]
+        bound = {r: r for r in values}
+        return Binding(name, [v for v, _ in leading], {r: v for r, (v, _) in rest.items()}, texts, bound)
+    positional = [p["name"] for p in signature if p["kind"] == "positional"]
+    var_keyword = any(p["kind"] == "var_keyword" for p in signature)
+    named: dict[str, tuple[str, Any, str]] = {}
+    for role, (value, text) in values.items():
+        found = parameter_for(signature, role)
+        if found is not None and found not in named:
+            named[found] = (role, value, text)
+        elif role in LEADING and LEADING.index(role) < len(positional) and positional[LEADING.index(role)] not in named:
+            named[positional[LEADING.index(role)]] = (role, value, text)
+        elif var_keyword and role not in LEADING:
+            named[ALIASES.get(role, (role,))[0]] = (role, value, text)
+    required = [p["name"] for p in signature if p["required"] and p["name"] not in named]
+    if required:
+        raise SignatureMismatch(
+            f"{name} requires {', '.join(required)}, which the handout's call does not give "
+            f"(the submitted parameters are {', '.join(p['name'] for p in signature) or 'none'}). Hint: give "
+            f"extra parameters a default value."
+        )
+    # The handout's leading roles travel positionally where they sit first, the rest by name.
+    args, texts, kwargs = [], [], {}
+    for index, parameter in enumerate(positional):
+        if parameter not in named or named[parameter][0] not in LEADING or index != len(args):
+            break
+        args.append(named[parameter][1])
+        texts.append(named[parameter][2])
+    for parameter, (_, value, text) in named.items():
+        if parameter in positional[: len(args)]:
+            continue
+        kwargs[parameter] = value
+        texts.append(f"{parameter}={text}")
+    return Binding(name, args, kwargs, texts, {role: parameter for parameter, (role, _, _) in named.items()})
+
+
 # -- the models' layers ----------------------------------------------------------------------------
+#: Kernel sizes the handout allows ("You can use either 3x3 or 5x5 convolutions kernels").
+KERNEL_SIZES = (3, 5)
+
+
+class BuiltModel:
+    """A submitted model built for a check: the handle, the call as text, and which of the handout's
+    hyperparameters the constructor took (a missing one is the model's own, read from its weights)."""
+
+    def __init__(self, model, binding: Binding) -> None:
+        self.model, self.label, self.binding = model, binding.label, binding
+        self.took_n, self.took_k = binding.has("n"), binding.has("kernel_size")
+
+
+def build_model(sub, name: str, n: int | None = 4, kernel_size: int | None = None) -> BuiltModel:
+    """``name(n=..., kernel_size=...)`` spelled the way the submitted constructor takes them: a constructor
+    without a kernel size (or without n) is built without it and graded on the one it has."""
+    values: dict[str, tuple[Any, str]] = {}
+    if n is not None:
+        values["n"] = (n, str(n))
+    if kernel_size is not None:
+        values["kernel_size"] = (kernel_size, str(kernel_size))
+    binding = bind(name, signature_of(sub, name), values)
+    return BuiltModel(binding(sub.lookup(name)), binding)
+
+
 def conv_and_fc_shapes(sub, model) -> tuple[list[list[int]], list[list[int]]]:
     """Weight shapes of a submitted model's convolutions (4-D) and fully connected layers (2-D)."""
     shapes_ = sub.apply(params.parameter_shapes, model)
@@ -131,21 +305,72 @@ def conv_and_fc_shapes(sub, model) -> tuple[list[list[int]], list[list[int]]]:
     return [s for s in weights if len(s) == 4], [s for s in weights if len(s) == 2]
 
 
-def check_layers(sub, model, who: str, n: int, k: int, in_channels: int, fc_in: int) -> None:
-    """Four k x k convolutions ``in_channels -> n -> 2n -> 4n -> 8n``, then FC ``fc_in -> 100 -> 2``."""
-    convs, fcs = conv_and_fc_shapes(sub, model)
-    want_convs = [[n, in_channels, k, k], [2 * n, n, k, k], [4 * n, 2 * n, k, k], [8 * n, 4 * n, k, k]]
+def read_n_and_k(convs: list[list[int]], in_channels: int, who: str) -> tuple[int, int]:
+    """n and the kernel size of a model, read from its first convolution (the one taking
+    ``in_channels`` channels; the first registered one if none does)."""
+    if not convs:
+        raise CheckFailure(f"{who} has no convolution weights; expected four 2-D convolutions.")
+    first = next((c for c in convs if c[1] == in_channels), convs[0])
+    if first[1] != in_channels:
+        raise CheckFailure(
+            f"{who}'s first convolution has weights {first}: it takes {first[1]} input channels; expected "
+            f"{in_channels}" + (" (the left and right shoe's 3 colour channels each)." if in_channels == 6 else ".")
+        )
+    return first[0], first[2]
+
+
+def check_layers(
+    sub, built: BuiltModel, in_channels: int, fc_hw: tuple[int, int], n: int | None = None, k: int | None = None
+) -> tuple[int, int]:
+    """Four k x k convolutions ``in_channels -> n -> 2n -> 4n -> 8n``, then FC ``8n * H * W -> 100 -> 2``,
+    with n and k read from the model's first convolution. Where the constructor took n (``n``) or a
+    kernel size (``k``), the weights must show the requested one. Returns (n, k) as read."""
+    who = built.label
+    convs, fcs = conv_and_fc_shapes(sub, built.model)
+    n_read, k_read = read_n_and_k(convs, in_channels, who)
+    first = next(c for c in convs if c[1] == in_channels)
+    if first[2] != first[3] or k_read not in KERNEL_SIZES:
+        raise CheckFailure(
+            f"{who}'s first convolution has {first[2]}x{first[3]} kernels; the handout allows 3x3 or 5x5."
+        )
+    if n is not None and built.took_n and n_read != n:
+        raise CheckFailure(f"{who}'s first convolution has {n_read} output channels; expected n = {n}.")
+    if k is not None and built.took_k and k_read != k:
+        raise CheckFailure(f"{who}'s convolutions have {k_read}x{k_read} kernels; expected {k}x{k}.")
+    c, kk = n_read, k_read
+    want_convs = [[c, in_channels, kk, kk], [2 * c, c, kk, kk], [4 * c, 2 * c, kk, kk], [8 * c, 4 * c, kk, kk]]
     if sorted(convs) != sorted(want_convs):
         raise CheckFailure(
-            f"{who} has convolution weights {convs}; expected {want_convs} "
-            f"({in_channels} -> n -> 2n -> 4n -> 8n channels, {k}x{k} kernels)."
+            f"{who} has convolution weights {convs}; with n = {c} and {kk}x{kk} kernels (read from its first "
+            f"convolution) expected {want_convs} ({in_channels} -> n -> 2n -> 4n -> 8n channels)."
         )
+    fc_in = 8 * c * fc_hw[0] * fc_hw[1]
     want_fcs = [[100, fc_in], [2, 100]]
     if sorted(fcs) != sorted(want_fcs):
         raise CheckFailure(
-            f"{who} has fully connected weights {fcs}; expected {want_fcs} "
-            f"(8n x {fc_in // (8 * n)} features -> 100 -> 2)."
+            f"{who} has fully connected weights {fcs}; with n = {c} expected {want_fcs} "
+            f"(8n x {fc_hw[0]} x {fc_hw[1]} features -> 100 -> 2)."
         )
+    return c, kk
+
+
+def channel_order(seen: np.ndarray, left: np.ndarray, right: np.ndarray) -> list[str | None]:
+    """Which of the six shoe channels (``L0..L2``, ``R0..R2``) each of the first convolution's input
+    channels is (None where it is none of them); a shoe's channel transposed counts too."""
+    sources = {f"L{c}": left[:, c] for c in range(3)} | {f"R{c}": right[:, c] for c in range(3)}
+    found = []
+    for channel in range(seen.shape[1]):
+        plane = seen[:, channel]
+        match = None
+        for label, source in sources.items():
+            if np.allclose(plane, source, atol=1e-6) or (
+                plane.shape[-2:] == source.shape[-2:][::-1]
+                and np.allclose(plane, np.swapaxes(source, -1, -2), atol=1e-6)
+            ):
+                match = label
+                break
+        found.append(match)
+    return found
 
 
 # -- Q4a: the training loop, observed through a recording model -------------------------------------
@@ -182,7 +407,7 @@ def run_training_probe(submission) -> dict[str, Any]:
     n_codes = 6 * (PROBE_STUDENTS + 1)
     train, valid = coded_shoes(PROBE_STUDENTS, 0, n_codes), coded_shoes(1, 6 * PROBE_STUDENTS, n_codes)
     submission.seed(421)
-    submission.set_time_limit(120)
+    submission.set_cpu_budget(120)
     try:
         model = submission.apply(training_probes.RecordingModel)
         # a folder the submission may write to, also in a sandbox
@@ -211,7 +436,7 @@ def run_training_probe(submission) -> dict[str, Any]:
             "n_codes": n_codes,
         }
     finally:
-        submission.set_time_limit(None)
+        submission.set_cpu_budget(None)
 
 
 def training_steps(probe: dict[str, Any]) -> list[dict]:
@@ -311,7 +536,7 @@ def memorise(submission, grade_cache, shoe_arrays: dict[str, np.ndarray], layout
 
     def run() -> dict:
         submission.seed(MEMORISE_SEED)
-        submission.set_time_limit(150)
+        submission.set_cpu_budget(150)
         threads = submission.apply(training_probes.set_threads, MEMORISE_THREADS)
         try:
             model = submission.lookup(MEMORISE_MODEL)(n=budget["n"])
@@ -334,7 +559,7 @@ def memorise(submission, grade_cache, shoe_arrays: dict[str, np.ndarray], layout
                 "layout": layout,
             }
         finally:
-            submission.set_time_limit(None)
+            submission.set_cpu_budget(None)
             try:
                 submission.apply(training_probes.set_threads, threads)
             except CheckFailure:

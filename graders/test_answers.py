@@ -4,8 +4,8 @@ Q3d (the CNNs' parameter counts), Q3f (CNNChannel's receptive fields) and Q6a-c 
 The rest of the assignment is graded in ``test_shoes.py``.
 
 Each is checked on the handout's own numbers and on seeded random inputs against the grader's own
-implementations in ``_answers.py`` (torch autograd for gradients). Parameter counts and receptive
-fields are also compared with the submitted models themselves.
+implementations in ``_answers.py`` (torch autograd for gradients). Parameter counts are also compared
+with the submitted models themselves; receptive fields only with the handout's architecture.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from _answers import (
     random_conv1d_case,
     random_graph,
     receptive_fields_formula,
+    receptive_fields_strided,
     shoe_cnn_params,
 )
+from _shoes import build_model, conv_and_fc_shapes, read_n_and_k
 
 from torchgrade.checks import shapes
 from torchgrade.errors import CheckFailure
-from torchgrade.probes import params, receptive_field
+from torchgrade.probes import params
 
 ASSIGNMENT = "shoes"
 
@@ -119,47 +121,68 @@ def test_param_counts(sub, parts):
                 rtol=0,
             )
     with parts.part(1, "both formulas equal the submitted models' parameter counts"):
+        # Evaluated at the n and k the built model has (read from its first convolution: a CNN() with both
+        # fixed inside is graded on its own). A model whose layers differ from the handout's lost its points
+        # in Q3a/Q3b already: there the formula may also give the handout architecture's count.
         for n, k in CNN_SIZES[:2]:
-            for model_name, formula in (("CNN", "cnn_param_count"), ("CNNChannel", "cnn_channel_param_count")):
-                counted = sub.apply(params.count_parameters, sub.lookup(model_name)(n=n, kernel_size=k))
-                answered = sub.lookup(formula)(n, k)
-                if answered != counted:
+            for model_name, formula, in_channels, fc_features in (
+                ("CNN", "cnn_param_count", 3, 28 * 14),
+                ("CNNChannel", "cnn_channel_param_count", 6, 14 * 14),
+            ):
+                built = build_model(sub, model_name, n=n, kernel_size=k)
+                counted = sub.apply(params.count_parameters, built.model)
+                convs, _ = conv_and_fc_shapes(sub, built.model)
+                try:
+                    n_read, k_read = read_n_and_k(convs, in_channels, built.label)
+                except CheckFailure:
+                    n_read, k_read = n, k
+                handout = shoe_cnn_params(n_read, k_read, in_channels, fc_features)
+                answered = sub.lookup(formula)(n_read, k_read)
+                if answered not in (counted, handout):
                     raise CheckFailure(
-                        f"{formula}(n={n}, kernel_size={k}) = {answered}, but the submitted "
-                        f"{model_name}(n={n}, kernel_size={k}) has {counted} parameters."
+                        f"{formula}(n={n_read}, kernel_size={k_read}) = {answered}, but the submitted "
+                        f"{built.label} (n = {n_read}, {k_read}x{k_read} kernels) has {counted} parameters "
+                        f"(the handout's architecture: {handout})."
                     )
 
 
 @pytest.mark.points(4, question="Q3f")
 def test_cnn_receptive_fields(sub, parts):
-    """The receptive field of a central CNNChannel unit after each of the four downsampling operations."""
-    expected, source = {}, {}
-    for k in (3, 5):
-        try:
-            model = sub.CNNChannel(n=4, kernel_size=k)
-            expected[k] = sub.apply(receptive_field.downsampling_receptive_fields, model, (1, 3, 448, 224), half="top")
-            source[k] = f"measured with autograd on your CNNChannel(n=4, kernel_size={k})"
-        except CheckFailure:
-            expected[k] = receptive_fields_formula(k)
-            source[k] = (
-                f"the formula for {k}x{k} convolutions and 2x2 max-pooling (your CNNChannel could not be measured)"
-            )
+    """The receptive field of a central CNNChannel unit after each of the four downsampling operations.
+
+    The question is about the handout's architecture, so the answers are compared with it (the grader's
+    formula, checked against autograd on a grader-built network in the tests), never with the submitted
+    CNNChannel: a bug in the model is graded in Q3b only. The handout downsamples with 2x2 max-pooling
+    or with a stride-2 convolution; answers that follow either design throughout keep their points."""
     answers = {}
     for k in (3, 5):
         try:
             answers[k] = sub.cnn_receptive_fields(k)
         except CheckFailure as exc:
             answers[k] = exc
+    designs = {"pooling": receptive_fields_formula, "strided": receptive_fields_strided}
+    got: dict[int, np.ndarray] = {}
+    for k in (3, 5):
+        if not isinstance(answers[k], Exception):
+            try:
+                got[k] = shapes.check_shape(answers[k], (4,), f"cnn_receptive_fields({k})", allow_sequences=True)
+            except CheckFailure as exc:
+                answers[k] = exc
+    # The design the answers follow: the one they match most often (max-pooling on a tie).
+    design = max(designs, key=lambda d: sum(int(got[k][i] == designs[d](k)[i]) for k in got for i in range(4)))
     for layer in range(4):
         with parts.part(1, f"after downsampling {layer + 1}"):
             for k in (3, 5):
                 if isinstance(answers[k], Exception):
                     raise answers[k]
-                got = shapes.check_shape(answers[k], (4,), f"cnn_receptive_fields({k})", allow_sequences=True)
-                want = expected[k][layer] if len(expected[k]) > layer else receptive_fields_formula(k)[layer]
-                if got[layer] != want:
+                want = designs[design](k)[layer]
+                if got[k][layer] != want:
                     raise CheckFailure(
-                        f"cnn_receptive_fields({k})[{layer}] = {got[layer]:g}; expected {want} ({source[k]})."
+                        f"cnn_receptive_fields({k})[{layer}] = {got[k][layer]:g}; expected {want} for the "
+                        f"handout's CNNChannel with {k}x{k} convolutions and "
+                        + ("2x2 max-pooling" if design == "pooling" else "stride-2 convolutions")
+                        + f" (with {'stride-2 convolutions' if design == 'pooling' else '2x2 max-pooling'} "
+                        f"instead: {designs['strided' if design == 'pooling' else 'pooling'](k)[layer]})."
                     )
 
 

@@ -25,7 +25,9 @@ from _shoes import (
     PROBE_STUDENTS,
     SIZE,
     STEPS_PER_EPOCH,
-    TRANSPOSED,
+    BuiltModel,
+    build_model,
+    channel_order,
     check_layers,
     find_layout,
     image_index,
@@ -186,53 +188,79 @@ def test_generate_different_pair(sub, parts):
 
 
 # -- Q3: the models ------------------------------------------------------------------------------
+def kernel_builds(sub, name: str) -> list[BuiltModel]:
+    """The two builds whose layers Q3a/Q3b grade: ``kernel_size=3`` and ``kernel_size=5`` where the
+    constructor takes a kernel size; else its own kernel with ``n=4`` and ``n=2`` where it takes n; else
+    the one model it builds, twice."""
+    first = build_model(sub, name, n=4, kernel_size=3)
+    if first.took_k:
+        return [first, build_model(sub, name, n=4, kernel_size=5)]
+    return [first, build_model(sub, name, n=2) if first.took_n else first]
+
+
+def layers_part(built: BuiltModel, k: int) -> str:
+    own = "its own kernel size" if not built.took_k else f"kernel_size={k}"
+    return f"{own}: four convolutions n -> 8n, FC -> 100 -> 2 relative to n and k read from the weights ({built.label})"
+
+
 @pytest.mark.points(3, question="Q3a")
 def test_cnn(sub, parts):
-    """CNN: convolutions n -> 2n -> 4n -> 8n, each downsampled 2x2, FC 100, FC 2; [B, 3, 448, 224] -> [B, 2]."""
+    """CNN: convolutions n -> 2n -> 4n -> 8n, each downsampled 2x2, FC 100, FC 2; [B, 3, 448, 224] -> [B, 2].
+
+    n and the kernel size (3 or 5) are read from the first convolution; a constructor without them
+    (``CNN()``) is graded on the ones it has."""
     with parts.part(1, "output [B, 2] for input [B, 3, 448, 224]"):
         for n in (2, 4):
-            model = sub.CNN(n=n)
-            for batch in (1, 3):
-                out = model(torch.zeros(batch, 3, 2 * SIZE, SIZE))
-                shapes.check_shape(out, (batch, 2), f"CNN(n={n})(x[{batch}, 3, 448, 224])")
-    for k in (3, 5):
-        with parts.part(1, f"four convolutions n -> 8n and FC 8n*28*14 -> 100 -> 2, kernel_size={k}"):
-            model = sub.CNN(n=4, kernel_size=k)
-            check_layers(sub, model, f"CNN(n=4, kernel_size={k})", 4, k, 3, 32 * 28 * 14)
+            built = build_model(sub, "CNN", n=n)
+            for batch in (2, 3):  # two images at least: BatchNorm1d cannot take one in train mode
+                out = built.model(torch.zeros(batch, 3, 2 * SIZE, SIZE))
+                shapes.check_shape(out, (batch, 2), f"{built.label}(x[{batch}, 3, 448, 224])")
+            if not built.took_n:
+                break
+    for k, built in zip((3, 5), kernel_builds(sub, "CNN"), strict=True):
+        with parts.part(1, layers_part(built, k)):
+            check_layers(sub, built, 3, (28, 14), n=4 if k == 3 or built.took_k else 2, k=k)
 
 
 @pytest.mark.points(3, question="Q3b")
 def test_cnn_channel(sub, parts):
-    """CNNChannel: the same layers; left and right shoes concatenated on channels, [B, 6, 224, 224] into conv 1."""
+    """CNNChannel: the same layers; left and right shoes concatenated on channels, [B, 6, 224, 224] into conv 1.
+
+    The six channels may come in any order (``torch.cat([left, right], 1)``, right before left, or the
+    interleaved ``x.reshape(B, 6, 224, 224)``): the same model up to a permutation of conv 1's inputs."""
     with parts.part(1, "output [B, 2] for input [B, 3, 448, 224]"):
         for n in (2, 4):
-            model = sub.CNNChannel(n=n)
-            layout = find_layout(model, f"CNNChannel(n={n})")
-            for batch in (1, 3):
+            built = build_model(sub, "CNNChannel", n=n)
+            layout = find_layout(built.model, built.label)
+            for batch in (2, 3):  # two images at least: BatchNorm1d cannot take one in train mode
                 x = model_input(np.zeros((batch, 2 * SIZE, SIZE, 3), np.float32), layout)
-                shapes.check_shape(model(x), (batch, 2), f"CNNChannel(n={n})(x{list(x.shape)})")
+                shapes.check_shape(built.model(x), (batch, 2), f"{built.label}(x{list(x.shape)})")
+            if not built.took_n:
+                break
     with parts.part(1, "left and right shoes stacked on channels: the first convolution sees [B, 6, 224, 224]"):
-        model = sub.CNNChannel(n=4)
-        layout = find_layout(model, "CNNChannel(n=4)")
+        built = build_model(sub, "CNNChannel", n=4)
+        layout = find_layout(built.model, built.label)
         pairs = np.random.default_rng(5).uniform(-0.5, 0.5, (2, 2 * SIZE, SIZE, 3)).astype(np.float32)
-        seen = sub.apply(training_probes.first_conv_input, model, model_input(pairs, layout))
-        who = "the input of CNNChannel(n=4)'s first convolution"
+        seen = sub.apply(training_probes.first_conv_input, built.model, model_input(pairs, layout))
+        who = f"the input of {built.label}'s first convolution"
         array = shapes.check_shape(seen, (2, 6, SIZE, SIZE), who)
         left = np.transpose(pairs[:, :SIZE], (0, 3, 1, 2))
         right = np.transpose(pairs[:, SIZE:], (0, 3, 1, 2))
-        if layout == TRANSPOSED:
-            left, right = np.swapaxes(left, 2, 3), np.swapaxes(right, 2, 3)
-        stacked = [np.concatenate([left, right], 1), np.concatenate([right, left], 1)]
-        if not any(np.allclose(array, s, atol=1e-6) for s in stacked):
+        order = channel_order(array, left, right)
+        if sorted(map(str, order)) != ["L0", "L1", "L2", "R0", "R1", "R2"]:
+            named = ", ".join(
+                f"{c}: " + ("not a shoe's channel" if o is None else f"{'left' if o[0] == 'L' else 'right'} {o[1]}")
+                for c, o in enumerate(order)
+            )
             raise CheckFailure(
-                f"{who} is not the left shoe's 3 channels stacked with the right shoe's 3 channels. "
-                f"Hint: slice the top and bottom 224 rows and torch.cat them on dim 1."
+                f"{who} is not the left shoe's 3 channels stacked with the right shoe's 3 channels, each once "
+                f"(channel {named}). Hint: slice the top and bottom 224 rows and torch.cat them on dim 1."
             )
-    with parts.part(1, "six input channels, n -> 8n convolutions, FC 8n*14*14 -> 100 -> 2"):
-        for k in (3, 5):
-            check_layers(
-                sub, sub.CNNChannel(n=4, kernel_size=k), f"CNNChannel(n=4, kernel_size={k})", 4, k, 6, 32 * 14 * 14
-            )
+    with parts.part(
+        1, "six input channels, n -> 8n convolutions, FC 8n*14*14 -> 100 -> 2 (n and k read from the weights)"
+    ):
+        for k, built in zip((3, 5), kernel_builds(sub, "CNNChannel"), strict=True):
+            check_layers(sub, built, 6, (14, 14), n=4 if k == 3 or built.took_k else 2, k=k)
 
 
 # -- Q4: training -------------------------------------------------------------------------------
