@@ -15,7 +15,8 @@ variants of the reference) through :class:`SampleGrader`:
   graded first, alone, so that its runs fill the cache before the other samples read it;
 * with ``select_graders``, a buggy sample is graded only by the grader modules that mention a name
   of a module it edits (:func:`graders_for`): every other grader sees the reference's code byte for
-  byte, so its verdicts are the reference's.
+  byte, so its verdicts are the reference's. A correct variant that names its checks (``checks``) is
+  graded by those checks alone (:func:`checks_expression`).
 """
 
 from __future__ import annotations
@@ -134,6 +135,44 @@ def graders_for(sample: Any, graders: Path) -> str | None:
     return " or ".join(chosen)
 
 
+def check_names(graders: Path) -> dict[str, str]:
+    """Each test function of ``graders/test_*.py`` (a check) -> the file it is in."""
+    found = {}
+    for path in sorted(graders.glob("test_*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+                found[node.name] = path.name
+    return found
+
+
+def checks_expression(checks: Iterable[str], known: dict[str, str]) -> str:
+    """A pytest ``-k`` expression that selects exactly the checks (test functions) named ``checks``.
+
+    ``-k`` matches substrings of an item's names, its module's included: ``test_cnn`` alone would also
+    select ``test_cnn_channel``, and ``test_gnn`` every check of ``test_gnn.py``. Each name is therefore
+    paired with ``not`` every other check that such a match would catch.
+
+    Args:
+        checks: test function names.
+        known: every check of the graders and its file (:func:`check_names`).
+
+    Raises:
+        TorchgradeError: a name is no check of the graders.
+    """
+    clauses = []
+    for name in dict.fromkeys(checks):
+        if name not in known:
+            raise TorchgradeError(f"{name!r} is no check of the graders: no test function of that name")
+        low = name.lower()
+        caught = [
+            other
+            for other, module in known.items()
+            if other != name and (low in other.lower() or low in module.lower())
+        ]
+        clauses.append(" and ".join([name] + [f"not {other}" for other in caught]))
+    return " or ".join(f"({clause})" for clause in clauses)
+
+
 # -- the engine -------------------------------------------------------------------------------------
 class SampleGrader:
     """Grades the samples of one assignment, ``jobs`` at a time; each (sample, isolation) at most once.
@@ -148,6 +187,8 @@ class SampleGrader:
         jobs: gradings at once.
         cache: share training runs of identical code (``--grade-cache`` in ``workdir``).
         select_graders: grade a buggy sample only with the graders of what it edits (:func:`graders_for`).
+        select_checks: with ``select_graders``, grade a correct variant only with the checks it names
+            (:func:`checks_expression`); False: with every check of those graders.
         keyword: a pytest ``-k`` expression for every grading (combined with the graders' selection).
         pytest_args: more pytest arguments for every grading (``--data-root synthetic``).
         reports: where the reports go, with pytest's output of each (``<name>.log``); default in ``workdir``.
@@ -165,6 +206,7 @@ class SampleGrader:
         jobs: int = 1,
         cache: bool = True,
         select_graders: bool = False,
+        select_checks: bool = True,
         keyword: str | None = None,
         pytest_args: tuple[str, ...] = (),
         reports: Path | None = None,
@@ -180,6 +222,7 @@ class SampleGrader:
         self.module = load_samples_module(self.assignment)
         self.workdir = Path(workdir)
         self.isolation, self.cache, self.select_graders = isolation, cache, select_graders
+        self.select_checks = select_graders and select_checks
         self.keyword, self.pytest_args, self.logs, self.on_start = keyword, tuple(pytest_args), logs, on_start
         self.reports = Path(reports) if reports is not None else self.workdir / "reports"
         self.reports.mkdir(parents=True, exist_ok=True)
@@ -269,6 +312,9 @@ class SampleGrader:
         selection = [f"({self.keyword})"] if self.keyword else []
         if self.select_graders and (graders := graders_for(sample, self.assignment / "graders")):
             selection.append(f"({graders})")
+        if self.select_checks and getattr(sample, "checks", ()):
+            known = check_names(self.assignment / "graders")
+            selection.append(f"({checks_expression(sample.checks, known)})")
         if selection:
             args += ["-k", " and ".join(selection)]
         if self.on_start is not None:
