@@ -194,13 +194,13 @@ def run_audit(submission) -> dict:
             functions[name] = submission.lookup(name)
         except CheckFailure as failure:
             missing[name] = str(failure)
-    submission.set_time_limit(120)
+    submission.set_cpu_budget(120)
     try:
         found = submission.apply(numpy_probes.audit, functions, audit_calls()) if functions else {}
     except CheckFailure as failure:  # the worker died or hung while tracing: say so in every check
         found = {"failure": str(failure)}
     finally:
-        submission.set_time_limit(None)
+        submission.set_cpu_budget(None)
     return {
         "static": found.get("static", {}),
         "runtime": found.get("runtime", {}),

@@ -283,7 +283,7 @@ def train_on(submission, grade_cache, graph, model_name: str, budget: dict, cach
 
     def run() -> dict:
         submission.seed(TRAIN_SEED)
-        submission.set_time_limit(55)
+        submission.set_cpu_budget(55)
         try:
             model = node_classifier(submission, graph, model_name, budget)
             inputs = node_inputs(graph, normalise=model_name == "GNN")
@@ -298,7 +298,7 @@ def train_on(submission, grade_cache, graph, model_name: str, budget: dict, cach
                 seed=TRAIN_SEED,
             )
         finally:
-            submission.set_time_limit(None)
+            submission.set_cpu_budget(None)
         try:
             result = score_node_classifier(result, graph.y, graph.train_mask, graph.test_mask)
         except ValueError as error:

@@ -365,7 +365,7 @@ def train_text_model(submission, grade_cache, data: dict[str, torch.Tensor]) -> 
 
     def run() -> dict:
         submission.seed(TEXT_TRAIN_SEED)
-        submission.set_time_limit(TEXT_TIME_LIMIT)
+        submission.set_cpu_budget(TEXT_TIME_LIMIT)
         try:
             model = text_model(submission, vocabulary, TEXT_SIZES["embed"], TEXT_SIZES["hidden"])
             result = submission.apply(
@@ -378,7 +378,7 @@ def train_text_model(submission, grade_cache, data: dict[str, torch.Tensor]) -> 
                 **TEXT_BUDGET,
             )
         finally:
-            submission.set_time_limit(None)
+            submission.set_cpu_budget(None)
         try:
             result = score_language_run(result, targets, vocabulary)
         except ValueError as error:

@@ -55,7 +55,7 @@ def train_molecules(submission, grade_cache, molecule_sets, model_name: str) -> 
 
     def run() -> dict:
         submission.seed(MOLECULE_TRAIN_SEED)
-        submission.set_time_limit(55)
+        submission.set_cpu_budget(55)
         try:
             model = submission.lookup(model_name)()
             result = submission.apply(
@@ -66,7 +66,7 @@ def train_molecules(submission, grade_cache, molecule_sets, model_name: str) -> 
                 **MOLECULE_BUDGET,
             )
         finally:
-            submission.set_time_limit(None)
+            submission.set_cpu_budget(None)
         result = score(result, molecule_sets)
         if "error" in result:
             raise CheckFailure(f"training {model_name}(): {result['error']}.")

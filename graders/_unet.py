@@ -262,7 +262,7 @@ def train_unet(submission, grade_cache, data: dict[str, torch.Tensor], disable: 
 
     def run() -> dict:
         submission.seed(UNET_TRAIN_SEED)
-        submission.set_time_limit(TRAIN_TIME_LIMIT)
+        submission.set_cpu_budget(TRAIN_TIME_LIMIT)
         try:
             model = submission.UNet(disable_skip_connections=disable)
             result = submission.apply(
@@ -276,7 +276,7 @@ def train_unet(submission, grade_cache, data: dict[str, torch.Tensor], disable: 
                 **UNET_BUDGET,
             )
         finally:
-            submission.set_time_limit(None)
+            submission.set_cpu_budget(None)
         try:
             result = segmentation.score_training_run(result, data["val_labels"], scenes.N_CLASSES)
         except ValueError as error:

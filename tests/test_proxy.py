@@ -22,7 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchgrade.engine.proxy import MSG_LOAD_FAILED, MSG_NO_HIDDEN, STALE, Remote, Submission, SubmissionRecord
+from torchgrade.engine.proxy import (
+    BACKSTOP_FACTOR,
+    BACKSTOP_SLACK,
+    DEFAULT_CALL_TIMEOUT,
+    MSG_LOAD_FAILED,
+    MSG_NO_HIDDEN,
+    STALE,
+    Remote,
+    Submission,
+    SubmissionRecord,
+)
 from torchgrade.errors import (
     CheckFailure,
     MissingName,
@@ -34,6 +44,7 @@ from torchgrade.errors import (
     WorkerCrashed,
 )
 from torchgrade.isolation import sandbox
+from torchgrade.isolation.transport import CLOCK_TICK, HAS_PROC, MSG_FINISHED, session_ticks
 from torchgrade.probes.params import count_parameters, parameter_shapes
 from torchgrade.worker.loader import PACKAGE, _SiblingFinder
 
@@ -123,6 +134,22 @@ def nap(seconds):
     return seconds
 
 
+def burn(seconds):
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+    return seconds
+
+
+def burn_in_child(seconds):
+    pid = os.fork()
+    if pid == 0:  # the parent only waits: the CPU time is the child's
+        burn(seconds)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return seconds
+
+
 def bomb():
     if os.fork() == 0:  # a child that forks forever, left behind when the call returns
         while True:
@@ -182,6 +209,8 @@ INTERFACE = {
             "crash",
             "stubborn",
             "nap",
+            "burn",
+            "burn_in_child",
             "bomb",
             "moved",
             "absent",
@@ -421,19 +450,26 @@ def test_torch_py_in_the_submission_does_not_shadow_torch(sub: Submission, folde
 
 
 # -- process isolation: limits and crashes ----------------------------------------------------------------
-def test_endless_loop_is_stopped_and_the_next_call_gets_a_fresh_worker(sub_process: Submission) -> None:
+#: The CPU-budget message of a call, with the CPU seconds it used left open.
+CPU_SPENT = r"timed out: the check's calls used \d+\.\d s of CPU time of a {budget} s budget \(time the machine spent "
+
+
+def test_endless_loop_is_stopped_by_its_cpu_budget_and_a_fresh_worker_follows(sub_process: Submission) -> None:
     backend = sub_process.channel.backend
     spin, box = sub_process.spin, sub_process.Box(1)
     old_pid = backend.process.pid
-    sub_process.set_time_limit(2)
+    sub_process.set_cpu_budget(2)
     try:
         start = time.monotonic()
-        with pytest.raises(StudentTimeout, match=r"^spin\(\) timed out after 2 s; the worker was stopped\.$"):
+        with pytest.raises(StudentTimeout, match=r"^spin\(\) " + CPU_SPENT.format(budget=2)) as failure:
             spin()
         elapsed = time.monotonic() - start
     finally:
-        sub_process.set_time_limit(None)
-    assert 1.5 < elapsed < 5
+        sub_process.set_cpu_budget(None)
+    assert str(failure.value).endswith("on other work is not counted). The worker was stopped.")
+    used = float(re.search(r"used (\S+) s", str(failure.value)).group(1))
+    assert 2 < used < 3  # read every 0.25 s: overrun by at most that, times the worker's threads
+    assert 1.5 < elapsed < 30  # at least the budget; more where the machine is busy
     assert sub_process.add(2, 3) == 5
     assert backend.process.pid != old_pid
     with pytest.raises(
@@ -458,18 +494,85 @@ def test_os_exit_is_a_crash_and_the_next_call_works(sub_process: Submission) -> 
         list(model.parameters)
 
 
-def test_call_ignoring_sigalrm_is_still_stopped(sub_process: Submission) -> None:
+def test_a_sleeping_call_is_stopped_by_the_wall_clock_backstop(sub_process: Submission) -> None:
+    """Sleeping uses no CPU time: only the backstop stops it (here a short one), whatever the call
+    does with SIGALRM."""
     stubborn = sub_process.stubborn
-    sub_process.set_time_limit(1)
+    sub_process.set_cpu_budget(30, backstop=1)
     try:
         start = time.monotonic()
-        with pytest.raises(StudentTimeout, match=r"^stubborn\(60\) timed out after"):
+        with pytest.raises(
+            StudentTimeout,
+            match=r"^stubborn\(60\) timed out after 1 s of wall-clock time while using 0\.\d s of CPU time "
+            r"\(the check's calls: 0\.\d s of a 30 s budget\): the backstop for calls that wait without computing",
+        ):
             stubborn(60)
         elapsed = time.monotonic() - start
     finally:
-        sub_process.set_time_limit(None)
+        sub_process.set_cpu_budget(None)
     assert elapsed < 4
     assert sub_process.nap(0.01) == 0.01
+
+
+def test_the_default_backstop_is_a_multiple_of_the_budget(sub_none: Submission) -> None:
+    sub_none.set_cpu_budget(10)
+    try:
+        left = sub_none.channel.remaining()
+    finally:
+        sub_none.set_cpu_budget(None)
+    assert BACKSTOP_FACTOR * 10 + BACKSTOP_SLACK - 1 < left <= BACKSTOP_FACTOR * 10 + BACKSTOP_SLACK
+    assert sub_none.channel.budget is None and sub_none.channel.remaining() == DEFAULT_CALL_TIMEOUT
+
+
+@pytest.mark.parametrize("function", ["burn", "burn_in_child"])
+def test_a_busy_call_over_its_budget_fails_in_process_once_it_returns(sub_none: Submission, function: str) -> None:
+    """In-process a call cannot be stopped: its CPU time (children reaped included) is measured and
+    the check fails after it, the verdict process isolation gives; later calls are not run."""
+    sub_none.set_cpu_budget(0.3)
+    try:
+        with pytest.raises(StudentTimeout, match=rf"^{function}\(0\.6\) " + CPU_SPENT.format(budget=0.3)) as failure:
+            sub_none.lookup(function)(0.6)
+        assert str(failure.value).endswith(MSG_FINISHED)
+        with pytest.raises(StudentTimeout, match=r"^add was not run: the check's earlier calls used up its CPU"):
+            sub_none.add(1, 2)
+    finally:
+        sub_none.set_cpu_budget(None)
+    assert sub_none.add(1, 2) == 3
+
+
+def test_in_process_a_waiting_call_is_not_charged(sub_none: Submission) -> None:
+    """A call that waits (for the machine, for a sleep) uses little CPU time: it keeps its budget."""
+    sub_none.set_cpu_budget(0.3)
+    try:
+        assert sub_none.nap(0.6) == 0.6
+        assert sub_none.channel.budget.spent < 0.1
+    finally:
+        sub_none.set_cpu_budget(None)
+
+
+@pytest.mark.skipif(not HAS_PROC, reason="no /proc here: the worker's CPU time is read with psutil")
+def test_session_ticks_count_the_cpu_time_of_this_session() -> None:
+    before = session_ticks(os.getsid(0), [os.getpid()])
+    start = time.process_time()
+    while time.process_time() - start < 0.3:
+        pass
+    after = session_ticks(os.getsid(0))
+    assert os.getpid() in after and os.getppid() not in before
+    assert (after[os.getpid()] - before[os.getpid()]) / CLOCK_TICK >= 0.2
+
+
+def test_a_waiting_call_is_not_charged_and_a_child_s_work_is(sub_process: Submission) -> None:
+    """The budget counts what the worker computes: a call that sleeps past its budget keeps it, a
+    call whose child process does the work is stopped all the same."""
+    sub_process.set_cpu_budget(0.5)
+    try:
+        assert sub_process.nap(1.5) == 1.5
+        assert sub_process.channel.budget.spent < 0.3
+        with pytest.raises(StudentTimeout, match=r"^burn_in_child\(30\) " + CPU_SPENT.format(budget=0.5)):
+            sub_process.burn_in_child(30)
+    finally:
+        sub_process.set_cpu_budget(None)
+    assert sub_process.add(1, 2) == 3
 
 
 def test_processes_left_running_are_stopped_between_checks_and_the_worker_stays(sub_process: Submission) -> None:
@@ -566,9 +669,7 @@ def test_stale_handle_passed_as_an_argument_is_refused(sub_process: Submission) 
         print(sub_process.apply(count_parameters, old))  # counts the n=5 model
 
 
-def test_worker_start_up_is_not_charged_to_the_time_limit(
-    sub_process: Submission, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_worker_start_up_is_not_charged_to_the_budget(sub_process: Submission, monkeypatch: pytest.MonkeyPatch) -> None:
     backend = sub_process.channel.backend
     nap = sub_process.nap
     with pytest.raises(WorkerCrashed):
@@ -580,12 +681,13 @@ def test_worker_start_up_is_not_charged_to_the_time_limit(
         return real_start()
 
     monkeypatch.setattr(backend, "start", slow_start)
-    sub_process.set_time_limit(1.5)
+    sub_process.set_cpu_budget(0.5, backstop=1.5)
     try:
         nap = sub_process.nap
-        assert nap(0.8) == 0.8  # 0.8 s of student time in a 1.5 s limit
+        assert nap(0.8) == 0.8  # 0.8 s of student time in a 1.5 s backstop
+        assert sub_process.channel.budget.spent < 0.3  # nor its CPU time: importing torch is not charged
     finally:
-        sub_process.set_time_limit(None)
+        sub_process.set_cpu_budget(None)
 
 
 @pytest.mark.parametrize("isolation", MODES)

@@ -149,10 +149,10 @@ def test_a_partial_frame_written_by_a_thread_is_a_timeout_of_that_call_not_a_han
     with open_submission(folder, "process", INTERFACE) as sub:
         sub.write_later(0.2, (b"\xff\x00\x00\x00\x00\x00\x00\x00" + b"x" * 10).hex())  # announces 255 bytes
         time.sleep(1.0)  # written between calls: the next reply is read behind it
-        sub.set_time_limit(3)
+        sub.set_cpu_budget(3, backstop=3)  # the call waits for the rest of the frame: only the backstop ends it
         with pytest.raises(CheckFailure):
             sub.ok(1)
-        sub.set_time_limit(None)
+        sub.set_cpu_budget(None)
         assert sub.ok(1) == 2
 
 

@@ -92,8 +92,17 @@ MSG_HIDDEN_OUTSIDE = (
     f"move the module to graders/{HIDDEN_DIR}/ instead"
 )
 ISOLATION_MODES = ("none", "process")
-#: pytest-timeout's marker value is also the wall-clock limit of each call into student code.
+#: A check's time when pytest-timeout gives none (no marker, no ``--timeout``, no ini ``timeout``).
 DEFAULT_CHECK_TIMEOUT = 300.0
+#: A check's pytest-timeout (marker, ``--timeout`` or ini ``timeout``) is its nominal time T: its
+#: calls into student code get T seconds of CPU time (see ``Submission.set_cpu_budget``), and
+#: pytest-timeout stops the check after TIMEOUT_BACKSTOP_FACTOR * T seconds of wall-clock time, a
+#: backstop for hangs. Load slows a check in wall-clock time, not in CPU time: a factor of 4 leaves
+#: a check slowed 3 times by other work (four busy processes beside a grading on two cores: 2.5 times)
+#: a quarter of its time to spare, while a true hang is still stopped.
+TIMEOUT_BACKSTOP_FACTOR = 4.0
+#: The nominal time of a grader check (before the backstop factor), set at collection.
+NOMINAL_TIMEOUT = pytest.StashKey[float]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -128,12 +137,28 @@ def _state(config: pytest.Config) -> RunState:
 
 # -- collection: points and questions ----------------------------------------------------------
 @pytest.hookimpl(tryfirst=True)  # before -m deselects, so that -m "not hidden" sees the marker
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    timeouts = config.pluginmanager.hasplugin("timeout")
     for item in items:
         if is_hidden_check(item.nodeid):
             item.add_marker(pytest.mark.hidden)
         elif item.get_closest_marker("hidden") is not None:
             raise pytest.UsageError(MSG_HIDDEN_OUTSIDE.format(nodeid=item.nodeid))
+        if item.get_closest_marker("points") is not None:
+            _set_backstop(item, timeouts)
+
+
+def _set_backstop(item: pytest.Item, timeouts: bool) -> None:
+    """Record the check's nominal time and give pytest-timeout TIMEOUT_BACKSTOP_FACTOR times it
+    (a marker of the item's own, which takes precedence over ``--timeout`` and the ini value)."""
+    nominal = _check_timeout(item)
+    item.stash[NOMINAL_TIMEOUT] = nominal
+    if not timeouts or nominal <= 0:  # 0: pytest-timeout disabled by the user, left so
+        return
+    marker = item.get_closest_marker("timeout")
+    args = marker.args[1:] if marker is not None else ()
+    kwargs = {k: v for k, v in marker.kwargs.items() if k != "timeout"} if marker is not None else {}
+    item.add_marker(pytest.mark.timeout(nominal * TIMEOUT_BACKSTOP_FACTOR, *args, **kwargs), append=False)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -205,23 +230,30 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture
 def sub(submission, request: pytest.FixtureRequest):
     """The submission, seeded for this check (the seed is derived from the check's id, so a rerun
-    and the other isolation mode see the same random numbers) and with this check's time limit."""
-    submission.set_time_limit(None)
+    and the other isolation mode see the same random numbers) and with this check's budget: its
+    nominal time (:data:`TIMEOUT_BACKSTOP_FACTOR`) in CPU seconds, which load does not consume."""
+    submission.set_cpu_budget(None)
     submission.stop_background()  # a fork bomb left by a module fixture must not eat this check's time
     submission.seed(zlib.crc32(request.node.nodeid.encode()))  # also (re)starts the worker, not counted
-    # Stop student code a second before pytest-timeout would, so the message names the call.
-    spent = time.monotonic() - request.node.stash.get(SETUP_STARTED, time.monotonic())
-    submission.set_time_limit(max(0.5, _check_timeout(request.node) - 1.0 - spent))
+    nominal = request.node.stash.get(NOMINAL_TIMEOUT, None)
+    if nominal is None:  # a check without points: no backstop factor
+        nominal = backstop = _check_timeout(request.node)
+    else:
+        backstop = nominal * TIMEOUT_BACKSTOP_FACTOR
+    if nominal > 0:
+        # Stop student code by wall-clock time a second before pytest-timeout would: the message names the call.
+        spent = time.monotonic() - request.node.stash.get(SETUP_STARTED, time.monotonic())
+        submission.set_cpu_budget(nominal, backstop=max(0.5, backstop - 1.0 - spent))
     yield submission
-    submission.set_time_limit(None)
+    submission.set_cpu_budget(None)
     submission.stop_background()
 
 
 def _check_timeout(item: pytest.Item) -> float:
     """pytest-timeout's limit for ``item``, with its precedence: marker, ``--timeout``, ini."""
     marker = item.get_closest_marker("timeout")
-    if marker is not None and marker.args:
-        return float(marker.args[0])
+    if marker is not None and (marker.args or "timeout" in marker.kwargs):
+        return float(marker.args[0] if marker.args else marker.kwargs["timeout"])
     try:
         given = item.config.getoption("timeout", None) or item.config.getini("timeout")
     except ValueError:  # pytest-timeout is not installed

@@ -5,9 +5,10 @@
 
 Everything a request means lives here, the same for both isolation modes: encoding and decoding with
 :mod:`torchgrade.wire` (graders see the same types and copies in both modes), handles and their
-staleness, loading the submission after each (re)start of the worker, the wall-clock deadline of a
-check, the notes on adaptations made while grading, and the mapping of the worker's error replies to
-:class:`~torchgrade.errors.CheckFailure` subclasses whose messages name the call, e.g.
+staleness, loading the submission after each (re)start of the worker, the CPU budget of a check and
+its wall-clock backstop (:meth:`Submission.set_cpu_budget`), the notes on adaptations made while
+grading, and the mapping of the worker's error replies to :class:`~torchgrade.errors.CheckFailure`
+subclasses whose messages name the call, e.g.
 ``CNN(n=4)(tensor[2, 3, 448, 224]) raised RuntimeError: ...``. Carrying the bytes is the business of
 a backend of :mod:`torchgrade.isolation.transport`.
 """
@@ -25,12 +26,24 @@ import torch
 
 from torchgrade import errors, wire
 from torchgrade.interface import HANDOUT_PARAMETERS
-from torchgrade.isolation.transport import START_TIMEOUT, Backend, InProcessBackend, ProcessBackend
+from torchgrade.isolation.transport import START_TIMEOUT, Backend, CpuBudget, InProcessBackend, ProcessBackend
 from torchgrade.submission_files import list_files
 from torchgrade.worker.session import APPLY_ALLOWED_PREFIX
 
-#: Per-call wall-clock limit when the grader sets none, in seconds.
+#: Per-call wall-clock limit when the grader sets no budget, in seconds.
 DEFAULT_CALL_TIMEOUT = 300.0
+#: The wall-clock backstop of a CPU budget of B seconds is BACKSTOP_FACTOR * B + BACKSTOP_SLACK
+#: seconds. It stops calls that wait without computing (sleep, a blocked read), which use no CPU
+#: time. A budget is several times the reference's CPU time, and training runs on one thread, so
+#: the backstop trips only when load slows the worker by more than ~BACKSTOP_FACTOR times that margin
+#: (a 55 s budget of a 10 s run: 250 s, a slowdown of 25).
+BACKSTOP_FACTOR = 4.0
+BACKSTOP_SLACK = 30.0
+MSG_BUDGET_SPENT = (
+    "{label} was not run: the check's earlier calls used up its CPU budget "
+    "({used:.1f} s of CPU time of {budget:.4g} s)."
+)
+MSG_BACKSTOP_PASSED = "{label} was not run: earlier calls used up the check's wall-clock backstop."
 STALE = "{label} is gone: the worker was restarted after an earlier crash or timeout, or the objects were released."
 MSG_LOAD_FAILED = "the worker could not load {folder}: {message}"
 #: Largest reply a call may send when the check sets no other limit (see Submission.set_reply_limit).
@@ -108,8 +121,10 @@ class Channel:
             why, told to each worker that loads it.
         generation: bumped at every (re)start of the worker and every release: a :class:`Remote`
             made in another generation is stale.
-        deadline: absolute ``time.monotonic()`` by which calls must end; None means
-            :data:`DEFAULT_CALL_TIMEOUT` per call. Enforced only by a backend that can stop a call.
+        budget: the CPU time the calls may still use (None: no budget), charged by the backend.
+        deadline: absolute ``time.monotonic()`` by which calls must end, the wall-clock backstop of
+            the budget; None means :data:`DEFAULT_CALL_TIMEOUT` per call. Enforced only by a backend
+            that can stop a call.
     """
 
     def __init__(self, backend: Backend, folder: Path) -> None:
@@ -126,6 +141,7 @@ class Channel:
             if "/" not in path and path.endswith(".py") and path.isprintable() and path.isascii()
         }
         self.generation = 0
+        self.budget: CpuBudget | None = None
         self.deadline: float | None = None
         self.reply_limit = DEFAULT_REPLY_LIMIT
         self._sequence = 0
@@ -151,8 +167,11 @@ class Channel:
             TorchgradeError: the request itself was malformed (a harness bug).
         """
         backend = self.backend
+        if self.budget is not None and self.budget.exhausted:  # a check that went on after a timeout
+            used, budget = self.budget.spent, self.budget.seconds
+            raise errors.StudentTimeout(MSG_BUDGET_SPENT.format(label=label, used=used, budget=budget))
         if backend.enforces_timeouts and self.deadline is not None and time.monotonic() >= self.deadline:
-            raise errors.StudentTimeout(f"{label} was not run: earlier calls used up the check's time limit.")
+            raise errors.StudentTimeout(MSG_BACKSTOP_PASSED.format(label=label))
         if not backend.running:
             started = time.monotonic()
             self._start()
@@ -162,7 +181,7 @@ class Channel:
             frame, sequence = self._frame({"op": op, **fields}, make_ref=self._ref_of)
         except wire.WireError as exc:
             raise errors.TorchgradeError(f"grader bug: cannot send the arguments of {label}: {exc}") from None
-        reply = self._exchange(frame, sequence, label, self.remaining(), self.reply_limit, self._remote)
+        reply = self._exchange(frame, sequence, label, self.remaining(), self.reply_limit, self._remote, self.budget)
         if "error" in reply:
             raise _failure(label, reply["error"])
         return reply["value"]
@@ -176,7 +195,14 @@ class Channel:
         return wire.encode({**message, "seq": self._sequence}, make_ref=make_ref), self._sequence
 
     def _exchange(
-        self, frame: bytes, sequence: int, label: str, timeout: float, limit: int, resolve: Callable | None = None
+        self,
+        frame: bytes,
+        sequence: int,
+        label: str,
+        timeout: float,
+        limit: int,
+        resolve: Callable | None = None,
+        budget: CpuBudget | None = None,
     ) -> dict[str, Any]:
         """Send a request frame and return its reply, checked: everything from the worker is untrusted.
 
@@ -185,7 +211,7 @@ class Channel:
         worker: its replies can no longer be matched with the requests.
         """
         try:
-            raw = self.backend.exchange(frame, label, timeout, limit)
+            raw = self.backend.exchange(frame, label, timeout, limit, budget)
         except wire.FrameTooLarge as exc:
             raise errors.CheckFailure(MSG_TOO_LARGE.format(label=label, size=exc.size, limit=exc.limit)) from None
         try:
@@ -443,11 +469,28 @@ class Submission:
             call_label(fn.__qualname__, args, kwargs), "apply", fn=name, args=list(args), kwargs=kwargs
         )
 
-    def set_time_limit(self, seconds: float | None) -> None:
-        """Limit the wall-clock time of every call from now on to ``seconds`` in total (None: no
-        overall limit, each call gets DEFAULT_CALL_TIMEOUT). Enforced only with process isolation;
-        in-process, pytest-timeout stops a hung check."""
-        self.channel.deadline = None if seconds is None else time.monotonic() + seconds
+    def set_cpu_budget(self, seconds: float | None, *, backstop: float | None = None) -> None:
+        """Let the calls from now on use ``seconds`` of CPU time in total (None: no budget, each call
+        gets :data:`DEFAULT_CALL_TIMEOUT` seconds of wall-clock time).
+
+        CPU time (user and system, every thread, and the worker's children), because a budget
+        must measure the submission's work, not the machine's load: beside other work a call takes
+        longer in wall-clock time but not in CPU time. A worker process is stopped as soon as
+        the budget is spent (read every :data:`~torchgrade.isolation.transport.CPU_POLL_INTERVAL`
+        seconds). In-process (``--isolation none``) a call cannot be stopped: its CPU time is
+        measured in this process, and a call that overran fails the check once it returns, the same
+        verdict; pytest-timeout stops a hung check there.
+
+        ``backstop`` seconds of wall-clock time (default ``BACKSTOP_FACTOR * seconds + BACKSTOP_SLACK``)
+        still stop a call that waits without computing (``sleep``, a blocked read). The time to
+        (re)start the worker and load the submission is never charged to either.
+        """
+        if seconds is None:
+            self.channel.budget = self.channel.deadline = None
+            return
+        wall = BACKSTOP_FACTOR * seconds + BACKSTOP_SLACK if backstop is None else backstop
+        self.channel.budget = CpuBudget(float(seconds))
+        self.channel.deadline = time.monotonic() + wall
 
     def set_reply_limit(self, size: int | None) -> None:
         """Accept replies of at most ``size`` bytes from now on (None: DEFAULT_REPLY_LIMIT). A check

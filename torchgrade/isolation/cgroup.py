@@ -8,6 +8,11 @@ and the cgroup lists every process the worker started, also those that left its 
 
 Where no writable pids controller exists (an unprivileged grader, a container without cgroup
 access), :meth:`PidsGroup.create` returns None and the report says the cap is not in force.
+
+The group also counts the CPU time of everything the worker ran, its dead children included
+(:meth:`PidsGroup.cpu_seconds`): the check's CPU budget (:mod:`torchgrade.isolation.transport`) is
+charged from it, so a child process cannot do the work uncounted. cgroup v2 keeps ``cpu.stat`` in
+every group; under v1 a ``cpuacct`` group of the same name is made beside it where possible.
 """
 
 from __future__ import annotations
@@ -22,15 +27,25 @@ from pathlib import Path
 #: cgroup v1 mounts each controller on its own; v2 has one tree with a list of controllers.
 V1_PIDS = Path("/sys/fs/cgroup/pids")
 V2_ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
+#: Where cgroup v1 mounts its controllers (``cpuacct``, or ``cpu,cpuacct`` where they share a mount).
+V1_ROOT = Path("/sys/fs/cgroup")
 _names = itertools.count()
 
 
 @dataclass(frozen=True)
 class PidsGroup:
-    """One worker's cgroup: ``pids.max`` caps its processes and threads together."""
+    """One worker's cgroup: ``pids.max`` caps its processes and threads together.
+
+    Attributes:
+        path: the group's folder in the pids hierarchy.
+        limit: its ``pids.max``.
+        cpu: the folder whose statistics count the group's CPU time: ``path`` itself under cgroup v2
+            (``cpu.stat``), a ``cpuacct`` group of the same name under v1, None where neither exists.
+    """
 
     path: Path
     limit: int
+    cpu: Path | None = None
 
     @classmethod
     def create(cls, limit: int) -> PidsGroup | None:
@@ -46,14 +61,45 @@ class PidsGroup:
                 continue
             try:
                 (group.path / "pids.max").write_text(str(limit))
-                return group
             except OSError:
                 group.remove()
+                continue
+            return cls(group.path, limit, _cpu_folder(group.path, name))
         return None
 
     def join(self) -> None:
         """Move the calling process into the group (the worker's child, before it executes)."""
         (self.path / "cgroup.procs").write_text(str(os.getpid()))
+        if self.cpu is not None and self.cpu != self.path:
+            try:
+                (self.cpu / "cgroup.procs").write_text(str(os.getpid()))
+            except OSError:  # uncounted here: cpu_seconds says so and the caller counts otherwise
+                pass
+
+    def counts_cpu_of(self, pid: int) -> bool:
+        """The group's CPU statistics count process ``pid`` (it joined them, see :meth:`join`)."""
+        if self.cpu is None:
+            return False
+        try:
+            return str(pid) in (self.cpu / "cgroup.procs").read_text().split()
+        except OSError:
+            return False
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user and system) used by every task that ever ran in the group, in seconds;
+        None where the group has no CPU statistics."""
+        if self.cpu is None:
+            return None
+        try:
+            if self.cpu == self.path:  # v2
+                for line in (self.cpu / "cpu.stat").read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "usage_usec":
+                        return int(value) / 1e6
+                return None
+            return int((self.cpu / "cpuacct.usage").read_text()) / 1e9
+        except (OSError, ValueError):
+            return None
 
     def members(self) -> list[int]:
         try:
@@ -98,14 +144,52 @@ class PidsGroup:
             time.sleep(0.01)
 
     def remove(self) -> None:
-        for _ in range(100):  # killed tasks leave the group a moment after SIGKILL
-            try:
-                self.path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.01)
+        for folder in (self.path, self.cpu) if self.cpu not in (None, self.path) else (self.path,):
+            for _ in range(100):  # killed tasks leave the group a moment after SIGKILL
+                try:
+                    folder.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)
+
+
+def _cpu_folder(pids_path: Path, name: str) -> Path | None:
+    """The folder that will count the CPU time of the group at ``pids_path`` (see :class:`PidsGroup`)."""
+    if (pids_path / "cpu.stat").is_file():
+        return pids_path  # cgroup v2: the same group
+    for parent in _cpuacct_parents():
+        _remove_stale(parent)
+        folder = parent / name
+        try:
+            folder.mkdir()
+        except OSError:
+            continue
+        if (folder / "cpuacct.usage").is_file():
+            return folder
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+    return None
+
+
+def _cpuacct_parents() -> list[Path]:
+    """This process's own cgroup in the v1 ``cpuacct`` hierarchy (empty under v2 alone)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    parents = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "cpuacct" in controllers.split(","):
+            for mount in (V1_ROOT / controllers, V1_ROOT / "cpuacct"):
+                if mount.is_dir():
+                    parents.append(mount / path.lstrip("/"))
+                    break
+    return parents
 
 
 def _remove_stale(parent: Path) -> None:
