@@ -49,3 +49,39 @@ def test_check_at_least_fails_below_the_threshold_or_on_a_non_number(value) -> N
         training.check_at_least(value, 0.9, "train()", "accuracy", "calibrated")
     assert str(info.value).startswith("accuracy was ")
     assert str(info.value).endswith("Run: train(). Threshold: calibrated.")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            torch.arange(12.0).reshape(3, 4),
+            "tensor[3, 4] of float32 (min 0, max 11, mean 5.5; first values 0, 1, 2, 3, ...)",
+        ),
+        (
+            np.array([np.nan, 1.0, np.inf]),
+            "array[3] of float64 (min 1, max 1, mean 1, 2 non-finite; first values nan, 1, inf)",
+        ),
+        (np.zeros((0, 3)), "array[0, 3] of float64 (empty)"),
+        (torch.zeros(2, dtype=torch.bfloat16), "tensor[2] of bfloat16 (min 0, max 0, mean 0; first values 0, 0)"),
+        (torch.zeros(2, dtype=torch.complex64), "tensor[2] of complex64 (first values 0j, 0j)"),
+        (list(range(10_000)), "list[10000] of numbers (min 0, max 9999, mean 5000; first values 0, 1, 2, 3, ...)"),
+        ([1, 2], "[1, 2]"),
+        ("x" * 300, repr("x" * 300)[: shapes.MAX_VALUE_CHARS] + " [... 102 characters cut]"),
+    ],
+)
+def test_summarise_renders_arrays_by_their_statistics_never_whole(value, expected) -> None:
+    assert shapes.summarise(value) == expected
+
+
+def test_a_returned_array_of_millions_of_values_gives_a_short_message() -> None:
+    with pytest.raises(CheckFailure) as info:
+        shapes.check_key(np.zeros((1000, 1000)), "z", "f(x)")
+    assert str(info.value) == shapes.MSG_MISSING_KEY.format(
+        who="f(x)",
+        got="an array[1000, 1000] of float64 (min 0, max 0, mean 0; first values 0, 0, 0, 0, ...)",
+        key="z",
+    )
+    with pytest.raises(CheckFailure) as info:
+        shapes.check_key({f"key{i}": i for i in range(100_000)}, "z", "f(x)")
+    assert len(str(info.value)) < 2 * shapes.MAX_VALUE_CHARS

@@ -29,10 +29,24 @@ def classify(excinfo: pytest.ExceptionInfo | None) -> tuple[str, str]:
         return "error", "unknown failure"
     exc = excinfo.value
     if isinstance(exc, AssertionError):
-        return "failed", errors.failure_text(exc)
+        return "failed", capped(errors.failure_text(exc))
     if type(exc).__name__ == "Failed" and "Timeout" in str(exc):
-        return "failed", str(exc).strip().splitlines()[0]
-    return "error", MSG_HARNESS_ERROR.format(type=type(exc).__name__, error=exc)
+        return "failed", capped(str(exc).strip().splitlines()[0])
+    return "error", capped(MSG_HARNESS_ERROR.format(type=type(exc).__name__, error=exc))
+
+
+#: The longest message a check's result keeps: its head (what was called) and its tail (the error).
+MAX_MESSAGE_CHARS = 4000
+MSG_CUT = "\n[... {count:,} characters cut ...]\n"
+
+
+def capped(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """The last safeguard on a message's length, whatever built it: at most ``limit`` characters,
+    keeping the head and the tail and saying how much of the middle was cut."""
+    if len(message) <= limit:
+        return message
+    head, tail = limit * 5 // 8, limit * 3 // 8
+    return message[:head] + MSG_CUT.format(count=len(message) - head - tail) + message[-tail:]
 
 
 def skip_reason(rep: pytest.TestReport) -> str:
