@@ -24,6 +24,7 @@ from _pytest.mark.expression import Expression
 
 from fixtures import samples
 from torchgrade.errors import TorchgradeError
+from torchgrade.instructor import check as check_command
 from torchgrade.instructor import samples as engine
 from torchgrade.instructor.samples import SampleGrader
 from torchgrade.reporting import report
@@ -78,6 +79,13 @@ def test_variant_checks_are_checks_of_the_graders_of_what_it_edits(variant, know
         assert check in known_checks, f"{variant.name}: {check} is no check of graders/"
         module = known_checks[check]
         assert module in selections[variant.name], f"{variant.name}: {check} ({module}) does not grade what it edits"
+
+
+def test_check_accepts_variants_by_name_and_all_at_once():
+    names = check_command.expand_names(["reference", "variants", "shoes_sequential"], samples)
+    assert names == ["reference", *samples.variant_names()]
+    verdict = check_command.judge("shoes_sequential", samples.load("shoes_sequential").lost, None)
+    assert verdict[0] == check_command.ERROR
 
 
 def test_replace_takes_a_whole_unit_by_name():

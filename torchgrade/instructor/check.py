@@ -12,6 +12,10 @@ then compared on the questions that the selection graded, and a buggy sample non
 questions was graded is reported as ``not selected``, never as a pass. Select whole questions (e.g.
 ``-k answers`` grades every question of ``graders/test_answers.py``): a selection that grades part of
 a question can report a mismatch that is only the selection's.
+
+The correct variants of ``fixtures/variants/`` (real student styles that must lose nothing) are graded
+when named, one by one or all at once as ``variants`` (``--samples variants``); they are no part of
+the default selection.
 """
 
 from __future__ import annotations
@@ -109,7 +113,8 @@ def check_assignment(
 
     Args:
         assignment: the assignment folder (``graders/``, ``fixtures/samples.py``, ``reference/``...).
-        samples: sample names; default every sample (reference, template, each buggy sample).
+        samples: sample names; default every sample (reference, template, each buggy sample). A correct
+            variant may be named too, and ``variants`` stands for all of them (:func:`expand_names`).
         isolation: ``none`` (the default: the samples are the instructor's own code) or ``process``.
         keyword: only the checks matching this pytest ``-k`` expression.
         pytest_args: extra pytest arguments for every grading (``-m slow``, ``--data-root synthetic``).
@@ -139,13 +144,23 @@ def check_assignment(
             logs=not verbose,
         ) as grader,
     ):
-        chosen = [grader.sample(name) for name in samples or grader.names()]  # unknown names stop it here
+        names = expand_names(samples, grader.module) if samples else grader.names()
+        chosen = [grader.sample(name) for name in names]  # unknown names stop it here
         grader.grade_all([(sample.name, isolation) for sample in chosen])
         for sample in chosen:
             verdict = _verdict(grader.grade(sample.name).result())
             verdicts.append(verdict)
             progress(verdict)
     return verdicts
+
+
+def expand_names(names: list[str], module: Any) -> list[str]:
+    """``names`` with ``variants`` replaced by every correct variant of the samples ``module`` (the
+    assignment's ``fixtures/samples.py``; none if it describes no variants), duplicates dropped."""
+    expanded = []
+    for name in names:
+        expanded += getattr(module, "variant_names", list)() if name == "variants" else [name]
+    return list(dict.fromkeys(expanded))
 
 
 def _verdict(graded: SampleGrading) -> SampleVerdict:
