@@ -6,6 +6,10 @@ calibrated thresholds.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -14,6 +18,7 @@ from torchgrade.checks.graphs import score_node_classifier
 from torchgrade.errors import CheckFailure
 from torchgrade.interface import MODULES
 from torchgrade.probes import graphs as graph_probes
+from torchgrade.probes import params
 
 LAYER_ATOL = 1e-4  # float32 layers against float64 expectations on O(1) inputs
 
@@ -233,11 +238,113 @@ GAT_IN, GAT_HEADS, GAT_HIDDEN = 5, 2, 3  # in_features != heads * F', so the wei
 
 
 def make_attention_layer(sub, concat: bool, alpha: float = 0.2):
-    """``(layer, out_features, who)``: the submitted GraphAttentionLayer sized GAT_IN -> heads x GAT_HIDDEN."""
+    """``(layer, out_features, who)``: the submitted GraphAttentionLayer sized GAT_IN -> heads x GAT_HIDDEN.
+
+    Every argument goes by the handout's name, so the call binds to the submission's parameters by
+    name (``leaky_relu_negative_slope`` for alpha, ``concat`` for is_concat), never by position."""
     out_features = GAT_HEADS * GAT_HIDDEN if concat else GAT_HIDDEN
-    layer = sub.GraphAttentionLayer(GAT_IN, out_features, GAT_HEADS, is_concat=concat, dropout=0.6, alpha=alpha)
+    layer = sub.GraphAttentionLayer(
+        in_features=GAT_IN, out_features=out_features, n_heads=GAT_HEADS, is_concat=concat, dropout=0.6, alpha=alpha
+    )
     who = f"GraphAttentionLayer({GAT_IN}, {out_features}, n_heads={GAT_HEADS}, is_concat={concat}, alpha={alpha:g})"
     return layer, out_features, who
+
+
+# The parts of 3.4, each a function of the submission that raises CheckFailure: the check grades
+# them, and the GAT check (3.5) runs them to decide whether to lend the grader's layer to the GAT.
+ATTENTION_N = 9
+
+
+def attention_inputs() -> tuple[np.ndarray, np.ndarray]:
+    """``(x, mask)``: features and a 0/1 mask with self-loops of a 9-node graph."""
+    mask = random_graph(ATTENTION_N, 8) + np.eye(ATTENTION_N)
+    return np.random.default_rng(9).normal(size=(ATTENTION_N, GAT_IN)), mask
+
+
+def check_attention_shapes(sub) -> None:
+    x, mask = attention_inputs()
+    for concat in (True, False):
+        layer, out_features, who = make_attention_layer(sub, concat)
+        shapes.check_shape(
+            evaluate(layer, tensor(x), tensor(mask)), (ATTENTION_N, out_features), f"{who}(h[{ATTENTION_N}, 5], adj)"
+        )
+
+
+def check_attention_masked(sub) -> None:
+    layer, _, who = make_attention_layer(sub, True)
+    both = two_components(5, 6, 10)
+    features = np.random.default_rng(10).normal(size=(11, GAT_IN))
+    changed = features.copy()
+    changed[5:] = np.random.default_rng(11).normal(size=(6, GAT_IN)) * 3
+    before = shapes.as_array(evaluate(layer, tensor(features), tensor(both)), who)
+    after = shapes.as_array(evaluate(layer, tensor(changed), tensor(both)), who)
+    if before.shape[0] != 11 or not np.allclose(before[:5], after[:5], atol=LAYER_ATOL):
+        raise CheckFailure(
+            f"{who}: on a graph of two separate components, changing the features of the second "
+            f"changed the output of the first. Hint: set the scores of non-edges to -inf "
+            f"(masked_fill where adj == 0) before the softmax."
+        )
+
+
+def check_attention_normalised(sub) -> None:
+    _, mask = attention_inputs()
+    layer, _, who = make_attention_layer(sub, True)
+    same = np.tile(np.random.default_rng(12).normal(size=(1, GAT_IN)), (ATTENTION_N, 1))
+    alone = shapes.as_array(evaluate(layer, tensor(same), tensor(np.eye(ATTENTION_N))), who)
+    together = evaluate(layer, tensor(same), tensor(mask))
+    try:
+        shapes.check_close(together, alone, f"{who} on nodes with identical features", atol=LAYER_ATOL)
+    except CheckFailure as failure:
+        raise CheckFailure(
+            f"{failure} With identical features every neighbour sends the same message, so a "
+            f"weighted average must return it unchanged. Hint: the softmax must run over the "
+            f"neighbours j of each node i (dim=1 of an [i, j, head] score tensor)."
+        ) from None
+
+
+def check_attention_values(sub) -> None:
+    x, mask = attention_inputs()
+    for concat, alpha in ((True, 0.3), (False, 0.2)):
+        layer, _, who = make_attention_layer(sub, concat, alpha)
+        values = sub.apply(params.parameter_values, layer)
+        mappings = attention_mappings(values, GAT_IN, GAT_HEADS, GAT_HIDDEN, who)
+        got = evaluate(layer, tensor(x), tensor(mask))
+        check_any_close(
+            got,
+            [attention_layer(x, mask, m, GAT_HEADS, GAT_HIDDEN, concat, alpha) for m in mappings],
+            f"{who}(h[{ATTENTION_N}, 5], adj)",
+        )
+
+
+def check_attention_equivariant(sub) -> None:
+    x, mask = attention_inputs()
+    layer, _, who = make_attention_layer(sub, True)
+    check_permutation_equivariant(layer, x, mask, 13, who)
+
+
+ATTENTION_PARTS = (
+    (1, "output shapes: heads concatenated [N, heads * F'] and averaged [N, F']", check_attention_shapes),
+    (1, "attention masked by the adjacency: nodes outside the neighbourhood have no influence", check_attention_masked),
+    (1, "attention weights sum to 1 over each node's neighbours", check_attention_normalised),
+    (
+        2,
+        "equals an independent implementation with the layer's own weights (LeakyReLU(alpha) "
+        "scores, masked softmax, heads concatenated or averaged)",
+        check_attention_values,
+    ),
+    (1, "permutation-equivariant: renumbering the nodes renumbers the output rows", check_attention_equivariant),
+)
+
+
+def attention_layer_failures(sub) -> list[str]:
+    """The parts of 3.4 the submitted GraphAttentionLayer fails, by the first words of their names."""
+    failures = []
+    for _, name, check in ATTENTION_PARTS:
+        try:
+            check(sub)
+        except AssertionError:  # CheckFailure and the submission's errors; 3.4's own message says why
+            failures.append(name.split(":")[0])
+    return failures
 
 
 # -- 3.3, 3.5: node classification ----------------------------------------------------------------------
@@ -267,38 +374,64 @@ def node_inputs(graph, *, normalise: bool) -> tuple:
     )
 
 
+def classifier_arguments(graph, model_name: str, budget: dict) -> tuple[tuple, dict]:
+    """The arguments ``GNN`` or ``GAT`` is built with for ``graph``: the handout's leading parameters
+    by position (submissions name them nfeat/nhid/nclass and more), ``n_heads`` by name."""
+    args = (graph.num_features, budget["n_hidden"], graph.n_classes, budget["dropout"])
+    return (args, {}) if model_name == "GNN" else (args, {"n_heads": budget["n_heads"]})
+
+
 def node_classifier(source, graph, model_name: str, budget: dict):
     """``GNN`` or ``GAT`` of ``source`` (the submission, or a module for the calibration) sized for
     ``graph`` with the budget's widths."""
-    if model_name == "GNN":
-        return source.GNN(graph.num_features, budget["n_hidden"], graph.n_classes, budget["dropout"])
-    return source.GAT(
-        graph.num_features, budget["n_hidden"], graph.n_classes, budget["dropout"], n_heads=budget["n_heads"]
-    )
+    args, kwargs = classifier_arguments(graph, model_name, budget)
+    return getattr(source, model_name)(*args, **kwargs)
 
 
-def train_on(submission, grade_cache, graph, model_name: str, budget: dict, cache_names: tuple[str, ...]) -> dict:
+#: What the report says where the GAT ran with the grader's attention layer.
+MSG_LENT = (
+    "3.5 graded with the grader's GraphAttentionLayer in place of the submission's, which failed its own "
+    "check 3.4 ({failures}), so that one bug costs one deduction; the submission's GAT built {built}"
+)
+MSG_NOT_INDEPENDENT = (
+    "3.5 could not be graded independently of 3.4: the submission's GraphAttentionLayer failed 3.4 "
+    "({failures}), and its GAT could not run with the grader's layer in its place ({reason}); graded with "
+    "the submission's own layer"
+)
+
+
+def _probe_code() -> str:
+    """A digest of the worker-side code a training run uses (the loop and the grader's layer), for the cache key."""
+    return hashlib.sha256(Path(inspect.getsourcefile(graph_probes)).read_bytes()).hexdigest()[:16]
+
+
+def train_on(
+    submission,
+    grade_cache,
+    graph,
+    model_name: str,
+    budget: dict,
+    cache_names: tuple[str, ...],
+    lend_failures: list[str] | None = None,
+) -> dict:
     """Train the submitted ``GNN`` or ``GAT`` on ``graph`` with the grader's loop, and score the
-    trained model's outputs here against the held-out labels; cached per graded code."""
+    trained model's outputs here against the held-out labels; cached per graded code.
 
-    def run() -> dict:
-        submission.seed(TRAIN_SEED)
-        submission.set_cpu_budget(55)
-        try:
-            model = node_classifier(submission, graph, model_name, budget)
-            inputs = node_inputs(graph, normalise=model_name == "GNN")
-            result = submission.apply(
-                graph_probes.train_node_classifier,
-                model,
-                *inputs,
-                n_classes=graph.n_classes,
-                epochs=budget["epochs"],
-                lr=budget["lr"],
-                weight_decay=budget["weight_decay"],
-                seed=TRAIN_SEED,
-            )
-        finally:
-            submission.set_cpu_budget(None)
+    ``lend_failures``: the parts of 3.4 the submitted GraphAttentionLayer failed; when not empty,
+    the GAT is built with the grader's layer in its place (``"attention_layer"`` of the result says
+    how it ran), and with its own layer only where it cannot run with the grader's."""
+
+    def train(model, inputs) -> dict:
+        result = submission.apply(
+            graph_probes.train_node_classifier,
+            model,
+            *inputs,
+            n_classes=graph.n_classes,
+            epochs=budget["epochs"],
+            lr=budget["lr"],
+            weight_decay=budget["weight_decay"],
+            seed=TRAIN_SEED,
+        )
         try:
             result = score_node_classifier(result, graph.y, graph.train_mask, graph.test_mask)
         except ValueError as error:
@@ -307,10 +440,43 @@ def train_on(submission, grade_cache, graph, model_name: str, budget: dict, cach
             raise CheckFailure(f"training {model_name} on {graph.name}: {result['error']}.")
         return {**result, "graph": graph.name}
 
+    def lent_run(inputs) -> dict:
+        args, kwargs = classifier_arguments(graph, model_name, budget)
+        built = submission.apply(graph_probes.build_with_lent_layer, submission.GAT, list(args), kwargs)
+        if "error" in built:
+            raise CheckFailure(built["error"])
+        layers = "; ".join(sorted(set(built["built"]), key=built["built"].index))
+        failures = "; ".join(lend_failures)[:600]
+        return {**train(built["model"], inputs), "attention_layer": MSG_LENT.format(failures=failures, built=layers)}
+
+    def run() -> dict:
+        submission.seed(TRAIN_SEED)
+        submission.set_cpu_budget(55)
+        try:
+            inputs = node_inputs(graph, normalise=model_name == "GNN")
+            if lend_failures:
+                try:
+                    return lent_run(inputs)
+                except CheckFailure as failure:
+                    reason = (str(failure).splitlines() or [""])[0][:300]
+                    note = MSG_NOT_INDEPENDENT.format(failures="; ".join(lend_failures)[:600], reason=reason)
+                submission.seed(TRAIN_SEED)
+                try:
+                    return {
+                        **train(node_classifier(submission, graph, model_name, budget), inputs),
+                        "attention_layer": note,
+                    }
+                except CheckFailure as failure:
+                    raise CheckFailure(f"{failure}\n{note}.") from None
+            return train(node_classifier(submission, graph, model_name, budget), inputs)
+        finally:
+            submission.set_cpu_budget(None)
+
     ignore = tuple(name for name in MODULES["gnn"] if name not in cache_names)
-    return grade_cache.compute(
-        f"train-{model_name}", ("gnn",), {**budget, "graph": graph.name, "seed": TRAIN_SEED}, run, ignore=ignore
-    )
+    # The run depends on the graded code, the budget, the probes' code (the loop, the grader's
+    # layer) and on whether the grader's layer stands in for the submission's.
+    params = {**budget, "graph": graph.name, "seed": TRAIN_SEED, "probes": _probe_code(), "lent": bool(lend_failures)}
+    return grade_cache.compute(f"train-{model_name}", ("gnn",), params, run, ignore=ignore)
 
 
 # Thresholds, measured on the reference solution (seeds 0-19, 1 thread; the test accuracy after the

@@ -9,13 +9,21 @@ exception from deep inside torch, and a malformed run is the submission's failur
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from fixtures import molecules
+from fixtures import citation, molecules
 from torchgrade.checks.graphs import collate, score_molecule_run, score_node_classifier, without_targets
+from torchgrade.engine.cache import GradeCache
+from torchgrade.engine.proxy import Submission
+from torchgrade.errors import CheckFailure
+from torchgrade.importfile import import_file
+from torchgrade.interface import NAME_TO_MODULE
 from torchgrade.probes import graphs
 
 
@@ -209,3 +217,196 @@ def test_molecule_regressor_reports_a_diverging_loss():
         model, sets["train"], sets["val"], sets["test"], sets["permuted_test"], epochs=2, lr=0.01, batch_size=16, seed=0
     )
     assert result == {"error": "the training loss became inf in epoch 1"}
+
+
+# -- one bug, one deduction: the grader's attention layer lent to a submission's GAT ----------------
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_GNN = (ROOT / "reference" / "gnn.py").read_text()
+#: A layer with other names (num_heads, concat, leaky_relu_negative_slope), a forward (x, adj) and a
+#: bug (no mask), inside a correct GAT that builds its layers positionally and by those names.
+RENAMED_GNN = """
+import torch
+from torch import nn
+
+
+class GraphAttentionLayer(nn.Module):
+    def __init__(self, in_dim, out_dim, num_heads, concat=True, dropout=0.6, leaky_relu_negative_slope=0.2):
+        super().__init__()
+        raise RuntimeError("this layer crashes in its constructor")
+
+    def forward(self, x, adj):
+        raise RuntimeError("never reached")
+
+
+class GAT(nn.Module):
+    def __init__(self, nfeat, n_hidden, n_classes, dropout, n_heads=8, alpha=0.2):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.first = GraphAttentionLayer(nfeat, n_hidden, n_heads, True, dropout, leaky_relu_negative_slope=alpha)
+        self.second = GraphAttentionLayer(in_dim=n_hidden, out_dim=n_classes, num_heads=1, concat=False)
+
+    def forward(self, x, adj_mat):
+        hidden = nn.functional.elu(self.first(self.dropout(x), adj_mat))
+        return self.second(adj=adj_mat, x=self.dropout(hidden))
+"""
+
+
+#: The reference with its attention unmasked (fails 3.4), and the same with a GAT that builds its layers
+#: through another name for the class, so that the grader cannot stand in for them.
+UNMASKED_GNN = REFERENCE_GNN.replace('        e = e.masked_fill(mask == 0, float("-inf"))\n', "")
+OTHER_NAME_GNN = UNMASKED_GNN.replace("= GraphAttentionLayer(", "= Layer(") + "\nLayer = GraphAttentionLayer\n"
+
+
+def load_module(tmp_path: Path, source: str, name: str):
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    return import_file(path, name)
+
+
+def test_bind_layer_call_maps_the_submitted_names_to_the_handout_s():
+    def layer(self, in_dim, out_dim, num_heads, concat=True, p=0.5, leaky_relu_negative_slope=0.1, bias=True):
+        pass
+
+    values, ignored = graphs.bind_layer_call(layer, (4, 6, 2), {"concat": False, "leaky_relu_negative_slope": 0.3})
+    assert values == {
+        "in_features": 4,
+        "out_features": 6,
+        "n_heads": 2,
+        "is_concat": False,
+        "dropout": 0.5,
+        "alpha": 0.3,
+    }
+    assert ignored == ["bias=True"]
+
+
+def test_bind_layer_call_takes_unnamed_sizes_in_order_and_handout_defaults():
+    def layer(self, d_in, d_out, k):  # names the grader does not know; no is_concat, dropout or alpha
+        pass
+
+    values, _ = graphs.bind_layer_call(layer, (3, 8, 4), {})
+    assert values == {
+        "in_features": 3,
+        "out_features": 8,
+        "n_heads": 4,
+        "is_concat": True,
+        "dropout": 0.6,
+        "alpha": 0.2,
+    }
+    values, _ = graphs.bind_layer_call(lambda self, a, b, h, average=False: None, (3, 8, 2), {"average": True})
+    assert values["is_concat"] is False
+    values, _ = graphs.bind_layer_call(lambda self, in_features, out_features, dropout, alpha: None, (3, 8, 0, 1), {})
+    assert values == {"in_features": 3, "out_features": 8, "n_heads": 1, "is_concat": True, "dropout": 0, "alpha": 1}
+    with pytest.raises(TypeError, match="gives no out_features"):
+        graphs.bind_layer_call(lambda self, a, concat: None, (3, True), {})
+    with pytest.raises(TypeError):  # the call does not fit the submitted signature
+        graphs.bind_layer_call(lambda self, a, b, c: None, (3, 8, 2, 1), {})
+
+
+@pytest.mark.parametrize("concat", [True, False])
+def test_correct_attention_layer_equals_the_reference_layer(tmp_path, concat):
+    reference = load_module(tmp_path, REFERENCE_GNN, "reference_gnn_layer")
+    torch.manual_seed(0)
+    expected = reference.GraphAttentionLayer(5, 6 if concat else 3, 2, is_concat=concat, alpha=0.3).eval()
+    layer = graphs.CorrectAttentionLayer(5, 6 if concat else 3, 2, is_concat=concat, alpha=0.3).eval()
+    layer.load_state_dict(expected.state_dict(), strict=False)
+    layer.W.weight.data.copy_(expected.W.weight)
+    layer.attention.weight.data.copy_(expected.attention.weight)
+    x, adj = torch.randn(7, 5), (torch.rand(7, 7) < 0.4).float() + torch.eye(7)
+    adj = ((adj + adj.T) > 0).float()
+    assert torch.allclose(layer(x, adj), expected(x, adj), atol=1e-6)
+    assert torch.allclose(layer(adj_mat=adj, h=x), expected(x, adj), atol=1e-6)
+    assert torch.allclose(layer(x, adj.to_sparse()), expected(x, adj), atol=1e-6)
+    edge_index = (adj - torch.eye(7)).nonzero().T  # PyG's convention: the mask of its edges and self-loops
+    assert torch.allclose(layer(x, edge_index), expected(x, adj), atol=1e-6)
+
+
+def test_lent_layer_builds_a_gat_by_the_submitted_signature_and_puts_the_class_back(tmp_path):
+    module = load_module(tmp_path, RENAMED_GNN, "renamed_gnn")
+    submitted = module.GraphAttentionLayer
+    built = graphs.build_with_lent_layer(module.GAT, [10, 16, 3, 0.5], {"n_heads": 4, "alpha": 0.1})
+    assert module.GraphAttentionLayer is submitted
+    assert built["built"] == [
+        "GraphAttentionLayer(in_features=10, out_features=16, n_heads=4, is_concat=True, dropout=0.5, alpha=0.1)",
+        "GraphAttentionLayer(in_features=16, out_features=3, n_heads=1, is_concat=False, dropout=0.6, alpha=0.2)",
+    ]
+    model = built["model"].eval()
+    adj = torch.eye(6)
+    adj[0, 1:] = adj[1:, 0] = 1.0
+    assert model(torch.randn(6, 10), adj).shape == (6, 3)  # the second layer is called by keywords (adj=, x=)
+
+
+def test_lent_layer_says_why_it_cannot_stand_in(tmp_path):
+    no_layer = load_module(tmp_path, "from torch import nn\nclass GAT(nn.Module):\n    pass\n", "no_layer_gnn")
+    assert "defines no class GraphAttentionLayer" in graphs.build_with_lent_layer(no_layer.GAT, [], {})["error"]
+    other_name = load_module(tmp_path, OTHER_NAME_GNN, "other_name_gnn")
+    result = graphs.build_with_lent_layer(other_name.GAT, [10, 16, 3, 0.5], {"n_heads": 4})
+    assert result == {"error": "the GAT built no layer through the name GraphAttentionLayer"}
+    assert other_name.GraphAttentionLayer is other_name.Layer
+    too_many = load_module(tmp_path, RENAMED_GNN.replace("concat=False)", "concat=False, bias=True)"), "too_many_gnn")
+    with pytest.raises(TypeError, match="bias"):  # a call the submitted layer could not take either
+        graphs.build_with_lent_layer(too_many.GAT, [10, 16, 3, 0.5], {})
+    assert too_many.GraphAttentionLayer.__module__ == "too_many_gnn"  # put back after the failure
+
+
+# -- the GAT check (3.5) with a broken layer, graded through the grader's own functions --------------
+def grade_gat(folder: Path, source: str) -> tuple[list[str], dict]:
+    """The parts of 3.4 that ``source`` fails and its GAT's training run, as graders/test_gnn.py gets
+    them (in-process, on a small synthetic graph with a small budget)."""
+    sys.path.insert(0, str(ROOT / "graders"))
+    try:
+        import _gnn
+    finally:
+        sys.path.remove(str(ROOT / "graders"))
+    folder.mkdir()
+    (folder / "gnn.py").write_text(source)
+    submission = Submission(folder, "none", NAME_TO_MODULE)
+    try:
+        failures = _gnn.attention_layer_failures(submission)
+        graph = citation.synthetic_citation(n_nodes=200, n_classes=3, n_features=20, seed=1)
+        budget = {**_gnn.GAT_BUDGET, "n_hidden": 8, "n_heads": 2, "epochs": 3}
+        names = ("GraphAttentionLayer", "GAT")
+        try:
+            run = _gnn.train_on(submission, GradeCache(None, folder), graph, "GAT", budget, names, failures)
+        except CheckFailure as failure:
+            run = {"failure": str(failure)}
+        return failures, run
+    finally:
+        submission.close()
+
+
+def test_gat_with_a_broken_layer_is_trained_with_the_grader_s_layer(tmp_path):
+    reference_failures, reference_run = grade_gat(tmp_path / "reference", REFERENCE_GNN)
+    assert reference_failures == [] and "attention_layer" not in reference_run
+    failures, run = grade_gat(tmp_path / "unmasked", UNMASKED_GNN)
+    assert failures == [
+        "attention masked by the adjacency",
+        "equals an independent implementation with the layer's own weights (LeakyReLU(alpha) scores, masked "
+        "softmax, heads concatenated or averaged)",
+    ]
+    assert run["attention_layer"].startswith(
+        "3.5 graded with the grader's GraphAttentionLayer in place of the submission's"
+    )
+    assert "n_heads=2, is_concat=True" in run["attention_layer"]
+    # The grader's layer is the handout's: built in the same order, it trains exactly as the reference.
+    assert run["test_accuracy"] == reference_run["test_accuracy"]
+
+
+def test_gat_that_cannot_take_the_grader_s_layer_is_graded_with_its_own_and_says_so(tmp_path):
+    failures, run = grade_gat(tmp_path / "other_name", OTHER_NAME_GNN)
+    assert failures == grade_gat(tmp_path / "unmasked", UNMASKED_GNN)[0]
+    assert run["attention_layer"].startswith(
+        "3.5 could not be graded independently of 3.4: the submission's GraphAttentionLayer failed 3.4 "
+        "(attention masked by the adjacency; equals an independent implementation"
+    )
+    assert "(the GAT built no layer through the name GraphAttentionLayer)" in run["attention_layer"]
+    assert 0 <= run["test_accuracy"] <= 1
+
+
+def test_gat_with_a_renamed_crashing_layer_is_graded_with_the_grader_s_layer(tmp_path):
+    failures, run = grade_gat(tmp_path / "renamed", RENAMED_GNN)
+    assert len(failures) == 5
+    assert (
+        "the submission's GAT built GraphAttentionLayer(in_features=20, out_features=8, n_heads=2"
+        in run["attention_layer"]
+    )
+    assert 0 <= run["test_accuracy"] <= 1
