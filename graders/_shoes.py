@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from torchgrade.checks import shapes
-from torchgrade.errors import CheckFailure, MissingName, SignatureMismatch
+from torchgrade.errors import CheckFailure, MissingName, SignatureMismatch, StudentTimeout
 from torchgrade.probes import params
 from torchgrade.probes import training as training_probes
 
@@ -402,48 +402,153 @@ def decode(value: float, n_codes: int) -> tuple[int, int, int] | None:
     return code // 6, code % 6 // 2, code % 2
 
 
+def training_call(
+    submission,
+    *,
+    model,
+    train: np.ndarray,
+    valid: np.ndarray,
+    batch_size: int,
+    learning_rate: float,
+    iterations: int,
+    epochs: int,
+    checkpoint: str | None = None,
+    weight_decay: float | None = None,
+) -> Binding:
+    """The student's ``train_model`` call, spelled by the names its signature uses (see ALIASES).
+
+    The budget is passed as the loop takes it: an iteration count where it has one (with a generous
+    epoch count beside it, so that the iterations decide), else ``epochs``, the grader's iteration budget
+    converted at ``pairs / (batch_size / 2)`` steps per epoch by the caller.
+    """
+    signature = signature_of(submission, "train_model")
+    values: dict[str, tuple[Any, str]] = {
+        "model": (model, "model"),
+        "train": (train, f"train_data[{len(train)} students]"),
+        "valid": (valid, f"valid_data[{len(valid)} student{'s' if len(valid) != 1 else ''}]"),
+        "batch_size": (batch_size, str(batch_size)),
+        "learning_rate": (learning_rate, f"{learning_rate:g}"),
+    }
+    if weight_decay is not None:
+        values["weight_decay"] = (weight_decay, f"{weight_decay:g}")
+    if signature is None or parameter_for(signature, "iterations") is not None:
+        values["iterations"] = (iterations, str(iterations))
+        if signature is None or parameter_for(signature, "epochs") is not None:
+            values["epochs"] = (max(epochs, 1000), str(max(epochs, 1000)))
+    else:
+        values["epochs"] = (epochs, str(epochs))
+    if checkpoint is not None:
+        values["checkpoint"] = (checkpoint, f"'{checkpoint}'")
+    return bind("train_model", signature, values)
+
+
+def budget_text(binding: Binding) -> str:
+    """What a message says about how the training budget reached the loop."""
+    if binding.has("iterations"):
+        return ""
+    if binding.has("epochs"):
+        return " (train_model takes no iteration count: the grader's budget was given in epochs)"
+    return " (train_model takes neither an iteration nor an epoch count: its own defaults decide how long it trains)"
+
+
 def run_training_probe(submission) -> dict[str, Any]:
-    """Run the student's train_model on a RecordingModel and coded photos; return what it saw."""
+    """Run the student's train_model on a RecordingModel and coded photos; return what it saw.
+
+    A run that raises keeps what it recorded up to the crash (``failure`` beside the calls), so the parts
+    that do not depend on what failed are still graded. A run that raised with a checkpoint path is run
+    again without one (where the loop allows it): a crash at the checkpoint save then costs only that part.
+    ``from google.colab import drive; drive.mount(...)`` inside the loop mounts nothing and goes on.
+    """
     n_codes = 6 * (PROBE_STUDENTS + 1)
     train, valid = coded_shoes(PROBE_STUDENTS, 0, n_codes), coded_shoes(1, 6 * PROBE_STUDENTS, n_codes)
     submission.seed(421)
-    submission.set_cpu_budget(120)
+    submission.set_time_limit(120)
+    stand_in: list[str] = []
     try:
-        model = submission.apply(training_probes.RecordingModel)
+        stand_in = submission.apply(training_probes.install_colab_stand_in)
         # a folder the submission may write to, also in a sandbox
-        checkpoints = submission.apply(training_probes.scratch_folder, "torchgrade-checkpoints-")
-        before = model.parameter_values()
-        try:
-            returned = submission.train_model(
-                model,
-                train,
-                valid,
-                batch_size=PROBE_BATCH,
-                learning_rate=0.01,
-                weight_decay=0.0,
-                max_iters=1000,
-                max_epoch=PROBE_EPOCHS,
-                checkpoint_path=os.path.join(checkpoints, "epoch-{}.pt"),
-            )
-        except CheckFailure as exc:
-            return {"failure": exc}
-        return {
-            "calls": model.calls,
-            "before": before,
-            "after": model.parameter_values(),
-            "returned": returned,
-            "checkpoints": submission.apply(training_probes.read_checkpoints, os.path.join(checkpoints, "*")),
-            "n_codes": n_codes,
-        }
+        target = submission.apply(training_probes.checkpoint_target, "torchgrade-checkpoints-")
+        first = _recorded_run(submission, train, valid, target)
+        first["checkpoints"] = _saved(submission, os.path.dirname(target))
+        first["n_codes"] = n_codes
+        first["colab"] = bool(stand_in)
+        first["target"] = target
+        if first.get("failure") is None or not first["binding"].has("checkpoint"):
+            return first
+        if isinstance(first["failure"], StudentTimeout) or _is_required(submission, first["binding"], "checkpoint"):
+            return first
+        second = _recorded_run(submission, train, valid, None)
+        first["rerun"] = second
+        return first
     finally:
-        submission.set_cpu_budget(None)
+        submission.set_time_limit(None)
+        if stand_in:
+            try:
+                submission.apply(training_probes.remove_colab_stand_in, stand_in)
+            except CheckFailure:
+                pass  # the worker died: its successor starts without it
 
 
-def training_steps(probe: dict[str, Any]) -> list[dict]:
-    """The forward calls of the probe run that a loss was backpropagated through."""
-    if "failure" in probe:
-        raise probe["failure"]
-    steps = [c for c in probe["calls"] if c.get("label_sign") is not None]
+def _is_required(submission, binding: Binding, role: str) -> bool:
+    signature = signature_of(submission, "train_model") or []
+    return any(p["name"] == binding.bound.get(role) and p["required"] for p in signature)
+
+
+def _saved(submission, folder: str) -> list[dict]:
+    try:
+        return submission.apply(training_probes.read_checkpoints_under, folder)
+    except CheckFailure:
+        return []
+
+
+def _recorded_run(submission, train: np.ndarray, valid: np.ndarray, target: str | None) -> dict[str, Any]:
+    """One run of train_model on a fresh RecordingModel: its calls (also those before a crash), its
+    parameters before and after, what it returned, and the failure (None if it returned)."""
+    model = submission.apply(training_probes.RecordingModel)
+    before = model.parameter_values()
+    binding = training_call(
+        submission,
+        model=model,
+        train=train,
+        valid=valid,
+        batch_size=PROBE_BATCH,
+        learning_rate=0.01,
+        weight_decay=0.0,
+        iterations=PROBE_EPOCHS * STEPS_PER_EPOCH,
+        epochs=PROBE_EPOCHS,
+        checkpoint=target,
+    )
+    run: dict[str, Any] = {"binding": binding, "before": before, "failure": None, "returned": None}
+    try:
+        run["returned"] = binding(submission.lookup("train_model"))
+    except CheckFailure as exc:
+        run["failure"] = exc
+    try:
+        run["calls"], run["after"] = model.calls, model.parameter_values()
+    except CheckFailure:  # the worker died or timed out: nothing it recorded survives
+        run["calls"], run["after"] = [], before
+    return run
+
+
+def probe_label(probe: dict[str, Any]) -> str:
+    """The probe's train_model call as text, with the scratch folder shortened."""
+    label = probe["binding"].label if "binding" in probe else "train_model(...)"
+    return label.replace(os.path.dirname(probe.get("target", "")) or "\0", "...")
+
+
+def training_steps(probe: dict[str, Any], *, needs_all: bool = False) -> list[dict]:
+    """The forward calls of the probe run that a loss was backpropagated through.
+
+    Where the run with a checkpoint path raised and a run without one went further, that run's steps.
+    Steps recorded before a crash are graded (``needs_all``: a part that needs the whole run fails with
+    the crash instead)."""
+    run = _step_run(probe)
+    steps = [c for c in run.get("calls", []) if c.get("label_sign") is not None]
+    failure = run.get("failure")
+    if failure is not None and (needs_all or not steps):
+        raise CheckFailure(
+            f"{failure}" + (f" (after {len(steps)} training steps)" if steps else " (before any training step)")
+        )
     if not steps:
         raise CheckFailure(
             "train_model(...) never backpropagated through the model's output: no training step "
@@ -452,11 +557,44 @@ def training_steps(probe: dict[str, Any]) -> list[dict]:
     return steps
 
 
+def _step_run(probe: dict[str, Any]) -> dict[str, Any]:
+    rerun = probe.get("rerun")
+    if rerun is None:
+        return probe
+    count = lambda run: sum(c.get("label_sign") is not None for c in run.get("calls", []))  # noqa: E731
+    return rerun if rerun.get("failure") is None or count(rerun) > count(probe) else probe
+
+
+def rerun_note(probe: dict[str, Any]) -> str:
+    """Said in the messages of the parts graded on the run without a checkpoint path."""
+    if _step_run(probe) is probe:
+        return ""
+    return (
+        f" (graded on a second run without a checkpoint path: the run with one raised "
+        f"{type(probe['failure']).__name__})"
+    )
+
+
 def step_samples(step: dict, n_codes: int) -> list[tuple]:
     """Per sample of a step: (top photo, bottom photo, trained label)."""
     labels = [1 if sign < 0 else 0 for sign in step["label_sign"]]
     halves = step.get("halves") or [[math.nan, math.nan]] * len(labels)
     return [(decode(a, n_codes), decode(b, n_codes), label) for (a, b), label in zip(halves, labels, strict=False)]
+
+
+def evaluation_counts(probe: dict[str, Any], n_codes: int) -> dict[str, int]:
+    """Forward calls without a training step (no loss backpropagated) on validation and on training
+    photos: how often the loop evaluated its accuracies."""
+    counts = {"train": 0, "valid": 0}
+    for call in _step_run(probe).get("calls", []):
+        if call.get("label_sign") is not None:
+            continue
+        students = {
+            found[0] for pair in call.get("halves") or [] for found in map(lambda v: decode(v, n_codes), pair) if found
+        }
+        counts["valid"] += any(s >= PROBE_STUDENTS for s in students)
+        counts["train"] += any(s < PROBE_STUDENTS for s in students)
+    return counts
 
 
 def training_layout(probe: dict[str, Any]) -> str:

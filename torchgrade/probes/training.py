@@ -129,6 +129,30 @@ def scratch_folder(prefix: str) -> str:
     return tempfile.mkdtemp(prefix=prefix)
 
 
+#: The base name of the checkpoint path a training probe passes: a format pattern (``.format(epoch)``) and,
+#: as a folder of that very name exists, a folder prefix too (``f"{path}/epoch_{e}.pk"``).
+CHECKPOINT_NAME = "epoch-{}"
+
+
+def checkpoint_target(prefix: str) -> str:
+    """A checkpoint path for a student's training loop, in a new scratch folder (see :func:`scratch_folder`):
+    ``<scratch>/epoch-{}``, which works as a pattern (``path.format(epoch)``, a file in the scratch folder),
+    as a prefix (``path + str(epoch)``) and as a folder (``os.path.join(path, f"epoch_{e}.pk")``): a folder
+    of that literal name is created. Read what was saved with :func:`read_checkpoints_under` on its parent."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    target = os.path.join(folder, CHECKPOINT_NAME)
+    os.mkdir(target)
+    return target
+
+
+def read_checkpoints_under(folder: str) -> list[dict[str, Any]]:
+    """:func:`read_checkpoints` of every file under ``folder``, at any depth (base names relative to it)."""
+    paths = sorted(
+        os.path.join(root, name) for root, _, names in os.walk(folder) for name in names if not name.startswith(".")
+    )
+    return [dict(entry, file=os.path.relpath(path, folder)) for path, entry in zip(paths, _read(paths), strict=True)]
+
+
 def read_checkpoints(pattern: str) -> list[dict[str, Any]]:
     """Load every file matching a glob ``pattern`` with ``torch.load(weights_only=True)``.
 
@@ -136,8 +160,12 @@ def read_checkpoints(pattern: str) -> list[dict[str, Any]]:
         Per file, sorted by name: ``file`` (base name), ``keys`` (state-dict keys, or None),
         ``values`` (the flattened first tensor, to tell checkpoints apart), ``error`` (or None).
     """
+    return _read(sorted(glob.glob(pattern)))
+
+
+def _read(paths: list[str]) -> list[dict[str, Any]]:
     found = []
-    for path in sorted(glob.glob(pattern)):
+    for path in paths:
         entry: dict[str, Any] = {"file": os.path.basename(path), "keys": None, "values": None, "error": None}
         try:
             state = torch.load(path, weights_only=True, map_location="cpu")
@@ -151,6 +179,54 @@ def read_checkpoints(pattern: str) -> list[dict[str, Any]]:
             entry["error"] = f"{type(exc).__name__}: {exc}"
         found.append(entry)
     return found
+
+
+#: The modules a notebook's ``from google.colab import drive; drive.mount(...)`` needs.
+COLAB_MODULES = ("google.colab", "google.colab.drive")
+
+
+def install_colab_stand_in() -> list[str]:
+    """Make ``from google.colab import drive; drive.mount(...)`` inside a training loop a no-op, where
+    ``google.colab`` cannot be imported (everywhere but Colab): the loop's other parts are then graded.
+
+    Returns:
+        The modules put in ``sys.modules`` (empty where google.colab imports): pass them to
+        :func:`remove_colab_stand_in` afterwards.
+    """
+    import importlib
+    import sys
+    import types
+
+    try:
+        importlib.import_module("google.colab")
+        return []
+    except Exception:  # noqa: BLE001 - missing, or a stand-in that fails on import: replace it here
+        pass
+    drive = types.ModuleType("google.colab.drive")
+    drive.mount = lambda *args, **kwargs: None  # type: ignore[attr-defined]
+    drive.flush_and_unmount = lambda *args, **kwargs: None  # type: ignore[attr-defined]
+    colab = types.ModuleType("google.colab")
+    colab.drive = drive  # type: ignore[attr-defined]
+    colab.__path__ = []  # type: ignore[attr-defined] - a package, so "google.colab.drive" imports
+    installed = []
+    try:
+        importlib.import_module("google")  # a namespace package where protobuf & co. are installed
+    except Exception:  # noqa: BLE001
+        google = types.ModuleType("google")
+        google.__path__ = []  # type: ignore[attr-defined]
+        sys.modules["google"] = google
+        installed.append("google")
+    sys.modules["google.colab"], sys.modules["google.colab.drive"] = colab, drive
+    installed += list(COLAB_MODULES)
+    return installed
+
+
+def remove_colab_stand_in(installed: list[str]) -> None:
+    """Undo :func:`install_colab_stand_in`."""
+    import sys
+
+    for name in installed:
+        sys.modules.pop(name, None)
 
 
 def first_conv_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
