@@ -302,10 +302,31 @@ def check_attention_normalised(sub) -> None:
         ) from None
 
 
+HANDOUT_ALPHA = 0.2
+
+
+def layer_alpha(sub, layer, alpha: float) -> tuple[float, str]:
+    """``(slope, note)``: the LeakyReLU slope the layer was built with. ``alpha`` where the submitted
+    GraphAttentionLayer takes it (by the handout's name or an alias, or through ``**kwargs``); where it
+    has no parameter for it, the slope it fixes inside: that of its ``nn.LeakyReLU``, else the handout's
+    default."""
+    signature = sub.apply(params.call_signature, sub.GraphAttentionLayer)
+    if signature is None or any(
+        p["kind"] == "var_keyword" or graph_probes.handout_name(p["name"], graph_probes.LAYER_ALIASES) == "alpha"
+        for p in signature
+    ):
+        return alpha, ""
+    slopes = set(sub.apply(graph_probes.leaky_slopes, layer))
+    fixed = slopes.pop() if len(slopes) == 1 else HANDOUT_ALPHA
+    return fixed, f" (the layer takes no alpha; compared with its own slope {fixed:g})"
+
+
 def check_attention_values(sub) -> None:
     x, mask = attention_inputs()
     for concat, alpha in ((True, 0.3), (False, 0.2)):
         layer, _, who = make_attention_layer(sub, concat, alpha)
+        alpha, note = layer_alpha(sub, layer, alpha)
+        who += note
         values = sub.apply(params.parameter_values, layer)
         mappings = attention_mappings(values, GAT_IN, GAT_HEADS, GAT_HIDDEN, who)
         got = evaluate(layer, tensor(x), tensor(mask))

@@ -349,14 +349,20 @@ def test_lent_layer_says_why_it_cannot_stand_in(tmp_path):
 
 
 # -- the GAT check (3.5) with a broken layer, graded through the grader's own functions --------------
-def grade_gat(folder: Path, source: str) -> tuple[list[str], dict]:
-    """The parts of 3.4 that ``source`` fails and its GAT's training run, as graders/test_gnn.py gets
-    them (in-process, on a small synthetic graph with a small budget)."""
+def graders_gnn():
+    """graders/_gnn.py, the GNN graders' helpers."""
     sys.path.insert(0, str(ROOT / "graders"))
     try:
         import _gnn
     finally:
         sys.path.remove(str(ROOT / "graders"))
+    return _gnn
+
+
+def grade_gat(folder: Path, source: str) -> tuple[list[str], dict]:
+    """The parts of 3.4 that ``source`` fails and its GAT's training run, as graders/test_gnn.py gets
+    them (in-process, on a small synthetic graph with a small budget)."""
+    _gnn = graders_gnn()
     folder.mkdir()
     (folder / "gnn.py").write_text(source)
     submission = Submission(folder, "none", NAME_TO_MODULE)
@@ -410,3 +416,27 @@ def test_gat_with_a_renamed_crashing_layer_is_graded_with_the_grader_s_layer(tmp
         in run["attention_layer"]
     )
     assert 0 <= run["test_accuracy"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("parameters", "expected"),
+    [
+        ("leaky_relu_negative_slope=0.2):\n        alpha = leaky_relu_negative_slope", (0.3, "")),
+        ("**kwargs):\n        alpha = kwargs.get('alpha', 0.2)", (0.3, "")),
+        ("):\n        alpha = 0.1", (0.1, " (the layer takes no alpha; compared with its own slope 0.1)")),
+    ],
+)
+def test_a_layer_without_alpha_is_compared_with_the_slope_it_fixes(tmp_path, parameters, expected):
+    _gnn = graders_gnn()
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    source = REFERENCE_GNN.replace(
+        "is_concat=True, dropout=0.6, alpha=0.2):", f"is_concat=True, dropout=0.6, {parameters}"
+    )
+    (folder / "gnn.py").write_text(source)
+    submission = Submission(folder, "none", NAME_TO_MODULE)
+    try:
+        layer = submission.GraphAttentionLayer(5, 6, 2)
+        assert _gnn.layer_alpha(submission, layer, 0.3) == expected
+    finally:
+        submission.close()

@@ -185,7 +185,7 @@ def _squash(name: str) -> str:
     return name.replace("_", "").lower()
 
 
-def _handout_name(name: str, aliases: dict[str, tuple[str, ...]]) -> str | None:
+def handout_name(name: str, aliases: dict[str, tuple[str, ...]]) -> str | None:
     """The handout's name of a submitted parameter ``name``, or None."""
     for exact in (True, False):
         for handout, others in aliases.items():
@@ -224,7 +224,7 @@ def bind_layer_call(signature_of: Callable, args: tuple, kwargs: dict) -> tuple[
     values: dict[str, Any] = {}
     unmatched, ignored = [], []
     for name, value in bound.arguments.items():
-        handout = _handout_name(name, LAYER_ALIASES)
+        handout = handout_name(name, LAYER_ALIASES)
         if handout is None and name.lower() in AVERAGE_ALIASES and isinstance(value, bool):
             handout, value = "is_concat", not value
         if handout is None or handout in values:
@@ -248,6 +248,12 @@ def bind_layer_call(signature_of: Callable, args: tuple, kwargs: dict) -> tuple[
             values[handout] = default
     ignored = [f"{n}={v!r}" for n, v in unmatched]
     return values, ignored
+
+
+def leaky_slopes(model: nn.Module) -> list[float]:
+    """The ``negative_slope`` of every ``nn.LeakyReLU`` in ``model``, in order (a layer that fixes
+    its alpha inside)."""
+    return [float(m.negative_slope) for m in model.modules() if isinstance(m, nn.LeakyReLU)]
 
 
 def _call_text(args: tuple, kwargs: dict) -> str:
@@ -298,7 +304,7 @@ class CorrectAttentionLayer(nn.Module):
         given.update(kwargs)
         found: dict[str, Any] = {}
         for name, value in given.items():
-            handout = _handout_name(name, FORWARD_ALIASES)
+            handout = handout_name(name, FORWARD_ALIASES)
             if handout is not None and handout not in found and isinstance(value, torch.Tensor):
                 found[handout] = value
         tensors = [v for v in given.values() if isinstance(v, torch.Tensor)]
