@@ -18,10 +18,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-#: What stands between the student's error and the explanation of a version difference.
-VERSION = "This is a difference between versions: {explanation}"
-#: ... and of a difference of machines (no GPU where grading runs).
-MACHINE = "This is a difference between machines: {explanation}"
+#: What stands between the student's error and the explanation, by kind of difference: of versions,
+#: of machines (no GPU where grading runs), of installed packages.
+INTRODUCTIONS = {
+    "version": "This is a difference between versions: {explanation}",
+    "machine": "This is a difference between machines: {explanation}",
+    "package": "This is a difference between environments: {explanation}",
+}
 #: The longest text of a worker's error field kept in a message (a 74,589-character array repr was seen).
 MAX_FIELD_CHARS = 4000
 MSG_CUT = " [... {count:,} characters cut]"
@@ -35,22 +38,22 @@ class Drift:
 
     Attributes:
         pattern: searched for in the error's message.
-        explanation: what changed and what to write instead; ``{1}``... are the pattern's groups.
-        machine: a difference of machines (no GPU), not of versions.
+        explanation: what changed and what to write instead; ``{0}``... are the pattern's groups.
+        kind: of :data:`INTRODUCTIONS`: ``version``, ``machine`` (no GPU) or ``package`` (not installed).
         replaces: the student's error is torch's long advice, which the explanation says shorter:
             the message keeps only its first line.
     """
 
     pattern: re.Pattern[str]
     explanation: str
-    machine: bool = False
+    kind: str = "version"
     replaces: bool = False
 
     def explain(self, match: re.Match[str]) -> str:
-        return (MACHINE if self.machine else VERSION).format(explanation=self.explanation.format(*match.groups()))
+        return INTRODUCTIONS[self.kind].format(explanation=self.explanation.format(*match.groups()))
 
 
-def _drift(pattern: str, explanation: str, **kwargs: bool) -> Drift:
+def _drift(pattern: str, explanation: str, **kwargs: Any) -> Drift:
     return Drift(re.compile(pattern), explanation, **kwargs)
 
 
@@ -83,19 +86,22 @@ KNOWN: tuple[Drift, ...] = (
         "and `str` for string_classes.",
     ),
     _drift(
-        r"module 'torch' has no attribute '(symeig|eig|lstsq|solve|matrix_rank|chain_matmul|qr)'",
-        "`torch.{0}` was removed in torch 2.x; use its `torch.linalg` counterpart (`torch.linalg.eigh` for "
-        "symeig, `torch.linalg.eig`, `torch.linalg.lstsq`, `torch.linalg.solve`, `torch.linalg.matrix_rank`, "
-        "`torch.linalg.multi_dot`, `torch.linalg.qr`).",
+        r"This function was deprecated since version 1\.9 and is now removed",
+        "this torch function was removed in torch 2.x (torch.symeig, torch.eig, torch.lstsq, torch.solve, "
+        "torch.matrix_rank); use its `torch.linalg` counterpart, as torch's message above says.",
     ),
     _drift(
-        r"module 'numpy' has no attribute '(float|int|bool|object|complex|str|long|unicode)'",
+        r"module 'numpy' has no attribute '(float|int|object|complex|str|unicode)'",
         "`np.{0}` was an alias of Python's `{0}`, removed in NumPy 1.24; write `{0}` or a sized type such as "
         "`np.float64` / `np.int64`.",
     ),
     _drift(
-        r"`np\.(NaN|Inf|NINF|PINF|infty|float_|complex_|unicode_|string_|product|cumproduct|alltrue|sometrue|"
-        r"in1d|row_stack|trapz)` was removed in the NumPy 2\.0 release",
+        r"module 'numpy' has no attribute '(product|cumproduct|in1d|trapz|msort|asfarray|find_common_type)'",
+        "the grader runs NumPy 2, which removed `np.{0}` (use `np.prod`, `np.cumprod`, `np.isin`, "
+        "`np.trapezoid`, `np.sort(a, axis=0)`, `np.asarray(a, dtype=float)` or `np.result_type` instead).",
+    ),
+    _drift(
+        r"`np\.(\w+)` was removed in the NumPy 2\.0 release",
         "the grader runs NumPy 2, which removed `np.{0}`; NumPy's message above says what to write instead.",
     ),
     _drift(
@@ -104,13 +110,24 @@ KNOWN: tuple[Drift, ...] = (
         "the grading machine has no GPU. Pick the device once, "
         "`device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')`, and use `.to(device)` "
         "rather than `.cuda()`.",
-        machine=True,
+        kind="machine",
+    ),
+    _drift(
+        r"No module named '(torch|numpy)\.([\w.]+)'",
+        "`{0}.{1}` does not exist in the {0} the grader runs (torch 2.13, NumPy 2): it was moved or removed "
+        "since the version the course used; look up where it went in {0}'s release notes.",
+    ),
+    _drift(
+        r"No module named '(?!_tg_submission)([A-Za-z_]\w*)'",
+        "'{0}' is not installed where grading runs, and the submission has no module of that name. Write this "
+        "part with torch or numpy, or ask the instructor to install it.",
+        kind="package",
     ),
     _drift(
         r"Attempting to deserialize object on a CUDA device but torch\.cuda\.is_available\(\) is False",
         "the file was saved on a GPU and the grading machine has none; load it with "
         "`torch.load(path, map_location='cpu')`.",
-        machine=True,
+        kind="machine",
     ),
 )
 
