@@ -462,7 +462,7 @@ def run_training_probe(submission) -> dict[str, Any]:
     n_codes = 6 * (PROBE_STUDENTS + 1)
     train, valid = coded_shoes(PROBE_STUDENTS, 0, n_codes), coded_shoes(1, 6 * PROBE_STUDENTS, n_codes)
     submission.seed(421)
-    submission.set_time_limit(120)
+    submission.set_cpu_budget(120)
     stand_in: list[str] = []
     try:
         stand_in = submission.apply(training_probes.install_colab_stand_in)
@@ -481,7 +481,7 @@ def run_training_probe(submission) -> dict[str, Any]:
         first["rerun"] = second
         return first
     finally:
-        submission.set_time_limit(None)
+        submission.set_cpu_budget(None)
         if stand_in:
             try:
                 submission.apply(training_probes.remove_colab_stand_in, stand_in)
