@@ -9,12 +9,19 @@ Nothing here is graded by itself: the checks call these functions.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy import stats
 
 from fixtures import text
 from torchgrade.checks import shapes
-from torchgrade.checks.language_model import held_out_windows, make_text_model, score_language_run
+from torchgrade.checks.language_model import (
+    held_out_windows,
+    make_text_model,
+    read_text_samples,
+    score_language_run,
+    vocabulary_characters,
+)
 from torchgrade.checks.lstm import (
     GATE_NAMES,
     GATES,
@@ -24,9 +31,9 @@ from torchgrade.checks.lstm import (
     lstm_weight_readings,
     same_gates,
 )
-from torchgrade.errors import CheckFailure, NotImplementedYet, SignatureMismatch
+from torchgrade.errors import CheckFailure, MissingName, NotImplementedYet, SignatureMismatch
 from torchgrade.probes import params
-from torchgrade.probes.language_model import train_language_model
+from torchgrade.probes.language_model import language_model_output, train_language_model
 from torchgrade.probes.lstm import lstm_probe
 
 # -- calling the submitted modules -----------------------------------------------------------------------------------
@@ -60,8 +67,34 @@ def lstm_label(hidden: int, embed: int) -> str:
     return f"LSTM(lstm_hidden_dim={hidden}, embedding_size={embed})"
 
 
-def text_model(submission, vocabulary: int, embed: int, hidden: int):
-    return make_text_model(submission, vocabulary, embed, hidden)
+def characters_of(vocabulary: int) -> str:
+    """The characters the grader's ``args.dataset`` maps indices to (the corpus's own for its ``V``), and
+    how a sample returned as text is read back."""
+    if vocabulary <= len(text.VOCABULARY):
+        return text.VOCABULARY[:vocabulary]
+    return vocabulary_characters(vocabulary)
+
+
+def text_model(submission, vocabulary: int, embed: int, hidden: int, batch_size: int = 128, seq_length: int = 30):
+    """The submitted ``TextGenerationModel`` with these sizes (for ``TextGenerationModel(args)``, ``args``
+    also holds the batches the grader will feed and ``args.dataset`` the characters of :func:`characters_of`)."""
+    return make_text_model(
+        submission,
+        vocabulary,
+        embed,
+        hidden,
+        characters=characters_of(vocabulary),
+        batch_size=batch_size,
+        seq_length=seq_length,
+    )
+
+
+def model_output(submission, model, x: torch.Tensor, who: str):
+    """``model(x)``'s first tensor (a forward that requires a state gets a zero one, said in the notes)."""
+    probe = submission.apply(language_model_output, model, x)
+    if probe["adapted"]:
+        submission.notes["call TextGenerationModel.forward"] = f"{who}.forward needs a state: {probe['adapted']}"
+    return probe["output"]
 
 
 def model_label(vocabulary: int, embed: int, hidden: int) -> str:
@@ -305,6 +338,51 @@ def loss_alternatives(logits: torch.Tensor, inputs: torch.Tensor, targets: torch
     }
 
 
+MSG_NO_SEQUENCE_LOSS = (
+    "not graded ({points} points left to a TA): {missing} The UvA 2021 starter code computes the loss inline in "
+    "train.py's train(args), which a grader cannot call on its own with a model whose logits it knows; a TA grades "
+    "eq. (17) and teacher forcing there. The model itself is trained by the grader with eq. (17) "
+    "(test_text_model_learns)."
+)
+
+
+def submitted_loss(submission):
+    """The submitted ``sequence_loss``; where the submission has none (the UvA 2021 template has no such
+    function), the check is skipped with :data:`MSG_NO_SEQUENCE_LOSS`, never a silent zero."""
+    try:
+        return submission.lookup("sequence_loss")
+    except MissingName as missing:
+        pytest.skip(MSG_NO_SEQUENCE_LOSS.format(missing=str(missing), points=2))
+
+
+def loss_value(value, call: str) -> float:
+    """What a loss function returned, as one float (a 0-d or one-element tensor, or a number)."""
+    array = shapes.as_array(value, call, shape_hint="[] (a number)", allow_sequences=True)
+    if array.size != 1:
+        got = shapes.shape_text(array.shape)
+        raise CheckFailure(shapes.MSG_SHAPE.format(who=call, got=got, expected="[] (a number)"))
+    return float(array.reshape(()))
+
+
+def close_loss(got: float, expected: float) -> bool:
+    return abs(got - expected) <= 1e-5 * max(1.0, abs(expected))
+
+
+def returns_log_probabilities(submission) -> bool:
+    """Whether the submitted ``TextGenerationModel`` returns log-probabilities (every row's logsumexp is 0)
+    rather than logits; False where it cannot be built or run (its own checks say why)."""
+    v, e, h = SHAPE_SIZES["vocabulary"], SHAPE_SIZES["embed"], SHAPE_SIZES["hidden"]
+    x = torch.from_numpy(np.random.default_rng(5).integers(0, v, size=(4, 2)))
+    try:
+        out = model_output(submission, text_model(submission, v, e, h), x, model_label(v, e, h))
+    except CheckFailure:
+        return False
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point() or tuple(out.shape) != (4, 2, v):
+        return False
+    out = out.double()
+    return bool(torch.isfinite(out).all() and (torch.logsumexp(out, dim=-1).abs() < 1e-4).all())
+
+
 def check_teacher_forcing(calls: list[torch.Tensor], inputs: torch.Tensor, call: str) -> None:
     steps, batch = inputs.shape
     if not calls:
@@ -367,7 +445,14 @@ def train_text_model(submission, grade_cache, data: dict[str, torch.Tensor]) -> 
         submission.seed(TEXT_TRAIN_SEED)
         submission.set_cpu_budget(TEXT_TIME_LIMIT)
         try:
-            model = text_model(submission, vocabulary, TEXT_SIZES["embed"], TEXT_SIZES["hidden"])
+            model = text_model(
+                submission,
+                vocabulary,
+                TEXT_SIZES["embed"],
+                TEXT_SIZES["hidden"],
+                batch_size=TEXT_BUDGET["batch_size"],
+                seq_length=TEXT_BUDGET["seq_length"],
+            )
             result = submission.apply(
                 train_language_model,
                 model,
@@ -411,14 +496,30 @@ def call_sample(model, batch: int, length: int, temperature: float, who: str, no
 
 
 def read_samples(value, length: int, batch: int, vocabulary: int, who: str, notes: dict) -> np.ndarray:
-    """Sampled characters as an int array ``(length, batch)``; ``(batch, length)`` is transposed."""
+    """Sampled characters as an int array ``(length, batch)``: ``(batch, length)`` is transposed, text
+    (one string per sequence, decoded with the grader's ``args.dataset``) is read back as indices with
+    the same characters, and a sample one character longer (the start character and ``length`` more)
+    keeps its first ``length``."""
+    decoded, was_text = read_text_samples(value, characters_of(vocabulary))
+    if was_text:
+        value = decoded
+        notes["samples as text"] = (
+            "TextGenerationModel.sample returned text; read back as indices with the characters the grader's "
+            "args.dataset maps them to"
+        )
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
         value = torch.stack([v.reshape(-1) for v in value])
     array = shapes.as_array(value, who, shape_hint=f"[{length}, {batch}]", allow_sequences=True)
     array = array.reshape([s for s in array.shape if s != 1] or [1]) if array.ndim > 2 else array
-    if array.shape == (batch, length) and batch != length:
+    if array.shape in ((batch, length), (batch, length + 1)) and batch not in (length, length + 1):
         array = array.T
         notes["samples batch first"] = "TextGenerationModel.sample returned [batch, length]; read as its transpose"
+    if array.shape == (length + 1, batch):
+        array = array[:length]
+        notes["samples one longer"] = (
+            f"TextGenerationModel.sample returned {length + 1} characters for sample_length={length} (the start "
+            f"character and {length} more); graded on the first {length}"
+        )
     if array.shape != (length, batch):
         raise CheckFailure(
             shapes.MSG_SHAPE.format(

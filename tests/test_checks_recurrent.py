@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchgrade.checks.beam_search import beam_search_reference, exhaustive_search, random_tree, read_beam_result
-from torchgrade.checks.language_model import held_out_windows, score_language_run, table_logits
+from torchgrade.checks.language_model import held_out_windows, read_text_samples, score_language_run, table_logits
 from torchgrade.checks.lstm import (
     LSTMWeights,
     UnmappableWeights,
@@ -27,8 +27,15 @@ from torchgrade.checks.lstm import (
 )
 from torchgrade.probes import params
 from torchgrade.probes.beam_search import decoder_record, tree_decoder
-from torchgrade.probes.language_model import recorded_inputs, recording_language_model, train_language_model
-from torchgrade.probes.lstm import lstm_probe
+from torchgrade.probes.language_model import (
+    construct_with_args,
+    language_model_output,
+    recorded_inputs,
+    recording_language_model,
+    template_arguments,
+    train_language_model,
+)
+from torchgrade.probes.lstm import call_recurrent, lstm_probe
 from torchgrade.probes.module_usage import module_usage
 from torchgrade.probes.sampling import sampling_cost, with_known_logits
 
@@ -379,6 +386,91 @@ def test_recording_model_records_what_it_is_fed():
     assert torch.equal(model(x), table_logits(model.table.detach(), x))
     model(x[0])
     assert [r.tolist() for r in recorded_inputs(model)] == [[[0, 1], [2, 3]], [0, 1]]
+
+
+def test_recording_model_called_with_a_state_returns_it_and_can_return_log_probabilities():
+    model = recording_language_model(4, seed=0, log_probs=True)
+    x = torch.tensor([[0, 1], [2, 3]])
+    logits, state = model(x, None)
+    assert state is None and torch.allclose(logits, torch.log_softmax(table_logits(model.table.detach(), x), -1))
+    assert len(recorded_inputs(model)) == 1
+
+
+# -- real students' spellings of the text model (issue 17) ------------------------------------------------------
+class StateRequired(TinyTextModel):
+    """``forward(x, prev_state)`` with no default, returning ``(logits, (h, c))`` (nn.LSTM's state)."""
+
+    def forward(self, x, prev_state):
+        out, state = self.lstm(self.embedding(x), tuple(s[None] for s in prev_state))  # the handout's (B, H)
+        return self.output(out), state
+
+    hidden_dim = 8
+
+
+class ArgsModel(nn.Module):
+    """The UvA 2021 template's ``TextGenerationModel(args)``, reading what real submissions read."""
+
+    def __init__(self, args):
+        super().__init__()
+        self.args = args
+        self.embedding = nn.Embedding(args.vocabulary_size, args.embedding_size)
+        self.lstm = nn.LSTM(args.embedding_size, args.lstm_hidden_dim)
+        self.output = nn.Linear(args.lstm_hidden_dim, args.vocabulary_size).to(args.device)
+        self.decode = args.dataset.convert_to_string
+        assert args._ix_to_char[0] == args.dataset._ix_to_char[0] and args.batch_size == 7
+
+    def forward(self, x, prev_state):
+        out, state = self.lstm(self.embedding(x), tuple(s[None] for s in prev_state))
+        return self.output(out), state
+
+
+def test_a_forward_that_requires_a_state_gets_float_zeros_for_integer_tokens():
+    x = torch.randint(6, (5, 3))
+    out, adapted = call_recurrent(StateRequired(), x)
+    assert adapted == "called as forward(x, (h0, c0)) with zero states" and out[0].shape == (5, 3, 6)
+    probe = language_model_output(StateRequired(), x)
+    assert probe["adapted"] == adapted and probe["output"].shape == (5, 3, 6)
+
+
+def test_the_template_args_hold_the_train_script_arguments_and_the_index_maps():
+    args = template_arguments(4, 3, 5, characters="ab c", batch_size=7, seq_length=9)
+    assert (args.vocabulary_size, args.embedding_size, args.lstm_hidden_dim, args.input_seq_length) == (4, 3, 5, 9)
+    assert {"txt_file", "lr", "num_epochs", "clip_grad_norm", "seed", "device"} <= set(vars(args))
+    assert args.dataset._char_to_ix == {"a": 0, "b": 1, " ": 2, "c": 3} and args._ix_to_char[2] == " "
+    assert args.dataset.convert_to_string(torch.tensor([3, 0])) == "ca"
+    sizes = {"vocabulary_size": 4, "embedding_size": 3, "lstm_hidden_dim": 5}
+    model = construct_with_args(ArgsModel, sizes, "ab c", 7, 9)
+    assert call_recurrent(model, torch.zeros(2, 1, dtype=torch.long))[0][0].shape == (2, 1, 4)
+    with pytest.raises(ValueError, match="distinct characters"):
+        template_arguments(3, 3, 5, characters="aab")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (["ab", "ba"], ([[0, 1], [1, 0]], True)),
+        ("abc", ([[0, 1, 2]], True)),
+        ([["a", "b"], ["c", "a"]], ([[0, 1], [2, 0]], True)),
+        (["az"], (["az"], False)),  # a character the grader never gave
+        (torch.tensor([1]), (None, False)),
+    ],
+)
+def test_text_samples_are_read_back_with_the_graders_characters(value, expected):
+    indices, was_text = read_text_samples(value, "abc")
+    assert was_text == expected[1]
+    if was_text:
+        assert indices == expected[0]
+    else:
+        assert indices is value
+
+
+def test_training_a_model_that_requires_a_state():
+    stream = torch.arange(300) % 5
+    inputs, _ = held_out_windows(stream[:66], 10)
+    run = train_language_model(
+        StateRequired(5), stream, inputs, vocabulary=5, steps=3, batch_size=4, seq_length=10, lr=0.01, clip=5.0, seed=0
+    )
+    assert run["next_logits"].shape == (6, 5)
 
 
 # -- beam search -------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ here so that the grader computes eq. (17) exactly as the training loop does.
 
 from __future__ import annotations
 
+import string
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,15 @@ import torch.nn.functional as F
 from torchgrade.errors import CheckFailure, SignatureMismatch
 from torchgrade.probes.language_model import construct_with_args, sequence_cross_entropy
 
-__all__ = ["held_out_windows", "make_text_model", "score_language_run", "sequence_cross_entropy", "table_logits"]
+__all__ = [
+    "held_out_windows",
+    "make_text_model",
+    "read_text_samples",
+    "score_language_run",
+    "sequence_cross_entropy",
+    "table_logits",
+    "vocabulary_characters",
+]
 
 
 def held_out_windows(stream: torch.Tensor, seq_length: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -67,30 +76,59 @@ def score_language_run(run: dict[str, Any], targets: np.ndarray, vocabulary: int
     return {"losses": losses, "final_loss": float(np.mean(losses[-10:])), "val_loss": val_loss}
 
 
-def make_text_model(submission: Any, vocabulary: int, embed: int, hidden: int) -> Any:
+def vocabulary_characters(vocabulary: int) -> str:
+    """``V`` distinct printable characters, index ``i`` -> the ``i``-th: what the grader's ``args.dataset``
+    maps indices to, and how a sample returned as text is read back."""
+    pool = string.ascii_lowercase + string.ascii_uppercase + string.digits + " .,;:!?'-"
+    if vocabulary > len(pool):
+        pool += "".join(chr(0x100 + i) for i in range(vocabulary - len(pool)))
+    return pool[:vocabulary]
+
+
+def make_text_model(
+    submission: Any,
+    vocabulary: int,
+    embed: int,
+    hidden: int,
+    *,
+    characters: str | None = None,
+    batch_size: int = 128,
+    seq_length: int = 30,
+) -> Any:
     """``TextGenerationModel(vocabulary_size=V, embedding_size=E, lstm_hidden_dim=H)`` of a submission
-    proxy, or, for the UvA template's ``TextGenerationModel(args)``, the same values as attributes of
-    one ``args`` object (the adaptation goes into the report's notes).
+    proxy, or, for the UvA template's ``TextGenerationModel(args)``, an ``args`` object with every
+    argument of the template's ``train.py``, these sizes, ``args.dataset`` with the index maps of
+    ``characters`` and the batches the grader will feed
+    (:func:`torchgrade.probes.language_model.template_arguments`); the adaptation goes into the
+    report's notes.
+
+    Args:
+        characters: ``V`` distinct characters, index ``i`` -> ``characters[i]``; by default
+            :func:`vocabulary_characters`.
+        batch_size, seq_length: ``args.batch_size`` and ``args.input_seq_length``.
 
     Raises:
         SignatureMismatch: neither call fits the submitted class; the message names both attempts.
     """
     values = {"vocabulary_size": vocabulary, "embedding_size": embed, "lstm_hidden_dim": hidden}
+    characters = vocabulary_characters(vocabulary) if characters is None else characters
     cls = submission.TextGenerationModel
     try:
         return cls(**values)
     except SignatureMismatch as mismatch:
         try:
-            model = submission.apply(construct_with_args, cls, values)
+            model = submission.apply(construct_with_args, cls, values, characters, batch_size, seq_length)
         except CheckFailure as also:
             first = str(also).splitlines()[0]
             raise SignatureMismatch(
-                f"{mismatch} Also tried TextGenerationModel(args) with args.vocabulary_size, "
-                f"args.embedding_size, args.lstm_hidden_dim: {first}"
+                f"{mismatch} Also tried TextGenerationModel(args) with args as the template's train.py makes it "
+                f"(args.vocabulary_size, args.embedding_size, args.lstm_hidden_dim, args.dataset, args.device...): "
+                f"{first}"
             ) from None
         submission.notes["call TextGenerationModel(args)"] = (
             "TextGenerationModel(vocabulary_size=..., embedding_size=..., lstm_hidden_dim=...) did not fit the "
-            "submitted signature; graded as TextGenerationModel(args) with those values as attributes of args"
+            "submitted signature; graded as TextGenerationModel(args), args holding every argument of the "
+            "template's train.py with those sizes, device cpu, and args.dataset with the grader's index maps"
         )
         return model
 
@@ -103,3 +141,24 @@ def table_logits(table: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         table ``(V, V)``, inputs ``(...)`` -> ``(..., V)``.
     """
     return table[inputs.long()]
+
+
+def read_text_samples(value: Any, characters: str) -> tuple[Any, bool]:
+    """A sample returned as text (a string, or one string per sequence) read back as character
+    indices with the vocabulary the grader gave (``characters[i]`` is index ``i``).
+
+    Returns:
+        ``(indices, True)``: a list of index lists, one per string (a lone string is one sequence);
+        ``(value, False)`` unchanged when it holds no text or a character outside ``characters``.
+    """
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, (list, tuple)) or not texts:
+        return value, False
+    if all(isinstance(t, (list, tuple)) and t and all(isinstance(c, str) for c in t) for t in texts):
+        texts = ["".join(t) for t in texts]  # lists of characters
+    if not all(isinstance(t, str) for t in texts):
+        return value, False
+    index = {char: i for i, char in enumerate(characters)}
+    if any(char not in index for t in texts for char in t):
+        return value, False
+    return [[index[char] for char in t] for t in texts], True

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchgrade.probes.lstm import call_recurrent
 from torchgrade.probes.training import first_tensor, logits_problem, one_thread
 
 
@@ -54,7 +55,8 @@ def train_language_model(
     character they predict was never sent here.
 
     Args:
-        model: ``model(x (T, B)) -> (T, B, V)`` logits; trained in place.
+        model: ``model(x (T, B)) -> (T, B, V)`` logits (or ``(logits, state)``; a forward that requires
+            a state gets zeros, as :func:`torchgrade.probes.lstm.call_recurrent` gives); trained in place.
         train: 1-D int64 character stream.
         held_out_inputs: ``(T, W)`` int64, W held-out windows.
         vocabulary: ``V``.
@@ -76,7 +78,7 @@ def train_language_model(
         batch = train[starts[:, None] + window].T  # (T + 1, B)
         model.train()
         optimizer.zero_grad()
-        out = first_tensor(model(batch[:-1]))
+        out = first_tensor(call_recurrent(model, batch[:-1])[0])
         problem = logits_problem(out, (seq_length, batch_size, vocabulary))
         if problem:
             return {"error": problem}
@@ -89,42 +91,168 @@ def train_language_model(
         losses.append(round(loss.item(), 5))
     model.eval()
     with torch.no_grad():
-        out = first_tensor(model(held_out_inputs))
+        out = first_tensor(call_recurrent(model, held_out_inputs)[0])
         problem = logits_problem(out, (*held_out_inputs.shape, vocabulary))
         if problem:
             return {"error": f"in eval mode, {problem}"}
     return {"losses": losses, "next_logits": out[-1].detach().float()}
 
 
-def construct_with_args(cls: type, values: dict[str, Any]) -> Any:
-    """``cls(args)`` with ``args.<key> = value`` (and ``args.device = "cpu"``): the UvA template's
-    ``TextGenerationModel(args)``."""
-    return cls(types.SimpleNamespace(device="cpu", **values))
+class TextDatasetStandIn:
+    """What the UvA template's ``TextDataset`` offers a model that reads ``args.dataset``: the
+    vocabulary and its index maps, for a grader-chosen string of distinct characters.
+
+    Attributes:
+        _char_to_ix, _ix_to_char: character -> index and back; ``_chars`` the characters in order.
+        _vocabulary_size, _vocab_size: ``V``; ``_seq_length`` the input length; ``_data`` the
+            characters themselves (no text is sent: the corpus stays with the grader's loop).
+    """
+
+    def __init__(self, characters: str, seq_length: int) -> None:
+        self._chars = list(characters)
+        self._data = characters
+        self._data_size = len(characters)
+        self._seq_length = seq_length
+        self._vocabulary_size = self._vocab_size = len(characters)
+        self._char_to_ix = {ch: i for i, ch in enumerate(characters)}
+        self._ix_to_char = dict(enumerate(characters))
+        self._offset = 0
+
+    @property
+    def vocabulary_size(self) -> int:
+        return self._vocabulary_size
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocabulary_size
+
+    def convert_to_string(self, char_ix) -> str:
+        return "".join(self._ix_to_char[int(ix)] for ix in char_ix)
+
+    def convert_to_ix(self, text: str) -> list[int]:
+        return [self._char_to_ix[ch] for ch in text]
+
+    def __len__(self) -> int:
+        return self._data_size
+
+
+#: The UvA 2021 template's ``train.py`` arguments (argparse defaults), which ``TextGenerationModel(args)``
+#: may read; sizes, the vocabulary and the batch are overridden with the grader's.
+TEMPLATE_ARGUMENTS: dict[str, Any] = {
+    "txt_file": "assets/book.txt",
+    "input_seq_length": 30,
+    "lstm_hidden_dim": 1024,
+    "embedding_size": 256,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "num_epochs": 20,
+    "clip_grad_norm": 5.0,
+    "seed": 0,
+    "temperature": 0.0,
+    "sample_length": 30,
+    "log_dir": "logs",
+    "checkpoint_dir": "checkpoints",
+}
+
+
+def template_arguments(
+    vocabulary_size: int,
+    embedding_size: int,
+    lstm_hidden_dim: int,
+    characters: str,
+    batch_size: int = 128,
+    seq_length: int = 30,
+) -> types.SimpleNamespace:
+    """The ``args`` of the UvA template's ``TextGenerationModel(args)``: every argument of its
+    ``train.py`` (:data:`TEMPLATE_ARGUMENTS`), ``device`` (CPU), the sizes the grader asks for, and what
+    a training script adds before building the model: ``args.vocabulary_size`` and ``args.dataset``
+    (:class:`TextDatasetStandIn`), its index maps copied onto ``args`` as some scripts do, and the
+    spellings of other years' templates (``vocab_size``, ``lstm_num_hidden``, ``seq_length``...).
+
+    Args:
+        vocabulary_size, embedding_size, lstm_hidden_dim: ``V``, ``E``, ``H``.
+        characters: ``V`` distinct characters, index ``i`` is ``characters[i]``.
+        batch_size, seq_length: the batches the grader will feed.
+    """
+    if len(set(characters)) != vocabulary_size or len(characters) != vocabulary_size:
+        raise ValueError(f"need {vocabulary_size} distinct characters, got {characters!r}")
+    dataset = TextDatasetStandIn(characters, seq_length)
+    values = {
+        **TEMPLATE_ARGUMENTS,
+        "input_seq_length": seq_length,
+        "seq_length": seq_length,
+        "batch_size": batch_size,
+        "learning_rate": TEMPLATE_ARGUMENTS["lr"],
+        "vocabulary_size": vocabulary_size,
+        "vocab_size": vocabulary_size,
+        "embedding_size": embedding_size,
+        "embedding_dim": embedding_size,
+        "lstm_hidden_dim": lstm_hidden_dim,
+        "lstm_num_hidden": lstm_hidden_dim,
+        "hidden_dim": lstm_hidden_dim,
+        "num_hidden": lstm_hidden_dim,
+        "lstm_num_layers": 1,
+        "device": torch.device("cpu"),
+        "dataset": dataset,
+        "_char_to_ix": dataset._char_to_ix,
+        "_ix_to_char": dataset._ix_to_char,
+        "char_to_ix": dataset._char_to_ix,
+        "ix_to_char": dataset._ix_to_char,
+    }
+    return types.SimpleNamespace(**values)
+
+
+def construct_with_args(cls: type, values: dict[str, Any], characters: str, batch_size: int, seq_length: int) -> Any:
+    """``cls(args)``, the UvA template's ``TextGenerationModel(args)``, with ``args`` from
+    :func:`template_arguments` (``values``: ``vocabulary_size``, ``embedding_size``, ``lstm_hidden_dim``)."""
+    return cls(template_arguments(**values, characters=characters, batch_size=batch_size, seq_length=seq_length))
+
+
+def language_model_output(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
+    """``model(x)`` without autograd, for a grader to read: the first tensor of what came back (a
+    model may return ``(logits, (h, c))``), and how the call was adapted (a forward that requires a
+    state gets a zero one, :func:`torchgrade.probes.lstm.call_recurrent`), or None.
+
+    Returns:
+        ``{"output": tensor or what came back instead, "adapted": str or None}``.
+    """
+    with torch.no_grad():
+        out, adapted = call_recurrent(model, torch.as_tensor(x))
+    out = first_tensor(out)
+    return {"output": out.detach().clone() if isinstance(out, torch.Tensor) else out, "adapted": adapted}
 
 
 class RecordingLanguageModel(nn.Module):
     """A character model whose logits depend only on the current character (a fixed table), and
     which records every input it is given, so a grader can tell what a loss function fed it.
 
+    Called with a state too (``model(x, state)``, as a loss written for a ``forward(x, prev_state)``
+    calls it), it returns ``(logits, state)``. With ``log_probs``, it returns log-probabilities
+    (``log_softmax`` of the table's rows) as a model that ends in ``log_softmax`` does.
+
     Shapes:
         x ``(...)`` character indices -> ``(..., V)`` logits ``table[x]``.
     """
 
-    def __init__(self, vocabulary_size: int, seed: int) -> None:
+    def __init__(self, vocabulary_size: int, seed: int, log_probs: bool = False) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
         self.table = nn.Parameter(torch.randn(vocabulary_size, vocabulary_size, generator=generator))
+        self.log_probs = log_probs
         self.inputs: list[torch.Tensor] = []
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *state: Any) -> Any:
         x = torch.as_tensor(x)
         self.inputs.append(x.detach().clone())
-        return self.table[x.long()]
+        out = self.table[x.long()]
+        if self.log_probs:
+            out = torch.log_softmax(out, dim=-1)
+        return (out, state[0] if len(state) == 1 else state) if state else out
 
 
-def recording_language_model(vocabulary_size: int, seed: int) -> RecordingLanguageModel:
+def recording_language_model(vocabulary_size: int, seed: int, log_probs: bool = False) -> RecordingLanguageModel:
     """A :class:`RecordingLanguageModel`, for a grader to hand to a submitted loss function."""
-    return RecordingLanguageModel(vocabulary_size, seed)
+    return RecordingLanguageModel(vocabulary_size, seed, log_probs)
 
 
 def recorded_inputs(model: RecordingLanguageModel) -> list[torch.Tensor]:

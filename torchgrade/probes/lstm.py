@@ -17,16 +17,19 @@ from torch import nn
 from torchgrade.probes.training import first_tensor
 
 #: Attributes a recurrent module commonly keeps its hidden size in, to build a zero state.
-HIDDEN_SIZE_ATTRIBUTES = ("hidden_dim", "lstm_hidden_dim", "hidden_size", "n_hidden", "num_hidden")
+HIDDEN_SIZE_ATTRIBUTES = ("hidden_dim", "lstm_hidden_dim", "hidden_size", "n_hidden", "num_hidden", "lstm_num_hidden")
 
 
 def call_recurrent(model: nn.Module, x: torch.Tensor) -> tuple[Any, str | None]:
-    """``model(x)``; for a forward that requires a state, ``model(x, (h0, c0))`` or
-    ``model(x, h0, c0)`` with zeros ``(B, H)`` (zeros read the same whichever comes first).
+    """``model(x)``; for a forward that requires a state (``forward(x, prev_state)`` with no
+    default), ``model(x, (h0, c0))`` or ``model(x, h0, c0)`` with zeros ``(B, H)`` (zeros read the
+    same whichever comes first), or ``model(x, None)`` where no hidden size can be found.
 
     Args:
-        model: the recurrent module, ``H`` read from one of :data:`HIDDEN_SIZE_ATTRIBUTES`.
-        x: ``(T, B, ...)``, time first.
+        model: the recurrent module (an LSTM, or a character model whose LSTM is inside it); ``H`` is
+            read from one of :data:`HIDDEN_SIZE_ATTRIBUTES` of the module, of its ``args`` (the UvA
+            template's ``TextGenerationModel(args)``) or of a submodule.
+        x: ``(T, B, ...)``, time first: embeddings, or character indices (the zeros are floats).
 
     Returns:
         The output and how the call was adapted (None when ``model(x)`` fitted).
@@ -39,10 +42,13 @@ def call_recurrent(model: nn.Module, x: torch.Tensor) -> tuple[Any, str | None]:
         return model(x), None
     hidden = _hidden_size(model)
     if hidden is not None:
-        zeros = x.new_zeros(x.shape[1], hidden)
+        dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+        zeros = torch.zeros(x.shape[1], hidden, dtype=dtype, device=x.device)
         for args, how in (((x, (zeros, zeros)), "forward(x, (h0, c0))"), ((x, zeros, zeros), "forward(x, h0, c0)")):
             if _binds(signature, *args):
                 return model(*args), f"called as {how} with zero states"
+    elif _binds(signature, x, None):
+        return model(x, None), "called as forward(x, None): no initial state"
     return model(x), None  # raises the signature error the student should see
 
 
@@ -55,10 +61,12 @@ def _binds(signature: inspect.Signature, *args: Any) -> bool:
 
 
 def _hidden_size(model: nn.Module) -> int | None:
-    for attribute in HIDDEN_SIZE_ATTRIBUTES:
-        value = getattr(model, attribute, None)
-        if isinstance(value, int):
-            return value
+    holders = [model, getattr(model, "args", None), *(m for m in model.modules() if m is not model)]
+    for holder in holders:
+        for attribute in HIDDEN_SIZE_ATTRIBUTES:
+            value = getattr(holder, attribute, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
     return None
 
 
