@@ -15,7 +15,7 @@ import torch
 
 from torchgrade.checks import shapes
 from torchgrade.checks.graphs import score_node_classifier
-from torchgrade.errors import CheckFailure
+from torchgrade.errors import CheckFailure, MissingName, NotImplementedYet
 from torchgrade.interface import MODULES
 from torchgrade.probes import graphs as graph_probes
 from torchgrade.probes import params
@@ -487,8 +487,11 @@ def train_on(
                         **train(node_classifier(submission, graph, model_name, budget), inputs),
                         "attention_layer": note,
                     }
+                except (NotImplementedYet, MissingName):
+                    raise  # no GAT to grade: nothing to say about the layer
                 except CheckFailure as failure:
-                    raise CheckFailure(f"{failure}\n{note}.") from None
+                    failure.args = (f"{failure}\n{note}.",)  # the same failure (its type, its traceback) with the note
+                    raise
             return train(node_classifier(submission, graph, model_name, budget), inputs)
         finally:
             submission.set_cpu_budget(None)

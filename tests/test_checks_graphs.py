@@ -440,3 +440,11 @@ def test_a_layer_without_alpha_is_compared_with_the_slope_it_fixes(tmp_path, par
         assert _gnn.layer_alpha(submission, layer, 0.3) == expected
     finally:
         submission.close()
+
+
+def test_a_gat_not_implemented_yet_says_only_that(tmp_path):
+    template = (ROOT / "student_template" / "gnn.py").read_text()
+    failures, run = grade_gat(tmp_path / "template", template)
+    assert len(failures) == 5
+    assert run["failure"].startswith("GAT(20, 8, 3, 0.6, n_heads=2) is not implemented yet")
+    assert "could not be graded independently" not in run["failure"]
