@@ -194,3 +194,20 @@ def test_through_the_proxy_a_check_using_the_package_fails_and_the_others_pass(f
         sub.close()
         sys.meta_path[:0] = [f for f in finders if f not in sys.meta_path]
         sys.modules.update(saved)
+
+
+def test_a_missing_portion_of_an_installed_namespace_package(tmp_path: Path, monkeypatch) -> None:
+    """``from google.colab import drive`` where protobuf's ``google`` namespace package is installed."""
+    (tmp_path / "site" / "tgnamespace" / "present").mkdir(parents=True)
+    (tmp_path / "site" / "tgnamespace" / "present" / "__init__.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "shoes.py").write_text(
+        "from tgnamespace.present import VALUE\nfrom tgnamespace.colab import drive\ndrive.mount('/content/drive')\n"
+        "def value():\n    return VALUE\n"
+    )
+    with loaded(tmp_path / "sub") as submission:
+        assert submission.module("shoes").value() == 1
+        assert submission.stood_in == ["tgnamespace.colab"]
+    sys.modules.pop("tgnamespace.present", None)
+    sys.modules.pop("tgnamespace", None)

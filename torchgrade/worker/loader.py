@@ -201,8 +201,8 @@ class _StandInFinder(importlib.abc.MetaPathFinder):
         self.modules: dict[str, types.ModuleType] = {}
 
     def find_spec(self, fullname, path=None, target=None):
-        package = fullname.partition(".")[0]
-        if package not in self.packages or not _imported_by_submission():
+        package = next((p for p in self.packages if fullname == p or fullname.startswith(p + ".")), None)
+        if package is None or not _imported_by_submission():
             return None
         return importlib.machinery.ModuleSpec(fullname, _StandInLoader(self, package), is_package=True)
 
@@ -405,11 +405,16 @@ class LoadedSubmission:
         """The package to stand in for when ``exc`` is an import of a package that is not installed:
         a top-level name that no module of the submission has, not stood in for yet (a stand-in that
         fails again is the student's error), not one of :data:`NEVER_STAND_IN`, not in the standard
-        library, and not installed (a missing submodule of an installed package is a real error)."""
+        library, and not installed (a missing submodule of an installed package is a real error); or
+        a missing portion of an installed namespace package (``google.colab`` beside protobuf's
+        ``google``)."""
         if not isinstance(exc, ModuleNotFoundError) or isinstance(exc, MissingPackageError) or not exc.name:
             return None
         package = exc.name.partition(".")[0]
-        if (
+        portion = ".".join(exc.name.split(".")[:2])
+        if portion != package and _is_namespace(package) and not _importable(portion):
+            package = portion  # google.colab where google is a namespace package (protobuf's): a missing portion
+        elif (
             package in self._stand_ins.packages
             or package in NEVER_STAND_IN
             or package in self.module_names
@@ -418,6 +423,8 @@ class LoadedSubmission:
             or (package in sys.modules and sys.modules[package] is not None)
             or _importable_elsewhere(package)
         ):
+            return None
+        if package in self._stand_ins.packages:
             return None
         return package
 
@@ -480,6 +487,23 @@ def _left_out(module: str, why: str) -> str:
     if why.startswith(("a ", "an ")):  # what it is: a symbolic link, a named pipe, a device
         return MSG_LEFT_OUT.format(module=module, why=why)
     return MSG_LEFT_OUT_OTHER.format(module=module, why=why)
+
+
+def _is_namespace(name: str) -> bool:
+    """Whether the top-level ``name`` is an installed namespace package (no ``__init__.py``; e.g.
+    ``google``, which protobuf and others share): a portion of it can be missing while it is installed."""
+    try:
+        spec = importlib.machinery.PathFinder.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and spec.origin in (None, "namespace") and spec.submodule_search_locations is not None
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _importable_elsewhere(name: str) -> bool:
