@@ -17,7 +17,7 @@ import torch
 
 from torchgrade.checks import shapes
 from torchgrade.errors import CheckFailure, MissingName, SignatureMismatch, StudentTimeout
-from torchgrade.probes import params
+from torchgrade.probes import params, substitute
 from torchgrade.probes import training as training_probes
 
 #: Height and width of one shoe photo; a pair image is ``[2 * SIZE, SIZE]`` (left shoe on top).
@@ -656,7 +656,7 @@ MEMORISE_MODEL = "CNNChannel"
 #: Training runs on this many torch threads wherever it is graded (see training_probes.set_threads).
 MEMORISE_THREADS = 1
 #: The budget of the memorisation check: the student's train_model with these arguments.
-MEMORISE_BUDGET = dict(n=4, batch_size=10, learning_rate=3e-3, max_iters=250)
+MEMORISE_BUDGET = dict(n=4, batch_size=10, learning_rate=3e-3, iterations=250)
 MEMORISE_THRESHOLD = 0.9
 CALIBRATION_CNN_CHANNEL = (
     "on one thread the reference is at 100% after 150 iterations for 20 of 20 seeds and "
@@ -665,36 +665,146 @@ CALIBRATION_CNN_CHANNEL = (
 )
 
 
+def same_pair_problem(out: Any, data: np.ndarray) -> str:
+    """What is wrong with ``generate_same_pair(data)``'s result by Q1c's properties; empty if nothing."""
+    count = data.shape[0] * 3
+    try:
+        array = shapes.check_shape(out, (count, 2 * SIZE, SIZE, 3), "generate_same_pair(data)")
+    except CheckFailure as exc:
+        return str(exc)
+    rows = split_rows(array, image_index(data))
+    for i, (top, bottom) in enumerate(rows):
+        if top is None or bottom is None or top[2] != 0 or bottom[2] != 1 or top[:2] != bottom[:2]:
+            return f"row {i} is not a left shoe on top of the right shoe of its pair"
+    if len({top[:2] for top, _ in rows}) != count:
+        return "some pairs appear twice, others never"
+    return ""
+
+
+def different_pair_problem(out: Any, data: np.ndarray) -> str:
+    """What is wrong with ``generate_different_pair(data)``'s result by Q1d's properties; empty if nothing."""
+    count = data.shape[0] * 3
+    try:
+        array = shapes.check_shape(out, (count, 2 * SIZE, SIZE, 3), "generate_different_pair(data)")
+    except CheckFailure as exc:
+        return str(exc)
+    per_student: dict[int, set] = {}
+    for i, (top, bottom) in enumerate(split_rows(array, image_index(data))):
+        if top is None or bottom is None or top[2] != 0 or bottom[2] != 1:
+            return f"row {i} is not a left shoe on top of a right shoe"
+        if top[0] != bottom[0]:
+            return f"row {i} mixes two students"
+        if top[1] == bottom[1]:
+            return f"row {i} is a true pair"
+        per_student.setdefault(top[0], set()).add((top[1], bottom[1]))
+    if any(len(v) != 3 for v in per_student.values()) or len(per_student) != data.shape[0]:
+        return "not 3 distinct mismatches per student"
+    return ""
+
+
+#: The submission's pair builders train_model reads, the grader's versions and the properties they must have.
+PAIR_BUILDERS = {
+    "generate_same_pair": (same_pairs, same_pair_problem),
+    "generate_different_pair": (different_pairs, different_pair_problem),
+}
+
+
+def failed_pair_builders(submission, data: np.ndarray) -> dict[str, str]:
+    """The submission's pair builders that fail their own check's properties on ``data`` (Q1c/Q1d), with why.
+    A builder that raises, or that the submission lacks, counts as failed."""
+    failed = {}
+    for name, (_, problem_of) in PAIR_BUILDERS.items():
+        try:
+            problem = problem_of(submission.lookup(name)(data), data)
+        except CheckFailure as exc:
+            problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+        if problem:
+            failed[name] = problem
+    return failed
+
+
+def lend_pair_builders(submission, data: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Make the student's train_model read the grader's pair builders for ``names`` (a
+    :class:`substitute.Replay` answering ``data`` with the grader's pairs, the student's own function for
+    any other input). Returns what to pass to :func:`restore_pair_builders`."""
+    train_model = submission.lookup("train_model")
+    previous = {}
+    for name in names:
+        own = submission.lookup(name) if name in submission_names(submission) else None
+        replay = submission.apply(substitute.Replay, [(data, PAIR_BUILDERS[name][0](data))], own)
+        previous[name] = (submission.apply(substitute.swap, train_model, name, replay), replay)
+    return previous
+
+
+def restore_pair_builders(submission, previous: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Put the student's pair builders back; return the Replays' hit and miss counts."""
+    counts = {}
+    train_model = submission.lookup("train_model")
+    for name, (own, replay) in previous.items():
+        counts[name] = replay.counts()
+        submission.apply(substitute.swap, train_model, name, own)
+    return counts
+
+
+def submission_names(submission) -> set[str]:
+    names = set()
+    for name in PAIR_BUILDERS:
+        try:
+            submission.lookup(name)
+            names.add(name)
+        except CheckFailure:
+            pass
+    return names
+
+
 def memorise(submission, grade_cache, shoe_arrays: dict[str, np.ndarray], layout: str) -> dict[str, Any]:
     """Train CNNChannel with the student's train_model on five students, once per submission (shared
     through the grade cache); the grader measures the accuracies itself, on the training students and
-    on both test sets."""
+    on both test sets.
+
+    One bug, one deduction: where the submission's generate_same_pair or generate_different_pair fails its
+    own check's properties on these students (Q1c/Q1d), train_model reads the grader's version instead
+    during this run (``borrowed``, said in the message), so wrong pairs are not paid for again here."""
     data = shoe_arrays["train"][:MEMORISE_STUDENTS]
     budget = MEMORISE_BUDGET
+    borrowed = failed_pair_builders(submission, data)
+    steps_per_epoch = math.ceil(MEMORISE_STUDENTS * 3 / (budget["batch_size"] // 2))
+    epochs = math.ceil(budget["iterations"] / steps_per_epoch)
 
     def run() -> dict:
         submission.seed(MEMORISE_SEED)
         submission.set_cpu_budget(150)
         threads = submission.apply(training_probes.set_threads, MEMORISE_THREADS)
+        lent: dict[str, Any] = {}
         try:
-            model = submission.lookup(MEMORISE_MODEL)(n=budget["n"])
-            returned = submission.train_model(
-                model,
-                data,
-                data,
+            built = build_model(submission, MEMORISE_MODEL, n=budget["n"])
+            binding = training_call(
+                submission,
+                model=built.model,
+                train=data,
+                valid=data,
                 batch_size=budget["batch_size"],
                 learning_rate=budget["learning_rate"],
-                max_iters=budget["max_iters"],
-                max_epoch=1000,
+                iterations=budget["iterations"],
+                epochs=epochs,
             )
-            model.eval()
-            who = f"{MEMORISE_MODEL}(n={budget['n']}) after train_model"
+            lent = lend_pair_builders(submission, data, sorted(borrowed))
+            try:
+                returned = binding(submission.lookup("train_model"))
+            finally:
+                replays = restore_pair_builders(submission, lent) if lent else {}
+            built.model.eval()
+            who = f"{built.label} after train_model"
             return {
-                "train": accuracy(model, data, layout, who),
-                "test_w": accuracy(model, shoe_arrays["test_w"], layout, who),
-                "test_m": accuracy(model, shoe_arrays["test_m"], layout, who),
+                "train": accuracy(built.model, data, layout, who),
+                "test_w": accuracy(built.model, shoe_arrays["test_w"], layout, who),
+                "test_m": accuracy(built.model, shoe_arrays["test_m"], layout, who),
                 "curves": returned_curves(returned),
                 "layout": layout,
+                "call": binding.label.replace(f"{built.label}", "model") + budget_text(binding),
+                "model": built.label,
+                "borrowed": borrowed,
+                "replays": replays,
             }
         finally:
             submission.set_cpu_budget(None)
@@ -703,5 +813,11 @@ def memorise(submission, grade_cache, shoe_arrays: dict[str, np.ndarray], layout
             except CheckFailure:
                 pass  # the worker died or timed out: its successor starts with the default count
 
-    settings = {**budget, "layout": layout, "seed": MEMORISE_SEED, "threads": MEMORISE_THREADS}
+    settings = {
+        **budget,
+        "layout": layout,
+        "seed": MEMORISE_SEED,
+        "threads": MEMORISE_THREADS,
+        "borrowed": sorted(borrowed),
+    }
     return grade_cache.compute(f"memorise-{MEMORISE_MODEL}", ("shoes",), settings, run, ignore=("load_shoes",))

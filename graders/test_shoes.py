@@ -16,7 +16,6 @@ import pytest
 import torch
 from _shoes import (
     CALIBRATION_CNN_CHANNEL,
-    MEMORISE_BUDGET,
     MEMORISE_MODEL,
     MEMORISE_STUDENTS,
     MEMORISE_THRESHOLD,
@@ -397,12 +396,22 @@ def test_memorise_five_students(memorised, evidence):
     """CNNChannel trained by your train_model memorises a small training set (five students) to 90%+ accuracy."""
     evidence[MEMORISE_MODEL] = memorised
     pos, neg = memorised["train"]
-    budget = MEMORISE_BUDGET
+    borrowed = memorised.get("borrowed") or {}
+    lent = (
+        " Trained with the grader's "
+        + " and ".join(sorted(borrowed))
+        + " (yours failed its own check: "
+        + "; ".join(f"{name}: {why}" for name, why in sorted(borrowed.items()))
+        + "), so that it costs points only in Q1c/Q1d"
+        if borrowed
+        else ""
+    )
     training.check_at_least(
         (pos + neg) / 2,
         MEMORISE_THRESHOLD,
-        f"train_model({MEMORISE_MODEL}(n={budget['n']}), {MEMORISE_STUDENTS} students, batch_size="
-        f"{budget['batch_size']}, learning_rate={budget['learning_rate']:g}, max_iters={budget['max_iters']})",
+        f"train_model({memorised.get('model', MEMORISE_MODEL)}, {MEMORISE_STUDENTS} students)"
+        + (f", called as {memorised['call']}" if memorised.get("call") else "")
+        + lent,
         f"{MEMORISE_MODEL}'s training accuracy on {MEMORISE_STUDENTS} students (positives {pos:.2f}, negatives "
         f"{neg:.2f})",
         CALIBRATION_CNN_CHANNEL,
