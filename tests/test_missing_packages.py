@@ -60,6 +60,10 @@ def double(x):
     return 2 * x
 
 
+def is_frame(x):
+    return isinstance(x, {MISSING}.DataFrame)
+
+
 def uses_package(x):
     return {MISSING}.DataFrame(x)
 
@@ -106,6 +110,7 @@ def test_what_does_not_use_the_missing_package_is_graded(folder: Path) -> None:
         assert shoes.double(3) == 6
         assert shoes.CNN(n=3).fc.out_features == 3
         assert shoes.guarded_import() == "fallback"  # the student's own except branch still runs
+        assert shoes.is_frame([1]) is False  # nothing is an instance of a class of a missing package
         assert submission.stood_in == [MISSING, OTHER]
         assert submission.notes() == [loader.NOTE_STOOD_IN.format(package=p) for p in (MISSING, OTHER)]
 

@@ -134,6 +134,12 @@ class StandIn:
     def __repr__(self) -> str:
         return f"<stand-in for {self.__path}: the grading environment has no '{self.__package}' package>"
 
+    def __instancecheck__(self, instance: Any) -> bool:  # isinstance(x, pd.DataFrame): nothing is one here
+        return False
+
+    def __subclasscheck__(self, subclass: type) -> bool:
+        return False
+
     def __bool__(self) -> bool:
         self._tg_fail("was tested for truth")
 
