@@ -44,20 +44,19 @@ N_TRAIN, N_TEST_W, N_TEST_M = 6, 3, 3
 
 @pytest.fixture(scope="session")
 def shoe_folder() -> Path:
-    """A shoe data set in the course's layout (``train/``, ``test_w/``, ``test_m/``; some RGBA PNGs), in
-    a folder the sandboxed worker may read: ``load_shoes`` opens it in the student's code."""
+    """A shoe data set in the course's layout (``train/``, ``test_w/``, ``test_m/`` of ``*.jpg`` photos; some
+    CMYK JPEGs, which ``plt.imread`` returns with a 4th channel), in a folder the sandboxed worker may read:
+    ``load_shoes`` opens it in the student's code."""
     return shoes_data.write_shoe_dataset(
         worker_readable_folder("shoes-"), n_train=N_TRAIN, n_test_w=N_TEST_W, n_test_m=N_TEST_M, seed=SHOE_SEED
     )
 
 
 @pytest.fixture(scope="session")
-def shoe_pixels() -> dict[str, np.ndarray]:
-    """The exact uint8 pixels of ``shoe_folder`` per folder name, ``[S, 3, 2, 224, 224, 3]``."""
-    return {
-        folder: shoes_data.shoe_students(count, seed=SHOE_SEED, kind=kind)
-        for kind, folder, count in (("train", "train", N_TRAIN), ("w", "test_w", N_TEST_W), ("m", "test_m", N_TEST_M))
-    }
+def shoe_pixels(shoe_folder: Path) -> dict[str, np.ndarray]:
+    """The exact uint8 pixels of ``shoe_folder`` per folder name, ``[S, 3, 2, 224, 224, 3]``: the JPEG files
+    decoded with PIL, as ``plt.imread`` decodes them, so the expected values are what a student reads."""
+    return shoes_data.read_shoe_dataset(shoe_folder)
 
 
 @pytest.fixture(scope="session")

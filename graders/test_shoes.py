@@ -48,7 +48,7 @@ from _shoes import (
 )
 
 from torchgrade.checks import shapes, training
-from torchgrade.errors import CheckFailure
+from torchgrade.errors import CheckFailure, MissingName
 from torchgrade.probes import training as training_probes
 
 ASSIGNMENT = "shoes"
@@ -71,11 +71,21 @@ MANUAL = {
 # -- Q1: the data ----------------------------------------------------------------------------------
 @pytest.mark.points(4, question="Q1b")
 def test_load_shoes(sub, parts, shoe_folder, shoe_pixels):
-    """Loads train/, test_w/ and test_m/ as [students, 3 pairs, left/right, 224, 224, 3] arrays of pixel / 255 - 0.5."""
+    """Loads train/, test_w/ and test_m/ as [students, 3 pairs, left/right, 224, 224, 3] arrays of pixel / 255 - 0.5.
+
+    The photos are ``*.jpg`` files, as the course's; some load with a 4th channel through ``plt.imread``."""
     loaded = {}
     for name in ("train", "test_w", "test_m"):
         try:
             loaded[name] = sub.load_shoes(str(shoe_folder / name))
+        except MissingName as exc:
+            raise MissingName(
+                f"Q1b could not be graded: {exc} This check calls load_shoes(folder) on the course's "
+                f"train/, test_w/ and test_m/ folders and tests the [S, 3, 2, 224, 224, 3] layout, the "
+                f"dropped alpha channel, the scaling pixel / 255 - 0.5 and the sorted file order. The "
+                f"handout's starter code is a notebook cell reading a Colab path: wrap it in a function "
+                f"load_shoes(folder) for the autograder, or the TA grades Q1b by hand."
+            ) from None
         except CheckFailure as exc:
             loaded[name] = exc
 
@@ -99,8 +109,8 @@ def test_load_shoes(sub, parts, shoe_folder, shoe_pixels):
             if got[-1:] != (3,):
                 raise CheckFailure(
                     f"load_shoes('{name}/') returned shape {shapes.shape_text(got)}: the last axis "
-                    f"should hold 3 colour channels. Hint: some photos are RGBA PNGs; drop the "
-                    f"alpha channel with img[:, :, :3]."
+                    f"should hold 3 colour channels. Hint: some photos load with a 4th channel "
+                    f"(plt.imread returns RGBA for them); drop it with img[:, :, :3]."
                 )
     with parts.part(1, "values scaled to pixel / 255 - 0.5"):
         array, pixels = get("train"), shoe_pixels["train"]
