@@ -57,8 +57,8 @@ MSG_CPU_SPENT = (
     "(time the machine spent on other work is not counted)."
 )
 MSG_BACKSTOP = (
-    "{label} timed out after {wall:.0f} s of wall-clock time while using {used:.1f} s of CPU time{of_budget}: "
-    "the backstop for calls that wait without computing (sleep, a blocked read or lock)."
+    "{label} timed out after {wall:.0f} s of wall-clock time, having used {used:.1f} s of CPU time{of_budget}: "
+    "the wall-clock backstop stops calls that wait without computing (sleep, a blocked read or lock)."
 )
 MSG_NO_CPU_METER = " (this platform cannot measure the worker's CPU time: wall-clock time is counted instead)"
 MSG_STOPPED = " The worker was stopped."
