@@ -186,3 +186,30 @@ def test_training_refuses_outputs_of_the_wrong_shape():
     assert result == {
         "error": "the model returned a torch.float32 tensor of shape [4, 3, 6, 6]; expected [4, 3, 8, 8] logits"
     }
+
+
+# -- the correct architectures the UNet thresholds are calibrated on (benchmarks/calibrate_unet.py) -------
+def calibration_architectures():
+    from pathlib import Path
+
+    from torchgrade.importfile import import_file
+
+    return import_file(Path(__file__).resolve().parents[1] / "benchmarks" / "calibrate_unet.py", "calibrate_unet")
+
+
+@pytest.mark.parametrize("name", ["double", "bilinear", "narrow", "wide", "no_bn", "relu_bn_narrow"])
+def test_calibration_architectures_are_correct_unets(name):
+    """Each is a UNet the skip probe recognises: Down blocks whose skips reach the decoder, and cut
+    (zeros) when disabled; logits of the input's size."""
+    module = calibration_architectures()
+    x, other = torch.randn(2, 1, 16, 16), torch.randn(2, 1, 16, 16)
+    for disable in (False, True):
+        torch.manual_seed(0)
+        model = module.architecture(**module.ARCHITECTURES[name]).UNet(disable_skip_connections=disable)
+        assert model.eval()(x).shape == (2, 11, 16, 16)
+        result = probes.skip_probe(model, x, other, seed=0)
+        assert len(result["down_blocks"]) == 2
+        if disable:
+            assert result["skip_change"] == 0.0 and result["down_change"] > 0
+        else:
+            assert result["skip_change"] > 0.01 * result["output_scale"]
