@@ -216,3 +216,46 @@ def test_a_missing_portion_of_an_installed_namespace_package(tmp_path: Path, mon
         assert submission.stood_in == ["tgnamespace.colab"]
     sys.modules.pop("tgnamespace.present", None)
     sys.modules.pop("tgnamespace", None)
+
+
+def test_an_installed_module_that_needs_a_missing_package(tmp_path: Path) -> None:
+    """``from torch.utils.tensorboard import SummaryWriter``: torch's module is installed, but its own
+    import needs ``tensorboard``, which is not."""
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ModuleNotFoundError as exc:
+        missing = exc.name
+    else:
+        pytest.skip("tensorboard is installed here")
+    (tmp_path / "shoes.py").write_text(
+        "import torch\nfrom torch.utils.tensorboard import SummaryWriter\n\n"
+        "def log(value):\n    SummaryWriter('runs').add_scalar('loss', value)\n\n"
+        "def double(x):\n    return 2 * x\n"
+    )
+    with loaded(tmp_path) as submission:
+        shoes = submission.module("shoes")
+        assert shoes.double(2) == 4
+        assert submission.stood_in == [missing]
+        with pytest.raises(
+            MissingPackageError, match=f"no '{missing}' package: `torch.utils.tensorboard.SummaryWriter`"
+        ):
+            shoes.log(1.0)
+    with pytest.raises(ModuleNotFoundError):  # the grader's own import still fails as it should
+        import torch.utils.tensorboard  # noqa: F401
+
+
+def test_a_missing_package_needed_by_a_library_function_is_the_students_error(tmp_path: Path, monkeypatch) -> None:
+    """Only imports stand in: a library *function* the submission calls at import time, which needs a
+    missing package, fails the module as it would anywhere without that package."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "tg_library.py").write_text(f"def load():\n    import {MISSING}\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "shoes.py").write_text("import tg_library\ntg_library.load()\n")
+    try:
+        with loaded(tmp_path / "sub") as submission:
+            with pytest.raises(loader.ModuleImportError, match=f"No module named '{MISSING}'"):
+                submission.module("shoes")
+            assert submission.stood_in == []
+    finally:
+        sys.modules.pop("tg_library", None)

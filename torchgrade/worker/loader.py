@@ -20,10 +20,13 @@ retried with a stand-in for that package (:class:`StandIn`). ``import torchvisio
 torchvision.transforms as T``, ``from torchvision.models import resnet18`` then succeed; what the
 module does with the stand-in while it is imported (``T.Compose([...])``, a decorator, a base class)
 yields more stand-ins, and only a check that *uses* one at run time fails, with
-:data:`MSG_NO_PACKAGE` naming the package. Stand-ins are served only to the submission's own code
-(an import made by torch or the grader gets the real ``ModuleNotFoundError``) and never shadow an
-installed package; :attr:`LoadedSubmission.stood_in` lists them for the report's notes
-(:data:`NOTE_STOOD_IN`).
+:data:`MSG_NO_PACKAGE` naming the package. The same holds for an installed module whose own import
+needs a missing package (``from torch.utils.tensorboard import SummaryWriter`` without
+tensorboard) and for a missing portion of an installed namespace package (``google.colab``).
+Stand-ins are served only to the submission's own import statements (an import made by torch, by a
+library function or by the grader gets the real ``ModuleNotFoundError``), only for names seen
+failing to import, so a module that imports is never hidden; :attr:`LoadedSubmission.stood_in`
+lists them for the report's notes (:data:`NOTE_STOOD_IN`).
 """
 
 from __future__ import annotations
@@ -199,18 +202,21 @@ class _StandInModule(types.ModuleType):
 
 
 class _StandInFinder(importlib.abc.MetaPathFinder):
-    """Serves stand-ins for the missing packages in ``packages`` (and their submodules), to imports
-    made by the submission's own code only. Last on ``sys.meta_path``: an installed package always wins."""
+    """Serves stand-ins, to imports made by the submission's own code only, for the modules in
+    ``served`` and their submodules: each maps to the missing package it stands for (``pandas`` ->
+    ``pandas``; ``torch.utils.tensorboard`` -> ``tensorboard``, which that installed module needs).
+    A name enters ``served`` only once it was seen failing to import (:meth:`LoadedSubmission._stand_in_for`),
+    so the finder, first on ``sys.meta_path``, never hides a module that imports."""
 
     def __init__(self) -> None:
-        self.packages: set[str] = set()
+        self.served: dict[str, str] = {}
         self.modules: dict[str, types.ModuleType] = {}
 
     def find_spec(self, fullname, path=None, target=None):
-        package = next((p for p in self.packages if fullname == p or fullname.startswith(p + ".")), None)
-        if package is None or not _imported_by_submission():
+        prefix = next((p for p in self.served if fullname == p or fullname.startswith(p + ".")), None)
+        if prefix is None or not _imported_by_submission():
             return None
-        return importlib.machinery.ModuleSpec(fullname, _StandInLoader(self, package), is_package=True)
+        return importlib.machinery.ModuleSpec(fullname, _StandInLoader(self, self.served[prefix]), is_package=True)
 
     def forget(self) -> None:
         """Take the stand-ins out of ``sys.modules``: the submission's modules keep what they bound,
@@ -355,12 +361,12 @@ class LoadedSubmission:
         self._finder = _SiblingFinder(set(self.module_names) - shadowing)
         sys.meta_path[:0] = [self._snapshot, self._finder]
         self._stand_ins = _StandInFinder()
-        sys.meta_path.append(self._stand_ins)  # last: whatever is installed is found before it
+        sys.meta_path.insert(0, self._stand_ins)
 
     @property
     def stood_in(self) -> list[str]:
         """The missing packages stood in for so far (see the module docstring), sorted."""
-        return sorted(self._stand_ins.packages)
+        return sorted(set(self._stand_ins.served.values()))
 
     def notes(self) -> list[str]:
         """The report's notes on what loading the submission needed: :data:`NOTE_STOOD_IN` per package."""
@@ -399,40 +405,54 @@ class LoadedSubmission:
                     return importlib.import_module(fullname)
             except BaseException as exc:  # noqa: BLE001 - student code may raise anything, SystemExit too
                 sys.modules.pop(fullname, None)
-                package = self._missing_package(exc)
-                if package is None or len(self._stand_ins.packages) >= MAX_STAND_INS:
+                stand_in = self._stand_in_for(exc)
+                if stand_in is None or len(self._stand_ins.served) >= MAX_STAND_INS:
                     self._errors[name] = format_student_exception(exc, self.folder)
                     raise ModuleImportError(name, self._errors[name]) from None
-                self._stand_ins.packages.add(package)  # and import the module again
+                served, package = stand_in
+                self._stand_ins.served[served] = package  # and import the module again
             finally:
                 self._stand_ins.forget()
 
-    def _missing_package(self, exc: BaseException) -> str | None:
-        """The package to stand in for when ``exc`` is an import of a package that is not installed:
-        a top-level name that no module of the submission has, not stood in for yet (a stand-in that
-        fails again is the student's error), not one of :data:`NEVER_STAND_IN`, not in the standard
-        library, and not installed (a missing submodule of an installed package is a real error); or
-        a missing portion of an installed namespace package (``google.colab`` beside protobuf's
-        ``google``)."""
+    def _stand_in_for(self, exc: BaseException) -> tuple[str, str] | None:
+        """What to stand in for when ``exc`` failed a module's import, as (the module to serve, the
+        missing package it stands for); None when ``exc`` is the student's own error.
+
+        * ``import pandas`` where pandas is not installed: ``("pandas", "pandas")``. Never for a
+          package of :data:`NEVER_STAND_IN`, the standard library, a module of the submission, a
+          package that is installed (a missing submodule of torch is a real error), or one already
+          stood in for (a stand-in that fails again is the student's error).
+        * ``from google.colab import drive`` where ``google`` is an installed namespace package
+          (protobuf's): ``("google.colab", "google.colab")``, a missing portion of it.
+        * ``from torch.utils.tensorboard import SummaryWriter``, which is installed but whose own
+          import needs ``tensorboard``, which is not: ``("torch.utils.tensorboard", "tensorboard")``.
+        """
         if not isinstance(exc, ModuleNotFoundError) or isinstance(exc, MissingPackageError) or not exc.name:
             return None
-        package = exc.name.partition(".")[0]
-        portion = ".".join(exc.name.split(".")[:2])
-        if portion != package and _is_namespace(package) and not _importable(portion):
-            package = portion  # google.colab where google is a namespace package (protobuf's): a missing portion
-        elif (
-            package in self._stand_ins.packages
-            or package in NEVER_STAND_IN
+        missing = exc.name.partition(".")[0]
+        if not self._may_stand_in(missing) or _importable_elsewhere(missing):
+            portion = ".".join(exc.name.split(".")[:2])
+            if portion != missing and _is_namespace(missing) and not _importable(portion):
+                missing = portion  # google.colab where google is a namespace package: a missing portion
+            else:
+                return None
+        if missing in self._stand_ins.served.values():
+            return None
+        raiser = _raiser(exc, self.folder)
+        if raiser == _OWN_IMPORT:
+            return missing, missing
+        if raiser is None or raiser in NEVER_STAND_IN or raiser.partition(".")[0] in sys.stdlib_module_names:
+            return None
+        return raiser, missing  # an installed module whose own import needs the missing package
+
+    def _may_stand_in(self, package: str) -> bool:
+        return not (
+            package in NEVER_STAND_IN
             or package in self.module_names
             or package in sys.stdlib_module_names
             or not package.isidentifier()
             or (package in sys.modules and sys.modules[package] is not None)
-            or _importable_elsewhere(package)
-        ):
-            return None
-        if package in self._stand_ins.packages:
-            return None
-        return package
+        )
 
     def find(self, name: str, preferred: str | None) -> tuple[object, str]:
         """Find a public name, first in the ``preferred`` module, then in any other module.
@@ -493,6 +513,36 @@ def _left_out(module: str, why: str) -> str:
     if why.startswith(("a ", "an ")):  # what it is: a symbolic link, a named pipe, a device
         return MSG_LEFT_OUT.format(module=module, why=why)
     return MSG_LEFT_OUT_OTHER.format(module=module, why=why)
+
+
+#: What :func:`_raiser` returns when the submission's own import statement raised.
+_OWN_IMPORT = ""
+
+
+def _raiser(exc: BaseException, folder: Path) -> str | None:
+    """Who raised ``exc`` below the submission's last frame: :data:`_OWN_IMPORT` when it was the
+    submission's own import statement (only the import machinery below it); the name of an installed
+    module whose top-level code raised it while the submission imported it (``torch.utils.tensorboard``,
+    whose ``import tensorboard`` fails); None when something else did (a function the submission
+    called, e.g. ``torch.compile`` needing triton), or the submission has no frame in it."""
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    folder_text = str(folder)
+    own = [i for i, f in enumerate(frames) if f.f_code.co_filename.startswith(folder_text)]
+    if not own:
+        return None
+    for frame in frames[own[-1] + 1 :]:
+        filename = frame.f_code.co_filename
+        if filename.startswith("<frozen importlib") or filename in (__file__, importlib.__file__):
+            continue
+        name = frame.f_globals.get("__name__")
+        if frame.f_code.co_name == "<module>" and isinstance(name, str) and name.isascii():
+            return name if all(part.isidentifier() for part in name.split(".")) else None
+        return None
+    return _OWN_IMPORT
 
 
 def _is_namespace(name: str) -> bool:
