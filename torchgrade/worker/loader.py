@@ -57,9 +57,9 @@ MSG_LEFT_OUT_OTHER = "{module}.py was left out of the submission ({why})"
 MSG_TOO_DEEP = "{file} nests deeper than Python can compile ({error}); split its deepest expression"
 #: What a check that uses a stood-in package reads (``what``: ``torchvision.transforms.ToTensor()``).
 MSG_NO_PACKAGE = (
-    "the grading environment has no '{package}' package: {what} {how}, which needs it. The submission's "
-    "import of '{package}' was stood in for so that the rest of its code could be graded; only what uses "
-    "'{package}' fails. Write this part with torch or numpy, or ask the instructor to install '{package}'."
+    "the grading environment has no '{package}' package: {what} {how}, which needs it. The import that "
+    "needs '{package}' was stood in for so that the rest of the submission could be graded; only what uses "
+    "it fails. Write this part with torch or numpy, or ask the instructor to install '{package}'."
 )
 #: A protocol attribute (``__version__``, ``__array__``) of a stand-in: absent.
 MSG_NO_DUNDER = "{path} has no {name}: the grading environment has no '{package}' package, and it was stood in for"
