@@ -242,6 +242,7 @@ def test_an_installed_module_that_needs_a_missing_package(tmp_path: Path) -> Non
             shoes.log(1.0)
     with pytest.raises(ModuleNotFoundError):  # the grader's own import still fails as it should
         import torch.utils.tensorboard  # noqa: F401
+    assert not hasattr(sys.modules["torch.utils"], "tensorboard")  # nor is the stand-in left on torch.utils
 
 
 def test_a_missing_package_needed_by_a_library_function_is_the_students_error(tmp_path: Path, monkeypatch) -> None:

@@ -219,11 +219,15 @@ class _StandInFinder(importlib.abc.MetaPathFinder):
         return importlib.machinery.ModuleSpec(fullname, _StandInLoader(self, self.served[prefix]), is_package=True)
 
     def forget(self) -> None:
-        """Take the stand-ins out of ``sys.modules``: the submission's modules keep what they bound,
-        and nothing else in the process (torch's own optional imports) finds a stand-in there."""
+        """Take the stand-ins out of ``sys.modules``, and off the real modules they were set on as
+        attributes (``torch.utils.tensorboard``): the submission's modules keep what they bound, and
+        nothing else in the process (torch's own optional imports, the grader) finds a stand-in."""
         for name, module in self.modules.items():
             if sys.modules.get(name) is module:
                 del sys.modules[name]
+            parent, _, child = name.rpartition(".")
+            if parent and parent not in self.modules and getattr(sys.modules.get(parent), child, None) is module:
+                delattr(sys.modules[parent], child)
 
 
 class _StandInLoader(importlib.abc.Loader):
