@@ -260,3 +260,18 @@ def test_a_missing_package_needed_by_a_library_function_is_the_students_error(tm
             assert submission.stood_in == []
     finally:
         sys.modules.pop("tg_library", None)
+
+
+def test_mounting_google_drive_does_nothing(tmp_path: Path) -> None:
+    """``from google.colab import drive`` at the top, ``drive.mount(...)`` inside ``train_model``:
+    the loop's other parts are graded (issue 17, class 7)."""
+    if loader._importable("google.colab"):
+        pytest.skip("google.colab is installed here")
+    (tmp_path / "shoes.py").write_text(
+        "from google.colab import drive, files\ndrive.mount('/content/drive')\n\n"
+        "def train_model(steps):\n    drive.mount('/content/drive', force_remount=True)\n"
+        "    files.download('curves.png')\n    return steps * 2\n"
+    )
+    with loaded(tmp_path) as submission:
+        assert submission.module("shoes").train_model(3) == 6
+        assert submission.stood_in in (["google"], ["google.colab"])
