@@ -237,17 +237,39 @@ def two_components(n_first: int, n_second: int, seed: int) -> np.ndarray:
 GAT_IN, GAT_HEADS, GAT_HIDDEN = 5, 2, 3  # in_features != heads * F', so the weight's orientation is clear
 
 
+def submitted_layer_takes(sub, handout: str) -> bool:
+    """Whether the submitted GraphAttentionLayer has a parameter for the handout's ``handout``
+    (its name, an alias, the inverse flag for is_concat, or ``**kwargs``); True where unknown."""
+    signature = sub.apply(params.call_signature, sub.GraphAttentionLayer)
+    if signature is None:
+        return True
+    for parameter in signature:
+        name = parameter["name"]
+        if parameter["kind"] == "var_keyword" or graph_probes.handout_name(name, graph_probes.LAYER_ALIASES) == handout:
+            return True
+        if handout == "is_concat" and name.lower() in graph_probes.AVERAGE_ALIASES:
+            return True
+    return False
+
+
 def make_attention_layer(sub, concat: bool, alpha: float = 0.2):
-    """``(layer, out_features, who)``: the submitted GraphAttentionLayer sized GAT_IN -> heads x GAT_HIDDEN.
+    """``(layer, out_features, who, heads)``: the submitted GraphAttentionLayer sized GAT_IN -> heads x GAT_HIDDEN.
 
     Every argument goes by the handout's name, so the call binds to the submission's parameters by
-    name (``leaky_relu_negative_slope`` for alpha, ``concat`` for is_concat), never by position."""
-    out_features = GAT_HEADS * GAT_HIDDEN if concat else GAT_HIDDEN
+    name (``leaky_relu_negative_slope`` for alpha, ``concat`` for is_concat), never by position. A
+    layer with no parameter for is_concat always concatenates its heads: its averaged case is the
+    one its GAT's output layer uses, one head, where concatenating and averaging agree."""
+    heads = GAT_HEADS
+    keywords = {"is_concat": concat}
+    if not concat and not submitted_layer_takes(sub, "is_concat"):
+        heads, keywords = 1, {}
+    out_features = heads * GAT_HIDDEN if concat else GAT_HIDDEN
     layer = sub.GraphAttentionLayer(
-        in_features=GAT_IN, out_features=out_features, n_heads=GAT_HEADS, is_concat=concat, dropout=0.6, alpha=alpha
+        in_features=GAT_IN, out_features=out_features, n_heads=heads, **keywords, dropout=0.6, alpha=alpha
     )
-    who = f"GraphAttentionLayer({GAT_IN}, {out_features}, n_heads={GAT_HEADS}, is_concat={concat}, alpha={alpha:g})"
-    return layer, out_features, who
+    flag = f", is_concat={concat}" if keywords else " (no is_concat: one head)"
+    who = f"GraphAttentionLayer({GAT_IN}, {out_features}, n_heads={heads}{flag}, alpha={alpha:g})"
+    return layer, out_features, who, heads
 
 
 # The parts of 3.4, each a function of the submission that raises CheckFailure: the check grades
@@ -264,14 +286,14 @@ def attention_inputs() -> tuple[np.ndarray, np.ndarray]:
 def check_attention_shapes(sub) -> None:
     x, mask = attention_inputs()
     for concat in (True, False):
-        layer, out_features, who = make_attention_layer(sub, concat)
+        layer, out_features, who, _ = make_attention_layer(sub, concat)
         shapes.check_shape(
             evaluate(layer, tensor(x), tensor(mask)), (ATTENTION_N, out_features), f"{who}(h[{ATTENTION_N}, 5], adj)"
         )
 
 
 def check_attention_masked(sub) -> None:
-    layer, _, who = make_attention_layer(sub, True)
+    layer, _, who, _ = make_attention_layer(sub, True)
     both = two_components(5, 6, 10)
     features = np.random.default_rng(10).normal(size=(11, GAT_IN))
     changed = features.copy()
@@ -288,7 +310,7 @@ def check_attention_masked(sub) -> None:
 
 def check_attention_normalised(sub) -> None:
     _, mask = attention_inputs()
-    layer, _, who = make_attention_layer(sub, True)
+    layer, _, who, _ = make_attention_layer(sub, True)
     same = np.tile(np.random.default_rng(12).normal(size=(1, GAT_IN)), (ATTENTION_N, 1))
     alone = shapes.as_array(evaluate(layer, tensor(same), tensor(np.eye(ATTENTION_N))), who)
     together = evaluate(layer, tensor(same), tensor(mask))
@@ -310,11 +332,7 @@ def layer_alpha(sub, layer, alpha: float) -> tuple[float, str]:
     GraphAttentionLayer takes it (by the handout's name or an alias, or through ``**kwargs``); where it
     has no parameter for it, the slope it fixes inside: that of its ``nn.LeakyReLU``, else the handout's
     default."""
-    signature = sub.apply(params.call_signature, sub.GraphAttentionLayer)
-    if signature is None or any(
-        p["kind"] == "var_keyword" or graph_probes.handout_name(p["name"], graph_probes.LAYER_ALIASES) == "alpha"
-        for p in signature
-    ):
+    if submitted_layer_takes(sub, "alpha"):
         return alpha, ""
     slopes = set(sub.apply(graph_probes.leaky_slopes, layer))
     fixed = slopes.pop() if len(slopes) == 1 else HANDOUT_ALPHA
@@ -324,22 +342,22 @@ def layer_alpha(sub, layer, alpha: float) -> tuple[float, str]:
 def check_attention_values(sub) -> None:
     x, mask = attention_inputs()
     for concat, alpha in ((True, 0.3), (False, 0.2)):
-        layer, _, who = make_attention_layer(sub, concat, alpha)
+        layer, _, who, heads = make_attention_layer(sub, concat, alpha)
         alpha, note = layer_alpha(sub, layer, alpha)
         who += note
         values = sub.apply(params.parameter_values, layer)
-        mappings = attention_mappings(values, GAT_IN, GAT_HEADS, GAT_HIDDEN, who)
+        mappings = attention_mappings(values, GAT_IN, heads, GAT_HIDDEN, who)
         got = evaluate(layer, tensor(x), tensor(mask))
         check_any_close(
             got,
-            [attention_layer(x, mask, m, GAT_HEADS, GAT_HIDDEN, concat, alpha) for m in mappings],
+            [attention_layer(x, mask, m, heads, GAT_HIDDEN, concat, alpha) for m in mappings],
             f"{who}(h[{ATTENTION_N}, 5], adj)",
         )
 
 
 def check_attention_equivariant(sub) -> None:
     x, mask = attention_inputs()
-    layer, _, who = make_attention_layer(sub, True)
+    layer, _, who, _ = make_attention_layer(sub, True)
     check_permutation_equivariant(layer, x, mask, 13, who)
 
 

@@ -448,3 +448,29 @@ def test_a_gat_not_implemented_yet_says_only_that(tmp_path):
     assert len(failures) == 5
     assert run["failure"].startswith("GAT(20, 8, 3, 0.6, n_heads=2) is not implemented yet")
     assert "could not be graded independently" not in run["failure"]
+
+
+def test_a_layer_without_is_concat_is_graded_on_what_it_does(tmp_path):
+    """A layer that always concatenates (no is_concat) keeps 3.4: its averaged case is the one-head
+    output layer of its GAT, where concatenating and averaging agree."""
+    source = (
+        REFERENCE_GNN.replace(
+            "def __init__(self, in_features, out_features, n_heads, is_concat=True, dropout=0.6, alpha=0.2):",
+            "def __init__(self, in_features, out_features, n_heads, dropout=0.6, alpha=0.2):\n        is_concat = True",
+        )
+        .replace("is_concat=False, dropout=dropout", "dropout=dropout")
+        .replace("is_concat=True, dropout=dropout", "dropout=dropout")
+    )
+    failures, trained = grade_gat(tmp_path / "no_is_concat", source)
+    assert failures == [] and "attention_layer" not in trained
+    averaged = graders_gnn().make_attention_layer
+    folder = tmp_path / "no_is_concat"
+    submission = Submission(folder, "none", NAME_TO_MODULE)
+    try:
+        _, out_features, who, heads = averaged(submission, False)
+    finally:
+        submission.close()
+    assert (out_features, heads) == (
+        3,
+        1,
+    ) and who == "GraphAttentionLayer(5, 3, n_heads=1 (no is_concat: one head), alpha=0.2)"
