@@ -116,9 +116,24 @@ def test_checks_expression_selects_exactly_the_named_checks(known_checks):
 
 
 # -- grading ---------------------------------------------------------------------------------------
+def training_checks() -> dict[str, float]:
+    """The checks that train (those with a ``timeout`` marker of their own) -> that timeout, a rough
+    measure of how long they take."""
+    found = {}
+    for path in GRADERS.glob("test_*.py"):
+        for node in ast.parse(path.read_text()).body:
+            for decorator in getattr(node, "decorator_list", ()):
+                if isinstance(decorator, ast.Call) and ast.unparse(decorator.func).endswith("mark.timeout"):
+                    found[node.name] = float(ast.literal_eval(decorator.args[0]))
+    return found
+
+
 @pytest.fixture(scope="session")
 def graded_variants(tmp_path_factory: pytest.TempPathFactory):
-    """name -> the variant's grading, all of them started up front, ``JOBS`` at a time."""
+    """name -> the variant's grading, all of them started up front, ``JOBS`` at a time, those that
+    train first (so that no long grading is left to run alone at the end)."""
+    training = training_checks()
+    order = sorted(VARIANTS, key=lambda v: -sum(training.get(check, 0) for check in v.checks))
     with SampleGrader(
         ROOT,
         workdir=tmp_path_factory.mktemp("variants"),
@@ -128,7 +143,7 @@ def graded_variants(tmp_path_factory: pytest.TempPathFactory):
         select_checks=not ALL_CHECKS,
         pytest_args=("--data-root", "synthetic"),
     ) as grader:
-        grader.grade_all([(variant.name, "none") for variant in VARIANTS])
+        grader.grade_all([(variant.name, "none") for variant in order])
         yield lambda name: grader.grade(name).result()
 
 
