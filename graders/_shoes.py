@@ -354,6 +354,21 @@ def check_layers(
     return c, kk
 
 
+def kernel_builds(sub, name: str) -> list[BuiltModel]:
+    """The two builds whose layers Q3a/Q3b grade: ``kernel_size=3`` and ``kernel_size=5`` where the
+    constructor takes a kernel size; else its own kernel with ``n=4`` and ``n=2`` where it takes n; else
+    the one model it builds, twice."""
+    first = build_model(sub, name, n=4, kernel_size=3)
+    if first.took_k:
+        return [first, build_model(sub, name, n=4, kernel_size=5)]
+    return [first, build_model(sub, name, n=2) if first.took_n else first]
+
+
+def layers_part(built: BuiltModel, k: int) -> str:
+    own = "its own kernel size" if not built.took_k else f"kernel_size={k}"
+    return f"{own}: four convolutions n -> 8n, FC -> 100 -> 2 relative to n and k read from the weights ({built.label})"
+
+
 def channel_order(seen: np.ndarray, left: np.ndarray, right: np.ndarray) -> list[str | None]:
     """Which of the six shoe channels (``L0..L2``, ``R0..R2``) each of the first convolution's input
     channels is (None where it is none of them); a shoe's channel transposed counts too."""

@@ -24,7 +24,6 @@ from _shoes import (
     PROBE_STUDENTS,
     SIZE,
     STEPS_PER_EPOCH,
-    BuiltModel,
     _step_run,
     budget_text,
     build_model,
@@ -33,6 +32,8 @@ from _shoes import (
     evaluation_counts,
     find_layout,
     image_index,
+    kernel_builds,
+    layers_part,
     memorise,
     model_input,
     photo_text,
@@ -202,21 +203,6 @@ def test_generate_different_pair(sub, parts):
 
 
 # -- Q3: the models ------------------------------------------------------------------------------
-def kernel_builds(sub, name: str) -> list[BuiltModel]:
-    """The two builds whose layers Q3a/Q3b grade: ``kernel_size=3`` and ``kernel_size=5`` where the
-    constructor takes a kernel size; else its own kernel with ``n=4`` and ``n=2`` where it takes n; else
-    the one model it builds, twice."""
-    first = build_model(sub, name, n=4, kernel_size=3)
-    if first.took_k:
-        return [first, build_model(sub, name, n=4, kernel_size=5)]
-    return [first, build_model(sub, name, n=2) if first.took_n else first]
-
-
-def layers_part(built: BuiltModel, k: int) -> str:
-    own = "its own kernel size" if not built.took_k else f"kernel_size={k}"
-    return f"{own}: four convolutions n -> 8n, FC -> 100 -> 2 relative to n and k read from the weights ({built.label})"
-
-
 @pytest.mark.points(3, question="Q3a")
 def test_cnn(sub, parts):
     """CNN: convolutions n -> 2n -> 4n -> 8n, each downsampled 2x2, FC 100, FC 2; [B, 3, 448, 224] -> [B, 2].
