@@ -1,68 +1,185 @@
-"""Graders adapt to a submission's spelling where the meaning is unambiguous, and say so."""
+"""Calls of handout names are bound to the submitted signature by parameter name, never by position;
+the report says what was called, and every later message names the call actually made."""
 
 from __future__ import annotations
 
-import pytest
+import textwrap
 
+import pytest
+import torch
+
+from torchgrade.engine.binding import SubmittedParameter
 from torchgrade.engine.proxy import Submission
-from torchgrade.errors import SignatureMismatch
+from torchgrade.errors import SignatureMismatch, StudentError
+from torchgrade.interface import NAME_TO_MODULE
+from torchgrade.isolation import sandbox
 
 SHOES = '''
-class CNN:
+import torch
+
+
+class CNN(torch.nn.Module):
     """No n at all: the student fixed n = 4 and kernel_size = 3 inside."""
     def __init__(self):
+        super().__init__()
         self.size = 4
 
+    def forward(self, x):
+        raise RuntimeError("forward is broken")
+
+
 class CNNChannel:
-    """The handout's parameters under other names."""
-    def __init__(self, channels=4, k=3):
-        self.size = (channels, k)
+    """n, then dropout where the handout has kernel_size."""
+    def __init__(self, n, dropout=0.5):
+        self.size = (n, dropout)
+
+
+def train_model(net, train_loader, val_loader, lr=0.01, num_epochs=3, batch_size=8):
+    return {"net": net, "train": train_loader, "valid": val_loader, "lr": lr, "epochs": num_epochs, "bs": batch_size}
 '''
+
+GNN = '''
+class GraphAttentionLayer:
+    """The handout's parameters reordered and renamed."""
+    def __init__(self, in_dim, n_heads, out_dim, leaky_relu_negative_slope=0.2, concat=True, dropout=0.6):
+        self.seen = dict(in_dim=in_dim, n_heads=n_heads, out_dim=out_dim, slope=leaky_relu_negative_slope,
+                         concat=concat, dropout=dropout)
+'''
+
+
+def make(folder, files: dict[str, str], isolation: str = "none") -> Submission:
+    for name, text in files.items():
+        (folder / name).write_text(textwrap.dedent(text))
+    hidden = sandbox.hidden_paths(folder, None, None) if isolation == "process" else None
+    return Submission(folder, isolation, NAME_TO_MODULE, hidden=hidden)
 
 
 @pytest.fixture
 def sub(tmp_path):
-    (tmp_path / "shoes.py").write_text(SHOES)
-    submission = Submission(tmp_path, "none", {"CNN": "shoes", "CNNChannel": "shoes"})
+    submission = make(tmp_path, {"shoes.py": SHOES, "gnn.py": GNN})
     yield submission
     submission.close()
 
 
-def test_handout_defaults_are_dropped_and_the_adaptation_noted(sub):
-    assert sub.CNN(n=4, kernel_size=3).size == 4
-    assert sub.notes == {
-        "call CNN": "CNN(n=4, kernel_size=3) did not fit the submitted signature; graded as CNN() instead"
-    }
+def test_a_model_with_n_and_k_fixed_inside_is_called_without_them(sub):
+    model = sub.CNN(n=4, kernel_size=3)
+    assert model.size == 4
+    assert sub.notes == {"call CNN": "CNN(n=4, kernel_size=3) did not fit CNN(); called CNN()"}
+    assert sub.last_binding("CNN").dropped == {"n": 4, "kernel_size": 3}
+    assert sub.last_binding("CNN").called == "CNN()"
 
 
-def test_keywords_under_other_names_are_passed_by_position(sub):
-    assert sub.CNNChannel(n=2, kernel_size=5).size == (2, 5)
-    assert "graded as CNNChannel(2, 5) instead" in sub.notes["call CNNChannel"]
+def test_messages_name_the_call_actually_made(sub):
+    model = sub.CNN(n=4, kernel_size=3)
+    assert repr(model) == "<CNN CNN()>"
+    with pytest.raises(StudentError, match=r"^CNN\(\)\(tensor\[1, 3, 4, 4\]\) raised RuntimeError: forward is broken"):
+        model(torch.zeros(1, 3, 4, 4))
 
 
-def test_a_value_other_than_the_default_is_never_dropped(sub):
-    with pytest.raises(SignatureMismatch) as info:
-        sub.CNN(n=2)
-    assert str(info.value) == (
-        "could not call CNN(n=2): got an unexpected keyword argument 'n'. The submitted "
-        "signature is CNN(). Also tried: CNN(2)."
+def test_a_value_other_than_the_handout_s_default_is_left_out_and_recorded(sub):
+    """The grader reads n and the kernel size from the weights; it learns that n=2 did not reach."""
+    assert sub.CNN(n=2).size == 4
+    assert sub.last_binding("CNN").dropped == {"n": 2} and not sub.last_binding("CNN").received("n")
+
+
+def test_dropout_never_receives_the_kernel_size(sub):
+    """CNNChannel(n, dropout) was called as CNNChannel(4, 3), so dropout was 3."""
+    assert sub.CNNChannel(n=4, kernel_size=3).size == (4, 0.5)
+    assert sub.notes["call CNNChannel"] == (
+        "CNNChannel(n=4, kernel_size=3) did not fit CNNChannel(n, dropout=0.5); called CNNChannel(n=4)"
     )
 
 
-def test_a_value_is_never_passed_in_another_parameter_s_position(sub):
-    """CNNChannel(kernel_size=5) must not become CNNChannel(5), which would set the channels."""
-    with pytest.raises(SignatureMismatch, match=r"^could not call CNNChannel\(kernel_size=5\): "):
-        sub.CNNChannel(kernel_size=5)
-    assert "call CNNChannel" not in sub.notes
-
-
-def test_dropping_a_default_keeps_later_keywords_by_name(tmp_path):
-    (tmp_path / "shoes.py").write_text(
-        "class CNN:\n    def __init__(self, kernel_size=3):\n        self.k = kernel_size\n"
-    )
-    submission = Submission(tmp_path, "none", {"CNN": "shoes"})
+def test_a_required_parameter_the_grader_has_no_value_for_fails_naming_it(tmp_path):
+    shoes = "class CNNChannel:\n    def __init__(self, n, dropout):\n        self.size = (n, dropout)\n"
+    submission = make(tmp_path, {"shoes.py": shoes})
     try:
-        assert submission.CNN(n=4, kernel_size=5).k == 5
-        assert "graded as CNN(kernel_size=5) instead" in submission.notes["call CNN"]
+        with pytest.raises(SignatureMismatch) as info:
+            submission.CNNChannel(n=4, kernel_size=3)
+        assert str(info.value) == (
+            "could not call CNNChannel(n=4, kernel_size=3): its parameter 'dropout' has no default and the grader "
+            "has no value for it (the handout's CNNChannel has no such parameter); give it a default. The submitted "
+            "signature is CNNChannel(n, dropout)."
+        )
+        assert info.value.parameters == (SubmittedParameter("n"), SubmittedParameter("dropout"))
+        assert "call CNNChannel" not in submission.notes and submission.last_binding("CNNChannel") is None
     finally:
         submission.close()
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_attention_layer_called_positionally_binds_by_name_to_reordered_parameters(tmp_path, isolation):
+    """The grader's GraphAttentionLayer(5, 6, 2, ...) once reached (in_dim, n_heads, out_dim) as
+    n_heads=6, and alpha never reached leaky_relu_negative_slope."""
+    submission = make(tmp_path, {"gnn.py": GNN}, isolation)
+    try:
+        layer = submission.GraphAttentionLayer(5, 6, 2, is_concat=False, dropout=0.6, alpha=0.1)
+        assert layer.seen == {"in_dim": 5, "n_heads": 2, "out_dim": 6, "slope": 0.1, "concat": False, "dropout": 0.6}
+        called = (
+            "GraphAttentionLayer(in_dim=5, out_dim=6, n_heads=2, concat=False, dropout=0.6, "
+            "leaky_relu_negative_slope=0.1)"
+        )
+        assert submission.notes["call GraphAttentionLayer"] == (
+            "GraphAttentionLayer(5, 6, 2, is_concat=False, dropout=0.6, alpha=0.1) did not fit GraphAttentionLayer("
+            "in_dim, n_heads, out_dim, leaky_relu_negative_slope=0.2, concat=True, dropout=0.6); called " + called
+        )
+        assert repr(layer) == f"<GraphAttentionLayer {called}>"
+        assert submission.last_binding("GraphAttentionLayer").renamed["alpha"] == "leaky_relu_negative_slope"
+    finally:
+        submission.close()
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_train_model_receives_the_epoch_budget_under_its_own_name(tmp_path, isolation):
+    submission = make(tmp_path, {"shoes.py": SHOES}, isolation)
+    try:
+        plan = submission.plan_call("train_model", 1, 2, 3, batch_size=4, max_iters=250, max_epoch=7)
+        assert plan.dropped == {"max_iters": 250} and plan.target("max_epoch") == "num_epochs"
+        assert submission.last_binding("train_model") is None  # a plan calls nothing
+        got = submission.train_model(1, 2, 3, batch_size=4, learning_rate=0.1, max_iters=250, max_epoch=7)
+        assert got == {"net": 1, "train": 2, "valid": 3, "lr": 0.1, "epochs": 7, "bs": 4}
+        assert (
+            submission.last_binding("train_model").called == "train_model(1, 2, 3, batch_size=4, lr=0.1, num_epochs=7)"
+        )
+    finally:
+        submission.close()
+
+
+def test_keywords_without_a_parameter_go_through_var_keyword(tmp_path):
+    shoes = "class CNN:\n    def __init__(self, **config):\n        self.config = config\n"
+    submission = make(tmp_path, {"shoes.py": shoes})
+    try:
+        assert submission.CNN(n=2, kernel_size=5).config == {"n": 2, "kernel_size": 5}
+        assert submission.last_binding("CNN").through_kwargs == ("n", "kernel_size")
+        assert "call CNN" not in submission.notes  # sent as the grader wrote it
+    finally:
+        submission.close()
+
+
+def test_the_handout_s_own_signature_is_called_as_written(tmp_path):
+    shoes = "class CNN:\n    def __init__(self, n=4, kernel_size=3):\n        self.size = (n, kernel_size)\n"
+    submission = make(tmp_path, {"shoes.py": shoes})
+    try:
+        model = submission.CNN(n=2, kernel_size=5)
+        assert model.size == (2, 5) and repr(model) == "<CNN CNN(n=2, kernel_size=5)>"
+        assert submission.last_binding("CNN").as_written and not submission.notes
+    finally:
+        submission.close()
+
+
+def test_a_call_not_made_of_the_handout_s_parameters_is_sent_as_written(sub):
+    """The worker's own binding check answers, with the submitted parameters attached."""
+    with pytest.raises(SignatureMismatch) as info:
+        sub.CNN(width=3)
+    assert str(info.value) == (
+        "could not call CNN(width=3): got an unexpected keyword argument 'width'. The submitted signature is CNN()."
+    )
+    assert info.value.parameters == ()
+    with pytest.raises(SignatureMismatch) as info:
+        sub.lookup("train_model")(1)
+    assert [p.name for p in info.value.parameters][:3] == ["net", "train_loader", "val_loader"]
+
+
+def test_signature_gives_the_submitted_parameters(sub):
+    assert [(p.name, p.default) for p in sub.signature("CNNChannel")] == [("n", None), ("dropout", 0.5)]
+    assert sub.signature("CNN") == ()

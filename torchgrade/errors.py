@@ -41,7 +41,16 @@ class MissingName(CheckFailure):
 
 
 class SignatureMismatch(CheckFailure):
-    """A submitted function or class cannot be called with the arguments the handout specifies."""
+    """A submitted function or class cannot be called with the arguments the handout specifies.
+
+    Attributes:
+        parameters: the submitted callable's parameters, validated
+            (``torchgrade.engine.binding.SubmittedParameter``), or None when they are not known.
+    """
+
+    def __init__(self, message: str, parameters: tuple | None = None) -> None:
+        super().__init__(message)
+        self.parameters = parameters
 
 
 class StudentTimeout(CheckFailure):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from torchgrade import errors, wire
-from torchgrade.interface import HANDOUT_PARAMETERS
+from torchgrade.engine import binding
+from torchgrade.interface import HANDOUT_PARAMETERS, PARAMETER_ALIASES
 from torchgrade.isolation.transport import START_TIMEOUT, Backend, CpuBudget, InProcessBackend, ProcessBackend
 from torchgrade.submission_files import list_files
 from torchgrade.worker.session import APPLY_ALLOWED_PREFIX
@@ -62,6 +63,9 @@ MSG_OUT_OF_STEP = (
     "the call counts as failed."
 )
 MSG_TAMPERED = "{label} was not run: {message}"
+#: The note of a call of a handout name bound to a submission's own signature (Remote.__call__).
+MSG_ADAPTED = "{intended} did not fit {signature}; called {called}"
+MSG_CANNOT_BIND = "could not call {label}: {reason}. The submitted signature is {signature}."
 MSG_NO_HIDDEN = (
     "process isolation needs the paths the worker must not read: pass "
     "hidden=torchgrade.isolation.sandbox.hidden_paths(...)"
@@ -145,6 +149,10 @@ class Channel:
         self.deadline: float | None = None
         self.reply_limit = DEFAULT_REPLY_LIMIT
         self._sequence = 0
+        # Binding calls by name (Remote.__call__): the submitted parameters of each handout name, with
+        # the generation they were read in, and the binding of each name's latest call.
+        self.signatures: dict[str, tuple[int, tuple[binding.SubmittedParameter, ...] | None]] = {}
+        self.bindings: dict[str, binding.Binding] = {}
 
     def remaining(self) -> float:
         """Seconds the next call may take."""
@@ -262,7 +270,10 @@ def _reply_problem(reply: Any, sequence: int) -> str:
     if reply.get("seq") != sequence:
         return f"a reply to request {reply.get('seq')!r} while request {sequence} was waiting"
     error = reply.get("error")
-    if error is not None and not (isinstance(error, dict) and all(isinstance(v, str) for v in error.values())):
+    # Every field of an error is text, but a signature error's parameters (validated where read).
+    if error is not None and not (
+        isinstance(error, dict) and all(isinstance(v, str) for k, v in error.items() if k != "parameters")
+    ):
         return "a malformed error reply"
     return ""
 
@@ -285,8 +296,12 @@ def _failure(label: str, error: dict[str, Any]) -> Exception:
             f"{label} raised {error['type']}: {message}\n{error.get('traceback', '')}".rstrip(), error["type"]
         )
     if kind == "signature":
+        try:
+            parameters = binding.parse_parameters(error.get("parameters"))
+        except binding.MalformedParameters:
+            parameters = None
         return errors.SignatureMismatch(
-            f"could not call {label}: {message}. The submitted signature is {error.get('signature')}."
+            f"could not call {label}: {message}. The submitted signature is {error.get('signature')}.", parameters
         )
     if kind == "missing":
         return errors.MissingName(message)
@@ -302,6 +317,16 @@ class Remote:
 
     Attribute access, calls and iteration are forwarded; plain values come back as values and
     other objects as new :class:`Remote` handles. ``_label`` is how messages name the object.
+
+    A handle on a name of :data:`~torchgrade.interface.HANDOUT_PARAMETERS` (from
+    :meth:`Submission.lookup`) binds each call by parameter name to the submitted signature, never by
+    position (:func:`torchgrade.engine.binding.bind`): ``CNN(n=4, kernel_size=3)`` of a submitted
+    ``CNN()`` calls ``CNN()``, ``GraphAttentionLayer(5, 6, 2, alpha=0.2)`` of a layer written
+    ``(in_dim, n_heads, out_dim, leaky_relu_negative_slope=0.2)`` calls it with ``in_dim=5, out_dim=6,
+    n_heads=2, leaky_relu_negative_slope=0.2``. The returned handle, and every message about it, is
+    labelled with the call actually made (``CNN()``); the report's notes say what was called instead
+    of what (key ``"call CNN"``); :meth:`Submission.last_binding` tells what was renamed and left out.
+    A call that cannot be bound raises :class:`~torchgrade.errors.SignatureMismatch` naming why.
     """
 
     __slots__ = ("_channel", "_ref", "_label", "_generation", "_handout")
@@ -311,8 +336,8 @@ class Remote:
         object.__setattr__(self, "_ref", ref)
         object.__setattr__(self, "_label", label)
         object.__setattr__(self, "_generation", channel.generation)
-        # The handout's (keyword, default) pairs, set by Submission.lookup for names it adapts calls of.
-        object.__setattr__(self, "_handout", ())
+        # (name, the handout's parameters), set by Submission.lookup for the names whose calls it binds.
+        object.__setattr__(self, "_handout", None)
 
     def _request(self, label: str, op: str, **fields: Any) -> Any:
         # A stale target (or argument) is refused by Channel._ref_of while the request is encoded.
@@ -328,56 +353,72 @@ class Remote:
         raise AttributeError("graders never modify submitted objects")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        try:
+        plan = self._plan(args, kwargs)
+        if plan is None or plan.as_written:
             return self._call(args, kwargs)
-        except errors.SignatureMismatch as mismatch:
-            if not self._handout or args or not set(kwargs) <= {name for name, _ in self._handout}:
-                raise  # only the handout's own keywords are ever re-spelled
-            return self._call_adapted(kwargs, mismatch)
+        intended = call_label(self._label, args, kwargs)
+        self._channel.notes[f"call {self._label}"] = MSG_ADAPTED.format(
+            intended=intended, signature=plan.signature, called=plan.called
+        )
+        return self._request(plan.called, "call", args=list(plan.args), kwargs=plan.kwargs)
 
     def _call(self, args: tuple, kwargs: dict[str, Any]) -> Any:
         return self._request(call_label(self._label, args, kwargs), "call", args=list(args), kwargs=kwargs)
 
-    def _call_adapted(self, kwargs: dict[str, Any], mismatch: errors.SignatureMismatch) -> Any:
-        """Retry a call of the handout's keywords in the spellings whose meaning is unambiguous:
-        the same values positionally, then without trailing arguments equal to the handout's
-        defaults (``CNN(n=4)`` for a submitted ``CNN()``). Only calls that fail to bind are retried
-        (the worker binds before running), so no attempt runs student code twice."""
-        order = [name for name, _ in self._handout]
-        defaults = dict(self._handout)
+    def _plan(self, args: tuple, kwargs: dict[str, Any], record: bool = True) -> binding.Binding | None:
+        """How a call of a handout name binds to the submitted signature (recorded for
+        :meth:`Submission.last_binding`); None for a handle of no handout name or a call that is not
+        made of the handout's parameters, which is sent as written.
 
-        def positional(keywords: dict[str, Any]) -> list[tuple[tuple, dict]]:
-            # Only a leading run of the handout's parameters has an unambiguous position.
-            names = order[: len(keywords)]
-            return [(tuple(keywords[k] for k in names), {})] if set(names) == set(keywords) else []
-
-        kept = dict(kwargs)
-        attempts = positional(kept)
-        for name in reversed(order):
-            if name in kept and kept[name] == defaults[name]:
-                del kept[name]
-                attempts += [((), dict(kept))] + positional(kept)
-        tried = [call_label(self._label, (), kwargs)]
-        for args, keywords in attempts:
-            label = call_label(self._label, args, keywords)
-            if label in tried:
-                continue
-            tried.append(label)
+        Raises:
+            SignatureMismatch: the call cannot be bound; the message says why and shows the
+                submitted signature.
+        """
+        if self._handout is None:
+            return None
+        name, handout = self._handout
+        if not binding.covers(handout, args, kwargs):
+            return None
+        parameters = _submitted_parameters(self, name)
+        if parameters is None:  # no signature to read (a builtin): the call goes as written
+            plan = binding.unchanged(name, args, kwargs)
+        else:
             try:
-                result = self._call(args, keywords)
-            except errors.SignatureMismatch:
-                continue
-            self._channel.notes[f"call {self._label}"] = (
-                f"{tried[0]} did not fit the submitted signature; graded as {label} instead"
-            )
-            return result
-        raise errors.SignatureMismatch(f"{mismatch} Also tried: {', '.join(tried[1:])}.") from None
+                plan = binding.bind(name, handout, parameters, args, kwargs, PARAMETER_ALIASES)
+            except binding.CannotBind as exc:
+                label = call_label(self._label, args, kwargs)
+                signature = binding.render_signature(self._label, parameters)
+                message = MSG_CANNOT_BIND.format(label=label, reason=exc, signature=signature)
+                if record:
+                    self._channel.bindings.pop(name, None)
+                raise errors.SignatureMismatch(message, parameters) from None
+        plan = replace(plan, called=call_label(self._label, plan.args, plan.kwargs))
+        if record:
+            self._channel.bindings[name] = plan
+        return plan
 
     def __iter__(self):
         return iter(self._request(f"list({self._label})", "iter"))
 
     def __repr__(self) -> str:
         return f"<{self._ref.type_name} {self._label}>"
+
+
+def _submitted_parameters(remote: Remote, name: str) -> tuple[binding.SubmittedParameter, ...] | None:
+    """The parameters of the submitted callable behind ``remote`` (the handout name ``name``), read
+    once per worker generation; None when it has no signature to read or the worker's description
+    of it is malformed (then calls go as written and the worker's own binding check answers)."""
+    channel = remote._channel
+    cached = channel.signatures.get(name)
+    if cached is not None and cached[0] == channel.generation:
+        return cached[1]
+    described = remote._request(f"the signature of {remote._label}", "signature")
+    try:
+        parameters = None if described is None else binding.parse_parameters(described)
+    except binding.MalformedParameters:
+        parameters = None
+    channel.signatures[name] = (channel.generation, parameters)
+    return parameters
 
 
 def _relabel(value: Any, label: str) -> Any:
@@ -448,8 +489,46 @@ class Submission:
             self.notes[name] = f"`{name}` was found in {found['module']}.py instead of {preferred}.py"
         remote = _relabel(found["object"], name)
         if isinstance(remote, Remote) and name in HANDOUT_PARAMETERS:
-            object.__setattr__(remote, "_handout", HANDOUT_PARAMETERS[name])
+            object.__setattr__(remote, "_handout", (name, HANDOUT_PARAMETERS[name]))
         return remote
+
+    def signature(self, name: str) -> tuple[binding.SubmittedParameter, ...] | None:
+        """The parameters of the submitted ``name`` (a class: its constructor, without ``self``), as
+        :class:`~torchgrade.engine.binding.SubmittedParameter` records (name, kind, has_default,
+        default when plain); None when it has no signature to read.
+
+        Raises:
+            MissingName: the submission does not define ``name``.
+        """
+        remote = self.lookup(name)
+        return _submitted_parameters(remote, name) if isinstance(remote, Remote) else None
+
+    def plan_call(self, name: str, /, *args: Any, **kwargs: Any) -> binding.Binding:
+        """How ``getattr(self, name)(*args, **kwargs)`` would be bound to the submitted signature, without
+        calling it: a grader adjusts its call first (``train_model``: an iteration budget the
+        submission cannot receive becomes an epoch budget, ``binding.received("max_iters")``).
+
+        Returns:
+            The :class:`~torchgrade.engine.binding.Binding` (``as_written``, ``args``, ``kwargs``,
+            ``targets``, ``dropped``, ``renamed``, ``called``, ...); for a name without handout
+            parameters, or a call not made of them, the call as written.
+
+        Raises:
+            MissingName: the submission does not define ``name``.
+            SignatureMismatch: the call cannot be bound; the message says why.
+        """
+        remote = self.lookup(name)
+        plan = remote._plan(args, kwargs, record=False) if isinstance(remote, Remote) else None
+        if plan is None:
+            plan = replace(binding.unchanged(name, args, kwargs), called=call_label(name, args, kwargs))
+        return plan
+
+    def last_binding(self, name: str) -> binding.Binding | None:
+        """How the latest call of the handout name ``name`` was bound (see :meth:`plan_call`): what
+        reached the submission under which name (``targets``, ``renamed``, ``through_kwargs``), what
+        was left out (``dropped``), and the call made (``called``); None before any such call, or
+        when the latest one could not be bound."""
+        return self.channel.bindings.get(name)
 
     @property
     def notes(self) -> dict[str, str]:

@@ -129,6 +129,10 @@ class WorkerSession:
         _check_signature(target, args, kwargs)
         return target(*args, **kwargs)
 
+    def op_signature(self, request: wire.Request) -> list[dict[str, Any]] | None:
+        """The target's parameters as plain data (see :func:`describe_parameters`)."""
+        return describe_parameters(request["target"])
+
     def op_iter(self, request: wire.Request) -> list[Any]:
         return list(request["target"])
 
@@ -182,7 +186,50 @@ def _check_signature(target: Any, args: list[Any], kwargs: dict[str, Any]) -> No
         signature.bind(*args, **kwargs)
     except TypeError as exc:
         name = getattr(target, "__qualname__", type(target).__qualname__)
-        raise _Refused("signature", str(exc), signature=f"{name}{signature}") from None
+        raise _Refused(
+            "signature", str(exc), signature=f"{name}{signature}", parameters=describe_parameters(target)
+        ) from None
+
+
+#: inspect's parameter kinds as the grader side names them (torchgrade.engine.binding.KINDS).
+_KINDS = {
+    inspect.Parameter.POSITIONAL_ONLY: "positional_only",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional_or_keyword",
+    inspect.Parameter.VAR_POSITIONAL: "var_positional",
+    inspect.Parameter.KEYWORD_ONLY: "keyword_only",
+    inspect.Parameter.VAR_KEYWORD: "var_keyword",
+}
+#: At most this many parameters are described, and defaults that are strings up to this length.
+_MAX_PARAMETERS, _MAX_DEFAULT_TEXT = 256, 200
+
+
+def describe_parameters(target: Any) -> list[dict[str, Any]] | None:
+    """The parameters of a callable (a class: its constructor, without ``self``) as plain data, for
+    the grader to bind its calls by name: per parameter ``name``, ``kind`` (``positional_only``,
+    ``positional_or_keyword``, ``var_positional``, ``keyword_only``, ``var_keyword``),
+    ``has_default`` and, when the default is a plain value (None, a bool, an int, a finite float, a
+    short string), ``default``. None when there is no signature to read (a builtin, a signature that
+    raises) or it has more than 256 parameters.
+    """
+    try:
+        parameters = list(inspect.signature(target).parameters.values())
+    except Exception:  # noqa: BLE001 - a submission's __signature__ or __init__ attribute may raise anything
+        return None
+    if len(parameters) > _MAX_PARAMETERS:
+        return None
+    described = []
+    for p in parameters:
+        item: dict[str, Any] = {"name": p.name, "kind": _KINDS[p.kind], "has_default": p.default is not p.empty}
+        default = p.default
+        if item["has_default"] and (
+            default is None
+            or type(default) in (bool, int)
+            or (type(default) is float and np.isfinite(default))
+            or (type(default) is str and len(default) <= _MAX_DEFAULT_TEXT)
+        ):
+            item["default"] = default
+        described.append(item)
+    return described
 
 
 #: The seeding functions as they were before any submission loaded: a submission that replaces
