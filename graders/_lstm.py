@@ -17,6 +17,7 @@ from fixtures import text
 from torchgrade.checks import shapes
 from torchgrade.checks.language_model import (
     held_out_windows,
+    loss_gradient_reading,
     make_text_model,
     read_text_samples,
     score_language_run,
@@ -33,7 +34,12 @@ from torchgrade.checks.lstm import (
 )
 from torchgrade.errors import CheckFailure, MissingName, NotImplementedYet, SignatureMismatch
 from torchgrade.probes import params
-from torchgrade.probes.language_model import language_model_output, train_language_model
+from torchgrade.probes.language_model import (
+    inline_loss_gradient,
+    language_model_output,
+    template_arguments,
+    train_language_model,
+)
 from torchgrade.probes.lstm import lstm_probe
 
 # -- calling the submitted modules -----------------------------------------------------------------------------------
@@ -339,20 +345,130 @@ def loss_alternatives(logits: torch.Tensor, inputs: torch.Tensor, targets: torch
 
 
 MSG_NO_SEQUENCE_LOSS = (
-    "not graded ({points} points left to a TA): {missing} The UvA 2021 starter code computes the loss inline in "
-    "train.py's train(args), which a grader cannot call on its own with a model whose logits it knows; a TA grades "
-    "eq. (17) and teacher forcing there. The model itself is trained by the grader with eq. (17) "
-    "(test_text_model_learns)."
+    "not graded ({points} points left to a TA): {missing} {why} The UvA 2021 starter code computes the loss "
+    "inline in train.py's train(args); a TA grades eq. (17) and teacher forcing there. The model itself is trained "
+    "by the grader with eq. (17) (test_text_model_learns)."
 )
+#: The training scripts' entry points that build TextGenerationModel(args) and compute the loss inline.
+TRAINING_SCRIPTS = ("train", "main")
+#: The inline loss is read from one backward pass of the script's own loop on this corpus, with these sizes.
+INLINE_SIZES = {"corpus_chars": 3000, "embed": 8, "hidden": 16, "batch_size": 8, "seq_length": 10}
 
 
-def submitted_loss(submission):
-    """The submitted ``sequence_loss``; where the submission has none (the UvA 2021 template has no such
-    function), the check is skipped with :data:`MSG_NO_SEQUENCE_LOSS`, never a silent zero."""
+def inline_arguments(vocabulary: int) -> dict:
+    """The plain values of the script's ``args`` (its ``txt_file`` and ``device`` are set next to it)."""
+    namespace = template_arguments(
+        vocabulary,
+        INLINE_SIZES["embed"],
+        INLINE_SIZES["hidden"],
+        characters=vocabulary_characters(vocabulary),
+        batch_size=INLINE_SIZES["batch_size"],
+        seq_length=INLINE_SIZES["seq_length"],
+    )
+    values = {
+        key: value
+        for key, value in vars(namespace).items()
+        if isinstance(value, (int, float, str)) and not key.startswith("_")
+    }
+    return {**values, "num_epochs": 1, "sampling": False}
+
+
+def submitted_loss(submission, parts):
+    """The submitted ``sequence_loss``, or None once the loss was graded where the submission computes
+    it: where it has no such function (the UvA 2021 template), the loss inside its training script's
+    ``train(args)`` is graded from one backward pass (:func:`grade_inline_loss`); where that cannot run,
+    the check is skipped with :data:`MSG_NO_SEQUENCE_LOSS`, never a silent zero."""
     try:
         return submission.lookup("sequence_loss")
     except MissingName as missing:
-        pytest.skip(MSG_NO_SEQUENCE_LOSS.format(missing=str(missing), points=2))
+        grade_inline_loss(submission, parts, str(missing))
+        return None
+
+
+def grade_inline_loss(submission, parts, missing: str) -> None:
+    """Eq. (17) and teacher forcing, read from the gradient of the script's loss with respect to the logits
+    of a grader's model put in place of its ``TextGenerationModel``: for a cross-entropy averaged over
+    ``N`` positions the gradient at each position is ``(softmax(z) - onehot(y)) / N``, which gives each
+    position's target ``y`` and weight."""
+    script = None
+    for name in TRAINING_SCRIPTS:
+        try:
+            script = submission.lookup(name)
+            break
+        except MissingName:
+            continue
+    if script is None:
+        why = "Nor does it define a training script train(args) whose loss the grader could read."
+        pytest.skip(MSG_NO_SEQUENCE_LOSS.format(points=2, missing=missing, why=why))
+    corpus = text.make_corpus(INLINE_SIZES["corpus_chars"], seed=CORPUS_SEED + 1)
+    submission.seed(TEXT_TRAIN_SEED)
+    run = submission.apply(inline_loss_gradient, script, corpus, inline_arguments(len(set(corpus))), 7)
+    call = f"{script._label}(args)"
+    if not run["stopped"]:
+        if run["built"] == 0:
+            happened = "never built TextGenerationModel(args) through its global name"
+        else:
+            happened = "never ran a backward pass through the model"
+        error = f" (it raised {run['error']})" if run["error"] else ""
+        why = f"The grader ran {call} on a {len(corpus):,}-character book to read its loss, but it {happened}{error}."
+        pytest.skip(MSG_NO_SEQUENCE_LOSS.format(points=2, missing=missing, why=why))
+    submission.notes["sequence_loss inline"] = (
+        f"the submission has no sequence_loss; its loss was read from {call} (one backward pass of its own "
+        f"training loop on a grader's book, with a grader's model in place of TextGenerationModel)"
+    )
+    calls = [c for c in run["calls"] if c["grad"] is not None]
+    with parts.part(1, "the cross-entropy averaged over all time steps and sequences (eq. 17)"):
+        check_inline_weights(calls, call)
+    with parts.part(1, "teacher forcing: the model reads the true characters"):
+        check_inline_targets(calls, call)
+
+
+def check_inline_weights(calls, call: str) -> None:
+    """Every position of the batch weighs 1/N in the loss (eq. 17), and the loss is a cross-entropy."""
+    if not calls:
+        raise CheckFailure(f"{call}: no gradient of its loss reached the model's logits in its first backward pass.")
+    _, w, departure = loss_gradient_reading(calls)
+    positions = len(w)
+    if departure > 1e-4:
+        raise CheckFailure(
+            f"{call}: the gradient of its loss with respect to the logits is not that of a cross-entropy of those "
+            f"logits (it departs from w (softmax(z) - onehot(y)) by {departure:.2g} of its size). Hint: use "
+            f"F.cross_entropy (or nn.CrossEntropyLoss) on the logits themselves, not on softmax outputs."
+        )
+    scaled = (w * positions).numpy()
+    if np.allclose(scaled, 1, rtol=1e-3, atol=1e-3):
+        return
+    steps = calls[0]["logits"].shape[0] if len(calls) == 1 else len(calls)
+    if np.any(np.abs(scaled) < 1e-6):
+        said = f"only {int(np.sum(np.abs(scaled) >= 1e-6))} of its {positions} positions count"
+    elif np.allclose(scaled, steps, rtol=1e-3):
+        said = "it is the sum over time steps of the batch's mean (eq. 17 divides by T too)"
+    elif np.allclose(w.numpy(), 1, rtol=1e-3):
+        said = "it is the total over all positions, not the average"
+    else:
+        said = f"its positions weigh from {scaled.min():.3g}/N to {scaled.max():.3g}/N"
+    raise CheckFailure(
+        f"{call}: its loss should be the mean of the {positions} per-character cross-entropies of a batch (each "
+        f"weighing 1/N); {said}. Hint: F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))."
+    )
+
+
+def check_inline_targets(calls, call: str) -> None:
+    """The loss's targets (read from its gradient) are the model's inputs shifted by one character."""
+    if not calls:
+        raise CheckFailure(f"{call}: no gradient of its loss reached the model's logits in its first backward pass.")
+    y, _, _ = loss_gradient_reading(calls)
+    inputs = [c["input"].long() for c in calls]
+    x = torch.stack([i.reshape(-1) for i in inputs]) if len(inputs) > 1 else inputs[0]  # one call per step
+    if x.numel() == y.numel():
+        y = y.reshape(x.shape)
+        if x.dim() == 2 and (torch.equal(y[:-1], x[1:]) or torch.equal(y[:, :-1], x[:, 1:])):
+            return
+    raise CheckFailure(
+        f"{call}: the targets of its loss (read from its gradient) are not the characters that follow the model's "
+        f"inputs {list(x.shape)}; with teacher forcing the model reads the true text and is scored on the same text "
+        f"shifted by one character."
+    )
 
 
 def loss_value(value, call: str) -> float:

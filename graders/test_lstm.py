@@ -194,7 +194,9 @@ def test_sequence_loss(sub, parts):
     stream = torch.from_numpy(rng.integers(0, v, size=(steps + 1, batch)))
     inputs, targets = stream[:-1], stream[1:]
     call = f"sequence_loss(model, inputs[{steps}, {batch}], targets[{steps}, {batch}])"
-    loss = submitted_loss(sub)
+    loss = submitted_loss(sub, parts)
+    if loss is None:  # no sequence_loss: graded inside the training script (or skipped, saying why)
+        return
     with parts.part(1, "the cross-entropy averaged over all time steps and sequences (eq. 17)"):
         model = sub.apply(recording_language_model, v, 3)
         table = sub.apply(params.parameter_values, model)[0][1]

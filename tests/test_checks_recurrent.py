@@ -16,7 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchgrade.checks.beam_search import beam_search_reference, exhaustive_search, random_tree, read_beam_result
-from torchgrade.checks.language_model import held_out_windows, read_text_samples, score_language_run, table_logits
+from torchgrade.checks.language_model import (
+    held_out_windows,
+    loss_gradient_reading,
+    read_text_samples,
+    score_language_run,
+    table_logits,
+)
 from torchgrade.checks.lstm import (
     LSTMWeights,
     UnmappableWeights,
@@ -29,6 +35,7 @@ from torchgrade.probes import params
 from torchgrade.probes.beam_search import decoder_record, tree_decoder
 from torchgrade.probes.language_model import (
     construct_with_args,
+    inline_loss_gradient,
     language_model_output,
     recorded_inputs,
     recording_language_model,
@@ -471,6 +478,73 @@ def test_training_a_model_that_requires_a_state():
         StateRequired(5), stream, inputs, vocabulary=5, steps=3, batch_size=4, seq_length=10, lr=0.01, clip=5.0, seed=0
     )
     assert run["next_logits"].shape == (6, 5)
+
+
+# -- the loss computed inline in the UvA 2021 template's train(args) --------------------------------------------
+class TextGenerationModel(nn.Module):
+    """Stands for the submission's model in the script below (the probe replaces this global); returns
+    ``(logits, state)`` as many submissions do."""
+
+    def __init__(self, args):
+        super().__init__()
+        self.output = nn.Embedding(args.vocabulary_size, args.vocabulary_size)
+
+    def forward(self, x, state=None):
+        return self.output(x), (None, None)
+
+
+def template_train(args, reduce="mean", shift=1):
+    """A training script as the UvA 2021 template has it: its own dataset, loss computed inline."""
+    with open(args.txt_file) as handle:
+        text = handle.read()
+    index = {c: i for i, c in enumerate(sorted(set(text)))}
+    args.vocabulary_size = len(index)
+    data = torch.tensor([index[c] for c in text])
+    model = TextGenerationModel(args)
+    optimizer = torch.optim.Adam(model.parameters(), args.lr)
+    for _ in range(args.num_epochs):
+        for _ in range(5):
+            starts = torch.randint(len(data) - args.input_seq_length - 2, (args.batch_size,))
+            window = data[starts[:, None] + torch.arange(args.input_seq_length + 1)].T
+            chars, labels = window[:-1], window[shift:][: args.input_seq_length]
+            pred, _ = model(chars)
+            if reduce == "mean":
+                loss = F.cross_entropy(pred.permute(0, 2, 1), labels)
+            else:  # the sum over time steps of each step's batch mean
+                loss = sum(F.cross_entropy(pred[t], labels[t]) for t in range(len(pred)))
+            loss.backward()
+            optimizer.step()
+    raise AssertionError("the probe stops the script at its first backward pass")
+
+
+INLINE_ARGS = {"input_seq_length": 6, "batch_size": 3, "lr": 0.01, "num_epochs": 1}
+
+
+@pytest.mark.parametrize(
+    ("reduce", "shift", "weight", "aligned"),
+    [("mean", 1, 1 / 18, True), ("sum", 1, 1 / 3, True), ("mean", 0, 1 / 18, False)],
+)
+def test_the_inline_loss_is_read_from_one_backward_pass(reduce, shift, weight, aligned):
+    def train(args):
+        template_train(args, reduce, shift)
+
+    train.__globals__["TextGenerationModel"] = TextGenerationModel
+    run = inline_loss_gradient(train, "the cat sat on the mat. " * 20, INLINE_ARGS, seed=0)
+    assert run["stopped"] and run["error"] is None and run["built"] == 1 and run["vocabulary"] == 11
+    assert train.__globals__["TextGenerationModel"] is TextGenerationModel  # put back
+    calls = [c for c in run["calls"] if c["grad"] is not None]
+    targets, weights, departure = loss_gradient_reading(calls)
+    assert departure < 1e-6 and torch.allclose(weights, torch.full((18,), weight, dtype=torch.float64))
+    x = calls[0]["input"]
+    assert torch.equal(targets.reshape(x.shape)[:-1], x[1:]) == aligned
+
+
+def test_a_script_that_fails_before_its_backward_pass_is_reported():
+    def train(args):
+        raise KeyError("log_dir")
+
+    run = inline_loss_gradient(train, "abc" * 10, INLINE_ARGS, seed=0)
+    assert run == {"calls": [], "stopped": False, "error": "KeyError: 'log_dir'", "vocabulary": None, "built": 0}
 
 
 # -- beam search -------------------------------------------------------------------------------------------

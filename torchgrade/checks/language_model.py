@@ -23,6 +23,7 @@ from torchgrade.probes.language_model import construct_with_args, sequence_cross
 
 __all__ = [
     "held_out_windows",
+    "loss_gradient_reading",
     "make_text_model",
     "read_text_samples",
     "score_language_run",
@@ -162,3 +163,28 @@ def read_text_samples(value: Any, characters: str) -> tuple[Any, bool]:
     if any(char not in index for t in texts for char in t):
         return value, False
     return [[index[char] for char in t] for t in texts], True
+
+
+def loss_gradient_reading(calls: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Read a loss from its gradient with respect to a model's logits: for a cross-entropy, each
+    position's gradient is ``w (softmax(z) - onehot(y))``, with ``y`` the position's target (the one
+    negative entry) and ``w`` its weight in the loss (``1/N`` for eq. (17) averaged over ``N``).
+
+    Args:
+        calls: what :func:`torchgrade.probes.language_model.inline_loss_gradient` recorded, each with
+            ``"logits"`` and ``"grad"`` of one shape ``(..., V)`` (calls without a gradient left out).
+
+    Returns:
+        ``(targets (P,), weights (P,), departure)``: over all ``P`` positions in the calls' order,
+        and the largest departure of the gradient from that form, relative to its largest entry (0
+        for a cross-entropy of the logits, up to rounding).
+    """
+    z = torch.cat([c["logits"].double().reshape(-1, c["logits"].shape[-1]) for c in calls])
+    g = torch.cat([c["grad"].double().reshape(-1, c["grad"].shape[-1]) for c in calls])
+    s = torch.softmax(z, dim=-1)
+    y = g.argmin(dim=-1)
+    s_y = s.gather(1, y[:, None])[:, 0]
+    w = -g.gather(1, y[:, None])[:, 0] / (1 - s_y)
+    onehot = F.one_hot(y, z.shape[-1]).double()
+    departure = float((g - w[:, None] * (s - onehot)).abs().max() / max(float(g.abs().max()), 1e-30))
+    return y, w, departure

@@ -10,6 +10,8 @@ standard library and other probes.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import types
 from typing import Any
 
@@ -248,6 +250,114 @@ class RecordingLanguageModel(nn.Module):
         if self.log_probs:
             out = torch.log_softmax(out, dim=-1)
         return (out, state[0] if len(state) == 1 else state) if state else out
+
+
+class _FirstBackward(BaseException):  # noqa: N818  (a signal, not an error; BaseException: past `except Exception`)
+    """Raised once the first backward pass through a :class:`GradientRecordingModel` is complete."""
+
+
+class GradientRecordingModel(RecordingLanguageModel):
+    """A :class:`RecordingLanguageModel` that also records its outputs and the gradient of the loss
+    with respect to them, and stops the training script at the end of its first backward pass.
+
+    The gradient reaches the table (the one parameter) only after every output's gradient is
+    computed, so the hook on the table sees the whole backward pass, however many forwards fed it.
+    """
+
+    def __init__(self, vocabulary_size: int, seed: int, extra: tuple | None = None) -> None:
+        super().__init__(vocabulary_size, seed)
+        self.calls: list[dict[str, Any]] = []
+        self.extra = extra  # what the submission's model returns after its logits (its state), if anything
+        self.table.register_hook(self._stop)
+
+    def forward(self, x: torch.Tensor, *state: Any) -> Any:
+        out = super().forward(x, *state)
+        logits = out[0] if state else out
+        call: dict[str, Any] = {"input": self.inputs[-1], "logits": logits.detach().clone(), "grad": None}
+        if logits.requires_grad:
+            logits.register_hook(lambda grad: call.__setitem__("grad", grad.detach().clone()))
+        self.calls.append(call)
+        if self.extra is not None:
+            return (logits, *self.extra)
+        return out
+
+    def sample(self, batch_size: int = 4, sample_length: int = 30, temperature: float = 0.0) -> torch.Tensor:
+        return torch.zeros(sample_length, batch_size, dtype=torch.long)
+
+    @staticmethod
+    def _stop(grad: torch.Tensor) -> None:
+        raise _FirstBackward
+
+
+def inline_loss_gradient(train: Any, corpus: str, args_values: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Run a training script's ``train(args)`` (the UvA 2021 template, whose loss is computed inline)
+    up to the end of its first backward pass, with a :class:`GradientRecordingModel` in place of the
+    ``TextGenerationModel`` it builds, and return what the model was fed and the gradient of the loss
+    with respect to its logits: a grader reads the loss's targets and weights from them.
+
+    Args:
+        train: the submission's ``train(args)``; it reads ``TextGenerationModel`` as a global.
+        corpus: the text written to ``args.txt_file`` (the script's own dataset reads it).
+        args_values: every other attribute of ``args`` (:func:`template_arguments`'s, plain values).
+        seed: the recording model's table.
+
+    Returns:
+        ``{"calls": [{"input", "logits", "grad" (None where no gradient reached it)}, ...],
+        "stopped": whether a backward pass reached the model, "error": what the script raised
+        before that (a short text), or None, "vocabulary": V the script built the model with}``.
+    """
+    built: list[GradientRecordingModel] = []
+
+    def factory(args: Any = None, *rest: Any, **keywords: Any) -> GradientRecordingModel:
+        size = getattr(args, "vocabulary_size", None)
+        vocabulary = size if isinstance(size, int) and size > 0 else len(set(corpus))
+        built.append(GradientRecordingModel(vocabulary, seed, _extra_outputs(previous, args, rest, keywords)))
+        return built[-1]
+
+    folder = tempfile.mkdtemp(prefix="torchgrade-text-")
+    path = os.path.join(folder, "book.txt")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(corpus)
+    args = types.SimpleNamespace(**{**args_values, "txt_file": path, "device": torch.device("cpu")})
+    namespace = train.__globals__
+    previous = namespace.get("TextGenerationModel")
+    namespace["TextGenerationModel"] = factory
+    stopped, error = False, None
+    try:
+        train(args)
+    except _FirstBackward:
+        stopped = True
+    except Exception as exc:  # the script's own failure, reported to the grader as text
+        error = f"{type(exc).__name__}: {str(exc)[:300]}"
+    finally:
+        namespace["TextGenerationModel"] = previous
+        try:
+            os.remove(path)
+            os.rmdir(folder)
+        except OSError:
+            pass
+    model = built[-1] if built else None
+    return {
+        "calls": [] if model is None else model.calls,
+        "stopped": stopped,
+        "error": error if not stopped else None,
+        "vocabulary": None if model is None else model.table.shape[0],
+        "built": len(built),
+    }
+
+
+def _extra_outputs(cls: Any, args: Any, rest: tuple, keywords: dict) -> tuple | None:
+    """What the submission's own model returns after its logits (``(logits, (h, c))``: its state), read
+    from one call on two characters, so that the recording model answers the script as its own would;
+    None when it returns the logits alone or cannot be built here."""
+    try:
+        with torch.no_grad():
+            out, _ = call_recurrent(cls(args, *rest, **keywords), torch.zeros(2, 1, dtype=torch.long))
+    except Exception:  # the script's own model is not what is graded here
+        return None
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return tuple(out[1:])
+    return None
 
 
 def recording_language_model(vocabulary_size: int, seed: int, log_probs: bool = False) -> RecordingLanguageModel:
