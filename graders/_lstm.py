@@ -590,10 +590,12 @@ def train_text_model(submission, grade_cache, data: dict[str, torch.Tensor]) -> 
 
     key = {**TEXT_BUDGET, **TEXT_SIZES, "corpus_seed": CORPUS_SEED, "held_out": HELD_OUT_CHARS, "seed": TEXT_TRAIN_SEED}
     # Training calls only the model's forward: samples that differ in the loss function, beam search
-    # or the sampling helper share the run.
-    return grade_cache.compute(
-        "text-model", ("lstm",), key, run, ignore=("sequence_loss", "beam_search", "_next_token")
-    )
+    # or the sampling helper share the run. A submission laid out as the UvA template (model.py,
+    # train.py, no lstm.py) is keyed by all its modules: a key on a missing lstm.py would be shared by all.
+    modules = ("lstm",)
+    if not (grade_cache.submission / "lstm.py").is_file():
+        modules = tuple(sorted(path.stem for path in grade_cache.submission.glob("*.py"))) or modules
+    return grade_cache.compute("text-model", modules, key, run, ignore=("sequence_loss", "beam_search", "_next_token"))
 
 
 # -- Q2.4b and Q2.4c: sampling ---------------------------------------------------------------------------------------
