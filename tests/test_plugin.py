@@ -176,7 +176,8 @@ def test_after(sub):
     pytester.runpytest_subprocess("--submission=sub", "--isolation=process", "--report=out.json")
     checks = json.loads((pytester.path / "out.json").read_text())["checks"]
     assert checks[0]["outcome"] == "failed"
-    assert checks[0]["message"].startswith("spin() timed out: the check's calls used ")
+    # Stopped by its budget of 10 CPU seconds, or by its 39 s backstop where load starves it of them.
+    assert checks[0]["message"].startswith("spin() timed out")
     assert checks[1]["outcome"] == "passed"
 
 
