@@ -373,7 +373,10 @@ def test_train_model(training_probe, parts, evidence):
     with parts.part(1, "reports the training and validation accuracy after every epoch"):
         steps = training_steps(training_probe)
         evaluated = evaluation_counts(training_probe, n_codes)
-        if evaluated["valid"] < PROBE_EPOCHS or evaluated["train"] < PROBE_EPOCHS:
+        # A run cut short by a crash is graded on the epochs it completed (at least one).
+        crashed = _step_run(training_probe).get("failure") is not None
+        need = max(1, min(PROBE_EPOCHS, len(steps) // STEPS_PER_EPOCH)) if crashed else PROBE_EPOCHS
+        if evaluated["valid"] < need or evaluated["train"] < need:
             training_steps(training_probe, needs_all=True)  # a crash cut the run short: say so
             raise CheckFailure(
                 f"{who} evaluated the model {evaluated['valid']} times on validation pairs and "
