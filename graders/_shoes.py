@@ -794,7 +794,7 @@ def memorise(submission, grade_cache, shoe_arrays: dict[str, np.ndarray], layout
 
     def run() -> dict:
         submission.seed(MEMORISE_SEED)
-        submission.set_cpu_budget(150)
+        submission.set_cpu_budget(240)  # CPU seconds; the 400 iterations take ~55
         threads = submission.apply(training_probes.set_threads, MEMORISE_THREADS)
         lent: dict[str, Any] = {}
         try:
