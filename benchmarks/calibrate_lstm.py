@@ -7,6 +7,14 @@ how many seeds pass the grader's bound, next to the n-gram cross-entropies of th
     python benchmarks/calibrate_lstm.py --seeds 20
     python benchmarks/calibrate_lstm.py --sample lstm_forget_bias_not_shifted --seeds 5
     python benchmarks/calibrate_lstm.py --memoryless --seeds 5
+    python benchmarks/calibrate_lstm.py --variant x_at_w --seeds 10
+
+``--variant`` trains a correct model of the family the threshold must hold for (issue 17: calibrated
+on the reference alone, a threshold may fail correct code written differently): ``x_at_w`` (per-gate
+weights stored ``[inputs, H]`` and applied as ``x @ W``, forward returning ``(logits, (h, c))``, as
+most real submissions write it), ``xavier`` (the reference with Glorot-uniform weights and zero
+biases, forget gate +1: another initialisation), ``one_hot`` (one-hot characters into the LSTM, no
+embedding).
 
 ``--memoryless`` trains the model on every character alone (each position a sequence of length 1,
 so the LSTM's state never carries anything): what a model without recurrence reaches. Each seed
@@ -17,6 +25,7 @@ grader's. Runs one thread per process: start two processes for two cores.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -24,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,11 +61,87 @@ class Memoryless(nn.Module):
         return logits.reshape(*x.shape, -1)
 
 
-def text_run(lstm, data: dict[str, torch.Tensor], seed: int, memoryless: bool) -> dict:
+class XAtWLSTM(nn.Module):
+    """Equations (8)-(13) with per-gate weights stored ``[inputs, H]`` and applied as ``x @ W``."""
+
+    def __init__(self, hidden: int, embed: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        for gate in "gifo":
+            setattr(self, f"W_{gate}x", nn.Parameter(torch.empty(embed, hidden)))
+            setattr(self, f"W_{gate}h", nn.Parameter(torch.empty(hidden, hidden)))
+            setattr(self, f"b_{gate}", nn.Parameter(torch.empty(hidden)))
+        bound = 1 / math.sqrt(hidden)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.uniform_(-bound, bound)
+            self.b_f += 1
+
+    def forward(self, x: torch.Tensor, state=None):
+        h = x.new_zeros(x.shape[1], self.hidden) if state is None else state[0]
+        c = x.new_zeros(x.shape[1], self.hidden) if state is None else state[1]
+        outputs = []
+        for x_t in x:
+            pre = {
+                g: x_t @ getattr(self, f"W_{g}x") + h @ getattr(self, f"W_{g}h") + getattr(self, f"b_{g}")
+                for g in "gifo"
+            }
+            c = torch.sigmoid(pre["f"]) * c + torch.sigmoid(pre["i"]) * torch.tanh(pre["g"])
+            h = torch.sigmoid(pre["o"]) * torch.tanh(c)
+            outputs.append(h)
+        return torch.stack(outputs), (h, c)
+
+
+class XAtWModel(nn.Module):
+    def __init__(self, vocabulary: int, embed: int, hidden: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocabulary, embed)
+        self.lstm = XAtWLSTM(hidden, embed)
+        self.classifier = nn.Linear(hidden, vocabulary)
+
+    def forward(self, x: torch.Tensor, state=None):
+        out, state = self.lstm(self.embedding(x), state)
+        return self.classifier(out), state
+
+
+class OneHotModel(nn.Module):
+    """One-hot characters straight into the submission's LSTM (input size V), no embedding."""
+
+    def __init__(self, lstm, vocabulary: int, hidden: int) -> None:
+        super().__init__()
+        self.vocabulary = vocabulary
+        self.lstm = lstm.LSTM(hidden, vocabulary)
+        self.output = nn.Linear(hidden, vocabulary)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(first_tensor(self.lstm(F.one_hot(x, self.vocabulary).float())))
+
+
+def xavier(model: nn.Module) -> nn.Module:
+    """Glorot-uniform weights, zero biases, +1 on the forget gate's (the reference's ``b_f``)."""
+    with torch.no_grad():
+        for parameter in model.lstm.parameters():
+            if parameter.dim() == 2:
+                nn.init.xavier_uniform_(parameter)
+            else:
+                parameter.zero_()
+        model.lstm.b_f += 1
+    return model
+
+
+VARIANTS = {
+    "reference": lambda lstm, v, e, h: lstm.TextGenerationModel(v, e, h),
+    "x_at_w": lambda lstm, v, e, h: XAtWModel(v, e, h),
+    "xavier": lambda lstm, v, e, h: xavier(lstm.TextGenerationModel(v, e, h)),
+    "one_hot": lambda lstm, v, e, h: OneHotModel(lstm, v, h),
+}
+
+
+def text_run(lstm, data: dict[str, torch.Tensor], seed: int, memoryless: bool, variant: str = "reference") -> dict:
     """One training run as the grader's ``train_text_model`` does it, with ``seed`` for its fixed seed."""
     torch.manual_seed(seed)
     sizes = grader.TEXT_SIZES
-    model = lstm.TextGenerationModel(len(text.VOCABULARY), sizes["embed"], sizes["hidden"])
+    model = VARIANTS[variant](lstm, len(text.VOCABULARY), sizes["embed"], sizes["hidden"])
     if memoryless:
         model = Memoryless(model)
     inputs, targets = held_out_windows(data["val"], grader.TEXT_BUDGET["seq_length"])
@@ -76,6 +162,9 @@ def main() -> None:
     source.add_argument("--submission", type=Path, default=ROOT / "reference", help="a folder with lstm.py")
     source.add_argument("--sample", help="a sample of fixtures/submissions (e.g. lstm_gates_swapped)")
     parser.add_argument("--memoryless", action="store_true", help="train on every character alone")
+    parser.add_argument(
+        "--variant", choices=sorted(VARIANTS), default="reference", help="a correct model of the family"
+    )
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=0)
     args = parser.parse_args()
@@ -92,7 +181,8 @@ def main() -> None:
         for order in (1, 2, 3, 5)
     )
     print(
-        f"submission {args.sample or args.submission}{' (memoryless)' if args.memoryless else ''}; budget "
+        f"submission {args.sample or args.submission}, variant {args.variant}"
+        f"{' (memoryless)' if args.memoryless else ''}; budget "
         f"{grader.budget_text()}; sizes {grader.TEXT_SIZES}; bound <= {grader.LEARN_BOUND}; corpus "
         f"cross-entropies (nats/char): {grams}",
         flush=True,
@@ -100,7 +190,7 @@ def main() -> None:
     losses, seconds = [], []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         started = time.perf_counter()
-        result = text_run(lstm, data, seed, args.memoryless)
+        result = text_run(lstm, data, seed, args.memoryless, args.variant)
         seconds.append(time.perf_counter() - started)
         losses.append(result.get("val_loss", float("nan")))
         print(

@@ -95,9 +95,10 @@ def text_model(submission, vocabulary: int, embed: int, hidden: int, batch_size:
     )
 
 
-def model_output(submission, model, x: torch.Tensor, who: str):
-    """``model(x)``'s first tensor (a forward that requires a state gets a zero one, said in the notes)."""
-    probe = submission.apply(language_model_output, model, x)
+def model_output(submission, model, x: torch.Tensor, who: str, hidden: int):
+    """``model(x)``'s first tensor (a forward that requires a state gets a zero one of ``H = hidden``,
+    said in the notes)."""
+    probe = submission.apply(language_model_output, model, x, hidden)
     if probe["adapted"]:
         submission.notes["call TextGenerationModel.forward"] = f"{who}.forward needs a state: {probe['adapted']}"
     return probe["output"]
@@ -128,7 +129,7 @@ def read_lstm(submission, model, hidden: int, embed: int, steps: int, batch: int
     """
     who = lstm_label(hidden, embed)
     x = embeddings(steps, batch, embed, seed)
-    probe = submission.apply(lstm_probe, model, x)
+    probe = submission.apply(lstm_probe, model, x, hidden=hidden)
     if probe["adapted"]:
         submission.notes[f"call {who}"] = f"{who}.forward needs a state: {probe['adapted']}"
     shapes.check_shape(probe["output"], (steps, batch, hidden), f"{who}(embeds[{steps}, {batch}, {embed}])")
@@ -192,14 +193,14 @@ def check_batch_and_length(submission, who: str) -> None:
     model = make_lstm(submission, HIDDEN, EMBED)
     x = embeddings(9, 4, EMBED, seed=3)
     call = f"{who}(embeds[9, 4, {EMBED}])"
-    full = shapes.check_shape(submission.apply(lstm_probe, model, x)["output"], (9, 4, HIDDEN), call)
+    full = shapes.check_shape(submission.apply(lstm_probe, model, x, hidden=HIDDEN)["output"], (9, 4, HIDDEN), call)
     for steps, rows, what in (
         (9, slice(1, 2), "sequence 1 alone, [9, 1, 3]"),
         (3, slice(0, 2), "the first 3 steps of sequences 0-1, [3, 2, 3]"),
         (1, slice(0, 4), "the first step, [1, 4, 3]"),
         (9, slice(0, 4), "the same batch again"),
     ):
-        part = submission.apply(lstm_probe, model, x[:steps, rows])["output"]
+        part = submission.apply(lstm_probe, model, x[:steps, rows], hidden=HIDDEN)["output"]
         shapes.check_close(
             part, full[:steps, rows], f"{who} on {what}, against the rows of {call}", atol=OUTPUT_ATOL, rtol=0
         )
@@ -213,7 +214,7 @@ def check_gradient_reach(submission, who: str) -> None:
     for t in range(steps):
         cotangent = torch.zeros_like(weights)
         cotangent[t] = weights[t]
-        probe = submission.apply(lstm_probe, model, x, cotangent)
+        probe = submission.apply(lstm_probe, model, x, cotangent, hidden=HIDDEN)
         if probe["grad"] is None:
             raise CheckFailure(
                 f"{who}(embeds[{steps}, {batch}, {EMBED}]) returned {probe['output']}; expected a "
@@ -490,7 +491,7 @@ def returns_log_probabilities(submission) -> bool:
     v, e, h = SHAPE_SIZES["vocabulary"], SHAPE_SIZES["embed"], SHAPE_SIZES["hidden"]
     x = torch.from_numpy(np.random.default_rng(5).integers(0, v, size=(4, 2)))
     try:
-        out = model_output(submission, text_model(submission, v, e, h), x, model_label(v, e, h))
+        out = model_output(submission, text_model(submission, v, e, h), x, model_label(v, e, h), h)
     except CheckFailure:
         return False
     if not isinstance(out, torch.Tensor) or not out.is_floating_point() or tuple(out.shape) != (4, 2, v):
@@ -534,16 +535,24 @@ TEXT_TIME_LIMIT = 60
 # Threshold, measured over training seeds 0-19 in place of TEXT_TRAIN_SEED (1 thread; held-out loss in
 # nats on the character after each of the 1,200 held-out windows of 24 characters, after the budget
 # above; 1.7-3.8 s a run):
-# * reference: min 0.437, mean 0.446, max 0.457 -> at most 0.8 (margin 0.34). The samples that change
-#   the LSTM but not what it can learn pass: forget bias not shifted 0.442-0.457, gates swapped
-#   0.438-0.454 (seeds 0-4).
+# * reference: min 0.437, mean 0.446, max 0.457 (re-measured 2026-12-02 under load: the same, 16 s a run).
+# * a family of correct variants (issue 17; the calibration script's --variant, 20 seeds each):
+#   x_at_w (per-gate weights stored [inputs, H] applied as x @ W, forward returning (logits, (h, c)))
+#   min 0.436, mean 0.446, max 0.456; xavier (Glorot-uniform weights, zero biases, forget +1) min 0.435,
+#   mean 0.443, max 0.454; one_hot (one-hot characters into the LSTM, no embedding) min 0.457, mean
+#   0.473, max 0.490. Family maximum 0.490 -> at most 0.8 (margin 0.31; 80/80 runs pass). The samples
+#   that change the LSTM but not what it can learn pass: forget bias not shifted 0.442-0.457, gates
+#   swapped 0.438-0.454 (seeds 0-4).
 # * the same model trained on every character alone, so that its state never carries anything:
 #   1.780-1.797 (seeds 0-4), as the corpus's bigram model (1.78). The bound also sits below the trigram
 #   model's 0.81: passing it takes memory of more than two characters. A model that reads the next
 #   character from its input (no memory, no learning) gets the bigram's loss or worse: what it would
 #   read is never sent.
 LEARN_BOUND = 0.8
-TEXT_CALIBRATION = "the reference's maximum over 20 seeds plus a margin (numbers in graders/_lstm.py)"
+TEXT_CALIBRATION = (
+    "the maximum over the reference and three correct variants, 20 seeds each, plus a margin (numbers in "
+    "graders/_lstm.py)"
+)
 
 
 def budget_text() -> str:
@@ -577,6 +586,7 @@ def train_text_model(submission, grade_cache, data: dict[str, torch.Tensor]) -> 
                 vocabulary=vocabulary,
                 seed=TEXT_TRAIN_SEED,
                 **TEXT_BUDGET,
+                hidden=TEXT_SIZES["hidden"],
             )
         finally:
             submission.set_cpu_budget(None)

@@ -157,7 +157,7 @@ def test_text_model_shapes(sub, parts):
             x = torch.from_numpy(rng.integers(0, v, size=(steps, batch)))
             call = f"{who}(x[{steps}, {batch}])"
             try:
-                out = shapes.check_shape(model_output(sub, model, x, who), (steps, batch, v), call)
+                out = shapes.check_shape(model_output(sub, model, x, who, h), (steps, batch, v), call)
             except CheckFailure as failure:
                 raise with_hint(
                     failure,
@@ -265,9 +265,8 @@ def test_greedy_sampling(sub, parts):
         call = f"{who}.sample(batch_size={batch}, sample_length={length}, temperature=0)"
         value, _ = call_sample(model, batch, length, 0.0, call, sub.notes)
         samples = read_samples(value, length, batch, v, call, sub.notes)
-        logits = shapes.check_shape(
-            model_output(sub, model, torch.from_numpy(samples[:-1]), who), (length - 1, batch, v), f"{who}(sample[:-1])"
-        )
+        out = model_output(sub, model, torch.from_numpy(samples[:-1]), who, h)
+        logits = shapes.check_shape(out, (length - 1, batch, v), f"{who}(sample[:-1])")
         chosen = np.take_along_axis(logits, samples[1:, :, None], axis=2)[..., 0]
         wrong = np.argwhere(chosen < logits.max(axis=2) - TIE_ATOL)
         if len(wrong):

@@ -439,6 +439,30 @@ def test_a_forward_that_requires_a_state_gets_float_zeros_for_integer_tokens():
     assert probe["adapted"] == adapted and probe["output"].shape == (5, 3, 6)
 
 
+class NoneOrLibraryState(TinyTextModel):
+    """``forward(x, prev_state)`` that takes None or nn.LSTM's own ``(1, B, H)`` state, not ``(B, H)``."""
+
+    def forward(self, x, prev_state):
+        out, state = self.lstm(self.embedding(x), prev_state)
+        return self.output(out), state
+
+
+def test_a_forward_that_refuses_zero_states_of_the_handouts_shape_gets_none():
+    x = torch.randint(6, (5, 3))
+    out, adapted = call_recurrent(NoneOrLibraryState(), x, hidden=8)
+    assert adapted == "called as forward(x, None): no initial state" and out[0].shape == (5, 3, 6)
+
+
+class RefusesEveryState(TinyTextModel):
+    def forward(self, x, prev_state):
+        raise ValueError(f"cannot read a state {type(prev_state).__name__}")
+
+
+def test_a_forward_that_refuses_every_state_raises_its_error_for_the_zero_state():
+    with pytest.raises(ValueError, match="cannot read a state tuple"):
+        call_recurrent(RefusesEveryState(), torch.randint(6, (5, 3)), hidden=8)
+
+
 def test_the_template_args_hold_the_train_script_arguments_and_the_index_maps():
     args = template_arguments(4, 3, 5, characters="ab c", batch_size=7, seq_length=9)
     assert (args.vocabulary_size, args.embedding_size, args.lstm_hidden_dim, args.input_seq_length) == (4, 3, 5, 9)

@@ -45,6 +45,7 @@ def train_language_model(
     lr: float,
     clip: float,
     seed: int,
+    hidden: int | None = None,
 ) -> dict[str, Any]:
     """Train a character model with teacher forcing for a fixed number of Adam steps, then return its
     predictions of the character after each held-out window.
@@ -64,6 +65,7 @@ def train_language_model(
         vocabulary: ``V``.
         steps, batch_size, seq_length, lr, clip: the budget.
         seed: seeds the window offsets and torch's global generator.
+        hidden: ``H``, for a zero state where the forward requires one.
 
     Returns:
         ``{"losses": training loss per step, "next_logits": (W, V) float32}``, or ``{"error": message}``
@@ -80,7 +82,7 @@ def train_language_model(
         batch = train[starts[:, None] + window].T  # (T + 1, B)
         model.train()
         optimizer.zero_grad()
-        out = first_tensor(call_recurrent(model, batch[:-1])[0])
+        out = first_tensor(call_recurrent(model, batch[:-1], hidden)[0])
         problem = logits_problem(out, (seq_length, batch_size, vocabulary))
         if problem:
             return {"error": problem}
@@ -93,7 +95,7 @@ def train_language_model(
         losses.append(round(loss.item(), 5))
     model.eval()
     with torch.no_grad():
-        out = first_tensor(call_recurrent(model, held_out_inputs)[0])
+        out = first_tensor(call_recurrent(model, held_out_inputs, hidden)[0])
         problem = logits_problem(out, (*held_out_inputs.shape, vocabulary))
         if problem:
             return {"error": f"in eval mode, {problem}"}
@@ -210,7 +212,7 @@ def construct_with_args(cls: type, values: dict[str, Any], characters: str, batc
     return cls(template_arguments(**values, characters=characters, batch_size=batch_size, seq_length=seq_length))
 
 
-def language_model_output(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
+def language_model_output(model: nn.Module, x: torch.Tensor, hidden: int | None = None) -> dict[str, Any]:
     """``model(x)`` without autograd, for a grader to read: the first tensor of what came back (a
     model may return ``(logits, (h, c))``), and how the call was adapted (a forward that requires a
     state gets a zero one, :func:`torchgrade.probes.lstm.call_recurrent`), or None.
@@ -219,7 +221,7 @@ def language_model_output(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
         ``{"output": tensor or what came back instead, "adapted": str or None}``.
     """
     with torch.no_grad():
-        out, adapted = call_recurrent(model, torch.as_tensor(x))
+        out, adapted = call_recurrent(model, torch.as_tensor(x), hidden)
     out = first_tensor(out)
     return {"output": out.detach().clone() if isinstance(out, torch.Tensor) else out, "adapted": adapted}
 

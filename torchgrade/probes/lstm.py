@@ -20,16 +20,17 @@ from torchgrade.probes.training import first_tensor
 HIDDEN_SIZE_ATTRIBUTES = ("hidden_dim", "lstm_hidden_dim", "hidden_size", "n_hidden", "num_hidden", "lstm_num_hidden")
 
 
-def call_recurrent(model: nn.Module, x: torch.Tensor) -> tuple[Any, str | None]:
+def call_recurrent(model: nn.Module, x: torch.Tensor, hidden: int | None = None) -> tuple[Any, str | None]:
     """``model(x)``; for a forward that requires a state (``forward(x, prev_state)`` with no
     default), ``model(x, (h0, c0))`` or ``model(x, h0, c0)`` with zeros ``(B, H)`` (zeros read the
-    same whichever comes first), or ``model(x, None)`` where no hidden size can be found.
+    same whichever comes first), else (no hidden size known, or the zeros refused) ``model(x, None)``.
 
     Args:
-        model: the recurrent module (an LSTM, or a character model whose LSTM is inside it); ``H`` is
-            read from one of :data:`HIDDEN_SIZE_ATTRIBUTES` of the module, of its ``args`` (the UvA
-            template's ``TextGenerationModel(args)``) or of a submodule.
+        model: the recurrent module (an LSTM, or a character model whose LSTM is inside it).
         x: ``(T, B, ...)``, time first: embeddings, or character indices (the zeros are floats).
+        hidden: ``H`` as the grader built the module; else read from one of
+            :data:`HIDDEN_SIZE_ATTRIBUTES` of the module, of its ``args`` (the UvA template's
+            ``TextGenerationModel(args)``) or of a submodule.
 
     Returns:
         The output and how the call was adapted (None when ``model(x)`` fitted).
@@ -40,15 +41,26 @@ def call_recurrent(model: nn.Module, x: torch.Tensor) -> tuple[Any, str | None]:
         return model(x), None
     if _binds(signature, x):
         return model(x), None
-    hidden = _hidden_size(model)
-    if hidden is not None:
+    hidden = hidden or _hidden_size(model)
+    refused: Exception | None = None
+    if hidden is not None and x.dim() >= 2:
         dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
         zeros = torch.zeros(x.shape[1], hidden, dtype=dtype, device=x.device)
         for args, how in (((x, (zeros, zeros)), "forward(x, (h0, c0))"), ((x, zeros, zeros), "forward(x, h0, c0)")):
             if _binds(signature, *args):
-                return model(*args), f"called as {how} with zero states"
-    elif _binds(signature, x, None):
-        return model(x, None), "called as forward(x, None): no initial state"
+                try:
+                    return model(*args), f"called as {how} with zero states"
+                except Exception as exc:  # a state of another layout: None may still do
+                    refused = exc
+                break
+    if _binds(signature, x, None):
+        try:
+            return model(x, None), "called as forward(x, None): no initial state"
+        except Exception:
+            if refused is None:
+                raise
+    if refused is not None:
+        raise refused
     return model(x), None  # raises the signature error the student should see
 
 
@@ -70,7 +82,9 @@ def _hidden_size(model: nn.Module) -> int | None:
     return None
 
 
-def lstm_probe(model: nn.Module, embeds: torch.Tensor, cotangent: torch.Tensor | None = None) -> dict[str, Any]:
+def lstm_probe(
+    model: nn.Module, embeds: torch.Tensor, cotangent: torch.Tensor | None = None, hidden: int | None = None
+) -> dict[str, Any]:
     """Run a submitted LSTM on ``embeds`` and return what it gives.
 
     Args:
@@ -78,6 +92,7 @@ def lstm_probe(model: nn.Module, embeds: torch.Tensor, cotangent: torch.Tensor |
         embeds: the input, ``(T, B, E)``.
         cotangent: ``(T, B, H)`` weights of the outputs; when given, the gradient of
             ``sum(outputs * cotangent)`` with respect to ``embeds`` is returned too.
+        hidden: ``H``, for a zero state where the forward requires one (:func:`call_recurrent`).
 
     Returns:
         ``{"output": (T, B, H) tensor, or a description of what came back instead, "grad": (T, B, E)
@@ -85,7 +100,7 @@ def lstm_probe(model: nn.Module, embeds: torch.Tensor, cotangent: torch.Tensor |
         adapted, or None}``.
     """
     x = embeds.detach().clone().requires_grad_(cotangent is not None)
-    out, adapted = call_recurrent(model, x)
+    out, adapted = call_recurrent(model, x, hidden)
     out = first_tensor(out)
     result: dict[str, Any] = {"adapted": adapted, "grad": None}
     if not isinstance(out, torch.Tensor):
