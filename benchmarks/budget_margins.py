@@ -10,7 +10,11 @@ seconds the section took, and the margin (budget / CPU used)::
     python benchmarks/budget_margins.py --data-root synthetic
     python benchmarks/budget_margins.py -k "molecule or gat_accuracy" --isolation none
 
-Heavy (every training check of the suite, ~5 min on 2 cores): run it alone on an idle machine.
+Heavy (every check of the suite: 9 min on 2 cores shared at a load of ~10): run it alone, on an idle
+machine where you can. Measured at a load of 10-25 on 2 cores, the tightest margins were the molecule
+GNN (25.7 CPU s of 55, 2.1x; 77 s of wall-clock time), the memorisation check (55 of 150, 2.7x) and the
+molecule MLP (19.5 of 55, 2.8x); at a load of ~8 the molecule GNN used 16.1 CPU s: CPU time grows
+somewhat with contention too (caches, a shared host), so budgets keep a margin of 2 or more.
 """
 
 from __future__ import annotations
