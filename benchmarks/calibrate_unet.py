@@ -133,6 +133,7 @@ ARCHITECTURES = {
     "narrow": {"widths": (32, 64, 32, 16, 16)},  # half the reference's widths
     "wide": {"widths": (64, 128, 128, 64, 64)},  # a bottleneck that keeps 128 channels, wider decoder
     "no_bn": {"batch_norm": "none"},  # conv-ReLU blocks with biases, no batch norm
+    "double_no_bn": {"double": True, "batch_norm": "none"},  # the UNet paper's blocks (2015: no batch norm)
     # fixtures/variants/unet_relu_before_bn_width32: conv-ReLU-BN at half the widths
     "relu_bn_narrow": {"batch_norm": "after", "widths": (32, 64, 32, 16, 16)},
 }

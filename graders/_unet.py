@@ -230,19 +230,39 @@ UNET_TRAIN_SEED = 404
 #: Wall-clock limit of one training run (process isolation), against a hung or runaway submission:
 #: 8 times what the reference needs.
 TRAIN_TIME_LIMIT = 120
-# Thresholds, measured on the reference solution (training seeds 0-19, 1 thread; mean IoU over the
-# 11 classes on the 128 validation scenes):
-# * with skips: min 0.723, mean 0.865, max 0.967 -> at least 0.6. A UNet whose Up never upsamples
+# Thresholds, measured with the UNet calibration script on the reference solution (training seeds
+# 0-19) and on correct UNets written other ways (--arch; fewer seeds, the machine being shared: a run
+# took 20-30 s of CPU, 100-370 s of wall-clock time under the load of the day); mean IoU over the 11
+# classes on the 128 validation scenes:
+# * with skips, min / mean per architecture (--arch):
+#     reference (one conv-BN-ReLU per block, 64/128, transposed conv), 20 seeds: 0.723 / 0.865
+#     double (two conv-BN-ReLU per block), 3 seeds: 0.728 / 0.874
+#     bilinear (nn.Upsample + conv instead of the transposed conv), 3 seeds: 0.681 / 0.829
+#     narrow (half the widths, 32/64), 2 seeds: 0.669 / 0.740
+#     no_bn (conv-ReLU with biases, no batch norm), 5 seeds: 0.472 / 0.511 (max 0.557)
+#     double_no_bn (the UNet paper's two conv-ReLU, no batch norm), 4 seeds: 0.217 / 0.520
+#       (0.677, 0.599, 0.217, 0.587: on seed 2 its loss was still 0.76 after the 100 steps)
+#   Without batch norm a UNet learns the strokes far more slowly in 100 steps (the issue's
+#   double-convolution UNet, 0.459 under the old threshold of 0.6, was most likely one), so the
+#   threshold sits below the no_bn runs: at least 0.4, 0.07 under the lowest no_bn run and 0.27
+#   under the lowest run with batch norm. The bugs stay under it: a UNet whose Up never upsamples
 #   (the skips pooled to the low resolution, the logits scaled up 4x) reaches 0.298-0.328 (seeds
-#   0-4); skips added to the upsampled input instead of concatenated, 0.843-0.961.
-# * without skips: min 0.260, mean 0.382, max 0.479.
-# * with minus without, paired by seed: min 0.304, mean 0.483, max 0.647 -> at least 0.2. Added
-#   skips gain 0.377-0.574 and pass, as they should (only Up's contract catches them); the UNet
-#   that never upsamples gains -0.017-0.037; a UNet that ignores disable_skip_connections gains
-#   exactly 0 on every seed: it trains the same model twice.
-LEARN_THRESHOLD = 0.6
+#   0-4; max 0.328, 0.07 under the threshold); one that predicts the background everywhere
+#   (the hostile case unet_cannot_learn) ~0.09; skips added to the upsampled input instead of
+#   concatenated, 0.843-0.961 (only Up's contract catches them). Not separable at this budget: a
+#   double convolution without batch norm whose run stalls (0.217, under the bugs); a larger budget
+#   (more steps) would need a new calibration of every architecture and the bugs.
+# * without skips: reference min 0.260, mean 0.382, max 0.479; double 0.207-0.290; no_bn 0.139-0.154.
+# * with minus without, paired by seed: reference min 0.304, mean 0.483, max 0.647; double
+#   0.498-0.753 (3 seeds); no_bn 0.318-0.418 (2 seeds) -> at least 0.2. Added skips gain
+#   0.377-0.574 and pass, as they should; the UNet that never upsamples gains -0.017-0.037; a UNet
+#   that ignores disable_skip_connections gains exactly 0 on every seed: it trains the same model twice.
+LEARN_THRESHOLD = 0.4
 SKIP_MARGIN = 0.2
-CALIBRATION = "the reference's minimum over 20 training seeds minus a margin (numbers in graders/_unet.py)"
+CALIBRATION = (
+    "the lowest run of correct UNets (the reference over 20 training seeds; double convolutions, bilinear "
+    "upsampling, other widths, no batch norm over fewer) minus a margin (numbers in graders/_unet.py)"
+)
 
 
 def scene_tensors() -> dict[str, torch.Tensor]:

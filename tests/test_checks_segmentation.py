@@ -197,7 +197,7 @@ def calibration_architectures():
     return import_file(Path(__file__).resolve().parents[1] / "benchmarks" / "calibrate_unet.py", "calibrate_unet")
 
 
-@pytest.mark.parametrize("name", ["double", "bilinear", "narrow", "wide", "no_bn", "relu_bn_narrow"])
+@pytest.mark.parametrize("name", ["double", "bilinear", "narrow", "wide", "no_bn", "double_no_bn", "relu_bn_narrow"])
 def test_calibration_architectures_are_correct_unets(name):
     """Each is a UNet the skip probe recognises: Down blocks whose skips reach the decoder, and cut
     (zeros) when disabled; logits of the input's size."""
