@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from torchgrade.importfile import import_file
-from torchgrade.interface import MODULES
+from torchgrade.interface import HANDOUT_PARAMETERS, MODULES, NAME_TO_MODULE, REQUIRED
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE_FILES = sorted(p.name for p in (ROOT / "reference").glob("*.py"))
@@ -86,3 +86,12 @@ def test_reference_docstrings_start_with_the_templates(filename):
         if "." not in name:
             stub, fn = getattr(template, name), getattr(reference, name)
             assert (inspect.getdoc(fn) or "").startswith(inspect.getdoc(stub) or ""), name
+
+
+@pytest.mark.parametrize("name", sorted(HANDOUT_PARAMETERS))
+def test_handout_parameters_are_the_template_s(name):
+    """The parameters graders bind calls by (names, order, defaults) are those of student_template/."""
+    template = load("student_template", f"{NAME_TO_MODULE[name]}.py")
+    signature = inspect.signature(getattr(template, name))
+    got = [(p.name, REQUIRED if p.default is p.empty else p.default) for p in signature.parameters.values()]
+    assert got == [(p.name, p.default) for p in HANDOUT_PARAMETERS[name]]

@@ -11,6 +11,11 @@ grading, and the mapping of the worker's error replies to :class:`~torchgrade.er
 subclasses whose messages name the call, e.g.
 ``CNN(n=4)(tensor[2, 3, 448, 224]) raised RuntimeError: ...``. Carrying the bytes is the business of
 a backend of :mod:`torchgrade.isolation.transport`.
+
+Calls of the handout's names (:data:`~torchgrade.interface.HANDOUT_PARAMETERS`) are bound to the
+submitted signature by parameter name, never by position (:mod:`torchgrade.engine.binding`, see
+:class:`Remote`); graders learn how with :meth:`Submission.signature`, :meth:`Submission.plan_call`
+and :meth:`Submission.last_binding`.
 """
 
 from __future__ import annotations
