@@ -199,6 +199,13 @@ def test_a_required_extra_parameter_fails_naming_it() -> None:
         call("train_model", train_model, "m", "t", "v", max_epoch=2)
 
 
+def test_a_required_parameter_standing_for_a_keyword_the_call_leaves_out_says_so() -> None:
+    def train_model(model, train_data, valid_data, num_epochs): ...
+
+    with pytest.raises(CannotBind, match=r"\(it stands for the handout's max_epoch, which this call does not pass\)"):
+        call("train_model", train_model, "m", "t", "v", max_iters=3)
+
+
 def test_positional_parameters_that_do_not_line_up_fail() -> None:
     def train_model(model, train_data, batch_size=32, lr=0.01): ...
 
@@ -226,6 +233,11 @@ def test_a_positional_handout_value_given_by_name_is_passed_by_position() -> Non
     def train_model(net, train_data, valid_data): ...
 
     got = call("train_model", train_model, model="m", train_data="t", valid_data="v")
+    assert (got.args, got.kwargs, got.as_written) == (("m", "t", "v"), {}, False)
+
+    def positional_only(model, train_data, valid_data, /): ...
+
+    got = call("train_model", positional_only, model="m", train_data="t", valid_data="v")
     assert (got.args, got.kwargs, got.as_written) == (("m", "t", "v"), {}, False)
 
 

@@ -55,10 +55,9 @@ MSG_POSITIONAL_ONLY = (
     "passed to parameters by name"
 )
 MSG_NO_PARAMETER = "it has no parameter for the handout's {name} (looked for {names}), which has no default"
-MSG_UNFILLED = (
-    "its parameter {slot!r} has no default and the grader has no value for it (the handout's {name} has no "
-    "such parameter); give it a default"
-)
+MSG_UNFILLED = "its parameter {slot!r} has no default and the grader has no value for it ({why}); give it a default"
+WHY_UNKNOWN = "the handout's {name} has no such parameter"
+WHY_NOT_PASSED = "it stands for the handout's {owner}, which this call does not pass"
 
 
 class MalformedParameters(ValueError):
@@ -341,16 +340,19 @@ def bind(
 
     for p in parameters:
         if p.kind not in (VAR_POSITIONAL, VAR_KEYWORD) and not p.has_default and p.name not in taken:
-            raise CannotBind(MSG_UNFILLED.format(slot=p.name, name=name))
+            owner = _owner(p.name, handout, aliases)
+            why = WHY_UNKNOWN.format(name=name) if owner is None else WHY_NOT_PASSED.format(owner=owner)
+            raise CannotBind(MSG_UNFILLED.format(slot=p.name, why=why))
 
     # Sent unchanged, the grader's call puts its i-th value in the i-th positional slot (or *args)
     # and each keyword under its own name (or in **kwargs): as written when that is where by name.
     where = [slot.name for slot in slots[: len(args)]] + ["*" + star.name if star else ""] * (len(args) - len(slots))
     into_kwargs = "**" + double_star.name if double_star else ""
+    only_positional = {p.name for p in parameters if p.kind == POSITIONAL_ONLY}
     as_written = (
         not dropped
         and all(targets[n] == where[i] for i, n in enumerate(order[: len(args)]))
-        and all(targets[k] in (k, into_kwargs) for k in kwargs)
+        and all(targets[k] in (k, into_kwargs) and k not in only_positional for k in kwargs)
     )
     if as_written:
         return Binding(name, tuple(args), dict(kwargs), True, targets, {}, tuple(given), tuple(parameters))
