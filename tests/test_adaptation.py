@@ -13,6 +13,7 @@ from torchgrade.engine.proxy import Submission
 from torchgrade.errors import SignatureMismatch, StudentError
 from torchgrade.interface import NAME_TO_MODULE
 from torchgrade.isolation import sandbox
+from torchgrade.worker import session
 
 SHOES = '''
 import torch
@@ -183,3 +184,14 @@ def test_a_call_not_made_of_the_handout_s_parameters_is_sent_as_written(sub):
 def test_signature_gives_the_submitted_parameters(sub):
     assert [(p.name, p.default) for p in sub.signature("CNNChannel")] == [("n", None), ("dropout", 0.5)]
     assert sub.signature("CNN") == ()
+
+
+def test_a_malformed_description_from_the_worker_is_not_trusted(sub, monkeypatch):
+    """Everything from the worker is untrusted: a description that does not validate binds nothing,
+    and the call goes as written (the worker's own binding check answers)."""
+    monkeypatch.setattr(session, "describe_parameters", lambda target: [{"name": "n", "kind": "odd"}])
+    assert sub.signature("CNN") is None
+    with pytest.raises(SignatureMismatch) as info:
+        sub.CNN(n=4, kernel_size=3)
+    assert str(info.value).startswith("could not call CNN(n=4, kernel_size=3): got an unexpected keyword argument")
+    assert info.value.parameters is None and sub.last_binding("CNN").called == "CNN(n=4, kernel_size=3)"
