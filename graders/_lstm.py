@@ -40,7 +40,7 @@ from torchgrade.probes.language_model import (
     template_arguments,
     train_language_model,
 )
-from torchgrade.probes.lstm import lstm_probe
+from torchgrade.probes.lstm import lend_lstm, lstm_probe, return_lstm
 
 # -- calling the submitted modules -----------------------------------------------------------------------------------
 #: Modules the handout forbids inside the LSTM (keys of torchgrade.probes.module_usage.FORBIDDEN_MODULES).
@@ -559,6 +559,41 @@ def budget_text() -> str:
     return ", ".join(f"{k}={v:g}" for k, v in TEXT_BUDGET.items())
 
 
+MSG_BORROWED_LSTM = (
+    "the submitted LSTM failed its own check (Q2.3: {why}); the text model was trained with the grader's LSTM "
+    "(equations (8)-(13)) in its place, so that one bug costs one deduction"
+)
+
+
+def lend_grader_lstm(submission) -> tuple[list[str], str | None, object]:
+    """One bug, one deduction: where the submitted LSTM does not follow equations (8)-(13) (the Q2.3
+    check), the text model is built with the grader's LSTM in its place (:func:`lend_lstm`).
+
+    Returns:
+        ``(names swapped in the model's module, why, the submitted LSTM class)``, to pass to
+        :func:`return_lstm`; nothing swapped when the LSTM is right, or when the model's module names
+        no LSTM class of the submission.
+    """
+    try:
+        check_equations(submission, lstm_label(HIDDEN, EMBED))
+        return [], None, None
+    except CheckFailure as failure:
+        why = str(failure).splitlines()[0][:300]
+    try:
+        lstm_cls, model_cls = submission.LSTM, submission.TextGenerationModel
+    except CheckFailure:
+        return [], None, None
+    try:
+        probe = submission.apply(
+            lstm_probe, make_lstm(submission, HIDDEN, EMBED), embeddings(2, 1, EMBED, 0), None, HIDDEN
+        )
+        returns_state = bool(probe["tuple"])
+    except CheckFailure:
+        returns_state = True  # the template's convention, (outputs, (h, c))
+    lent = submission.apply(lend_lstm, model_cls, lstm_cls, TEXT_SIZES["hidden"], TEXT_SIZES["embed"], returns_state)
+    return lent, why, lstm_cls
+
+
 def train_text_model(submission, grade_cache, data: dict[str, torch.Tensor]) -> dict:
     """Train ``TextGenerationModel`` with the grader's loop and score here its predictions of the held-out
     characters; cached per graded code."""
@@ -567,6 +602,7 @@ def train_text_model(submission, grade_cache, data: dict[str, torch.Tensor]) -> 
     inputs, targets = held_out_windows(data["val"], TEXT_BUDGET["seq_length"])
 
     def run() -> dict:
+        lent, why, own_lstm = lend_grader_lstm(submission)
         submission.seed(TEXT_TRAIN_SEED)
         submission.set_cpu_budget(TEXT_TIME_LIMIT)
         try:
@@ -590,13 +626,18 @@ def train_text_model(submission, grade_cache, data: dict[str, torch.Tensor]) -> 
             )
         finally:
             submission.set_cpu_budget(None)
+            if lent:
+                submission.apply(return_lstm, submission.TextGenerationModel, own_lstm, lent)
         try:
             result = score_language_run(result, targets, vocabulary)
         except ValueError as error:
             result = {"error": str(error)}
+        borrowed = f" (with the grader's LSTM in place of yours, which {why})" if lent else ""
         if "error" in result:
-            raise CheckFailure(f"training {label} on the synthetic corpus ({budget_text()}): {result['error']}.")
-        return result
+            raise CheckFailure(
+                f"training {label}{borrowed} on the synthetic corpus ({budget_text()}): {result['error']}."
+            )
+        return {**result, "borrowed_lstm": why if lent else None}
 
     key = {**TEXT_BUDGET, **TEXT_SIZES, "corpus_seed": CORPUS_SEED, "held_out": HELD_OUT_CHARS, "seed": TEXT_TRAIN_SEED}
     # Training calls only the model's forward: samples that differ in the loss function, beam search

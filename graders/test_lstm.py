@@ -32,6 +32,7 @@ from _lstm import (
     KNOWN_SIZES,
     LEARN_BOUND,
     LOSS_SIZES,
+    MSG_BORROWED_LSTM,
     SHAPE_SIZES,
     TEXT_BUDGET,
     TEXT_CALIBRATION,
@@ -133,7 +134,9 @@ def test_lstm_initialisation(sub, parts):
     with parts.part(1, "the forget gate's bias starts at +1 more than the others"):
         model = make_lstm(sub, INIT_HIDDEN, INIT_EMBED)
         probe, readings, named, x = read_lstm(sub, model, INIT_HIDDEN, INIT_EMBED, steps=3, batch=2, seed=6)
-        found, difference = matching_reading(probe, ([named] if named else []) + readings, x)
+        found, difference = matching_reading(probe, readings, x)
+        if found is None and named is not None:
+            found = named  # the outputs' bug costs the equations check; the names still say which bias is b_f
         if found is None:
             raise CheckFailure(
                 f"{who}: the grader cannot tell which bias is the forget gate's: the outputs differ from equations "
@@ -229,9 +232,14 @@ def test_sequence_loss(sub, parts):
 
 @pytest.mark.points(3, question="Q2.4a")
 @pytest.mark.timeout(120)
-def test_text_model_learns(text_run, corpus, evidence):
+def test_text_model_learns(text_run, corpus, evidence, submission):
     """Trained with teacher forcing, the model learns to predict the next character."""
     losses = text_run["losses"]
+    if text_run.get("borrowed_lstm"):
+        submission.notes["Q2.4a trained with the grader's LSTM"] = MSG_BORROWED_LSTM.format(
+            why=text_run["borrowed_lstm"]
+        )
+        evidence["borrowed"] = "the grader's LSTM (the submitted one failed Q2.3)"
     evidence.update(
         {
             "val_loss": round(text_run["val_loss"], 4),

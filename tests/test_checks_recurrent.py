@@ -8,6 +8,7 @@ answers are known."""
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ from torchgrade.probes.language_model import (
     template_arguments,
     train_language_model,
 )
-from torchgrade.probes.lstm import call_recurrent, lstm_probe
+from torchgrade.probes.lstm import call_recurrent, lend_lstm, lstm_probe, return_lstm
 from torchgrade.probes.module_usage import module_usage
 from torchgrade.probes.sampling import sampling_cost, with_known_logits
 
@@ -261,6 +262,36 @@ def test_probe_gradient_is_zero_where_an_output_is_detached():
     cotangent[0] = 1.0
     assert lstm_probe(NamedLSTM(), x, cotangent)["grad"][0].abs().sum() > 0
     assert lstm_probe(Detached(), x, cotangent)["grad"].abs().sum() == 0
+
+
+def test_the_lent_lstm_follows_the_equations_and_is_given_back():
+    import types as _types
+
+    module = _types.ModuleType("student_lstm_module")
+
+    class StudentLSTM(NamedLSTM):
+        pass
+
+    class StudentModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = module.LSTM(7, 9)  # the submission's own arguments: ignored by the grader's LSTM
+
+    for cls in (StudentLSTM, StudentModel):
+        cls.__module__ = module.__name__
+    module.LSTM, module.StudentModel = StudentLSTM, StudentModel
+    sys.modules[module.__name__] = module
+    try:
+        names = lend_lstm(StudentModel, StudentLSTM, H, E, returns_state=False)
+        assert names == ["LSTM"]
+        lent = StudentModel().lstm
+        x = embeds()
+        assert matches(lent, x) and lent(x).shape == (4, 2, H)
+        assert float(lent.bias.detach()[2 * H : 3 * H].mean()) > 0.5  # the forget gate's +1
+        return_lstm(StudentModel, StudentLSTM, names)
+        assert module.LSTM is StudentLSTM
+    finally:
+        del sys.modules[module.__name__]
 
 
 # -- training and sampling ---------------------------------------------------------------------------------------
