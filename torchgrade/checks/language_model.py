@@ -1,6 +1,7 @@
 """The character-level language model of UvA DL1 A2 Q2.4a, grader side: building a submission's
 ``TextGenerationModel`` through its proxy, the held-out windows a trained model is scored on and
-their loss, and the expected loss of the grader's recording model.
+their loss, the expected loss of the grader's recording model, samples returned as text read back as
+indices, and a loss read from its gradient with respect to the logits (targets and weights).
 
 The model is trained where the submission runs (:mod:`torchgrade.probes.language_model`); what comes
 back is its logits for the character after each held-out window, a character that never leaves the

@@ -1,5 +1,8 @@
-"""A character-level language model (UvA DL1 A2 Q2.4a): building it, training it with the grader's
-loop, and a model with known logits that records what a submitted loss function feeds it.
+"""A character-level language model (UvA DL1 A2 Q2.4a): building it (``TextGenerationModel(args)`` gets
+the ``args`` of the UvA template's ``train.py``, with a dataset stand-in holding the grader's index
+maps), running and training it with the grader's loop (a forward that requires a state gets a zero
+one), a model with known logits that records what a submitted loss function feeds it, and a training
+script's inline loss read from its first backward pass (the 2021 template has no ``sequence_loss``).
 
 Runs in the worker, next to the submitted model (``Submission.apply``): training needs autograd on
 the student's model. What comes back is plain data (the model's outputs, recorded inputs), never a
