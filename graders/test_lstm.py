@@ -8,6 +8,14 @@ back by shape and name and its outputs compared with equations (8)-(13) computed
 those same weights; the text model is trained by the grader's own loop on the synthetic corpus of
 ``fixtures/text.py``; sampling is tested on a copy of the model whose logits the grader set, and on the
 model's own teacher-forced logits.
+
+Written as real submissions write it, correct code keeps its points: weights stored either way round
+(``W @ x`` or ``x @ W``), ``TextGenerationModel(args)`` as in the UvA template (``args`` holds the
+template's ``train.py`` arguments and ``args.dataset`` the grader's index maps), ``forward(x, state)``
+without a default, outputs ``(logits, (h, c))`` or log-probabilities, samples returned as text. Without
+a ``sequence_loss`` (the 2021 template computes the loss inline), the loss is read from one backward
+pass of ``train(args)``. Where the LSTM fails its own check, the text model is trained with the
+grader's LSTM in its place (one bug, one deduction).
 """
 
 from __future__ import annotations
