@@ -195,6 +195,9 @@ def test_through_the_proxy_a_check_using_the_package_fails_and_the_others_pass(f
         expected = f"MissingPackageError: the grading environment has no '{MISSING}' package"
         with pytest.raises(errors.StudentError, match=expected):
             sub.uses_package(1)
+        notes = sub.close().notes
+        assert loader.NOTE_STOOD_IN.format(package=MISSING) in notes
+        assert loader.NOTE_STOOD_IN.format(package=OTHER) in notes
     finally:
         sub.close()
         sys.meta_path[:0] = [f for f in finders if f not in sys.meta_path]

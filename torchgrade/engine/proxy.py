@@ -31,9 +31,11 @@ import torch
 
 from torchgrade import errors, wire
 from torchgrade.engine import binding
+from torchgrade.engine.explain import explained
 from torchgrade.interface import HANDOUT_PARAMETERS, PARAMETER_ALIASES
 from torchgrade.isolation.transport import START_TIMEOUT, Backend, CpuBudget, InProcessBackend, ProcessBackend
 from torchgrade.submission_files import list_files
+from torchgrade.worker.loader import MAX_STAND_INS, NOTE_STOOD_IN
 from torchgrade.worker.session import APPLY_ALLOWED_PREFIX
 
 #: Per-call wall-clock limit when the grader sets no budget, in seconds.
@@ -290,6 +292,7 @@ def _failure(label: str, error: dict[str, Any]) -> Exception:
     worker itself would (a refusal included), so no reply from it can prove a fault of the grader.
     Requests the grader could get wrong (a function that is not a probe) are refused before sending.
     """
+    error = explained(error)  # capped, without escape codes; a known difference of versions named as such
     kind, message = error.get("kind"), error.get("message", "")
     if kind == "exception":
         if error.get("type") == "NotImplementedError":
@@ -492,6 +495,9 @@ class Submission:
             raise errors.MissingName(self.explain_missing(name, str(exc))) from None
         if preferred and found["module"] != preferred:
             self.notes[name] = f"`{name}` was found in {found['module']}.py instead of {preferred}.py"
+        for package in found.get("stood_in", ())[:MAX_STAND_INS]:  # the worker's word: names only, checked
+            if isinstance(package, str) and package.replace(".", "_").isidentifier() and len(package) <= 100:
+                self.notes[f"stood in for {package}"] = NOTE_STOOD_IN.format(package=package)
         remote = _relabel(found["object"], name)
         if isinstance(remote, Remote) and name in HANDOUT_PARAMETERS:
             object.__setattr__(remote, "_handout", (name, HANDOUT_PARAMETERS[name]))

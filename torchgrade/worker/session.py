@@ -31,7 +31,7 @@ import torch
 from torchgrade import wire
 from torchgrade.worker.loader import LoadedSubmission
 from torchgrade.worker.seal import Seal
-from torchgrade.worker.tracebacks import format_student_exception
+from torchgrade.worker.tracebacks import exception_message, format_student_exception
 
 #: Only functions and classes in these modules may be run through an ``apply`` request.
 APPLY_ALLOWED_PREFIX = "torchgrade.probes."
@@ -119,7 +119,8 @@ class WorkerSession:
             obj, module = self.submission.find(request["name"], request.get("target"))
         except LookupError as exc:
             raise _Refused("missing", str(exc)) from None
-        return {"object": obj, "module": module}  # plain values (constants) come back as values
+        # plain values (constants) come back as values; stood_in: missing packages the loader stood in for
+        return {"object": obj, "module": module, "stood_in": self.submission.stood_in}
 
     def op_getattr(self, request: wire.Request) -> Any:
         return getattr(request["target"], request["name"])
@@ -246,5 +247,5 @@ def seed_everything(seed: int) -> None:
 
 
 def _exc_message(exc: BaseException) -> str:
-    text = str(exc)
-    return text if len(text) <= 2000 else text[:2000] + " [...]"
+    """The student exception's text for the grader: no escape codes, at most 2,000 characters."""
+    return exception_message(exc)
