@@ -54,7 +54,8 @@ class SignatureMismatch(CheckFailure):
 
 
 class StudentTimeout(CheckFailure):
-    """A call into student code ran past its wall-clock limit; the worker was killed."""
+    """A check's calls into student code spent their CPU budget, or outlived the generous wall-clock
+    backstop (a call that sleeps or blocks); the worker was stopped. Load never triggers the first."""
 
 
 class WorkerCrashed(CheckFailure):
