@@ -679,7 +679,10 @@ MEMORISE_THREADS = 1
 # iterations). The budget is now 400 iterations: 142 past the first reach. Correct variants at this budget
 # (seed 7, and seed 0 for two of them: the 2 cores were shared with 6 other jobs, 20 seeds did not fit):
 # all at 1.000, the slowest (interleaved channels, seed 7) first >= 0.9 after 231 iterations; seed 0:
-# reference first >= 0.9 after 120, interleaved after 72, both 1.000 at 400. See VARIANTS_MEASURED.
+# reference first >= 0.9 after 120, interleaved after 72, both 1.000 at 400. Seed 1: interleaved after 57
+# (1.000 at 400), but the REFERENCE STAYS AT 0.500 FOR ALL 400 ITERATIONS (a dead start): the check is not
+# robust to the seed. Open (issue 17): a second seeded run where the first stays at 50%, or a budget and
+# learning rate measured over 20 seeds. See VARIANTS_MEASURED.
 MEMORISE_BUDGET = dict(n=4, batch_size=10, learning_rate=3e-3, iterations=400)
 MEMORISE_THRESHOLD = 0.9
 #: Training accuracy of correct CNNChannel variants with MEMORISE_BUDGET, seed 7 (calibrate_memorise.py).
@@ -689,6 +692,8 @@ VARIANTS_MEASURED: dict[str, str] = {
     "5x5 kernels": "1.000 (after 90)",
     "channels interleaved by reshape(B, 6, 224, 224)": "1.000 (after 231)",
     "n = 8": "1.000 (after 96)",
+    "reference, seed 0 / seed 1": "1.000 (after 120) / 0.500 (never learns in 400 iterations)",
+    "interleaved, seed 0 / seed 1": "1.000 (after 72) / 1.000 (after 57)",
 }
 CALIBRATION_CNN_CHANNEL = (
     "on one thread, on the grader's JPEG photos, the reference first reaches 90% after 258 iterations "
