@@ -149,7 +149,9 @@ def check_any_close(got, expectations: list[np.ndarray], who: str) -> None:
 def gnn_expectations(
     values, x: np.ndarray, a_hat: np.ndarray, n_hidden: int, n_classes: int, who: str
 ) -> list[np.ndarray]:
-    """Outputs of ``gc2(ReLU(gc1(x)))`` for every bias placement, with the submitted weights."""
+    """Outputs of ``gc2(ReLU(gc1(x)))`` for every bias placement, with the submitted weights, as logits
+    and as log-probabilities (Kipf's pygcn returns ``log_softmax``, which ``nll_loss`` then trains:
+    the same model)."""
     by_layer: list[list] = [[], []]
     for name, value in values:  # assign each parameter to a layer by its shape
         shape = tuple(value.shape)
@@ -168,7 +170,7 @@ def gnn_expectations(
             f"{x.shape[1]} -> {n_hidden} -> {n_classes}, so the grader cannot read their weights "
             f"back."
         ) from None
-    return outputs
+    return outputs + [torch.log_softmax(torch.from_numpy(np.asarray(o, np.float64)), 1).numpy() for o in outputs]
 
 
 # -- 3.4: the graph attention layer ---------------------------------------------------------------------
