@@ -685,6 +685,13 @@ MEMORISE_THREADS = 1
 # learning rate measured over 20 seeds. See VARIANTS_MEASURED.
 MEMORISE_BUDGET = dict(n=4, batch_size=10, learning_rate=3e-3, iterations=400)
 MEMORISE_THRESHOLD = 0.9
+#: The error of ``x.view(...)`` on a channels_last tensor, and what the check says when it graded around it.
+VIEW_DRIFT = "view size is not compatible with input tensor's size and stride"
+MSG_VIEW_DRIFT = (
+    "the model's x.view(...) failed on the channels_last batches that torch 2.13 makes of a permuted NHWC "
+    "batch (a difference of torch versions, not of your logic), so it was trained on the same batches made "
+    "contiguous; .reshape(...) or .flatten(1) works on every version"
+)
 #: Training accuracy of correct CNNChannel variants with MEMORISE_BUDGET, seed 7 (calibrate_memorise.py).
 VARIANTS_MEASURED: dict[str, str] = {
     "reference": "1.000 (first >= 0.9 after 258 iterations)",
@@ -809,15 +816,26 @@ def memorise(submission, grade_cache, shoe_arrays: dict[str, np.ndarray], layout
     epochs = math.ceil(budget["iterations"] / steps_per_epoch)
 
     def run() -> dict:
+        try:
+            return attempt(contiguous=False)
+        except CheckFailure as exc:
+            if VIEW_DRIFT not in str(exc):
+                raise
+        # The model's .view met the channels_last batches torch 2.13 makes of a permuted NHWC batch, a
+        # difference of torch versions, not of logic: the same run again, inputs made contiguous.
+        return {**attempt(contiguous=True), "drift": MSG_VIEW_DRIFT}
+
+    def attempt(contiguous: bool) -> dict:
         submission.seed(MEMORISE_SEED)
         submission.set_cpu_budget(240)  # CPU seconds; the 400 iterations take ~55
         threads = submission.apply(training_probes.set_threads, MEMORISE_THREADS)
         lent: dict[str, Any] = {}
         try:
             built = build_model(submission, MEMORISE_MODEL, n=budget["n"])
+            trained = submission.apply(training_probes.ContiguousInputs, built.model) if contiguous else built.model
             binding = training_call(
                 submission,
-                model=built.model,
+                model=trained,
                 train=data,
                 valid=data,
                 batch_size=budget["batch_size"],

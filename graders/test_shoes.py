@@ -394,6 +394,8 @@ def test_train_model(training_probe, parts, evidence):
 def test_memorise_five_students(memorised, evidence):
     """CNNChannel trained by your train_model memorises a small training set (five students) to 90%+ accuracy."""
     evidence[MEMORISE_MODEL] = memorised
+    if memorised.get("drift"):
+        evidence["version drift"] = memorised["drift"]
     pos, neg = memorised["train"]
     borrowed = memorised.get("borrowed") or {}
     lent = (
@@ -410,7 +412,8 @@ def test_memorise_five_students(memorised, evidence):
         MEMORISE_THRESHOLD,
         f"train_model({memorised.get('model', MEMORISE_MODEL)}, {MEMORISE_STUDENTS} students)"
         + (f", called as {memorised['call']}" if memorised.get("call") else "")
-        + lent,
+        + lent
+        + (f" Note: {memorised['drift']}." if memorised.get("drift") else ""),
         f"{MEMORISE_MODEL}'s training accuracy on {MEMORISE_STUDENTS} students (positives {pos:.2f}, negatives "
         f"{neg:.2f})",
         CALIBRATION_CNN_CHANNEL,
