@@ -468,7 +468,7 @@ def test_endless_loop_is_stopped_by_its_cpu_budget_and_a_fresh_worker_follows(su
         sub_process.set_cpu_budget(None)
     assert str(failure.value).endswith("on other work is not counted). The worker was stopped.")
     used = float(re.search(r"used (\S+) s", str(failure.value)).group(1))
-    assert 2 < used < 3  # read every 0.25 s: overrun by at most that, times the worker's threads
+    assert 2 <= used < 3  # read every 0.25 s: overrun by at most that, times the worker's threads (shown to 0.1 s)
     assert 1.5 < elapsed < 30  # at least the budget; more where the machine is busy
     assert sub_process.add(2, 3) == 5
     assert backend.process.pid != old_pid

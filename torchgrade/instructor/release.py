@@ -15,7 +15,8 @@ never leaks by default.
   to install. No ``student_template/``: Gradescope grades the student's upload.
 
 Never copied: ``reference/``, the sample submissions (``fixtures/submissions/``, ``fixtures/samples.py``,
-``fixtures/notebooks/``), the hostile corpus (``fixtures/adversarial/``), ``benchmarks/``
+``fixtures/notebooks/``), the correct variants (``fixtures/variants/``: solutions), the hostile corpus
+(``fixtures/adversarial/``), ``benchmarks/``
 (calibration scripts import the reference), ``tests/``, caches and bytecode. After copying,
 :func:`find_leaks` scans the copy, and a release holding any reference code is deleted and refused.
 """
@@ -43,8 +44,9 @@ GRADESCOPE_FILES = ("ci/gradescope/setup.sh", "ci/gradescope/run_autograder")
 #: Folder of the gradescope profile that holds torchgrade's source (setup.sh installs it).
 TORCHGRADE_SRC = "torchgrade-src"
 #: Instructor material inside fixtures/: sample submissions, made from the reference (the buggy samples
-#: are text edits of it, the notebooks are built from it) and useless without it; the hostile corpus.
-FIXTURES_EXCLUDED = ("submissions", "samples.py", "notebooks", "adversarial")
+#: are text edits of it, the notebooks are built from it) and useless without it; the correct variants
+#: (complete solutions written other ways); the hostile corpus.
+FIXTURES_EXCLUDED = ("submissions", "samples.py", "notebooks", "variants", "adversarial")
 JUNK = ("__pycache__", ".pytest_cache", ".ruff_cache", ".torchgrade-cache")
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 PYTEST_TABLE = "[tool.pytest.ini_options]"

@@ -291,7 +291,7 @@ class CorrectAttentionLayer(nn.Module):
         self.in_features, self.out_features, self.n_heads = in_features, out_features, n_heads
         self.is_concat, self.dropout, self.alpha = bool(is_concat), float(dropout), float(alpha)
         self.n_hidden = out_features // n_heads if is_concat else out_features
-        self.W = nn.Linear(in_features, self.n_hidden * n_heads, bias=False)
+        self.W = nn.Linear(in_features, n_heads * self.n_hidden, bias=False)
         self.attention = nn.Linear(2 * self.n_hidden, 1, bias=False)
         self.activation = nn.LeakyReLU(negative_slope=self.alpha)
         self.dropout_layer = nn.Dropout(self.dropout)
@@ -316,15 +316,16 @@ class CorrectAttentionLayer(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         h, adj_mat = self._inputs(args, kwargs)
-        n_nodes = h.shape[0]
-        s = self.W(h).view(n_nodes, self.n_heads, self.n_hidden)
-        a_left, a_right = self.attention.weight[0, : self.n_hidden], self.attention.weight[0, self.n_hidden :]
-        e = self.activation((s @ a_left)[:, None, :] + (s @ a_right)[None, :, :])  # (N, N, heads)
-        mask = _dense_mask(adj_mat, n_nodes).reshape(n_nodes, n_nodes, 1)
-        e = e.masked_fill(mask == 0, float("-inf"))
-        attention = self.dropout_layer(torch.softmax(e, dim=1))
-        out = torch.einsum("ijh,jhf->ihf", attention, s)
-        return out.reshape(n_nodes, -1) if self.is_concat else out.mean(dim=1)
+        count = len(h)
+        projected = self.W(h).reshape(count, self.n_heads, self.n_hidden)  # (N, heads, F')
+        vector = self.attention.weight[0]
+        source, target = projected @ vector[: self.n_hidden], projected @ vector[self.n_hidden :]  # (N, heads)
+        scores = self.activation(source.unsqueeze(1) + target.unsqueeze(0))  # (N, N, heads): e_ij
+        linked = _dense_mask(adj_mat, count).reshape(count, count, 1) != 0
+        scores = scores.masked_fill(~linked, float("-inf"))
+        weights = self.dropout_layer(scores.softmax(dim=1))  # alpha_ij over the neighbours j of i
+        mixed = torch.einsum("nmh,mhf->nhf", weights, projected)
+        return mixed.flatten(1) if self.is_concat else mixed.mean(dim=1)
 
     def describe(self) -> str:
         return (

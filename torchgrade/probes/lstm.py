@@ -153,7 +153,7 @@ class HandoutLSTM(nn.Module):
         outputs = []
         for t in range(embeds.shape[0]):
             g, i, f, o = (from_input[t] + h @ self.weight_h.T).chunk(4, dim=1)
-            c = torch.tanh(g) * torch.sigmoid(i) + c * torch.sigmoid(f)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.tanh(c) * torch.sigmoid(o)
             outputs.append(h)
         out = torch.stack(outputs)
