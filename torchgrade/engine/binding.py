@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from torchgrade.interface import REQUIRED, HandoutParameter
+from torchgrade.assignments import REQUIRED, HandoutParameter
 
 POSITIONAL_ONLY = "positional_only"
 POSITIONAL_OR_KEYWORD = "positional_or_keyword"
@@ -246,11 +246,11 @@ def bind(
 
     Args:
         name: the handout's name of the callable (for the binding and messages).
-        handout: the handout's parameters of ``name``, in order (``HANDOUT_PARAMETERS[name]``).
+        handout: the handout's parameters of ``name``, in order (:meth:`torchgrade.assignments.Repository.calls`).
         parameters: the submitted callable's parameters (from :func:`parse_parameters`).
         args: the grader's positional values: the handout's first ``len(args)`` parameters.
         kwargs: the grader's keyword values, under the handout's names.
-        aliases: handout parameter -> other names submissions give it (``PARAMETER_ALIASES``).
+        aliases: handout parameter -> other names submissions give it (the manifest's ``aliases``).
 
     Returns:
         The :class:`Binding`; ``as_written`` when the grader's call, sent unchanged, binds every

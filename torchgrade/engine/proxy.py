@@ -12,7 +12,7 @@ subclasses whose messages name the call, e.g.
 ``CNN(n=4)(tensor[2, 3, 448, 224]) raised RuntimeError: ...``. Carrying the bytes is the business of
 a backend of :mod:`torchgrade.isolation.transport`.
 
-Calls of the handout's names (:data:`~torchgrade.interface.HANDOUT_PARAMETERS`) are bound to the
+Calls of the handout's names (the ``calls`` of the manifest, :mod:`torchgrade.assignments`) are bound to the
 submitted signature by parameter name, never by position (:mod:`torchgrade.engine.binding`, see
 :class:`Remote`); graders learn how with :meth:`Submission.signature`, :meth:`Submission.plan_call`
 and :meth:`Submission.last_binding`.
@@ -21,7 +21,7 @@ and :meth:`Submission.last_binding`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from torchgrade import errors, wire
+from torchgrade.assignments import HandoutParameter, active
 from torchgrade.engine import binding
 from torchgrade.engine.explain import explained
-from torchgrade.interface import HANDOUT_PARAMETERS, PARAMETER_ALIASES
 from torchgrade.isolation.transport import START_TIMEOUT, Backend, CpuBudget, InProcessBackend, ProcessBackend
 from torchgrade.submission_files import list_files
 from torchgrade.worker.loader import MAX_STAND_INS, NOTE_STOOD_IN
@@ -326,7 +326,7 @@ class Remote:
     Attribute access, calls and iteration are forwarded; plain values come back as values and
     other objects as new :class:`Remote` handles. ``_label`` is how messages name the object.
 
-    A handle on a name of :data:`~torchgrade.interface.HANDOUT_PARAMETERS` (from
+    A handle on a name whose calls the manifest binds by name (``Submission(calls=...)``, from
     :meth:`Submission.lookup`) binds each call by parameter name to the submitted signature, never by
     position (:func:`torchgrade.engine.binding.bind`): ``CNN(n=4, kernel_size=3)`` of a submitted
     ``CNN()`` calls ``CNN()``, ``GraphAttentionLayer(5, 6, 2, alpha=0.2)`` of a layer written
@@ -344,7 +344,8 @@ class Remote:
         object.__setattr__(self, "_ref", ref)
         object.__setattr__(self, "_label", label)
         object.__setattr__(self, "_generation", channel.generation)
-        # (name, the handout's parameters), set by Submission.lookup for the names whose calls it binds.
+        # (name, the handout's parameters, their aliases), set by Submission.lookup for the names whose
+        # calls it binds.
         object.__setattr__(self, "_handout", None)
 
     def _request(self, label: str, op: str, **fields: Any) -> Any:
@@ -384,7 +385,7 @@ class Remote:
         """
         if self._handout is None:
             return None
-        name, handout = self._handout
+        name, handout, aliases = self._handout
         if not binding.covers(handout, args, kwargs):
             return None
         parameters = _submitted_parameters(self, name)
@@ -392,7 +393,7 @@ class Remote:
             plan = binding.unchanged(name, args, kwargs)
         else:
             try:
-                plan = binding.bind(name, handout, parameters, args, kwargs, PARAMETER_ALIASES)
+                plan = binding.bind(name, handout, parameters, args, kwargs, aliases)
             except binding.CannotBind as exc:
                 label = call_label(self._label, args, kwargs)
                 signature = binding.render_signature(self._label, parameters)
@@ -445,6 +446,10 @@ class Submission:
         folder: the submission directory.
         isolation: ``"none"`` (in-process) or ``"process"`` (a worker process).
         interface: public name -> the module the handout puts it in (``{"CNN": "shoes"}``).
+        calls: name -> the handout's parameters, for the names whose calls are bound by parameter
+            name (:meth:`torchgrade.assignments.Repository.calls`); default: the active repository's.
+        aliases: name -> {handout parameter -> other names submissions give it}
+            (:meth:`torchgrade.assignments.Repository.call_aliases`); default: the active repository's.
         hidden: with process isolation (required there), the paths the worker must not read, from
             :func:`torchgrade.isolation.sandbox.hidden_paths`.
         explain_missing: rewrites the message of a name the submission lacks, given the name and
@@ -459,10 +464,18 @@ class Submission:
         *,
         hidden: Sequence[Path] | None = None,
         explain_missing: Callable[[str, str], str] | None = None,
+        calls: Mapping[str, Sequence[HandoutParameter]] | None = None,
+        aliases: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
     ) -> None:
         self.folder = Path(folder).resolve()
         self.isolation = isolation
         self.interface = interface
+        if calls is None or aliases is None:
+            repository = active()
+            calls = repository.calls() if calls is None else calls
+            aliases = repository.call_aliases() if aliases is None else aliases
+        self.calls = dict(calls)
+        self.aliases = dict(aliases)
         self.explain_missing = explain_missing
         if isolation == "none":
             backend: Backend = InProcessBackend(self.folder)
@@ -499,8 +512,8 @@ class Submission:
             if isinstance(package, str) and package.replace(".", "_").isidentifier() and len(package) <= 100:
                 self.notes[f"stood in for {package}"] = NOTE_STOOD_IN.format(package=package)
         remote = _relabel(found["object"], name)
-        if isinstance(remote, Remote) and name in HANDOUT_PARAMETERS:
-            object.__setattr__(remote, "_handout", (name, HANDOUT_PARAMETERS[name]))
+        if isinstance(remote, Remote) and name in self.calls:
+            object.__setattr__(remote, "_handout", (name, tuple(self.calls[name]), self.aliases.get(name, {})))
         return remote
 
     def signature(self, name: str) -> tuple[binding.SubmittedParameter, ...] | None:

@@ -32,8 +32,9 @@ blocks at the top level (training, evaluation), bare calls (``train_model(...)``
 ``!shell`` and ``%magic`` lines, ``%%magic`` cells, and cells that still do not parse once those
 lines are stripped. Bare strings (markdown pasted as docstrings) and ``pass`` are dropped silently.
 
-Where the kept code goes: graders look a name up in the module that :data:`interface.MODULES` puts it
-in, then in the submission's other modules. The kept code is therefore written, whole, as every
+Where the kept code goes: graders look a name up in the module the interface puts it in (the
+repository's ``student_template/``, :mod:`torchgrade.assignments`), then in the submission's other
+modules. The kept code is therefore written, whole, as every
 interface module it defines at least one public name of (``shoes.py`` and ``answers.py`` for a
 notebook with both parts), and as ``notebook.py`` if it defines none. Each name is then found in
 its own module, so the report carries no "found in another module" notes, and the grade cache
@@ -68,11 +69,12 @@ import stat
 import sys
 import textwrap
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-from torchgrade.interface import MODULES, NAME_TO_MODULE
+from torchgrade.assignments import active
 from torchgrade.reporting import report
 from torchgrade.submission_files import read_regular
 
@@ -267,14 +269,26 @@ class _BadFile(Exception):
 
 
 # -- the public functions --------------------------------------------------------------------------
-def convert(path: str | Path, folder: str | Path) -> report.Extraction:
+#: module -> its public names: the submission interface, as plain data.
+Interface = Mapping[str, Sequence[str]]
+
+
+def _interface(interface: Interface | None) -> Interface:
+    """The given interface, else the active repository's (:func:`torchgrade.assignments.active`)."""
+    return active().interface_data() if interface is None else interface
+
+
+def convert(path: str | Path, folder: str | Path, interface: Interface | None = None) -> report.Extraction:
     """Extract a notebook or script and write the kept code as modules into ``folder``.
+
+    ``interface`` (module -> public names; default: the active repository's) says which modules the
+    kept code is written as.
 
     Returns:
         What the report says about the extraction (``error`` set if the file is unusable; then
         nothing is written).
     """
-    extracted = extract(path)
+    extracted = extract(path, interface)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if not extracted.extraction.error:
@@ -283,7 +297,7 @@ def convert(path: str | Path, folder: str | Path) -> report.Extraction:
     return extracted.extraction
 
 
-def extract(path: str | Path) -> Extracted:
+def extract(path: str | Path, interface: Interface | None = None) -> Extracted:
     """Read a ``.py`` or ``.ipynb`` submission and keep what can be graded (see the module docstring).
 
     Never raises for a bad file: the problem is the extraction's ``error``. Input so deep or so large
@@ -294,7 +308,7 @@ def extract(path: str | Path) -> Extracted:
     kind = KINDS.get(path.suffix.lower(), "unknown")
     try:
         cells = _read_cells(path, kind)
-        extractor = _Extractor(kind)
+        extractor = _Extractor(kind, _interface(interface))
         for cell in cells:
             extractor.add_cell(cell)
         return extractor.result(path.name)
@@ -350,7 +364,7 @@ def where(dropped: report.Dropped, kind: str) -> str:
     return lines + (f" (In[{dropped.cell}])" if dropped.cell is not None else "")
 
 
-def summary(extraction: report.Extraction) -> list[str]:
+def summary(extraction: report.Extraction, interface: Interface | None = None) -> list[str]:
     """A few lines for the score table: where the graded code came from and what was left out."""
     if extraction.error:
         return [f" {extraction.error}"]
@@ -360,7 +374,8 @@ def summary(extraction: report.Extraction) -> list[str]:
         f"{len(extraction.dropped)} statement(s) left out"
     ]
     # First what lost a name of the interface (it explains a failed check), then what lost any name.
-    shown = sorted(extraction.dropped, key=lambda d: (not set(d.names) & set(NAME_TO_MODULE), not d.names))
+    names = {name for names in _interface(interface).values() for name in names}
+    shown = sorted(extraction.dropped, key=lambda d: (not set(d.names) & names, not d.names))
     shown = shown[:SUMMARY_ROWS]
     for dropped in shown:
         excerpt = dropped.excerpt if len(dropped.excerpt) <= 40 else dropped.excerpt[:37] + "..."
@@ -463,8 +478,9 @@ class _Extractor:
     bound only by dropped code, to say where they went.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, interface: Interface) -> None:
         self.kind = kind
+        self.interface = interface
         self.known: set[str] = set(dir(builtins)) | {"__name__", "__file__", "__doc__"}
         self.own: set[str] = set()
         self.origins: dict[str, str] = {}  # imported name -> dotted module path, e.g. nn -> torch.nn
@@ -619,7 +635,7 @@ class _Extractor:
             return
         exclusive = previous_end < first and next_start > last
         text = "\n".join(lines[first - 1 : last]) if exclusive else ast.unparse(stmt)
-        self.blocks.append((cell, _guarded(stmt, text)))
+        self.blocks.append((cell, _guarded(stmt, text, self.interface)))
 
     def _verdict(self, stmt: ast.stmt, guarded: bool = False) -> str | None:
         """None to keep ``stmt``, else why it is dropped (or ``_SILENT``). Binds nested names as it goes."""
@@ -818,7 +834,8 @@ class _Extractor:
         error = ""
         if not self.parsed_any:
             error = MSG_BAD_FILE.format(source=source, problem=self.first_problem or PROBLEM_NO_CODE)
-        modules = tuple(m for m, names in MODULES.items() if any(n in defined for n in names)) or (FALLBACK_MODULE,)
+        modules = tuple(m for m, names in self.interface.items() if any(n in defined for n in names))
+        modules = modules or (FALLBACK_MODULE,)
         extraction = report.Extraction(source, self.kind, () if error else modules, defined, tuple(self.dropped), error)
         return Extracted(extraction, "" if error else self._code(source))
 
@@ -959,13 +976,13 @@ def _keyword(stmt: ast.stmt) -> str:
     )
 
 
-def _guarded(stmt: ast.stmt, text: str) -> str:
+def _guarded(stmt: ast.stmt, text: str, interface: Interface) -> str:
     """Wrap statements that do work on import (imports, calls) so that a failure costs only their names."""
     if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return text
     if not isinstance(stmt, (ast.Import, ast.ImportFrom)) and not any(isinstance(n, ast.Call) for n in ast.walk(stmt)):
         return text
-    if _imports_missing_package(stmt):  # left to fail, so that the loader stands in for the package
+    if _imports_missing_package(stmt, interface):  # left to fail, so that the loader stands in for the package
         return text
     multiline_string = any(
         isinstance(n, ast.Constant) and isinstance(n.value, str) and n.end_lineno != n.lineno for n in ast.walk(stmt)
@@ -974,7 +991,7 @@ def _guarded(stmt: ast.stmt, text: str) -> str:
     return f"try:\n{body}\nexcept Exception:  # torchgrade: if this fails, the rest still grades\n    pass"
 
 
-def _imports_missing_package(stmt: ast.stmt) -> bool:
+def _imports_missing_package(stmt: ast.stmt, interface: Interface) -> bool:
     """Whether ``stmt`` is an absolute import of a top-level package not installed where grading runs."""
     if isinstance(stmt, ast.Import):
         modules = [alias.name for alias in stmt.names]
@@ -982,7 +999,7 @@ def _imports_missing_package(stmt: ast.stmt) -> bool:
         modules = [stmt.module]
     else:
         return False
-    return any(m.split(".")[0] != "__future__" and not _installed(m.split(".")[0]) for m in modules)
+    return any(m.split(".")[0] != "__future__" and not _installed(m.split(".")[0], interface) for m in modules)
 
 
 def _dotted(node: ast.expr) -> str | None:
@@ -1162,10 +1179,10 @@ def _salvage_names(source: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _installed(module: str) -> bool:
+def _installed(module: str, interface: Interface) -> bool:
     """Whether a top-level module can be imported where grading runs (the worker uses this Python).
     The interface's module names count as installed: they may be the submission's own siblings."""
-    if module in sys.modules or module in MODULES or module == FALLBACK_MODULE:
+    if module in sys.modules or module in interface or module == FALLBACK_MODULE:
         return True
     try:
         return importlib.util.find_spec(module) is not None
