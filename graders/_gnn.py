@@ -15,8 +15,7 @@ import torch
 
 from torchgrade.checks import shapes
 from torchgrade.checks.graphs import score_node_classifier
-from torchgrade.errors import CheckFailure, MissingName, NotImplementedYet
-from torchgrade.interface import MODULES
+from torchgrade.errors import CheckFailure, MissingName, NotImplementedYet, SignatureMismatch
 from torchgrade.probes import graphs as graph_probes
 from torchgrade.probes import params
 
@@ -239,19 +238,43 @@ def two_components(n_first: int, n_second: int, seed: int) -> np.ndarray:
 GAT_IN, GAT_HEADS, GAT_HIDDEN = 5, 2, 3  # in_features != heads * F', so the weight's orientation is clear
 
 
+LAYER = "GraphAttentionLayer"
+
+
+def layer_binding(sub):
+    """How the handout's full ``GraphAttentionLayer`` call binds to the submitted layer's signature, as
+    the engine binds every call by name (``sub.plan_call``: aliases such as ``leaky_relu_negative_slope``
+    for alpha, ``**kwargs``, handout parameters the layer has no parameter for left out); None where the
+    call cannot be bound (the call itself then fails, saying why)."""
+    try:
+        return sub.plan_call(
+            LAYER,
+            in_features=GAT_IN,
+            out_features=GAT_HEADS * GAT_HIDDEN,
+            n_heads=GAT_HEADS,
+            is_concat=True,
+            dropout=0.6,
+            alpha=HANDOUT_ALPHA,
+        )
+    except SignatureMismatch:
+        return None
+
+
 def submitted_layer_takes(sub, handout: str) -> bool:
-    """Whether the submitted GraphAttentionLayer has a parameter for the handout's ``handout``
-    (its name, an alias, the inverse flag for is_concat, or ``**kwargs``); True where unknown."""
-    signature = sub.apply(params.call_signature, sub.GraphAttentionLayer)
-    if signature is None:
-        return True
-    for parameter in signature:
-        name = parameter["name"]
-        if parameter["kind"] == "var_keyword" or graph_probes.handout_name(name, graph_probes.LAYER_ALIASES) == handout:
-            return True
-        if handout == "is_concat" and name.lower() in graph_probes.AVERAGE_ALIASES:
-            return True
-    return False
+    """Whether the submitted GraphAttentionLayer receives the handout's parameter ``handout`` (under
+    its name, an alias or through ``**kwargs``); True where its signature is unknown or unbindable."""
+    binding = layer_binding(sub)
+    return binding is None or binding.parameters is None or binding.received(handout)
+
+
+def layer_names(sub) -> dict[str, str]:
+    """The submitted GraphAttentionLayer's parameter -> the handout's parameter it receives, by the
+    engine's binding; what the grader's layer, lent to the submission's GAT, reads the GAT's calls by
+    (:func:`torchgrade.probes.graphs.build_with_lent_layer`). Empty where the signature cannot be bound."""
+    binding = layer_binding(sub)
+    if binding is None:
+        return {}
+    return {target: handout for handout, target in binding.targets.items() if not target.startswith("*")}
 
 
 def make_attention_layer(sub, concat: bool, alpha: float = 0.2):
@@ -483,7 +506,8 @@ def train_on(
 
     def lent_run(inputs) -> dict:
         args, kwargs = classifier_arguments(graph, model_name, budget)
-        built = submission.apply(graph_probes.build_with_lent_layer, submission.GAT, list(args), kwargs)
+        names = layer_names(submission)
+        built = submission.apply(graph_probes.build_with_lent_layer, submission.GAT, list(args), kwargs, names)
         if "error" in built:
             raise CheckFailure(built["error"])
         layers = "; ".join(sorted(set(built["built"]), key=built["built"].index))
@@ -516,7 +540,7 @@ def train_on(
         finally:
             submission.set_cpu_budget(None)
 
-    ignore = tuple(name for name in MODULES["gnn"] if name not in cache_names)
+    ignore = tuple(name for name, module in submission.interface.items() if module == "gnn" and name not in cache_names)
     # The run depends on the graded code, the budget, the probes' code (the loop, the grader's
     # layer) and on whether the grader's layer stands in for the submission's.
     params = {**budget, "graph": graph.name, "seed": TRAIN_SEED, "probes": _probe_code(), "lent": bool(lend_failures)}

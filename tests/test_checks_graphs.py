@@ -9,12 +9,12 @@ exception from deep inside torch, and a malformed run is the submission's failur
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _toys import graders_module
 from torch import nn
 
 from fixtures import citation, molecules
@@ -257,6 +257,17 @@ UNMASKED_GNN = REFERENCE_GNN.replace('        e = e.masked_fill(mask == 0, float
 OTHER_NAME_GNN = UNMASKED_GNN.replace("= GraphAttentionLayer(", "= Layer(") + "\nLayer = GraphAttentionLayer\n"
 
 
+#: RENAMED_GNN's layer's parameters -> the handout's, as the engine's binding names them.
+RENAMED_NAMES = {
+    "in_dim": "in_features",
+    "out_dim": "out_features",
+    "num_heads": "n_heads",
+    "concat": "is_concat",
+    "dropout": "dropout",
+    "leaky_relu_negative_slope": "alpha",
+}
+
+
 def load_module(tmp_path: Path, source: str, name: str):
     path = tmp_path / f"{name}.py"
     path.write_text(source)
@@ -267,7 +278,9 @@ def test_bind_layer_call_maps_the_submitted_names_to_the_handout_s():
     def layer(self, in_dim, out_dim, num_heads, concat=True, p=0.5, leaky_relu_negative_slope=0.1, bias=True):
         pass
 
-    values, ignored = graphs.bind_layer_call(layer, (4, 6, 2), {"concat": False, "leaky_relu_negative_slope": 0.3})
+    names = {**RENAMED_NAMES, "p": "dropout"}  # the grader's binding by name (graders/_gnn.py: layer_names)
+    call = {"concat": False, "leaky_relu_negative_slope": 0.3}
+    values, ignored = graphs.bind_layer_call(layer, (4, 6, 2), call, names)
     assert values == {
         "in_features": 4,
         "out_features": 6,
@@ -323,7 +336,7 @@ def test_correct_attention_layer_equals_the_reference_layer(tmp_path, concat):
 def test_lent_layer_builds_a_gat_by_the_submitted_signature_and_puts_the_class_back(tmp_path):
     module = load_module(tmp_path, RENAMED_GNN, "renamed_gnn")
     submitted = module.GraphAttentionLayer
-    built = graphs.build_with_lent_layer(module.GAT, [10, 16, 3, 0.5], {"n_heads": 4, "alpha": 0.1})
+    built = graphs.build_with_lent_layer(module.GAT, [10, 16, 3, 0.5], {"n_heads": 4, "alpha": 0.1}, RENAMED_NAMES)
     assert module.GraphAttentionLayer is submitted
     assert built["built"] == [
         "GraphAttentionLayer(in_features=10, out_features=16, n_heads=4, is_concat=True, dropout=0.5, alpha=0.1)",
@@ -339,24 +352,19 @@ def test_lent_layer_says_why_it_cannot_stand_in(tmp_path):
     no_layer = load_module(tmp_path, "from torch import nn\nclass GAT(nn.Module):\n    pass\n", "no_layer_gnn")
     assert "defines no class GraphAttentionLayer" in graphs.build_with_lent_layer(no_layer.GAT, [], {})["error"]
     other_name = load_module(tmp_path, OTHER_NAME_GNN, "other_name_gnn")
-    result = graphs.build_with_lent_layer(other_name.GAT, [10, 16, 3, 0.5], {"n_heads": 4})
+    result = graphs.build_with_lent_layer(other_name.GAT, [10, 16, 3, 0.5], {"n_heads": 4}, RENAMED_NAMES)
     assert result == {"error": "the GAT built no layer through the name GraphAttentionLayer"}
     assert other_name.GraphAttentionLayer is other_name.Layer
     too_many = load_module(tmp_path, RENAMED_GNN.replace("concat=False)", "concat=False, bias=True)"), "too_many_gnn")
     with pytest.raises(TypeError, match="bias"):  # a call the submitted layer could not take either
-        graphs.build_with_lent_layer(too_many.GAT, [10, 16, 3, 0.5], {})
+        graphs.build_with_lent_layer(too_many.GAT, [10, 16, 3, 0.5], {}, RENAMED_NAMES)
     assert too_many.GraphAttentionLayer.__module__ == "too_many_gnn"  # put back after the failure
 
 
 # -- the GAT check (3.5) with a broken layer, graded through the grader's own functions --------------
 def graders_gnn():
     """graders/_gnn.py, the GNN graders' helpers."""
-    sys.path.insert(0, str(ROOT / "graders"))
-    try:
-        import _gnn
-    finally:
-        sys.path.remove(str(ROOT / "graders"))
-    return _gnn
+    return graders_module("_gnn")
 
 
 def grade_gat(folder: Path, source: str) -> tuple[list[str], dict]:
@@ -415,6 +423,8 @@ def test_gat_with_a_renamed_crashing_layer_is_graded_with_the_grader_s_layer(tmp
         "the submission's GAT built GraphAttentionLayer(in_features=20, out_features=8, n_heads=2"
         in run["attention_layer"]
     )
+    # concat=False reached the grader's layer as is_concat by the engine's binding of the layer's names.
+    assert "GraphAttentionLayer(in_features=8, out_features=3, n_heads=1, is_concat=False" in run["attention_layer"]
     assert 0 <= run["test_accuracy"] <= 1
 
 
@@ -474,3 +484,19 @@ def test_a_layer_without_is_concat_is_graded_on_what_it_does(tmp_path):
         3,
         1,
     ) and who == "GraphAttentionLayer(5, 3, n_heads=1 (no is_concat: one head), alpha=0.2)"
+
+
+def test_the_lent_layer_reads_the_gat_s_calls_by_the_engine_s_binding(tmp_path):
+    """The grader's names for the submitted layer's parameters come from the engine's binding by name
+    (``Submission.plan_call``), the one binding of the grader: aliases, and nothing for a parameter the
+    handout does not have."""
+    _gnn = graders_gnn()
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "gnn.py").write_text(RENAMED_GNN)
+    submission = Submission(folder, "none", NAME_TO_MODULE)
+    try:
+        assert _gnn.layer_names(submission) == RENAMED_NAMES
+        assert _gnn.submitted_layer_takes(submission, "alpha") and _gnn.submitted_layer_takes(submission, "is_concat")
+    finally:
+        submission.close()

@@ -161,17 +161,6 @@ LAYER_PARAMETERS = (
     ("dropout", 0.6),
     ("alpha", 0.2),
 )
-#: Other names real submissions give them (as ``torchgrade.interface.PARAMETER_ALIASES``, which the
-#: worker does not import, and the names of PyG's and pyGAT's layers); matched as written, then
-#: ignoring case and underscores.
-LAYER_ALIASES = {
-    "in_features": ("in_dim", "input_dim", "nfeat", "in_channels", "in_feats", "in_size", "input_size", "dim_in"),
-    "out_features": ("out_dim", "output_dim", "out_channels", "out_feats", "out_size", "output_size", "dim_out"),
-    "n_heads": ("num_heads", "heads", "n_head", "nheads", "num_head", "head"),
-    "is_concat": ("concat", "concatenate", "concat_heads", "is_concatenate"),
-    "dropout": ("dropout_rate", "dropout_prob", "p_dropout", "drop_prob", "attn_dropout", "drop", "p"),
-    "alpha": ("leaky_relu_negative_slope", "negative_slope", "leaky_relu_slope", "lrelu_alpha", "slope"),
-}
 #: Names of a layer's flag meaning the opposite of ``is_concat``.
 AVERAGE_ALIASES = ("average", "is_average", "average_heads", "mean_heads", "avg")
 #: Names of the forward's node features and adjacency, by which a keyword call is read.
@@ -208,26 +197,37 @@ def _parameters(fn: Callable) -> list[inspect.Parameter]:
     ]
 
 
-def bind_layer_call(signature_of: Callable, args: tuple, kwargs: dict) -> tuple[dict[str, Any], list[str]]:
+def bind_layer_call(
+    signature_of: Callable, args: tuple, kwargs: dict, names: dict[str, str] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """The handout's arguments ``{in_features, ..., alpha}`` of a constructor call written for the
     submitted layer: bound by that layer's signature, each parameter renamed to the handout's name
-    it stands for (by name or alias); required handout parameters left unnamed take the submitted
-    integer parameters no name matched, in their order, and a layer with no parameter for the heads
-    has one. Returns the arguments and what was not understood.
+    it stands for (``names``, else its own name where it is the handout's); required handout
+    parameters left unnamed take the submitted integer parameters no name matched, in their order,
+    and a layer with no parameter for the heads has one. Returns the arguments and what was not
+    understood.
+
+    Args:
+        signature_of: the submitted layer's ``__init__``.
+        args, kwargs: the call the submission's GAT makes.
+        names: the submitted parameter -> the handout's parameter it receives, as the grader's
+            binding by name found them (aliases included); the worker has no binding of its own.
 
     Raises:
         TypeError: the call does not bind to the submitted signature, or a size is missing.
     """
+    names = names or {}
+    handout_names = {handout for handout, _ in LAYER_PARAMETERS}
     params = _parameters(signature_of)
     bound = inspect.Signature(params).bind(*args, **kwargs)
     bound.apply_defaults()
     values: dict[str, Any] = {}
-    unmatched, ignored = [], []
+    unmatched = []
     for name, value in bound.arguments.items():
-        handout = handout_name(name, LAYER_ALIASES)
+        handout = names.get(name, name if name in handout_names else None)
         if handout is None and name.lower() in AVERAGE_ALIASES and isinstance(value, bool):
             handout, value = "is_concat", not value
-        if handout is None or handout in values:
+        if handout not in handout_names or handout in values:
             unmatched.append((name, value))
         else:
             values[handout] = value
@@ -246,7 +246,7 @@ def bind_layer_call(signature_of: Callable, args: tuple, kwargs: dict) -> tuple[
             values[handout] = value
         else:
             values[handout] = default
-    ignored = [f"{n}={v!r}" for n, v in unmatched]
+    ignored = [f"{n}={repr(v)[:80]}" for n, v in unmatched]
     return values, ignored
 
 
@@ -348,30 +348,34 @@ def _dense_mask(adj: torch.Tensor, n_nodes: int) -> torch.Tensor:
 class LentAttentionLayer:
     """Stands for a submission's ``GraphAttentionLayer`` class while its ``GAT`` is built: every call
     builds a :class:`CorrectAttentionLayer` from the arguments the GAT passes, bound by the
-    submitted layer's own signature (:func:`bind_layer_call`).
+    submitted layer's own signature and the grader's names for its parameters (:func:`bind_layer_call`).
 
     Attributes:
         built: what each call became, in the handout's terms (plain strings for the report).
         ignored: arguments of those calls the grader's layer has no use for.
     """
 
-    def __init__(self, submitted: Any) -> None:
+    def __init__(self, submitted: Any, names: dict[str, str] | None = None) -> None:
         self.submitted = submitted
+        self.names = names or {}
         self.built: list[str] = []
         self.ignored: list[str] = []
 
     def __call__(self, *args: Any, **kwargs: Any) -> CorrectAttentionLayer:
-        values, ignored = bind_layer_call(self.submitted.__init__, args, kwargs)
+        values, ignored = bind_layer_call(self.submitted.__init__, args, kwargs, self.names)
         layer = CorrectAttentionLayer(**values, forward_of=getattr(self.submitted, "forward", None))
         self.built.append(layer.describe())
         self.ignored += ignored
         return layer
 
 
-def build_with_lent_layer(model_class: Any, args: list, kwargs: dict) -> dict[str, Any]:
+def build_with_lent_layer(
+    model_class: Any, args: list, kwargs: dict, names: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Build ``model_class(*args, **kwargs)`` (the submission's ``GAT``) while the global name
     ``GraphAttentionLayer`` that its code reads is the grader's :class:`LentAttentionLayer`, then put
-    the submission's class back.
+    the submission's class back. ``names``: the submitted layer's parameter -> the handout's
+    parameter, from the grader's binding by name (``graders/_gnn.py``: ``layer_names``).
 
     Returns:
         ``{"model": the model, "built": [layers built, in the handout's terms], "ignored": [...]}``;
@@ -382,7 +386,7 @@ def build_with_lent_layer(model_class: Any, args: list, kwargs: dict) -> dict[st
     submitted = getattr(module, "GraphAttentionLayer", None)
     if not isinstance(model_class, type) or not isinstance(submitted, type):
         return {"error": "the GAT's module defines no class GraphAttentionLayer for the grader to stand in for"}
-    lent = LentAttentionLayer(submitted)
+    lent = LentAttentionLayer(submitted, names)
     swap(model_class, "GraphAttentionLayer", lent)
     try:
         model = model_class(*args, **kwargs)
