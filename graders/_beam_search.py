@@ -7,6 +7,7 @@ Nothing here is graded by itself: the check in ``test_beam_search.py`` calls the
 from __future__ import annotations
 
 from torchgrade.checks.beam_search import read_beam_result
+from torchgrade.checks.shapes import cut
 from torchgrade.errors import CheckFailure
 from torchgrade.probes.beam_search import decoder_record, tree_decoder
 
@@ -26,7 +27,16 @@ DISCUSSION_TREE = {
 
 
 def words(tokens) -> str:
-    return '"' + " ".join(WORDS[t] for t in tokens) + '"' if all(t in (0, 1) for t in tokens) else str(list(tokens))
+    """The discussion's words of ``tokens`` (``"neural network"``), else the tokens; cut to a
+    message's length (a submission may return any number of tokens)."""
+    if all(t in (0, 1) for t in tokens):
+        return cut('"' + " ".join(WORDS[t] for t in tokens) + '"')
+    return tokens_text(tokens)
+
+
+def tokens_text(tokens) -> str:
+    """``[0, 2, 1]``, cut to a message's length."""
+    return cut(str(list(tokens)))
 
 
 def run_tree(submission, tree: dict, beam_width: int, length: int) -> dict:
@@ -43,8 +53,9 @@ def compare_beams(got: list, expected: list, call: str, render=words) -> None:
         got_set = sorted((tuple(tokens), round(score, 6)) for tokens, score in got_step)
         expected_set = sorted((tuple(tokens), round(score, 6)) for tokens, score in expected_step)
         if got_set != expected_set:
+            held = cut(", ".join(f"{render(k)} ({s:.3g})" for k, s in got_set[:20]))
             raise CheckFailure(
-                f"{call}: after step {t + 1} the beam holds {', '.join(f'{render(k)} ({s:.3g})' for k, s in got_set)}; "
+                f"{call}: after step {t + 1} the beam holds {held}; "
                 f"expected {', '.join(f'{render(k)} ({s:.3g})' for k, s in expected_set)} (the k most likely of all "
                 f"extensions of the previous beam, scored by their summed log-probabilities)."
             )

@@ -330,7 +330,7 @@ def expect_undefined(call: Callable[[], object], label: str, what: str) -> None:
             f"{label} raised {error.exc_type}; expected a ValueError saying that {what} is 0.\n{error}"
         ) from None
     raise CheckFailure(
-        f"{label} returned {value!r}; expected an error (ValueError): {what} is 0, so the metric is "
+        f"{label} returned {shapes.summarise(value)}; expected an error (ValueError): {what} is 0, so the metric is "
         f"undefined.\nHint: check the denominator and raise ValueError with a message that says so."
     )
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _beam_search import DISCUSSION_TREE, compare_beams, run_tree, words
+from _beam_search import DISCUSSION_TREE, compare_beams, run_tree, tokens_text, words
 
 from torchgrade.checks.beam_search import beam_search_reference, exhaustive_search, random_tree
+from torchgrade.checks.shapes import cut
 from torchgrade.errors import CheckFailure
 
 ASSIGNMENT = "eecs182"
@@ -55,22 +56,23 @@ def test_beam_search(sub, parts):
             best, beams = beam_search_reference(tree, beam_width, depth)
             if result["beams"] is None:
                 raise CheckFailure(f"{call}: {result['problem']}.")
-            compare_beams(result["beams"], beams, call, render=lambda tokens: str(list(tokens)))
+            compare_beams(result["beams"], beams, call, render=tokens_text)
             if result["best"] != best:
                 raise CheckFailure(
-                    f"{call} returned {result['best']}; expected {best}, the most likely of the final beam."
+                    f"{call} returned {tokens_text(result['best'])}; expected {best}, the most likely of the "
+                    f"final beam."
                 )
             if beam_width >= vocabulary ** (depth - 1):
                 exhaustive, _ = exhaustive_search(tree, depth)
                 if result["best"] != exhaustive:
                     raise CheckFailure(
                         f"{call}: with a beam as wide as the tree it must find the most likely "
-                        f"sequence, {exhaustive}; it returned {result['best']}."
+                        f"sequence, {exhaustive}; it returned {tokens_text(result['best'])}."
                     )
             if result["state_mismatches"]:
                 prefix, state = result["state_mismatches"][0]
                 raise CheckFailure(
-                    f"{call}: the decoder was asked about {prefix} with the state {state}, not the one it returned "
-                    f"when {prefix[:-1]} was extended. Hint: store each hypothesis's state with it (the discussion's "
-                    f"part f), so that the model never re-reads a prefix."
+                    f"{call}: the decoder was asked about {tokens_text(prefix)} with the state {cut(state)}, not the "
+                    f"one it returned when {tokens_text(prefix[:-1])} was extended. Hint: store each hypothesis's "
+                    f"state with it (the discussion's part f), so that the model never re-reads a prefix."
                 )

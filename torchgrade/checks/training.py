@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from torchgrade.checks import shapes
 from torchgrade.errors import CheckFailure
 
 MSG_BELOW_THRESHOLD = "{what} was {value}; at least {threshold:.3f} is needed. Run: {who}. Threshold: {calibration}."
@@ -22,7 +23,7 @@ def check_at_least(value: Any, threshold: float, who: str, what: str, calibratio
     """
     number = isinstance(value, (int, float))
     if not number or value != value or value < threshold:
-        shown = f"{value:.3f}" if number else f"not a number ({value!r})"
+        shown = f"{value:.3f}" if number else f"not a number ({shapes.summarise(value)})"  # arrays summarised
         raise CheckFailure(
             MSG_BELOW_THRESHOLD.format(what=what, value=shown, threshold=threshold, who=who, calibration=calibration)
         )
