@@ -8,16 +8,19 @@ what must run next to them comes from :mod:`torchgrade.probes`.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from torchgrade.checks import shapes
-from torchgrade.errors import CheckFailure, MissingName, SignatureMismatch, StudentTimeout
-from torchgrade.probes import params, substitute
+from torchgrade.errors import CheckFailure, MissingName, StudentTimeout
+from torchgrade.probes import pair_classifier, params, substitute
 from torchgrade.probes import training as training_probes
 
 #: Height and width of one shoe photo; a pair image is ``[2 * SIZE, SIZE]`` (left shoe on top).
@@ -124,152 +127,73 @@ def photo_text(found: tuple[int, int, int] | None) -> str:
     return f"student {student}, pair {pair}, {'left' if side == 0 else 'right'}"
 
 
-# -- binding calls by the names the submission uses -------------------------------------------------
-#: What real submissions call the handout's parameters. A call passes each value under the name the
-#: submitted signature uses; a parameter the submission lacks is left out (its own default or fixed
-#: value is then graded, read back from the weights or the run).
-ALIASES: dict[str, tuple[str, ...]] = {
-    "n": ("n", "num_channels", "n_channels", "channels", "num_filters", "n_filters", "base_channels", "hidden"),
-    "kernel_size": ("kernel_size", "k", "kernel", "ks", "kernel_sz", "ksize", "k_size", "filter_size", "kernel_dim"),
-    "model": ("model", "net", "network", "cnn", "classifier"),
-    "train": ("train_data", "train", "train_set", "training_data", "train_dataset", "trainset", "data", "dataset"),
-    "valid": ("valid_data", "valid", "val_data", "validation_data", "val", "valid_set", "val_set", "validation"),
-    "batch_size": ("batch_size", "bs", "batch", "batchsize", "batch_sz", "n_batch"),
-    "learning_rate": ("learning_rate", "lr", "learn_rate", "learningrate"),
-    "weight_decay": ("weight_decay", "wd", "decay", "weightdecay", "l2", "l2_reg", "reg"),
-    "iterations": (
-        "max_iters",
-        "max_iter",
-        "num_iters",
-        "n_iters",
-        "iters",
-        "iterations",
-        "num_iterations",
-        "n_iterations",
-        "max_iterations",
-        "niters",
-        "num_iter",
-        "n_iter",
-    ),
-    "epochs": (
-        "max_epoch",
-        "max_epochs",
-        "num_epochs",
-        "epochs",
-        "n_epochs",
-        "epoch",
-        "nepochs",
-        "num_epoch",
-        "n_epoch",
-        "num_epoches",
-        "epoch_num",
-    ),
-    "checkpoint": (
-        "checkpoint_path",
-        "checkpoint",
-        "ckpt_path",
-        "ckpt",
-        "checkpoint_dir",
-        "checkpoint_file",
-        "save_path",
-        "model_path",
-        "save_dir",
-        "ckpt_dir",
-        "path",
-        "folder",
-    ),
-}
-#: Roles the handout passes positionally first (model, training data, validation data): bound by
-#: position only where the submission's names are none of the aliases.
-LEADING = ("model", "train", "valid")
+# -- the parts of the checks: each raises CheckFailure with its check's message -----------------------
+# The checks in test_shoes.py grade these; Q4b runs them too, to decide which of the submission's
+# units (pair builders, model, training loop) failed its own check and is replaced by the grader's.
+def builder_label(name: str, data: np.ndarray) -> str:
+    return f"{name}(data[{data.shape[0]}, 3, 2, 224, 224, 3])"
 
 
-class Binding:
-    """How one call of a submitted function is spelled: the positional and keyword arguments, the
-    roles the signature has no parameter for, and the call as text for messages."""
-
-    def __init__(self, name: str, args: list, kwargs: dict, texts: list[str], bound: dict[str, str]) -> None:
-        self.name, self.args, self.kwargs, self.bound = name, args, kwargs, bound
-        self.label = f"{name}({', '.join(texts)})"
-
-    def has(self, role: str) -> bool:
-        """Whether the call passes ``role`` (under the name ``bound[role]``)."""
-        return role in self.bound
-
-    def __call__(self, target):
-        return target(*self.args, **self.kwargs)
+def check_pair_shape(out: Any, data: np.ndarray, who: str) -> np.ndarray:
+    """Q1c/Q1d: ``[S*3, 448, 224, 3]``, as many pairs as the data has (3 per student)."""
+    return shapes.check_shape(out, (data.shape[0] * 3, 2 * SIZE, SIZE, 3), who)
 
 
-def signature_of(sub, name: str) -> list[dict] | None:
-    """The submitted ``name``'s parameters (see :func:`params.call_signature`); None if unreadable."""
-    try:
-        return sub.apply(params.call_signature, sub.lookup(name))
-    except CheckFailure as exc:
-        if isinstance(exc, MissingName):
-            raise
-        return None
+def check_same_pair_rows(out: Any, data: np.ndarray, who: str) -> None:
+    """Q1c: each pair once, left shoe on top of its right shoe."""
+    count = data.shape[0] * 3
+    array = check_pair_shape(out, data, who)
+    found = set()
+    for i, (top, bottom) in enumerate(split_rows(array, image_index(data))):
+        if top is None or bottom is None or top[2] != 0 or bottom[2] != 1 or top[:2] != bottom[:2]:
+            raise CheckFailure(
+                f"{who}[{i}] is not a left shoe on top of the right shoe of the same pair "
+                f"(top: {photo_text(top)}, bottom: {photo_text(bottom)})."
+            )
+        found.add(top[:2])
+    if len(found) != count:
+        raise CheckFailure(f"{who} contains {len(found)} distinct pairs; each of the {count} should appear once.")
 
 
-def parameter_for(signature: list[dict] | None, role: str) -> str | None:
-    """The name under which ``signature`` takes ``role`` (see ALIASES), or None."""
-    if signature is None:
-        return None
-    names = {p["name"].lower(): p["name"] for p in signature if p["kind"] in ("positional", "keyword")}
-    for alias in ALIASES.get(role, (role,)):
-        if alias.lower() in names:
-            return names[alias.lower()]
-    return None
-
-
-def bind(name: str, signature: list[dict] | None, values: dict[str, tuple[Any, str]]) -> Binding:
-    """Spell a call of ``name`` with ``values`` (role -> (value, text for messages)) by the names the
-    submitted ``signature`` uses.
-
-    A role the signature has no name for is passed positionally if it is one of the handout's leading
-    roles (model, training data, validation data) and the signature has a free positional slot there,
-    by its handout name if the signature takes ``**kwargs``, and left out otherwise (``has(role)`` is
-    then False).
-
-    Raises:
-        SignatureMismatch: the signature requires a parameter the handout's call does not give.
-    """
-    if signature is None:  # unreadable (a builtin, a C extension): the handout's names, as written
-        leading = [values[r] for r in LEADING if r in values]
-        rest = {r: v for r, v in values.items() if r not in LEADING}
-        texts = [t for _, t in leading] + [f"{r}={t}" for r, (_, t) in rest.items()]
-        bound = {r: r for r in values}
-        return Binding(name, [v for v, _ in leading], {r: v for r, (v, _) in rest.items()}, texts, bound)
-    positional = [p["name"] for p in signature if p["kind"] == "positional"]
-    var_keyword = any(p["kind"] == "var_keyword" for p in signature)
-    named: dict[str, tuple[str, Any, str]] = {}
-    for role, (value, text) in values.items():
-        found = parameter_for(signature, role)
-        if found is not None and found not in named:
-            named[found] = (role, value, text)
-        elif role in LEADING and LEADING.index(role) < len(positional) and positional[LEADING.index(role)] not in named:
-            named[positional[LEADING.index(role)]] = (role, value, text)
-        elif var_keyword and role not in LEADING:
-            named[ALIASES.get(role, (role,))[0]] = (role, value, text)
-    required = [p["name"] for p in signature if p["required"] and p["name"] not in named]
-    if required:
-        raise SignatureMismatch(
-            f"{name} requires {', '.join(required)}, which the handout's call does not give "
-            f"(the submitted parameters are {', '.join(p['name'] for p in signature) or 'none'}). Hint: give "
-            f"extra parameters a default value."
+def check_different_pair_rows(out: Any, data: np.ndarray, who: str) -> None:
+    """Q1d: left and right shoes of different pairs of the same student, 3 distinct ones per student."""
+    students = data.shape[0]
+    array = check_pair_shape(out, data, who)
+    per_student: dict[int, set] = {}
+    for i, (top, bottom) in enumerate(split_rows(array, image_index(data))):
+        if top is None or bottom is None or top[2] != 0 or bottom[2] != 1:
+            raise CheckFailure(
+                f"{who}[{i}] is not a left shoe on top of a right shoe from the data "
+                f"(top: {photo_text(top)}, bottom: {photo_text(bottom)})."
+            )
+        if top[0] != bottom[0]:
+            raise CheckFailure(
+                f"{who}[{i}] mixes students {top[0]} and {bottom[0]}; both shoes must come "
+                f"from the same student (otherwise background and lighting give the answer away)."
+            )
+        if top[1] == bottom[1]:
+            raise CheckFailure(
+                f"{who}[{i}] is a true pair (student {top[0]}, pair {top[1]}): a 'different' "
+                f"pair must combine shoes of two different pairs."
+            )
+        per_student.setdefault(top[0], set()).add((top[1], bottom[1]))
+    counts = {s: len(v) for s, v in per_student.items()}
+    if sorted(counts) != list(range(students)) or set(counts.values()) != {3}:
+        raise CheckFailure(
+            f"{who}: distinct mismatched pairs per student are {counts}; expected 3 for each of the "
+            f"{students} students."
         )
-    # The handout's leading roles travel positionally where they sit first, the rest by name.
-    args, texts, kwargs = [], [], {}
-    for index, parameter in enumerate(positional):
-        if parameter not in named or named[parameter][0] not in LEADING or index != len(args):
-            break
-        args.append(named[parameter][1])
-        texts.append(named[parameter][2])
-    for parameter, (_, value, text) in named.items():
-        if parameter in positional[: len(args)]:
-            continue
-        kwargs[parameter] = value
-        texts.append(f"{parameter}={text}")
-    return Binding(name, args, kwargs, texts, {role: parameter for parameter, (role, _, _) in named.items()})
+
+
+# -- calls bound by the names the submission uses ------------------------------------------------------
+# The engine binds every call of a handout name (CNN, CNNChannel, train_model) to the submitted
+# signature by parameter name (torchgrade.engine.binding): a keyword reaches the submission's own name
+# for it or an alias, or is left out where the submission has no such parameter (its own default or
+# fixed value is then graded, read back from the weights or the run). These helpers only ask it how.
+def received(plan, name: str) -> bool:
+    """Whether the handout parameter ``name`` reaches the submission in the call ``plan`` describes; a
+    signature that cannot be read gets the call as written, so every value is taken as received."""
+    return plan.parameters is None or plan.received(name)
 
 
 # -- the models' layers ----------------------------------------------------------------------------
@@ -278,24 +202,28 @@ KERNEL_SIZES = (3, 5)
 
 
 class BuiltModel:
-    """A submitted model built for a check: the handle, the call as text, and which of the handout's
-    hyperparameters the constructor took (a missing one is the model's own, read from its weights)."""
+    """A submitted model built for a check: the handle, the call as made (``CNN()`` for a constructor
+    without n and kernel size), and which of the handout's hyperparameters the constructor took (a
+    missing one is the model's own, read from its weights)."""
 
-    def __init__(self, model, binding: Binding) -> None:
-        self.model, self.label, self.binding = model, binding.label, binding
-        self.took_n, self.took_k = binding.has("n"), binding.has("kernel_size")
+    def __init__(self, model, label: str, took_n: bool, took_k: bool) -> None:
+        self.model, self.label, self.took_n, self.took_k = model, label, took_n, took_k
 
 
 def build_model(sub, name: str, n: int | None = 4, kernel_size: int | None = None) -> BuiltModel:
-    """``name(n=..., kernel_size=...)`` spelled the way the submitted constructor takes them: a constructor
-    without a kernel size (or without n) is built without it and graded on the one it has."""
-    values: dict[str, tuple[Any, str]] = {}
-    if n is not None:
-        values["n"] = (n, str(n))
-    if kernel_size is not None:
-        values["kernel_size"] = (kernel_size, str(kernel_size))
-    binding = bind(name, signature_of(sub, name), values)
-    return BuiltModel(binding(sub.lookup(name)), binding)
+    """``name(n=..., kernel_size=...)``, bound by the engine to the submitted constructor: one without a
+    kernel size (or without n) is built without it and graded on the one it has."""
+    values = {key: value for key, value in (("n", n), ("kernel_size", kernel_size)) if value is not None}
+    model = sub.lookup(name)(**values)
+    plan = sub.last_binding(name)
+    if plan is None:  # not a handout name: the call went as written
+        return BuiltModel(model, call_text(name, values), "n" in values, "kernel_size" in values)
+    took = {key: key in values and received(plan, key) for key in ("n", "kernel_size")}
+    return BuiltModel(model, plan.called, took["n"], took["kernel_size"])
+
+
+def call_text(name: str, values: dict[str, Any]) -> str:
+    return f"{name}({', '.join(f'{key}={value}' for key, value in values.items())})"
 
 
 def conv_and_fc_shapes(sub, model) -> tuple[list[list[int]], list[list[int]]]:
@@ -388,6 +316,59 @@ def channel_order(seen: np.ndarray, left: np.ndarray, right: np.ndarray) -> list
     return found
 
 
+CHANNEL_OUTPUT = "output [B, 2] for input [B, 3, 448, 224]"
+CHANNEL_STACKED = "left and right shoes stacked on channels: the first convolution sees [B, 6, 224, 224]"
+CHANNEL_LAYERS = "six input channels, n -> 8n convolutions, FC 8n*14*14 -> 100 -> 2 (n and k read from the weights)"
+
+
+def check_channel_output(sub) -> None:
+    """Q3b: ``[B, 2]`` logits for batches of 2 and 3 pairs (n = 2 and 4 where the constructor takes n)."""
+    for n in (2, 4):
+        built = build_model(sub, "CNNChannel", n=n)
+        layout = find_layout(built.model, built.label)
+        for batch in (2, 3):  # two images at least: BatchNorm1d cannot take one in train mode
+            x = model_input(np.zeros((batch, 2 * SIZE, SIZE, 3), np.float32), layout)
+            shapes.check_shape(built.model(x), (batch, 2), f"{built.label}(x{list(x.shape)})")
+        if not built.took_n:
+            break
+
+
+def check_channel_stacked(sub) -> None:
+    """Q3b: the first convolution sees the left shoe's and the right shoe's 3 channels, in any order."""
+    built = build_model(sub, "CNNChannel", n=4)
+    layout = find_layout(built.model, built.label)
+    pairs = np.random.default_rng(5).uniform(-0.5, 0.5, (2, 2 * SIZE, SIZE, 3)).astype(np.float32)
+    seen = sub.apply(training_probes.first_conv_input, built.model, model_input(pairs, layout))
+    who = f"the input of {built.label}'s first convolution"
+    array = shapes.check_shape(seen, (2, 6, SIZE, SIZE), who)
+    left = np.transpose(pairs[:, :SIZE], (0, 3, 1, 2))
+    right = np.transpose(pairs[:, SIZE:], (0, 3, 1, 2))
+    order = channel_order(array, left, right)
+    if sorted(map(str, order)) != ["L0", "L1", "L2", "R0", "R1", "R2"]:
+        named = ", ".join(
+            f"{c}: " + ("not a shoe's channel" if o is None else f"{'left' if o[0] == 'L' else 'right'} {o[1]}")
+            for c, o in enumerate(order)
+        )
+        raise CheckFailure(
+            f"{who} is not the left shoe's 3 channels stacked with the right shoe's 3 channels, each once "
+            f"(channel {named}). Hint: slice the top and bottom 224 rows and torch.cat them on dim 1."
+        )
+
+
+def check_channel_layers(sub) -> None:
+    """Q3b: the layers relative to n and k read from the weights, for both kernel builds."""
+    for k, built in zip((3, 5), kernel_builds(sub, "CNNChannel"), strict=True):
+        check_layers(sub, built, 6, (14, 14), n=4 if k == 3 or built.took_k else 2, k=k)
+
+
+#: The parts of Q3b: (points, name, check).
+CHANNEL_PARTS = (
+    (1, CHANNEL_OUTPUT, check_channel_output),
+    (1, CHANNEL_STACKED, check_channel_stacked),
+    (1, CHANNEL_LAYERS, check_channel_layers),
+)
+
+
 # -- Q4a: the training loop, observed through a recording model -------------------------------------
 #: The probe run of Q4a: 4 students (12 pairs), batches of 6 (3 positives, 3 negatives), 3 epochs.
 PROBE_STUDENTS, PROBE_BATCH, PROBE_EPOCHS = 4, 6, 3
@@ -417,6 +398,37 @@ def decode(value: float, n_codes: int) -> tuple[int, int, int] | None:
     return code // 6, code % 6 // 2, code % 2
 
 
+#: The handout's leading parameters of train_model, which the grader passes by position.
+LEADING = ("model", "train_data", "valid_data")
+
+
+class TrainingCall:
+    """A call of the student's ``train_model``: the grader's values under the handout's names, how the
+    engine binds them to the submitted signature (``plan``), and the call as messages print it (the
+    submission's own parameter names, the grader's values in words)."""
+
+    def __init__(self, args: tuple, kwargs: dict[str, Any], texts: dict[str, str], plan) -> None:
+        self.args, self.kwargs, self.plan = args, kwargs, plan
+        by_target = {target: handout for handout, target in plan.targets.items()}
+        shown = [texts[name] for name in LEADING[: len(plan.args)]]
+        for key in plan.kwargs:
+            handout = key if key in texts else by_target.get(key, key)
+            shown.append(f"{key}={texts.get(handout, '...')}")
+        self.label = f"train_model({', '.join(shown)})"
+
+    def has(self, name: str) -> bool:
+        """Whether the handout parameter ``name`` (``max_iters``, ``checkpoint_path``) reaches the loop."""
+        return received(self.plan, name)
+
+    def requires(self, name: str) -> bool:
+        """Whether the submitted parameter that takes the handout's ``name`` has no default."""
+        target = self.plan.target(name)
+        return any(p.name == target and not p.has_default for p in self.plan.parameters or ())
+
+    def __call__(self, submission) -> Any:
+        return submission.lookup("train_model")(*self.args, **self.kwargs)
+
+
 def training_call(
     submission,
     *,
@@ -429,39 +441,43 @@ def training_call(
     epochs: int,
     checkpoint: str | None = None,
     weight_decay: float | None = None,
-) -> Binding:
-    """The student's ``train_model`` call, spelled by the names its signature uses (see ALIASES).
+) -> TrainingCall:
+    """The student's ``train_model`` call, bound by the engine to the names its signature uses.
 
     The budget is passed as the loop takes it: an iteration count where it has one (with a generous
-    epoch count beside it, so that the iterations decide), else ``epochs``, the grader's iteration budget
-    converted at ``pairs / (batch_size / 2)`` steps per epoch by the caller.
+    epoch count beside it, so that the iterations decide), else ``max_epoch``, the grader's iteration
+    budget converted at ``pairs / (batch_size / 2)`` steps per epoch by the caller.
+
+    Raises:
+        SignatureMismatch: the signature cannot take the handout's call (a required extra parameter).
     """
-    signature = signature_of(submission, "train_model")
-    values: dict[str, tuple[Any, str]] = {
-        "model": (model, "model"),
-        "train": (train, f"train_data[{len(train)} students]"),
-        "valid": (valid, f"valid_data[{len(valid)} student{'s' if len(valid) != 1 else ''}]"),
-        "batch_size": (batch_size, str(batch_size)),
-        "learning_rate": (learning_rate, f"{learning_rate:g}"),
+    texts = {
+        "model": "model",
+        "train_data": f"train_data[{len(train)} students]",
+        "valid_data": f"valid_data[{len(valid)} student{'s' if len(valid) != 1 else ''}]",
+        "batch_size": str(batch_size),
+        "learning_rate": f"{learning_rate:g}",
     }
+    kwargs: dict[str, Any] = {"batch_size": batch_size, "learning_rate": learning_rate}
     if weight_decay is not None:
-        values["weight_decay"] = (weight_decay, f"{weight_decay:g}")
-    if signature is None or parameter_for(signature, "iterations") is not None:
-        values["iterations"] = (iterations, str(iterations))
-        if signature is None or parameter_for(signature, "epochs") is not None:
-            values["epochs"] = (max(epochs, 1000), str(max(epochs, 1000)))
-    else:
-        values["epochs"] = (epochs, str(epochs))
+        kwargs["weight_decay"], texts["weight_decay"] = weight_decay, f"{weight_decay:g}"
     if checkpoint is not None:
-        values["checkpoint"] = (checkpoint, f"'{checkpoint}'")
-    return bind("train_model", signature, values)
+        kwargs["checkpoint_path"], texts["checkpoint_path"] = checkpoint, f"'{checkpoint}'"
+    args = (model, train, valid)
+    budget = {"max_iters": iterations, "max_epoch": max(epochs, 1000)}
+    plan = submission.plan_call("train_model", *args, **kwargs, **budget)
+    if not received(plan, "max_iters"):
+        budget = {"max_epoch": epochs}
+        plan = submission.plan_call("train_model", *args, **kwargs, **budget)
+    texts.update({key: str(value) for key, value in budget.items()})
+    return TrainingCall(args, {**kwargs, **budget}, texts, plan)
 
 
-def budget_text(binding: Binding) -> str:
+def budget_text(call: TrainingCall) -> str:
     """What a message says about how the training budget reached the loop."""
-    if binding.has("iterations"):
+    if call.has("max_iters"):
         return ""
-    if binding.has("epochs"):
+    if call.has("max_epoch"):
         return " (train_model takes no iteration count: the grader's budget was given in epochs)"
     return " (train_model takes neither an iteration nor an epoch count: its own defaults decide how long it trains)"
 
@@ -488,9 +504,9 @@ def run_training_probe(submission) -> dict[str, Any]:
         first["n_codes"] = n_codes
         first["colab"] = bool(stand_in)
         first["target"] = target
-        if first.get("failure") is None or not first["binding"].has("checkpoint"):
+        if first.get("failure") is None or not first["binding"].has("checkpoint_path"):
             return first
-        if isinstance(first["failure"], StudentTimeout) or _is_required(submission, first["binding"], "checkpoint"):
+        if isinstance(first["failure"], StudentTimeout) or first["binding"].requires("checkpoint_path"):
             return first
         second = _recorded_run(submission, train, valid, None)
         first["rerun"] = second
@@ -502,11 +518,6 @@ def run_training_probe(submission) -> dict[str, Any]:
                 submission.apply(training_probes.remove_colab_stand_in, stand_in)
             except CheckFailure:
                 pass  # the worker died: its successor starts without it
-
-
-def _is_required(submission, binding: Binding, role: str) -> bool:
-    signature = signature_of(submission, "train_model") or []
-    return any(p["name"] == binding.bound.get(role) and p["required"] for p in signature)
 
 
 def _saved(submission, folder: str) -> list[dict]:
@@ -535,7 +546,7 @@ def _recorded_run(submission, train: np.ndarray, valid: np.ndarray, target: str 
     )
     run: dict[str, Any] = {"binding": binding, "before": before, "failure": None, "returned": None}
     try:
-        run["returned"] = binding(submission.lookup("train_model"))
+        run["returned"] = binding(submission)
     except CheckFailure as exc:
         run["failure"] = exc
     try:
@@ -642,6 +653,93 @@ def returned_curves(returned: Any) -> dict[str, list[float]]:
     return found
 
 
+LOOP_LABELS = "each step: batch_size/2 true pairs labelled 1 and batch_size/2 mismatches labelled 0"
+LOOP_INPUTS = "inputs NCHW [B, 3, 448, 224], left shoe on top"
+LOOP_UPDATES = "trains in train mode and updates the parameters"
+
+
+def loop_label(probe: dict[str, Any]) -> str:
+    """The probe's train_model call, as Q4a's messages name it."""
+    return probe_label(probe) + budget_text(probe["binding"])
+
+
+def check_loop_labels(probe: dict[str, Any]) -> None:
+    """Q4a: every training step has batch_size/2 true pairs labelled 1 and batch_size/2 inputs labelled 0."""
+    who, note, n_codes = loop_label(probe), rerun_note(probe), probe.get("n_codes", 0)
+    for number, step in enumerate(training_steps(probe), 1):
+        samples = step_samples(step, n_codes)
+        labels = [label for _, _, label in samples]
+        if len(samples) != PROBE_BATCH or sum(labels) != PROBE_BATCH // 2:
+            raise CheckFailure(
+                f"{who}: step {number} trained on {len(samples)} inputs with labels {labels}; "
+                f"expected {PROBE_BATCH // 2} labelled 1 and {PROBE_BATCH // 2} labelled 0{note}."
+            )
+        for top, bottom, label in samples:
+            true_pair = (
+                top is not None and bottom is not None and top[:2] == bottom[:2] and (top[2], bottom[2]) == (0, 1)
+            )
+            if label == 1 and not true_pair:
+                raise CheckFailure(
+                    f"{who}: step {number} labelled 1 an input that is not a true pair "
+                    f"(top: {photo_text(top)}, bottom: {photo_text(bottom)}){note}. Hint: same pairs get "
+                    f"label 1, different pairs label 0."
+                )
+
+
+def check_loop_inputs(probe: dict[str, Any]) -> None:
+    """Q4a: the model is fed ``[B, 3, 448, 224]`` (or its transpose) with a left shoe in the first half."""
+    who, note, n_codes = loop_label(probe), rerun_note(probe), probe.get("n_codes", 0)
+    for number, step in enumerate(training_steps(probe), 1):
+        shape = step["shape"]
+        if len(shape) != 4 or shape[1] != 3 or sorted(shape[2:]) != [SIZE, 2 * SIZE]:
+            raise CheckFailure(
+                f"{who}: step {number} fed the model a {step['dtype']} tensor of shape {shape}; "
+                f"expected [{PROBE_BATCH}, 3, 448, 224]{note}. Hint: permute NHWC images to NCHW."
+            )
+        for top, bottom, _ in step_samples(step, n_codes):
+            if top is None or bottom is None or top[2] != 0:
+                raise CheckFailure(
+                    f"{who}: step {number} fed an input whose first half is not a left shoe "
+                    f"(first half: {photo_text(top)}, second half: {photo_text(bottom)}){note}."
+                )
+
+
+def check_loop_updates(probe: dict[str, Any]) -> None:
+    """Q4a: every training step runs in train mode, and the parameters change."""
+    who, note = loop_label(probe), rerun_note(probe)
+    steps = training_steps(probe)
+    eval_steps = [i for i, step in enumerate(steps, 1) if not step["training"]]
+    if eval_steps:
+        raise CheckFailure(
+            f"{who}: {len(eval_steps)} of {len(steps)} training steps ran with the model in eval "
+            f"mode (first: step {eval_steps[0]}){note}. Hint: call model.train() before training steps, "
+            f"again after evaluating."
+        )
+    run = probe if not note else probe["rerun"]
+    if run["before"] == run["after"]:
+        raise CheckFailure(f"{who} left the model's parameters unchanged{note}; call optimizer.step().")
+
+
+#: The parts of Q4a that decide whether a loop can teach a model anything (Q4b lends the grader's loop
+#: where one fails): (points, name, check).
+LOOP_PARTS = (
+    (2, LOOP_LABELS, check_loop_labels),
+    (1, LOOP_INPUTS, check_loop_inputs),
+    (1, LOOP_UPDATES, check_loop_updates),
+)
+
+
+def failed_parts(parts: tuple, *args: Any) -> dict[str, str]:
+    """The parts of a check (``(points, name, check)``) that fail on ``args``: name -> message, capped."""
+    failed = {}
+    for _, name, check in parts:
+        try:
+            check(*args)
+        except CheckFailure as exc:
+            failed[name] = capped(str(exc))
+    return failed
+
+
 # -- Q4b: memorising five students ------------------------------------------------------------------
 # What the check demands, decided by measurement (the reference, 2 cores). Negatives pair L_p with
 # R_(p+1), so every photo is in one positive and one negative and neither half alone predicts the
@@ -667,6 +765,12 @@ def returned_curves(returned: Any) -> dict[str, list[float]]:
 #   points go to CNNChannel alone; the training loop itself is graded in Q4a, whatever the model.
 MEMORISE_STUDENTS = 5
 MEMORISE_SEED = 7
+#: The seeds of Q4b's run, in turn: the next one only where a run stalls at chance (MEMORISE_STALLED), as
+#: the reference does on some seeds (a dead start: 0.500 for all 400 iterations on seed 1). The better
+#: run is graded, and the evidence says so.
+MEMORISE_SEEDS = (MEMORISE_SEED, MEMORISE_SEED + 1)
+#: A run whose training accuracy (the mean of positives and negatives) is at most this stalled at chance.
+MEMORISE_STALLED = 0.6
 MEMORISE_MODEL = "CNNChannel"
 #: Training runs on this many torch threads wherever it is graded (see training_probes.set_threads).
 MEMORISE_THREADS = 1
@@ -709,62 +813,31 @@ CALIBRATION_CNN_CHANNEL = (
 )
 
 
-def same_pair_problem(out: Any, data: np.ndarray) -> str:
-    """What is wrong with ``generate_same_pair(data)``'s result by Q1c's properties; empty if nothing."""
-    count = data.shape[0] * 3
-    try:
-        array = shapes.check_shape(out, (count, 2 * SIZE, SIZE, 3), "generate_same_pair(data)")
-    except CheckFailure as exc:
-        return str(exc)
-    rows = split_rows(array, image_index(data))
-    for i, (top, bottom) in enumerate(rows):
-        if top is None or bottom is None or top[2] != 0 or bottom[2] != 1 or top[:2] != bottom[:2]:
-            return f"row {i} is not a left shoe on top of the right shoe of its pair"
-    if len({top[:2] for top, _ in rows}) != count:
-        return "some pairs appear twice, others never"
-    return ""
-
-
-def different_pair_problem(out: Any, data: np.ndarray) -> str:
-    """What is wrong with ``generate_different_pair(data)``'s result by Q1d's properties; empty if nothing."""
-    count = data.shape[0] * 3
-    try:
-        array = shapes.check_shape(out, (count, 2 * SIZE, SIZE, 3), "generate_different_pair(data)")
-    except CheckFailure as exc:
-        return str(exc)
-    per_student: dict[int, set] = {}
-    for i, (top, bottom) in enumerate(split_rows(array, image_index(data))):
-        if top is None or bottom is None or top[2] != 0 or bottom[2] != 1:
-            return f"row {i} is not a left shoe on top of a right shoe"
-        if top[0] != bottom[0]:
-            return f"row {i} mixes two students"
-        if top[1] == bottom[1]:
-            return f"row {i} is a true pair"
-        per_student.setdefault(top[0], set()).add((top[1], bottom[1]))
-    if any(len(v) != 3 for v in per_student.values()) or len(per_student) != data.shape[0]:
-        return "not 3 distinct mismatches per student"
-    return ""
-
-
-#: The submission's pair builders train_model reads, the grader's versions and the properties they must have.
-PAIR_BUILDERS = {
-    "generate_same_pair": (same_pairs, same_pair_problem),
-    "generate_different_pair": (different_pairs, different_pair_problem),
+#: The submission's pair builders train_model reads, the grader's versions and their own checks' parts
+#: (Q1c, Q1d), each a function ``(out, data, who)`` that raises CheckFailure with the check's message.
+PAIR_BUILDERS: dict[str, tuple[Any, tuple[Any, ...]]] = {
+    "generate_same_pair": (same_pairs, (check_pair_shape, check_same_pair_rows)),
+    "generate_different_pair": (different_pairs, (check_pair_shape, check_different_pair_rows)),
 }
 
 
 def failed_pair_builders(submission, data: np.ndarray) -> dict[str, str]:
-    """The submission's pair builders that fail their own check's properties on ``data`` (Q1c/Q1d), with why.
-    A builder that raises, or that the submission lacks, counts as failed."""
+    """The submission's pair builders that fail a part of their own check (Q1c/Q1d) on ``data``, with its
+    message. A builder that raises, or that the submission lacks, counts as failed."""
     failed = {}
-    for name, (_, problem_of) in PAIR_BUILDERS.items():
+    for name, (_, parts) in PAIR_BUILDERS.items():
+        who = builder_label(name, data)
         try:
-            problem = problem_of(submission.lookup(name)(data), data)
+            out = submission.lookup(name)(data)
+            for part in parts:
+                part(out, data, who)
         except CheckFailure as exc:
-            problem = f"{type(exc).__name__}: {str(exc)[:200]}"
-        if problem:
-            failed[name] = problem
+            failed[name] = capped(f"{type(exc).__name__}: {exc}" if isinstance(exc, MissingName) else str(exc))
     return failed
+
+
+def capped(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def lend_pair_builders(submission, data: np.ndarray, names: list[str]) -> dict[str, Any]:
@@ -801,65 +874,158 @@ def submission_names(submission) -> set[str]:
     return names
 
 
-def memorise(submission, grade_cache, shoe_arrays: dict[str, np.ndarray], layout: str) -> dict[str, Any]:
+#: What Q4b's message says where it trained with a unit of the grader's (one bug, one deduction).
+MSG_LENT_LOOP = (
+    "trained with the grader's training loop ({how}) instead of your train_model, which failed its own "
+    "check Q4a ({why}), so that it costs points only in Q4a"
+)
+MSG_LENT_MODEL = (
+    "trained the grader's CNNChannel ({how}) with your train_model instead of your CNNChannel, which "
+    "failed its own check Q3b ({why}), so that it costs points only in Q3b"
+)
+MSG_NOT_INDEPENDENT = (
+    "Q4b could not be graded independently of Q3b and Q4a: your CNNChannel failed Q3b ({model}) and your "
+    "train_model failed Q4a ({loop}), so there is no unit of yours to grade alone; graded with both of yours"
+)
+MSG_STALLED = (
+    "with seed {first} the run stalled at chance (positives {pos:.2f}, negatives {neg:.2f}), a dead start that "
+    "correct models also have on some seeds: the run with seed {second} was graded"
+)
+GRADER_LOOP = (
+    "Adam, cross-entropy on the 2 logits, batch_size/2 true pairs and batch_size/2 mismatches of the "
+    "grader's per step, shuffled every epoch"
+)
+GRADER_MODEL = "convolutions n -> 2n -> 4n -> 8n with 2x2 max-pooling, FC 100, FC 2, the shoes stacked on channels"
+
+
+def lent_units(submission, probe: dict[str, Any]) -> dict[str, Any]:
+    """Which units Q4b trains with the grader's version: ``loop`` (the parts of Q4a the student's
+    train_model failed) where the student's CNNChannel passes Q3b, ``model`` (the parts of Q3b its
+    CNNChannel failed) where its train_model passes Q4a's learning parts; where both failed, neither
+    (``not_independent``: there is nothing of the student's left to grade alone)."""
+    model_failed = failed_parts(CHANNEL_PARTS, submission)
+    loop_failed = failed_parts(LOOP_PARTS, probe)
+    if model_failed and loop_failed:
+        return {"not_independent": {"model": model_failed, "loop": loop_failed}}
+    if loop_failed:
+        return {"loop": loop_failed}
+    if model_failed:
+        return {"model": model_failed}
+    return {}
+
+
+def mean_accuracy(result: dict[str, Any]) -> float:
+    return float(np.mean(result["train"]))
+
+
+def _probe_digest() -> str:
+    """A digest of the grader's model and loop lent to the worker, for the grade-cache key."""
+    return hashlib.sha256(Path(inspect.getsourcefile(pair_classifier)).read_bytes()).hexdigest()[:16]
+
+
+def memorise(submission, grade_cache, shoe_arrays: dict[str, np.ndarray], probe: dict[str, Any]) -> dict[str, Any]:
     """Train CNNChannel with the student's train_model on five students, once per submission (shared
     through the grade cache); the grader measures the accuracies itself, on the training students and
     on both test sets.
 
     One bug, one deduction: where the submission's generate_same_pair or generate_different_pair fails its
-    own check's properties on these students (Q1c/Q1d), train_model reads the grader's version instead
-    during this run (``borrowed``, said in the message), so wrong pairs are not paid for again here."""
+    own check (Q1c/Q1d) on these students, train_model reads the grader's version instead during this
+    run (``borrowed``); where its train_model fails a part of Q4a that decides whether a model can learn
+    (``LOOP_PARTS``), its CNNChannel is trained by the grader's loop (``lent["loop"]``); where its
+    CNNChannel fails Q3b, the grader's model is trained by its train_model (``lent["model"]``). Where
+    both failed, both of the submission's run and the result says it is not independent. A run that
+    stalls at chance is run again with the next of MEMORISE_SEEDS, and the better run is graded."""
     data = shoe_arrays["train"][:MEMORISE_STUDENTS]
     budget = MEMORISE_BUDGET
-    borrowed = failed_pair_builders(submission, data)
+    lent = lent_units(submission, probe)
+    # The grader's loop builds the grader's pairs: the student's builders are not called then.
+    borrowed = {} if "loop" in lent else failed_pair_builders(submission, data)
     steps_per_epoch = math.ceil(MEMORISE_STUDENTS * 3 / (budget["batch_size"] // 2))
     epochs = math.ceil(budget["iterations"] / steps_per_epoch)
 
     def run() -> dict:
+        runs = []
+        for seed in MEMORISE_SEEDS:
+            runs.append(run_seed(seed))
+            if mean_accuracy(runs[-1]) > MEMORISE_STALLED:
+                break
+        best = max(runs, key=mean_accuracy)  # the first of equals
+        if len(runs) > 1:
+            pos, neg = runs[0]["train"]
+            best = {
+                **best,
+                "stalled": MSG_STALLED.format(first=runs[0]["seed"], pos=pos, neg=neg, second=runs[1]["seed"]),
+            }
+        return {**best, "lent": lent, "borrowed": borrowed}
+
+    def run_seed(seed: int) -> dict:
         try:
-            return attempt(contiguous=False)
+            return attempt(seed, contiguous=False)
         except CheckFailure as exc:
             if VIEW_DRIFT not in str(exc):
                 raise
         # The model's .view met the channels_last batches torch 2.13 makes of a permuted NHWC batch, a
         # difference of torch versions, not of logic: the same run again, inputs made contiguous.
-        return {**attempt(contiguous=True), "drift": MSG_VIEW_DRIFT}
+        return {**attempt(seed, contiguous=True), "drift": MSG_VIEW_DRIFT}
 
-    def attempt(contiguous: bool) -> dict:
-        submission.seed(MEMORISE_SEED)
+    def attempt(seed: int, contiguous: bool) -> dict:
+        submission.seed(seed)
         submission.set_cpu_budget(240)  # CPU seconds; the 400 iterations take ~55
         threads = submission.apply(training_probes.set_threads, MEMORISE_THREADS)
-        lent: dict[str, Any] = {}
         try:
-            built = build_model(submission, MEMORISE_MODEL, n=budget["n"])
-            trained = submission.apply(training_probes.ContiguousInputs, built.model) if contiguous else built.model
-            binding = training_call(
-                submission,
-                model=trained,
-                train=data,
-                valid=data,
-                batch_size=budget["batch_size"],
-                learning_rate=budget["learning_rate"],
-                iterations=budget["iterations"],
-                epochs=epochs,
-            )
-            lent = lend_pair_builders(submission, data, sorted(borrowed))
-            try:
-                returned = binding(submission.lookup("train_model"))
-            finally:
-                replays = restore_pair_builders(submission, lent) if lent else {}
-            built.model.eval()
-            who = f"{built.label} after train_model"
+            if "model" in lent:
+                model = submission.apply(pair_classifier.PairClassifier, budget["n"])
+                label = f"the grader's CNNChannel(n={budget['n']})"
+            else:
+                built = build_model(submission, MEMORISE_MODEL, n=budget["n"])
+                model, label = built.model, built.label
+            result: dict[str, Any] = {"seed": seed, "model": label}
+            if "loop" in lent:
+                layout = find_layout(model, label)
+                result["steps"] = submission.apply(
+                    pair_classifier.train_pair_classifier,
+                    model,
+                    same_pairs(data),
+                    different_pairs(data),
+                    layout=pair_classifier.NCHW if layout == NCHW else pair_classifier.TRANSPOSED,
+                    batch_size=budget["batch_size"],
+                    learning_rate=budget["learning_rate"],
+                    iterations=budget["iterations"],
+                    seed=seed,
+                )["steps"]
+                result["call"] = (
+                    f"the grader's training loop on {label} ({budget['iterations']} iterations, batch_size="
+                    f"{budget['batch_size']}, learning_rate={budget['learning_rate']:g}, {layout} inputs)"
+                )
+                returned = None
+            else:
+                layout = training_layout(probe)
+                trained = submission.apply(training_probes.ContiguousInputs, model) if contiguous else model
+                call = training_call(
+                    submission,
+                    model=trained,
+                    train=data,
+                    valid=data,
+                    batch_size=budget["batch_size"],
+                    learning_rate=budget["learning_rate"],
+                    iterations=budget["iterations"],
+                    epochs=epochs,
+                )
+                swapped = lend_pair_builders(submission, data, sorted(borrowed))
+                try:
+                    returned = call(submission)
+                finally:
+                    result["replays"] = restore_pair_builders(submission, swapped) if swapped else {}
+                result["call"] = call.label + budget_text(call)
+            model.eval()
+            who = f"{label} after training"
             return {
-                "train": accuracy(built.model, data, layout, who),
-                "test_w": accuracy(built.model, shoe_arrays["test_w"], layout, who),
-                "test_m": accuracy(built.model, shoe_arrays["test_m"], layout, who),
+                **result,
+                "train": accuracy(model, data, layout, who),
+                "test_w": accuracy(model, shoe_arrays["test_w"], layout, who),
+                "test_m": accuracy(model, shoe_arrays["test_m"], layout, who),
                 "curves": returned_curves(returned),
                 "layout": layout,
-                "call": binding.label.replace(f"{built.label}", "model") + budget_text(binding),
-                "model": built.label,
-                "borrowed": borrowed,
-                "replays": replays,
             }
         finally:
             submission.set_cpu_budget(None)
@@ -870,9 +1036,43 @@ def memorise(submission, grade_cache, shoe_arrays: dict[str, np.ndarray], layout
 
     settings = {
         **budget,
-        "layout": layout,
-        "seed": MEMORISE_SEED,
+        "seeds": list(MEMORISE_SEEDS),
+        "stalled": MEMORISE_STALLED,
         "threads": MEMORISE_THREADS,
         "borrowed": sorted(borrowed),
+        "lent": {unit: sorted(parts) for unit, parts in lent.items() if unit != "not_independent"},
+        "not_independent": "not_independent" in lent,
+        "layout": training_layout(probe),
+        "probe": _probe_digest(),
     }
     return grade_cache.compute(f"memorise-{MEMORISE_MODEL}", ("shoes",), settings, run, ignore=("load_shoes",))
+
+
+def memorise_notes(memorised: dict[str, Any]) -> dict[str, str]:
+    """What Q4b's message and evidence say about how the run was made: the units of the grader's it
+    used and why, a seed that stalled, a difference of torch versions graded around."""
+    notes = {}
+    borrowed = memorised.get("borrowed") or {}
+    if borrowed:
+        notes["borrowed pair builders"] = (
+            "trained with the grader's "
+            + " and ".join(sorted(borrowed))
+            + " (yours failed its own check: "
+            + "; ".join(f"{name}: {why}" for name, why in sorted(borrowed.items()))
+            + "), so that it costs points only in Q1c/Q1d"
+        )
+    lent = memorised.get("lent") or {}
+    if "loop" in lent:
+        notes["grader's loop"] = MSG_LENT_LOOP.format(how=GRADER_LOOP, why=capped("; ".join(lent["loop"].values())))
+    if "model" in lent:
+        notes["grader's model"] = MSG_LENT_MODEL.format(how=GRADER_MODEL, why=capped("; ".join(lent["model"].values())))
+    if "not_independent" in lent:
+        failed = lent["not_independent"]
+        notes["not independent"] = MSG_NOT_INDEPENDENT.format(
+            model=", ".join(failed["model"]), loop=", ".join(failed["loop"])
+        )
+    if memorised.get("stalled"):
+        notes["stalled seed"] = memorised["stalled"]
+    if memorised.get("drift"):
+        notes["version drift"] = memorised["drift"]
+    return notes

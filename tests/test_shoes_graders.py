@@ -8,6 +8,7 @@ the handout reads them.
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,10 @@ import torch
 from PIL import Image
 
 from fixtures import shoes_data
-from torchgrade.errors import SignatureMismatch
+from torchgrade.engine.proxy import Submission
+from torchgrade.errors import CheckFailure, SignatureMismatch
 from torchgrade.importfile import import_file
-from torchgrade.probes import params
+from torchgrade.interface import NAME_TO_MODULE
 from torchgrade.probes import training as training_probes
 from torchgrade.probes.receptive_field import downsampling_receptive_fields
 
@@ -38,73 +40,101 @@ _shoes = graders_module("_shoes")
 _answers = graders_module("_answers")
 
 
-# -- binding by the submission's names --------------------------------------------------------------
-def signature(fn) -> list[dict]:
-    return params.call_signature(fn)
+# -- calls bound by the submission's names (through the engine's binding) ------------------------------
+def submission_of(folder: Path, code: str) -> Submission:
+    (folder / "shoes.py").write_text(textwrap.dedent(code))
+    return Submission(folder, "none", NAME_TO_MODULE)
 
 
-def test_bind_uses_the_names_of_the_signature_and_drops_what_it_lacks():
-    def train_model(net, train, valid, bs=32, lr=0.001, num_epochs=30, path=None, plot=False): ...
-
-    values = {
-        "model": ("M", "model"),
-        "train": ("T", "train_data"),
-        "valid": ("V", "valid_data"),
-        "batch_size": (6, "6"),
-        "learning_rate": (0.01, "0.01"),
-        "weight_decay": (0.0, "0"),
-        "epochs": (3, "3"),
-        "checkpoint": ("p/epoch-{}", "'p/epoch-{}'"),
-    }
-    binding = _shoes.bind("train_model", signature(train_model), values)
-    assert binding.args == ["M", "T", "V"]
-    assert binding.kwargs == {"bs": 6, "lr": 0.01, "num_epochs": 3, "path": "p/epoch-{}"}
-    assert not binding.has("weight_decay") and binding.has("checkpoint")
-    assert binding.label == "train_model(model, train_data, valid_data, bs=6, lr=0.01, num_epochs=3, path='p/epoch-{}')"
-
-
-def test_bind_a_constructor_without_n_or_kernel_size():
-    class CNN(torch.nn.Module):
-        def __init__(self): ...
-
-    class CNNChannel(torch.nn.Module):
-        def __init__(self, n=4, dropout=0.5): ...
-
-    values = {"n": (4, "4"), "kernel_size": (3, "3")}
-    assert _shoes.bind("CNN", signature(CNN), values).label == "CNN()"
-    channel = _shoes.bind("CNNChannel", signature(CNNChannel), values)
-    assert channel.label == "CNNChannel(n=4)" and channel.has("n") and not channel.has("kernel_size")
-
-
-def test_bind_refuses_a_required_parameter_the_handout_does_not_give():
-    def train_model(model, train_data, valid_data, optimizer): ...
-
-    with pytest.raises(SignatureMismatch, match="requires optimizer"):
-        _shoes.bind(
-            "train_model", signature(train_model), {"model": (1, "model"), "train": (2, "t"), "valid": (3, "v")}
+def test_training_call_uses_the_names_of_the_signature_and_drops_what_it_lacks(tmp_path):
+    sub = submission_of(
+        tmp_path,
+        """
+        def train_model(net, train, valid, bs=32, lr=0.001, num_epochs=30, path=None, plot=False):
+            return dict(bs=bs, lr=lr, num_epochs=num_epochs, path=path)
+        """,
+    )
+    try:
+        train, valid = np.zeros((4, 1)), np.zeros((1, 1))
+        common = dict(batch_size=6, learning_rate=0.01, weight_decay=0.0, iterations=12, epochs=3)
+        call = _shoes.training_call(sub, model="M", train=train, valid=valid, checkpoint="p/epoch-{}", **common)
+        assert call.label == (
+            "train_model(model, train_data[4 students], valid_data[1 student], bs=6, lr=0.01, num_epochs=3, "
+            "path='p/epoch-{}')"
         )
+        assert not call.has("weight_decay") and call.has("checkpoint_path") and not call.requires("checkpoint_path")
+        assert "no iteration count" in _shoes.budget_text(call)
+        assert call(sub) == {"bs": 6, "lr": 0.01, "num_epochs": 3, "path": "p/epoch-{}"}
+        assert sub.last_binding("train_model").renamed["max_epoch"] == "num_epochs"
+    finally:
+        sub.close()
 
 
-def test_training_budget_in_epochs_where_the_loop_takes_no_iteration_count():
-    class Sub:  # what training_call needs of the proxy: a signature and the name
-        def __init__(self, fn):
-            self.fn = fn
+def test_training_budget_in_iterations_where_the_loop_takes_an_iteration_count(tmp_path):
+    sub = submission_of(
+        tmp_path,
+        """
+        def train_model(model, train_data, valid_data, batch_size=64, learning_rate=0.01, max_iters=10, max_epoch=1):
+            return [max_iters, max_epoch]
+        """,
+    )
+    try:
+        call = _shoes.training_call(
+            sub,
+            model=1,
+            train=np.zeros((5, 1)),
+            valid=np.zeros((5, 1)),
+            batch_size=10,
+            learning_rate=1e-3,
+            iterations=250,
+            epochs=84,
+        )
+        iterations, epochs = call(sub)
+        assert iterations == 250 and epochs >= 84 and _shoes.budget_text(call) == ""
+    finally:
+        sub.close()
 
-        def apply(self, probe, target):
-            return probe(target)
 
-        def lookup(self, name):
-            return self.fn
+def test_build_a_constructor_without_n_or_kernel_size(tmp_path):
+    sub = submission_of(
+        tmp_path,
+        """
+        import torch
 
-    def by_epochs(model, train_data, valid_data, batch_size=64, learning_rate=0.01, epochs=10): ...
+        class CNN(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
 
-    def by_iterations(model, train_data, valid_data, batch_size=64, learning_rate=0.01, max_iters=10, max_epoch=1): ...
+        class CNNChannel(torch.nn.Module):
+            def __init__(self, n=4, dropout=0.5):
+                super().__init__()
+        """,
+    )
+    try:
+        cnn = _shoes.build_model(sub, "CNN", n=4, kernel_size=3)
+        assert cnn.label == "CNN()" and not cnn.took_n and not cnn.took_k
+        channel = _shoes.build_model(sub, "CNNChannel", n=4, kernel_size=3)
+        assert channel.label == "CNNChannel(n=4)" and channel.took_n and not channel.took_k
+    finally:
+        sub.close()
 
-    common = dict(model=1, train=np.zeros((5, 1)), valid=np.zeros((5, 1)), batch_size=10, learning_rate=1e-3)
-    epochs = _shoes.training_call(Sub(by_epochs), iterations=250, epochs=84, **common)
-    assert epochs.kwargs["epochs"] == 84 and "no iteration count" in _shoes.budget_text(epochs)
-    iterations = _shoes.training_call(Sub(by_iterations), iterations=250, epochs=84, **common)
-    assert iterations.kwargs["max_iters"] == 250 and iterations.kwargs["max_epoch"] >= 84
+
+def test_training_call_refuses_a_required_parameter_the_handout_does_not_give(tmp_path):
+    sub = submission_of(tmp_path, "def train_model(model, train_data, valid_data, optimizer):\n    pass\n")
+    try:
+        with pytest.raises(SignatureMismatch, match="optimizer"):
+            _shoes.training_call(
+                sub,
+                model=1,
+                train=np.zeros((5, 1)),
+                valid=np.zeros((5, 1)),
+                batch_size=10,
+                learning_rate=1e-3,
+                iterations=250,
+                epochs=84,
+            )
+    finally:
+        sub.close()
 
 
 # -- CNNChannel's first convolution: any order of the six channels -------------------------------------
@@ -140,18 +170,41 @@ def test_channel_order(stack, expected):
     assert first_conv_channels(_Stacked(stack), pairs) == expected
 
 
-# -- Q4b: the pair properties checked before lending the grader's builders ----------------------------
-def test_pair_problems():
+# -- Q4b: the checks' parts, run again to decide what to lend ----------------------------------------
+def failure_of(check, *args) -> str:
+    try:
+        check(*args)
+    except CheckFailure as exc:
+        return str(exc)
+    return ""
+
+
+def test_pair_builder_parts():
     data = _shoes.random_shoes(5, seed=3)
-    assert _shoes.same_pair_problem(ref.generate_same_pair(data), data) == ""
-    assert _shoes.different_pair_problem(ref.generate_different_pair(data), data) == ""
-    assert _shoes.same_pair_problem(_shoes.same_pairs(data), data) == ""
-    assert _shoes.different_pair_problem(_shoes.different_pairs(data), data) == ""
+    same, different = _shoes.check_same_pair_rows, _shoes.check_different_pair_rows
+    for rows, built in ((same, ref.generate_same_pair(data)), (same, _shoes.same_pairs(data))):
+        assert failure_of(rows, built, data, "same") == ""
+    for rows, built in ((different, ref.generate_different_pair(data)), (different, _shoes.different_pairs(data))):
+        assert failure_of(rows, built, data, "different") == ""
     across = np.concatenate([data[:, :, 0], np.roll(data[:, :, 1], -1, axis=0)], axis=2).reshape(-1, 448, 224, 3)
-    assert "mixes two students" in _shoes.different_pair_problem(across, data)
-    assert "true pair" in _shoes.different_pair_problem(ref.generate_same_pair(data), data)
+    assert "mixes students" in failure_of(different, across, data, "different")
+    assert "is a true pair" in failure_of(different, ref.generate_same_pair(data), data, "different")
     flipped = np.concatenate([data[:, :, 1], data[:, :, 0]], axis=2).reshape(-1, 448, 224, 3)
-    assert "not a left shoe on top" in _shoes.same_pair_problem(flipped, data)
+    assert "is not a left shoe on top" in failure_of(same, flipped, data, "same")
+    assert "shape" in failure_of(_shoes.check_pair_shape, flipped[:3], data, "same")
+
+
+def test_memorise_notes_say_what_was_lent_and_why():
+    notes = _shoes.memorise_notes(
+        {
+            "lent": {"loop": {_shoes.LOOP_LABELS: "step 1 labelled 1 an input that is not a true pair"}},
+            "stalled": "with seed 7 the run stalled",
+        }
+    )
+    assert "grader's training loop" in notes["grader's loop"] and "not a true pair" in notes["grader's loop"]
+    assert notes["stalled seed"] == "with seed 7 the run stalled"
+    both = _shoes.memorise_notes({"lent": {"not_independent": {"model": {"a": "x"}, "loop": {"b": "y"}}}})
+    assert "could not be graded independently" in both["not independent"]
 
 
 # -- Q3f: the handout's architecture, both downsampling designs ----------------------------------------
