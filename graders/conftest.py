@@ -1,6 +1,8 @@
 """Wires the torchgrade plugin into ``pytest graders`` and provides the graders' shared data.
 
-Data comes from the deterministic generators in ``fixtures/``; nothing is downloaded.
+Data comes from the deterministic generators in ``fixtures/``; nothing is downloaded. Each fixture
+imports its generator itself and is built only when a check of its assignment runs: ``pytest graders
+--only shoes`` builds no graph or molecule, and a release of one assignment needs only its generators.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ def _import_fixtures() -> None:
 
 
 _import_fixtures()
-from fixtures import citation, molecules, shoes_data  # noqa: E402
 
 # -- shoes (test_shoes.py) -------------------------------------------------------------------------
 #: Seed of the synthetic shoe photos every shoe check uses.
@@ -47,6 +48,8 @@ def shoe_folder() -> Path:
     """A shoe data set in the course's layout (``train/``, ``test_w/``, ``test_m/`` of ``*.jpg`` photos; some
     CMYK JPEGs, which ``plt.imread`` returns with a 4th channel), in a folder the sandboxed worker may read:
     ``load_shoes`` opens it in the student's code."""
+    from fixtures import shoes_data
+
     return shoes_data.write_shoe_dataset(
         worker_readable_folder("shoes-"), n_train=N_TRAIN, n_test_w=N_TEST_W, n_test_m=N_TEST_M, seed=SHOE_SEED
     )
@@ -56,6 +59,8 @@ def shoe_folder() -> Path:
 def shoe_pixels(shoe_folder: Path) -> dict[str, np.ndarray]:
     """The exact uint8 pixels of ``shoe_folder`` per folder name, ``[S, 3, 2, 224, 224, 3]``: the JPEG files
     decoded with PIL, as ``plt.imread`` decodes them, so the expected values are what a student reads."""
+    from fixtures import shoes_data
+
     return shoes_data.read_shoe_dataset(shoe_folder)
 
 
@@ -67,18 +72,22 @@ def shoe_arrays(shoe_pixels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 # -- graphs (test_gnn.py) -------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def citation_graph(data_root: str | None) -> citation.CitationGraph:
+def citation_graph(data_root: str | None):
     """Cora's public split when the Planetoid files are on disk (``--data-root`` or ../shared/data),
     else (or with ``--data-root synthetic``) the deterministic synthetic citation graph of
     fixtures/citation.py."""
+    from fixtures import citation
+
     if data_root == "synthetic":
         return citation.synthetic_citation()
     return citation.citation_graph(data_root)
 
 
 @pytest.fixture(scope="session")
-def attention_graph(citation_graph: citation.CitationGraph) -> citation.CitationGraph:
+def attention_graph(citation_graph):
     """The graph of the GAT check (see ``citation.attention_graph``)."""
+    from fixtures import citation
+
     return citation.attention_graph(citation_graph)
 
 
@@ -95,6 +104,7 @@ def molecule_sets() -> dict[str, dict[str, np.ndarray]]:
 
 
 def make_molecule_sets() -> dict[str, dict[str, np.ndarray]]:
+    from fixtures import molecules
     from torchgrade.checks.graphs import collate
 
     data = molecules.make_dataset(seed=MOLECULE_SEED, **N_MOLECULES)

@@ -1,4 +1,5 @@
-"""reference/ and student_template/ expose the same public names with the same signatures."""
+"""reference/ and student_template/ expose the same public names with the same signatures, and exactly
+the names the manifest (assignments.toml) declares."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from torchgrade import assignments
+from torchgrade.assignments import REQUIRED
 from torchgrade.importfile import import_file
-from torchgrade.interface import HANDOUT_PARAMETERS, MODULES, NAME_TO_MODULE, REQUIRED
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE_FILES = sorted(p.name for p in (ROOT / "reference").glob("*.py"))
+REPOSITORY = assignments.load(ROOT)
+MODULES = REPOSITORY.modules()
+NAME_TO_MODULE = REPOSITORY.name_to_module()
+HANDOUT_PARAMETERS = REPOSITORY.calls()
 
 
 def load(folder: str, filename: str):
@@ -50,6 +56,31 @@ def test_interface_names_are_defined(module):
         api = public_api(load(folder, f"{module}.py"))
         missing = [name for name in MODULES[module] if name not in api]
         assert not missing, f"{folder}/{module}.py lacks {missing}"
+
+
+def test_the_manifest_s_modules_are_the_template_s():
+    assert sorted(f"{module}.py" for module in MODULES) == MODULE_FILES
+
+
+@pytest.mark.parametrize("folder", ["reference", "student_template"])
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_the_module_defines_exactly_the_manifest_s_names(folder, module):
+    """Every public function and class of a module is a name of the manifest, and the other way round:
+    an unlisted one would be neither graded, released to its assignment, nor pruned from others'."""
+    defined = {name for name in public_api(load(folder, f"{module}.py")) if "." not in name}
+    assert defined == set(MODULES[module]), f"{folder}/{module}.py: {sorted(defined ^ set(MODULES[module]))}"
+
+
+def test_the_graders_files_exist_and_each_belongs_to_one_assignment():
+    seen: dict[str, str] = {}
+    for assignment in REPOSITORY.assignments.values():
+        for grader in assignment.graders:
+            assert (ROOT / "graders" / grader).is_file(), f"{assignment.id}: graders/{grader}"
+            assert grader not in seen, f"graders/{grader} is listed by {seen.get(grader)} and {assignment.id}"
+            seen[grader] = assignment.id
+        for fixture in assignment.fixtures:
+            assert (ROOT / "fixtures" / fixture).is_file(), f"{assignment.id}: fixtures/{fixture}"
+    assert set(seen) == {p.name for p in (ROOT / "graders").glob("*.py")} - {"conftest.py"}
 
 
 @pytest.mark.parametrize("filename", MODULE_FILES)

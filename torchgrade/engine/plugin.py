@@ -15,7 +15,11 @@ A grader check is a test with a points marker (``tests/test_plugin.py`` grades t
         shapes.check_shape(out, (2, 2), who="CNN(n=4)(x[2, 3, 448, 224])")
 
 A grader module names its assignment (``ASSIGNMENT = "shoes"``) and the questions a TA grades by
-hand (``MANUAL = {"Q1a": (1, "why track men's and women's accuracy separately")}``).
+hand (``MANUAL = {"Q1a": (1, "why track men's and women's accuracy separately")}``). Where the repository
+has a manifest (``assignments.toml``, :mod:`torchgrade.assignments`), it is the authority: every check's
+question must be one of its assignment's, the points markers of a question must add up to the manifest's
+points (a collection error naming both otherwise), manual questions and titles come from it, and
+``--only ID`` grades one of its assignments.
 
 Hidden checks live in modules under ``graders/hidden/`` (give them names of their own, e.g.
 ``test_shoes_hidden.py``). The folder, not a per-check marker, is what hides them: ``torchgrade release``
@@ -38,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from torchgrade import errors
+from torchgrade import assignments, errors
 from torchgrade.engine import results
 from torchgrade.engine.cache import GradeCache
 from torchgrade.engine.parts import Parts, parts_message
@@ -55,7 +59,6 @@ from torchgrade.engine.state import (
 )
 from torchgrade.hidden import HIDDEN_DIR, is_hidden_check
 from torchgrade.intake import notebook
-from torchgrade.interface import NAME_TO_MODULE
 from torchgrade.isolation import sandbox
 from torchgrade.reporting import report
 from torchgrade.reporting.table import score_table
@@ -78,6 +81,21 @@ HELP_DATA_ROOT = (
     "folder with real data sets laid out as <root>/Cora/raw/ind.cora.* (Planetoid); graders read "
     "them offline and use synthetic stand-ins from fixtures/ when absent, or when the value is "
     "'synthetic' (env TORCHGRADE_DATA_ROOT; default: ../shared/data next to the assignment, if present)"
+)
+HELP_ONLY = (
+    "grade one assignment of the manifest (assignments.toml): only its checks are collected and run, "
+    "and its total is its own (env TORCHGRADE_ONLY)"
+)
+MSG_NOT_IN_MANIFEST = (
+    "{nodeid}: its points marker names question {question!r} of assignment {assignment!r}, which {manifest} "
+    "does not declare{hint}; add it to [{assignment}.questions] there (or fix the marker)"
+)
+MSG_POINTS_MISMATCH = (
+    "{manifest}: [{assignment}.questions] gives {question} {declared:g} points, but its checks' points "
+    "markers add up to {marked:g} ({nodeids}); make them agree"
+)
+MSG_MANUAL_MISMATCH = (
+    "{module}: MANUAL gives {assignment} {question} {points:g} points, but {manifest} {declared}; make them agree"
 )
 HELP_MARKER = (
     "points(n, question, assignment=None): the check is worth n points of the handout question; "
@@ -112,18 +130,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--report", default="torchgrade-report.json", help=HELP_REPORT)
     group.addoption("--grade-cache", default=None, help=HELP_CACHE)
     group.addoption("--data-root", default=None, help=HELP_DATA_ROOT)
+    group.addoption("--only", default=None, metavar="ID", help=HELP_ONLY)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", HELP_MARKER)
     config.addinivalue_line("markers", HELP_HIDDEN_MARKER)
+    repository = _repository(config)
+    only = config.getoption("only") or os.environ.get("TORCHGRADE_ONLY") or None
+    if only is not None and repository.assignments and only not in repository.assignments:
+        raise pytest.UsageError(assignments.unknown_message(only, repository.ids, repository.manifest))
+    config.stash[PREVIOUS_REPOSITORY] = assignments.activate(repository)
     config.stash[STATE] = RunState(
         submission=_submission_path(config),
         isolation=config.getoption("isolation") or ("process" if os.environ.get("CI") else "none"),
         report_path=Path(config.getoption("report")),
         cache_dir=config.getoption("grade_cache") or os.environ.get("TORCHGRADE_CACHE"),
         started_at=results.now(),
+        only=only,
+        repository=repository,
     )
+
+
+#: config.stash: the repository active before this run (restored when it ends).
+PREVIOUS_REPOSITORY = pytest.StashKey[list]()
+
+
+def _repository(config: pytest.Config) -> assignments.Repository:
+    """The manifest of the graders' repository: at the rootdir or above, else above the paths given."""
+    given = [config.rootpath / arg.split("::")[0] for arg in config.args]
+    manifest = assignments.find_manifest(config.rootpath, *given)
+    if manifest is None:
+        return assignments.EMPTY
+    try:
+        return assignments.load(manifest)
+    except errors.TorchgradeError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _submission_path(config: pytest.Config) -> Path:
@@ -146,6 +188,89 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(MSG_HIDDEN_OUTSIDE.format(nodeid=item.nodeid))
         if item.get_closest_marker("points") is not None:
             _set_backstop(item, timeouts)
+    state = _state(config)
+    _check_manifest(state.repository, items)
+    if state.only is not None:
+        kept = [item for item in items if _assignment_of(item) in (None, state.only)]
+        if len(kept) < len(items):
+            config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+            items[:] = kept
+
+
+def _assignment_of(item: pytest.Item) -> str | None:
+    """The assignment of a check (its marker's ``assignment=``, else its module's ASSIGNMENT), or of a
+    plain test in a grader module; None for an item of no assignment."""
+    default = getattr(getattr(item, "module", None), "ASSIGNMENT", None)
+    marker = item.get_closest_marker("points")
+    assignment = marker.kwargs.get("assignment", default) if marker is not None else default
+    return None if assignment is None else str(assignment)
+
+
+def _check_manifest(repository: assignments.Repository | None, items: list[pytest.Item]) -> None:
+    """Every collected check's question is its assignment's in the manifest, and a question's points
+    markers add up to the manifest's points (checked where every grader module of the assignment was
+    collected, since a run of one file sees only part of a question's checks)."""
+    if repository is None or not repository.assignments:
+        return
+    marked: dict[tuple[str, str], list[tuple[str, float]]] = {}
+    files: dict[str, set[str]] = {}
+    for item in items:
+        marker = item.get_closest_marker("points")
+        assignment = _assignment_of(item)
+        if marker is None or assignment is None or not marker.args or "question" not in marker.kwargs:
+            continue  # an unmarked test, or a malformed marker that collection_finish explains
+        question = str(marker.kwargs["question"])
+        declared = repository.assignments.get(assignment)
+        entry = declared.question(question) if declared is not None else None
+        if entry is None or entry.manual:
+            hint = (
+                " (it is one of its manual questions)"
+                if entry is not None
+                else f" (known assignments: {', '.join(repository.ids)})"
+                if declared is None
+                else ""
+            )
+            raise pytest.UsageError(
+                MSG_NOT_IN_MANIFEST.format(
+                    nodeid=item.nodeid,
+                    question=question,
+                    assignment=assignment,
+                    manifest=repository.manifest,
+                    hint=hint,
+                )
+            )
+        marked.setdefault((assignment, question), []).append((item.nodeid, float(marker.args[0])))
+        files.setdefault(assignment, set()).add(Path(str(item.path)).name)
+    for (assignment, question), checks in marked.items():
+        declared = repository.assignments[assignment]
+        points = declared.question(question).points
+        total = sum(p for _, p in checks)
+        complete = {g for g in declared.graders if g.startswith("test_")} <= files[assignment]
+        if total > points + 1e-9 or (complete and abs(total - points) > 1e-9):
+            raise pytest.UsageError(
+                MSG_POINTS_MISMATCH.format(
+                    manifest=repository.manifest,
+                    assignment=assignment,
+                    question=question,
+                    declared=points,
+                    marked=total,
+                    nodeids=", ".join(f"{n} ({p:g})" for n, p in checks),
+                )
+            )
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Remember the assignments that lost checks to a selection (not to ``--only``): their sums are partial."""
+    if not items:
+        return
+    state = items[0].config.stash.get(STATE, None)
+    if state is None:
+        return
+    for item in items:
+        assignment = _assignment_of(item)
+        if item.get_closest_marker("points") is not None and assignment is not None:
+            if state.only is None or assignment == state.only:
+                state.partial.add(assignment)
 
 
 def _set_backstop(item: pytest.Item, timeouts: bool) -> None:
@@ -164,6 +289,7 @@ def _set_backstop(item: pytest.Item, timeouts: bool) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Record the points of every selected check (after -k/-m deselection)."""
     state = _state(session.config)
+    repository = state.repository or assignments.EMPTY
     for item in session.items:
         marker = item.get_closest_marker("points")
         if marker is None:
@@ -181,7 +307,40 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         for key, (pts, title) in getattr(module, "MANUAL", {}).items():
             # "Q1a" belongs to the module's ASSIGNMENT; ("uva-a2", "Q3.3") names another assignment.
             manual_assignment, qid = key if isinstance(key, tuple) else (default_assignment, key)
+            _check_manual(repository, module, str(manual_assignment), str(qid), float(pts))
             state.manual[(str(manual_assignment), str(qid))] = (float(pts), title)
+    # The manifest's manual questions of every assignment graded (its titles win over MANUAL's).
+    graded = {spec.assignment for spec in state.specs.values()} | ({state.only} if state.only else set())
+    for assignment in graded:
+        if assignment in repository.assignments:
+            for q in repository.assignments[assignment].questions:
+                if q.manual:
+                    state.manual[(assignment, q.id)] = (q.points, q.title)
+
+
+def _check_manual(repository: assignments.Repository, module: Any, assignment: str, qid: str, points: float) -> None:
+    declared = repository.assignments.get(assignment)
+    if declared is None:
+        return
+    entry = declared.question(qid)
+    if entry is None or not entry.manual or abs(entry.points - points) > 1e-9:
+        said = (
+            "has no such question"
+            if entry is None
+            else "grades it by checks"
+            if not entry.manual
+            else f"gives it {entry.points:g}"
+        )
+        raise pytest.UsageError(
+            MSG_MANUAL_MISMATCH.format(
+                module=getattr(module, "__file__", module),
+                assignment=assignment,
+                question=qid,
+                points=points,
+                manifest=repository.manifest,
+                declared=said,
+            )
+        )
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -204,7 +363,16 @@ def submission(pytestconfig: pytest.Config):
         hidden = sandbox.hidden_paths(state.submission, pytestconfig.rootpath, state.report_path, graded=folder)
     # A notebook's missing name is explained by the cell that defined it, not by modules never written.
     explain = None if state.extraction is None else functools.partial(notebook.explain_missing, state.extraction)
-    proxy = Submission(folder, state.isolation, NAME_TO_MODULE, hidden=hidden, explain_missing=explain)
+    repository = state.repository or assignments.EMPTY
+    proxy = Submission(
+        folder,
+        state.isolation,
+        repository.name_to_module(),
+        hidden=hidden,
+        explain_missing=explain,
+        calls=repository.calls(),
+        aliases=repository.call_aliases(),
+    )
     state.proxy = proxy
     yield proxy
     state.record = proxy.close()
@@ -217,11 +385,15 @@ def _graded_folder(state: RunState) -> Path:
         return state.submission
     if state.extracted_dir is None:
         state.extracted_dir = Path(tempfile.mkdtemp(prefix="torchgrade-extracted-"))
-        state.extraction = notebook.convert(state.submission, state.extracted_dir)
+        interface = (state.repository or assignments.EMPTY).interface_data()
+        state.extraction = notebook.convert(state.submission, state.extracted_dir, interface)
     return state.extracted_dir
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(PREVIOUS_REPOSITORY, None)
+    if previous is not None:
+        assignments.restore(previous)
     state = config.stash.get(STATE, None)
     if state is not None and state.extracted_dir is not None:
         shutil.rmtree(state.extracted_dir, ignore_errors=True)

@@ -64,7 +64,12 @@ def build_report(state: RunState) -> report.Report:
         _check_result(nodeid, spec, state.results.get(nodeid, CheckRecord("skipped", "not run")))
         for nodeid, spec in state.specs.items()
     ]
-    questions = report.summarise_questions(checks, state.manual)
+    repository = state.repository
+    declared = repository.assignments if repository is not None else {}
+    titles = {(a.id, q.id): q.title for a in declared.values() for q in a.questions}
+    order = {a.id: [q.id for q in a.questions] for a in declared.values()}
+    questions = report.summarise_questions(checks, state.manual, titles, order)
+    subtotals = _subtotals(state, checks, questions)
     record = state.record
     output = report.StudentOutput(record.output, record.dropped_output) if record and record.output else None
     return report.Report(
@@ -87,7 +92,38 @@ def build_report(state: RunState) -> report.Report:
         extraction=state.extraction,
         sandbox=record.sandbox if record else (),
         student_output=output,
+        assignments=subtotals,
+        only=state.only,
+        complete=all(a.complete for a in subtotals),
     )
+
+
+def _subtotals(
+    state: RunState, checks: list[report.CheckResult], questions: list[report.QuestionResult]
+) -> tuple[report.AssignmentResult, ...]:
+    """One subtotal per assignment of the run, in the manifest's order (then by id)."""
+    declared = state.repository.assignments if state.repository is not None else {}
+    ids = list(dict.fromkeys([c.assignment for c in checks] + [q.assignment for q in questions]))
+    ids.sort(key=lambda a: (a not in declared, list(declared).index(a) if a in declared else 0, a))
+    out = []
+    for aid in ids:
+        mine = [c for c in checks if c.assignment == aid]
+        max_score = round(sum(c.max_points for c in mine), 6)
+        manifest = declared.get(aid)
+        full = round(manifest.auto_points, 6) if manifest is not None else None
+        complete = aid not in state.partial and (full is None or abs(max_score - full) < 1e-6)
+        out.append(
+            report.AssignmentResult(
+                id=aid,
+                title=manifest.title if manifest is not None else aid,
+                score=round(sum(c.points for c in mine), 6),
+                max_score=max_score,
+                pending_max_score=round(sum(q.max_score for q in questions if q.manual and q.assignment == aid), 6),
+                complete=complete,
+                declared_max_score=full,
+            )
+        )
+    return tuple(out)
 
 
 def _check_result(nodeid: str, spec: CheckSpec, entry: CheckRecord) -> report.CheckResult:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from torchgrade.assignments import Repository
 from torchgrade.engine.parts import Parts
 from torchgrade.reporting import report
 
@@ -47,6 +48,13 @@ class RunState:
     started_at: str
     specs: dict[str, CheckSpec] = field(default_factory=dict)
     manual: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    #: ``--only ID``: the one assignment graded (None: every assignment collected).
+    only: str | None = None
+    #: The repository's manifest, read once (:class:`torchgrade.assignments.Repository`).
+    repository: Repository | None = None
+    #: Assignments some of whose checks were deselected (``-k``, ``-m``, a file or node given):
+    #: their sum is that of the selected checks, not the assignment's total.
+    partial: set[str] = field(default_factory=set)
     results: dict[str, CheckRecord] = field(default_factory=dict)
     proxy: Submission | None = None
     #: What the closed submission left for the report (notes, sandbox, output).

@@ -61,6 +61,24 @@ class QuestionResult:
 
 
 @dataclass(frozen=True)
+class AssignmentResult:
+    """The subtotal of one assignment of the run.
+
+    ``complete`` is False when only some of its checks ran (``-k``, ``-m``, a file or a node named):
+    then ``score``/``max_score`` are those of the selected checks, not the assignment's total, which
+    ``declared_max_score`` gives (from the manifest; absent without one).
+    """
+
+    id: str
+    title: str
+    score: float
+    max_score: float
+    pending_max_score: float
+    complete: bool = True
+    declared_max_score: float | None = None
+
+
+@dataclass(frozen=True)
 class Dropped:
     """A statement (or cell) of a notebook or script that was left out of grading, and why.
 
@@ -115,11 +133,17 @@ class Report:
     sandbox: tuple[str, ...] = ()
     #: The submission's stdout/stderr in the worker, cut at a size cap.
     student_output: StudentOutput | None = None
+    #: The subtotal of each assignment graded (one with ``--only``).
+    assignments: tuple[AssignmentResult, ...] = ()
+    #: ``--only ID``: the one assignment this run graded.
+    only: str | None = None
+    #: False when some checks were deselected: ``score``/``max_score`` are then a selection's.
+    complete: bool = True
     schema_version: int = 1
 
     def to_json(self) -> dict[str, Any]:
         data = json.loads(json.dumps(dataclasses.asdict(self)))  # tuples become JSON arrays
-        for optional in ("sandbox", "student_output"):
+        for optional in ("sandbox", "student_output", "assignments", "only"):
             if not data[optional]:
                 del data[optional]  # in-process grading: nothing to say
         if data["extraction"] is None:
@@ -131,6 +155,9 @@ class Report:
                 del check["parts"]
             if not check["data"]:
                 del check["data"]
+        for assignment in data.get("assignments", ()):
+            if assignment["declared_max_score"] is None:
+                del assignment["declared_max_score"]
         for question in data["questions"]:
             if not question["title"]:
                 del question["title"]
@@ -138,26 +165,42 @@ class Report:
 
 
 def summarise_questions(
-    checks: list[CheckResult], manual: dict[tuple[str, str], tuple[float, str]]
+    checks: list[CheckResult],
+    manual: dict[tuple[str, str], tuple[float, str]],
+    titles: dict[tuple[str, str], str] | None = None,
+    order: dict[str, list[str]] | None = None,
 ) -> list[QuestionResult]:
     """Add up check points per (assignment, question) and list the manual questions as pending.
 
     Args:
         checks: every check of the run.
         manual: (assignment, question id) -> (points, title) of the questions a TA grades.
+        titles: (assignment, question id) -> title of the graded questions (from the manifest).
+        order: assignment -> its question ids in the handout's order (from the manifest); questions
+            are sorted by it, then (not in it) by their ids with digit runs compared as numbers.
     """
+    titles = titles or {}
+    order = order or {}
     totals: dict[tuple[str, str], list[float]] = {}
     for check in checks:
         earned_max = totals.setdefault((check.assignment, check.question), [0.0, 0.0])
         earned_max[0] += check.points
         earned_max[1] += check.max_points
-    questions = [QuestionResult(a, q, round(s, 6), round(m, 6), False, "graded") for (a, q), (s, m) in totals.items()]
+    questions = [
+        QuestionResult(a, q, round(s, 6), round(m, 6), False, "graded", titles.get((a, q), ""))
+        for (a, q), (s, m) in totals.items()
+    ]
     questions += [
         QuestionResult(a, q, None, pts, True, "pending", title)
         for (a, q), (pts, title) in manual.items()
         if (a, q) not in totals
     ]
-    return sorted(questions, key=lambda q: (q.assignment, _question_order(q.id)))
+
+    def key(q: QuestionResult) -> tuple:
+        ids = order.get(q.assignment, [])
+        return (q.assignment, q.id not in ids, ids.index(q.id) if q.id in ids else 0, _question_order(q.id))
+
+    return sorted(questions, key=key)
 
 
 def _question_order(question_id: str) -> list[Any]:

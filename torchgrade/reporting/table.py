@@ -13,7 +13,11 @@ WIDTH = 78
 
 def score_table(result: report.Report, report_path: Path | None = None) -> list[str]:
     """The score table: one row per question, failing checks under it, then notes and the sandbox."""
-    lines = ["", f" torchgrade: {result.submission} ({result.isolation} isolation) ".center(WIDTH, "=")]
+    named = ""
+    if result.only is not None:
+        title = next((a.title for a in result.assignments if a.id == result.only), "")
+        named = f"{result.only}" + (f" ({title})" if title and title != result.only else "") + ": "
+    lines = ["", f" torchgrade: {named}{result.submission} ({result.isolation} isolation) ".center(WIDTH, "=")]
     by_question: dict[tuple[str, str], list[report.CheckResult]] = {}
     for check in result.checks:
         by_question.setdefault((check.assignment, check.question), []).append(check)
@@ -30,10 +34,24 @@ def score_table(result: report.Report, report_path: Path | None = None) -> list[
     pending = [q for q in result.questions if q.manual]
     if pending:
         lines.append(" pending TA review: " + ", ".join(f"{q.id} ({q.max_score:g})" for q in pending))
-    lines.append(
-        f" total: {result.score:g} / {result.max_score:g} auto-graded points"
-        + (f"; {result.pending_max_score:g} points pending TA review" if pending else "")
-    )
+    if len(result.assignments) > 1:
+        for a in result.assignments:
+            lines.append(
+                f" subtotal {a.id}: {a.score:g} / {a.max_score:g}"
+                + ("" if a.complete else _selection(a))
+                + (f"; {a.pending_max_score:g} pending" if a.pending_max_score else "")
+                + (f" ({a.title})" if a.title and a.title != a.id else "")
+            )
+    pending_text = f"; {result.pending_max_score:g} points pending TA review" if pending else ""
+    if result.complete:
+        lines.append(f" total: {result.score:g} / {result.max_score:g} auto-graded points{pending_text}")
+    else:
+        # -k and friends: the sum of the checks that ran is not the assignment's grade.
+        partial = [a for a in result.assignments if not a.complete]
+        lines.append(
+            f" selected checks: {result.score:g} / {result.max_score:g} auto-graded points{pending_text}"
+            + (f"; a selection, not the total of {', '.join(_declared(a) for a in partial)}" if partial else "")
+        )
     lines += [f" note: {note}" for note in result.notes]
     if result.sandbox:
         lines.append(" " + "; ".join(result.sandbox[:1] + result.sandbox[2:]))  # the tier and what it protects
@@ -44,3 +62,14 @@ def score_table(result: report.Report, report_path: Path | None = None) -> list[
     if report_path is not None:
         lines.append(f" report: {report_path}")
     return lines
+
+
+def _declared(assignment: report.AssignmentResult) -> str:
+    if assignment.declared_max_score is None:
+        return assignment.id
+    return f"{assignment.id} ({assignment.declared_max_score:g} points)"
+
+
+def _selection(assignment: report.AssignmentResult) -> str:
+    full = f" of {assignment.declared_max_score:g}" if assignment.declared_max_score is not None else ""
+    return f" (selected checks only{full})"
