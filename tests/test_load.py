@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from _toys import NAP_AND_BURN
 
 from torchgrade.engine.plugin import TIMEOUT_BACKSTOP_FACTOR
 from torchgrade.instructor import grading as entry
@@ -121,21 +122,7 @@ def test_hangs(sub):
 def test_after_hanging(sub):
     assert sub.nap(0) == 0
 """
-TOY_SUBMISSION = """
-import time
-
-
-def nap(seconds):
-    time.sleep(seconds)
-    return seconds
-
-
-def burn(seconds):
-    start = time.process_time()
-    while time.process_time() - start < seconds:
-        pass
-    return seconds
-"""
+TOY_SUBMISSION = "import time\n\n" + NAP_AND_BURN
 
 
 @pytest.mark.parametrize("isolation", ["none", "process"])

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from _toys import NAP_AND_BURN
 from torch import nn
 
 from torchgrade.engine.proxy import (
@@ -50,7 +51,8 @@ from torchgrade.worker.loader import PACKAGE, _SiblingFinder
 
 MODES = ["none", "process"]
 
-SHOES = '''\
+SHOES = (
+    '''\
 """A submission with a bit of everything (written by tests/test_proxy.py)."""
 import os
 import signal
@@ -128,18 +130,9 @@ def stubborn(seconds):
     time.sleep(seconds)
     return "woke up"
 
-
-def nap(seconds):
-    time.sleep(seconds)
-    return seconds
-
-
-def burn(seconds):
-    start = time.process_time()
-    while time.process_time() - start < seconds:
-        pass
-    return seconds
-
+'''
+    + NAP_AND_BURN
+    + """
 
 def burn_in_child(seconds):
     pid = os.fork()
@@ -158,7 +151,8 @@ def bomb():
             except OSError:
                 pass
     return "returned"
-'''
+"""
+)
 
 FILES = {
     "shoes.py": SHOES,
