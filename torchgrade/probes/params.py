@@ -75,37 +75,3 @@ def _unique_parameters(model: nn.Module, caller: str) -> list[tuple[str, torch.n
             f"({', '.join(lazy)}); run one forward pass before counting them"
         )
     return params
-
-
-def call_signature(target: object) -> list[dict[str, object]] | None:
-    """The parameters of a submitted function or class (its ``__init__`` without ``self``), as plain data,
-    so a grader can bind its calls by the names the submission uses.
-
-    Returns:
-        Per parameter, in order: ``name``, ``kind`` (``"positional"``, ``"keyword"`` for keyword-only,
-        ``"var_positional"``, ``"var_keyword"``), ``required`` (no default) and ``default`` (its repr,
-        capped at 80 characters, or None); None where the signature cannot be read.
-    """
-    import inspect
-
-    try:
-        signature = inspect.signature(target)
-    except (TypeError, ValueError):
-        return None
-    kinds = {
-        inspect.Parameter.POSITIONAL_ONLY: "positional",
-        inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional",
-        inspect.Parameter.KEYWORD_ONLY: "keyword",
-        inspect.Parameter.VAR_POSITIONAL: "var_positional",
-        inspect.Parameter.VAR_KEYWORD: "var_keyword",
-    }
-    found = []
-    for name, parameter in signature.parameters.items():
-        required = parameter.default is inspect.Parameter.empty and parameter.kind in (
-            inspect.Parameter.POSITIONAL_ONLY,
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            inspect.Parameter.KEYWORD_ONLY,
-        )
-        default = None if parameter.default is inspect.Parameter.empty else repr(parameter.default)[:80]
-        found.append({"name": name, "kind": kinds[parameter.kind], "required": required, "default": default})
-    return found
