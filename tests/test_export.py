@@ -77,7 +77,11 @@ def test_markdown_table_lists_failing_checks_and_the_total(graded):
     assert "| shoes | Q3d | 1 / 3 | test_param_counts: " in text
     assert "| shoes | Q1a | pending TA review (1) | |" in text
     percent = 100 * data["score"] / data["max_score"]
-    assert text.splitlines()[-1] == f"torchgrade score: {data['score']:g} / {data['max_score']:g} ({percent:.2f}%)"
+    assert data["complete"] is False  # a -k selection: its sum is not called the assignment's total
+    assert text.splitlines()[-1] == (
+        f"torchgrade score: {data['score']:g} / {data['max_score']:g} ({percent:.2f}%)"
+        " for the selected checks only, not the assignment's total"
+    )
 
 
 # -- hand-built reports ----------------------------------------------------------------------------------

@@ -719,6 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help=HELP_FORCE)
     parser.add_argument("--retry-failed", action="store_true", help=HELP_RETRY)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--only", metavar="ID", default=None, help=grading.HELP_ONLY)
     return parser
 
 
@@ -741,6 +742,11 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         options = build_parser().parse_args(own)
     except SystemExit as exc:
         return grading.EXIT_USAGE if exc.code else grading.EXIT_OK
+    try:
+        pytest_args = [*grading.only_args(args.assignment, options.only), *pytest_args]
+    except TorchgradeError as exc:
+        print(f"torchgrade batch: {exc}", file=sys.stderr)
+        return grading.EXIT_USAGE
     try:
         result = run_batch(
             options.submissions,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torchgrade import assignments
 from torchgrade.instructor import grading
 from torchgrade.instructor.samples import SampleGrader, SampleGrading
 
@@ -108,6 +109,7 @@ def check_assignment(
     jobs: int = 1,
     fresh: bool = False,
     progress: Callable[[SampleVerdict], None] = lambda verdict: None,
+    only: str | None = None,
 ) -> list[SampleVerdict]:
     """Grade the samples of an assignment and judge each one.
 
@@ -125,6 +127,8 @@ def check_assignment(
         fresh: train afresh for every sample instead of sharing the training runs of identical code.
         progress: called with each verdict, in the samples' order, as soon as it and those before it
             are graded.
+        only: grade one assignment of the manifest (``--only``): its checks only, and of the samples
+            (unless named) those that concern it (:func:`samples_of`).
 
     Raises:
         TorchgradeError: no such assignment or sample, or fewer than one job.
@@ -139,12 +143,12 @@ def check_assignment(
             jobs=jobs,
             cache=not fresh,
             keyword=keyword,
-            pytest_args=tuple(pytest_args),
+            pytest_args=(*grading.only_args(Path(assignment), only), *pytest_args),
             reports=Path(reports) if reports is not None else None,
             logs=not verbose,
         ) as grader,
     ):
-        names = expand_names(samples, grader.module) if samples else grader.names()
+        names = expand_names(samples, grader.module) if samples else samples_of(grader, grader.names(), only)
         chosen = [grader.sample(name) for name in names]  # unknown names stop it here
         grader.grade_all([(sample.name, isolation) for sample in chosen])
         for sample in chosen:
@@ -152,6 +156,28 @@ def check_assignment(
             verdicts.append(verdict)
             progress(verdict)
     return verdicts
+
+
+def samples_of(grader: SampleGrader, names: list[str], only: str | None) -> list[str]:
+    """Of ``names``, the samples that concern assignment ``only`` (all of them for None): the reference
+    and the template, the buggy samples that lose points of its questions, and the correct variants
+    that edit one of its modules."""
+    if only is None:
+        return names
+    assignment = assignments.load(grader.assignment).get(only)
+    questions = {q.id for q in assignment.questions}
+    modules = {f"{module}.py" for module in assignment.modules}
+    kept = []
+    for name in names:
+        sample = grader.sample(name)
+        if sample.lost is None or name == "reference":
+            kept.append(name)
+        elif sample.lost:
+            if set(sample.lost) & questions:
+                kept.append(name)
+        elif any(Path(file).name in modules for file, _, _ in sample.edits):
+            kept.append(name)
+    return kept
 
 
 def expand_names(names: list[str], module: Any) -> list[str]:

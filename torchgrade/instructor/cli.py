@@ -29,7 +29,7 @@ from pathlib import Path
 
 from torchgrade.errors import TorchgradeError
 from torchgrade.instructor import batch, check
-from torchgrade.instructor.grading import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, grade
+from torchgrade.instructor.grading import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HELP_ONLY, grade, only_args
 from torchgrade.instructor.samples import SampleGrader
 
 #: Samples the demo grades unless --all is given: the extremes and one bug of each kind.
@@ -42,6 +42,7 @@ HELP_CHECK_FRESH = (
     "grade each sample from scratch instead of sharing the training runs of identical code "
     "(a grade cache in the check's temporary folder)"
 )
+HELP_EXPORT_ONLY = "export only this assignment's checks and questions of the report, with its own total"
 DEMO_SHARED = (
     "torchgrade demo: training runs of identical code are shared between the samples (--fresh retrains for each)"
 )
@@ -54,12 +55,18 @@ def _cmd_grade(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    try:
+        selection = only_args(args.assignment, args.only)
+    except TorchgradeError as exc:
+        print(f"torchgrade grade: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     code, _ = grade(
         args.submission.resolve(),
         assignment=args.assignment,
         isolation=args.isolation,
         report=args.report,
         quiet=not args.verbose,
+        extra_args=selection,
     )
     return code
 
@@ -82,8 +89,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 cache=not args.fresh,
                 logs=False,
                 on_start=announce,
+                pytest_args=only_args(args.assignment, args.only),
             ) as grader:
                 names = grader.names() if args.all else list(DEMO_SAMPLES)
+                names = check.samples_of(grader, names, args.only)
                 grader.grade_all([(name, args.isolation) for name in names])
                 rows = [(name, grader.grade(name).result()) for name in names]
         except TorchgradeError as exc:
@@ -103,10 +112,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     try:
         if args.format == "gradescope":
-            results = export.write_gradescope(args.report, args.out, hidden_visibility=args.hidden_visibility)
+            results = export.write_gradescope(
+                args.report, args.out, hidden_visibility=args.hidden_visibility, only=args.only
+            )
             print(f"torchgrade: wrote {args.out}: {results['score']:g} points in {len(results['tests'])} tests")
         else:
-            text = export.write_markdown(args.report, args.out)
+            text = export.write_markdown(args.report, args.out, only=args.only)
             if args.out is None:
                 print(text, end="")
     except export.ReportInputError as exc:
@@ -155,6 +166,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             isolation=args.isolation,
             keyword=args.k,
             pytest_args=tuple(pytest_args),
+            only=args.only,
             reports=args.reports,
             verbose=args.verbose,
             jobs=args.jobs if args.jobs is not None else (1 if args.verbose else batch.cores()),
@@ -193,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade_parser.add_argument("--isolation", choices=("none", "process"), default="process")
     grade_parser.add_argument("--report", type=Path, default=Path("torchgrade-report.json"))
     grade_parser.add_argument("-v", "--verbose", action="store_true", help="show pytest's failure details")
+    grade_parser.add_argument("--only", metavar="ID", default=None, help=HELP_ONLY)
     grade_parser.set_defaults(func=_cmd_grade)
     demo_parser = sub.add_parser("demo", help="grade the bundled sample submissions")
     demo_parser.add_argument("--all", action="store_true", help="grade every buggy sample, not a selection")
@@ -203,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="grade each sample from scratch instead of sharing the training runs of "
         "identical code (a grade cache in the demo's temporary folder)",
     )
+    demo_parser.add_argument("--only", metavar="ID", default=None, help=HELP_ONLY)
     demo_parser.set_defaults(func=_cmd_demo)
     _add_export_release_check(sub)
     batch.add_parser(sub)
@@ -217,12 +231,14 @@ def _add_export_release_check(sub) -> None:
     formats = export_parser.add_subparsers(dest="format", required=True)
     gradescope = formats.add_parser("gradescope", help="Gradescope's results.json, validated against its schema")
     gradescope.add_argument("report", type=Path, help="a torchgrade report (JSON)")
+    gradescope.add_argument("--only", metavar="ID", default=None, help=HELP_EXPORT_ONLY)
     gradescope.add_argument("--out", type=Path, default=Path("results.json"), help="default: results.json")
     gradescope.add_argument(
         "--hidden-visibility", choices=HIDDEN_VISIBILITIES, default=HIDDEN_VISIBILITIES[0], help=HELP_HIDDEN_VISIBILITY
     )
     markdown = formats.add_parser("markdown", help="the score table in Markdown (CI job summaries)")
     markdown.add_argument("report", type=Path, help="a torchgrade report (JSON)")
+    markdown.add_argument("--only", metavar="ID", default=None, help=HELP_EXPORT_ONLY)
     markdown.add_argument("--out", type=Path, default=None, help="default: print it")
     export_parser.set_defaults(func=_cmd_export)
 
@@ -267,6 +283,7 @@ def _add_export_release_check(sub) -> None:
     check_parser.add_argument("--jobs", "-j", type=int, default=None, help=HELP_CHECK_JOBS)
     check_parser.add_argument("--fresh", action="store_true", help=HELP_CHECK_FRESH)
     check_parser.add_argument("-v", "--verbose", action="store_true", help="show pytest's output instead of logging it")
+    check_parser.add_argument("--only", metavar="ID", default=None, help=HELP_ONLY)
     check_parser.set_defaults(func=_cmd_check)
 
 

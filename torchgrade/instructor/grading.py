@@ -25,6 +25,23 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+HELP_ONLY = "grade, count and report only this assignment of the manifest (assignments.toml)"
+
+
+def only_args(assignment: Path, only: str | None) -> tuple[str, ...]:
+    """The pytest arguments that grade one assignment (``--only ID``), checked against the manifest of
+    ``assignment`` first, so that a wrong id is a usage error here rather than a failed grading.
+
+    Raises:
+        TorchgradeError: the folder has no manifest, or it declares no such assignment (the message
+            lists the known ones).
+    """
+    if only is None:
+        return ()
+    from torchgrade import assignments
+
+    assignments.load(assignment).get(only)
+    return ("--only", only)
 
 
 @dataclass(frozen=True)

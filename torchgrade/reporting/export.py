@@ -86,6 +86,38 @@ def load_report(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def only_assignment(data: dict[str, Any], assignment: str | None) -> dict[str, Any]:
+    """The report restricted to one assignment (``--only``): its checks and questions, its totals
+    (the report's per-assignment subtotal), ``only`` set; the report itself for None.
+
+    Raises:
+        ReportInputError: the report graded no such assignment (the message lists those it did).
+    """
+    if assignment is None:
+        return data
+    graded = list(dict.fromkeys(item["assignment"] for item in [*data["checks"], *data["questions"]]))
+    if assignment not in graded:
+        known = ", ".join(graded) or "(none)"
+        raise ReportInputError(f"the report grades no assignment {assignment!r}; it grades: {known}")
+    checks = [c for c in data["checks"] if c["assignment"] == assignment]
+    questions = [q for q in data["questions"] if q["assignment"] == assignment]
+    subtotal = next((a for a in data.get("assignments", ()) if a["id"] == assignment), None)
+    out = {
+        **data,
+        "checks": checks,
+        "questions": questions,
+        "score": round(sum(c["points"] for c in checks), 6),
+        "max_score": round(sum(c["max_points"] for c in checks), 6),
+        "pending_max_score": round(sum(q["max_score"] for q in questions if q["manual"]), 6),
+        "harness_errors": sum(c["outcome"] == "error" for c in checks),
+        "only": assignment,
+    }
+    if subtotal is not None:
+        out["assignments"] = [subtotal]
+        out["complete"] = subtotal["complete"]
+    return out
+
+
 # -- Gradescope ---------------------------------------------------------------------------------------
 def to_gradescope(data: dict[str, Any], *, hidden_visibility: str = HIDDEN_VISIBILITIES[0]) -> dict[str, Any]:
     """Map a report's JSON onto Gradescope's results.json (see the module docstring for the rules).
@@ -302,10 +334,16 @@ def validate_gradescope(results: dict[str, Any]) -> None:
 
 
 def write_gradescope(
-    report_path: str | Path, out: str | Path, *, hidden_visibility: str = HIDDEN_VISIBILITIES[0]
+    report_path: str | Path,
+    out: str | Path,
+    *,
+    hidden_visibility: str = HIDDEN_VISIBILITIES[0],
+    only: str | None = None,
 ) -> dict[str, Any]:
-    """Export a report file to a validated results.json, written atomically; returns the results."""
-    results = to_gradescope(load_report(report_path), hidden_visibility=hidden_visibility)
+    """Export a report file to a validated results.json, written atomically; returns the results.
+    ``only``: export one assignment of the report (:func:`only_assignment`)."""
+    data = only_assignment(load_report(report_path), only)
+    results = to_gradescope(data, hidden_visibility=hidden_visibility)
     validate_gradescope(results)
     atomic.write_text(out, json.dumps(results, indent=2) + "\n")
     return results
@@ -335,7 +373,12 @@ def to_markdown(data: dict[str, Any]) -> str:
         lines.append(f"{data['pending_max_score']:g} points await TA review and are not in the score.")
     if data["harness_errors"]:
         lines.append(f"**{data['harness_errors']} check(s) hit a torchgrade error** (not the submission's fault).")
-    lines.append(f"torchgrade score: {data['score']:g} / {data['max_score']:g} ({percent:.2f}%)")
+    subtotals = data.get("assignments", [])
+    if len(subtotals) > 1:
+        lines += [f"- {a['id']}: {a['score']:g} / {a['max_score']:g}" for a in subtotals] + [""]
+    named = f" ({data['only']})" if data.get("only") else ""
+    selected = "" if data.get("complete", True) else " for the selected checks only, not the assignment's total"
+    lines.append(f"torchgrade score{named}: {data['score']:g} / {data['max_score']:g} ({percent:.2f}%){selected}")
     return "\n".join(lines) + "\n"
 
 
@@ -347,9 +390,9 @@ def _markdown_cell(text: str, limit: int = 200) -> str:
     return text.replace("|", "\\|").replace("\n", " ")[:limit]
 
 
-def write_markdown(report_path: str | Path, out: str | Path | None) -> str:
-    """Export a report file as Markdown to ``out`` (None: only return it)."""
-    text = to_markdown(load_report(report_path))
+def write_markdown(report_path: str | Path, out: str | Path | None, *, only: str | None = None) -> str:
+    """Export a report file as Markdown to ``out`` (None: only return it); ``only``: one assignment of it."""
+    text = to_markdown(only_assignment(load_report(report_path), only))
     if out is not None:
         atomic.write_text(out, text)
     return text
