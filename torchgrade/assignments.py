@@ -424,10 +424,17 @@ def _default(node: ast.expr | None) -> object:
 _ACTIVE: list[Repository] = []
 
 
-def activate(repository: Repository) -> Repository:
-    """Make ``repository`` the one :func:`active` returns (the pytest plugin does, from its rootdir)."""
+def activate(repository: Repository) -> list[Repository]:
+    """Make ``repository`` the one :func:`active` returns (the pytest plugin does, from its rootdir);
+    returns what to give :func:`restore` to undo it."""
+    previous = list(_ACTIVE)
     _ACTIVE[:] = [repository]
-    return repository
+    return previous
+
+
+def restore(previous: list[Repository]) -> None:
+    """Undo :func:`activate` (the plugin does when its run ends)."""
+    _ACTIVE[:] = previous
 
 
 def active() -> Repository:
