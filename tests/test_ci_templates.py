@@ -27,7 +27,7 @@ CI = ROOT / "ci"
 TORCH_PIN = next(
     d
     for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    if d.startswith("torch==")
+    if d.startswith("torch>=")
 )
 
 

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from torchgrade.instructor import cli, grading, release
 from torchgrade.reporting import report
 
 ROOT = Path(__file__).resolve().parents[1]
+#: torchgrade itself, as every release carries it.
+WHEEL = f"wheels/torchgrade-{torchgrade.__version__}-py3-none-any.whl"
 #: Two cheap checks of graders/test_answers.py: enough to show the copy grades, in about 4 s.
 SELECTION = ("-k", "receptive_field_1d or conv1d_forward")
 
@@ -35,6 +38,18 @@ def files_under(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
+def released_texts(folder: Path) -> dict[str, str]:
+    """Each released file's text; for torchgrade's wheel, each of its files' (``WHEEL/torchgrade/...``)."""
+    texts = {}
+    for name in files_under(folder):
+        if name.endswith(".whl"):
+            with zipfile.ZipFile(folder / name) as wheel:
+                texts |= {f"{name}/{member}": wheel.read(member).decode() for member in wheel.namelist()}
+        else:
+            texts[name] = (folder / name).read_text()
+    return texts
+
+
 def test_release_holds_the_student_files_and_nothing_of_the_instructor(student_release):
     released = files_under(student_release)
     expected = (
@@ -46,10 +61,11 @@ def test_release_holds_the_student_files_and_nothing_of_the_instructor(student_r
             if not set(p.relative_to(ROOT / "fixtures").parts) & set(release.FIXTURES_EXCLUDED)
         }
         | {"pyproject.toml", "requirements.txt", "README.md", ".github/workflows/grade.yml", ".gitlab-ci.yml"}
+        | {WHEEL, "assignments.toml"}
     )
     assert released == expected
     sources = {released_as: source for source, released_as in release.CI_FILES.values()}
-    for name in expected - {"pyproject.toml", "requirements.txt", "README.md"}:  # copied verbatim
+    for name in expected - {"pyproject.toml", "requirements.txt", "README.md", WHEEL}:  # copied verbatim
         assert (student_release / name).read_bytes() == (ROOT / sources.get(name, name)).read_bytes(), name
 
 
@@ -60,7 +76,7 @@ def test_no_reference_code_is_in_the_release(student_release):
     )
     # The same claim, measured differently: no reference function's code (docstring left out,
     # whitespace collapsed) is a substring of a released file, unless the template has it too.
-    released = {name: " ".join((student_release / name).read_text().split()) for name in files_under(student_release)}
+    released = {name: " ".join(text.split()) for name, text in released_texts(student_release).items()}
     template = " ".join(" ".join(p.read_text().split()) for p in (ROOT / "student_template").glob("*.py"))
     checked = 0
     for path in (ROOT / "reference").glob("*.py"):
@@ -142,12 +158,11 @@ def test_released_pytest_settings_are_the_instructors(student_release):
 
     ours = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     theirs = tomllib.loads((student_release / "pyproject.toml").read_text())
-    assert theirs == {"tool": {"pytest": {"ini_options": ours}}}
+    # testpaths added: a bare `pytest` (and an IDE's discovery) runs the graders
+    assert theirs == {"tool": {"pytest": {"ini_options": {**ours, "testpaths": ["graders"]}}}}
     requirements = (student_release / "requirements.txt").read_text().splitlines()
-    assert [line for line in requirements if not line.startswith("#")] == [
-        "torch==2.13.0",
-        f"torchgrade=={torchgrade.__version__}",
-    ]
+    # graders/_lstm.py imports scipy and the molecules' fixture torch_geometric: the graphs extra
+    assert [line for line in requirements if not line.startswith("#")] == ["torch>=2.13", f"./{WHEEL}[graphs]"]
 
 
 # -- hidden checks -----------------------------------------------------------------------------------
@@ -231,6 +246,7 @@ def test_hidden_checks_are_marked_and_left_out_of_the_student_release(toy_assign
         "pyproject.toml",
         "requirements.txt",
         "student_template/toy.py",
+        WHEEL,
     ]
     assert release.MSG_README_HIDDEN in (tmp_path / "out" / "README.md").read_text()
 

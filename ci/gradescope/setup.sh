@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Gradescope autograder set-up: Gradescope runs this once, as root, when it builds the autograder's
-# image. It installs Python 3.11+ in a virtual environment, torch (CPU, pinned) and the torchgrade
-# source bundled in the zip. Build the zip's content with
+# image. It installs Python 3.11+ in a virtual environment, torch (CPU) and the torchgrade wheel
+# bundled in the zip (wheels/). Build the zip's content with
 #     torchgrade release --profile gradescope --out build/autograder
 # and zip the content of that folder (not the folder itself).
 #
@@ -14,7 +14,7 @@
 #                            torchgrade (the harness's tests simulate Gradescope with their own venv)
 set -euo pipefail
 
-TORCH_REQUIREMENT="torch==2.13.0"
+TORCH_REQUIREMENT="torch>=2.13"  # the range of torchgrade's metadata; the CPU index's newest release in it
 TORCH_INDEX="https://download.pytorch.org/whl/cpu"  # the default torch wheel is a multi-GB CUDA build
 
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
@@ -37,7 +37,7 @@ if [ "${TORCHGRADE_SKIP_INSTALL:-0}" != 1 ]; then
     "$BASE" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --upgrade pip
     "$VENV/bin/python" -m pip install "$TORCH_REQUIREMENT" --index-url "$TORCH_INDEX"
-    "$VENV/bin/python" -m pip install -r requirements.txt  # the same torch pin and ./torchgrade-src
+    "$VENV/bin/python" -m pip install -r requirements.txt  # torch's range and ./wheels/torchgrade-*.whl with its extras
 fi
 
 # Fail the image build now rather than every submission later.

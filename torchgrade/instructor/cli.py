@@ -260,7 +260,8 @@ def _add_export_release_check(sub) -> None:
     release_parser.add_argument(
         "--torchgrade-requirement",
         default=None,
-        help="how students install torchgrade (requirements.txt line; default: this version)",
+        help="the requirements.txt line that installs torchgrade (a version on an index, a git URL); "
+        "default: this torchgrade's wheel, shipped in the release's wheels/ with the extras the release needs",
     )
     release_parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     release_parser.set_defaults(func=_cmd_release)
