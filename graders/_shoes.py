@@ -1,6 +1,10 @@
-"""Helpers of ``test_shoes.py``: the grader's own pair building and accuracy, the coded photos that
-let a recording model tell which shoes a training loop used, and the memorisation run of Q4b with
-its calibration.
+"""Helpers of ``test_shoes.py``: the grader's own pair building and accuracy, the parts of the checks
+(each raises CheckFailure with its check's message), the coded photos that let a recording model tell
+which shoes a training loop used, and the memorisation run of Q4b with its calibration.
+
+One bug, one deduction: Q4b trains the submission's CNNChannel with its train_model, and runs the parts
+of Q1c/Q1d, Q3b and Q4a first to lend the grader's version of a unit that failed its own check (the
+pair builders, the model of :mod:`torchgrade.probes.pair_classifier`, or its training loop).
 
 Runs on the grader side: a submission's objects are reached only through the ``sub`` proxy, and
 what must run next to them comes from :mod:`torchgrade.probes`.
@@ -877,11 +881,11 @@ def submission_names(submission) -> set[str]:
 #: What Q4b's message says where it trained with a unit of the grader's (one bug, one deduction).
 MSG_LENT_LOOP = (
     "trained with the grader's training loop ({how}) instead of your train_model, which failed its own "
-    "check Q4a ({why}), so that it costs points only in Q4a"
+    "check Q4a (failed parts: {why}; see lent in the evidence), so that it costs points only in Q4a"
 )
 MSG_LENT_MODEL = (
     "trained the grader's CNNChannel ({how}) with your train_model instead of your CNNChannel, which "
-    "failed its own check Q3b ({why}), so that it costs points only in Q3b"
+    "failed its own check Q3b (failed parts: {why}; see lent in the evidence), so that it costs points only in Q3b"
 )
 MSG_NOT_INDEPENDENT = (
     "Q4b could not be graded independently of Q3b and Q4a: your CNNChannel failed Q3b ({model}) and your "
@@ -918,6 +922,22 @@ def mean_accuracy(result: dict[str, Any]) -> float:
     return float(np.mean(result["train"]))
 
 
+def seeded_run(run_seed) -> dict[str, Any]:
+    """``run_seed(seed)`` for the first of MEMORISE_SEEDS, and for the next only where the run stalled at
+    chance (training accuracy at most MEMORISE_STALLED); the better run (the first of equals), with a
+    ``stalled`` note where a second seed ran."""
+    runs = []
+    for seed in MEMORISE_SEEDS:
+        runs.append(run_seed(seed))
+        if mean_accuracy(runs[-1]) > MEMORISE_STALLED:
+            break
+    best = max(runs, key=mean_accuracy)
+    if len(runs) > 1:
+        pos, neg = runs[0]["train"]
+        best = {**best, "stalled": MSG_STALLED.format(first=runs[0]["seed"], pos=pos, neg=neg, second=runs[1]["seed"])}
+    return best
+
+
 def _probe_digest() -> str:
     """A digest of the grader's model and loop lent to the worker, for the grade-cache key."""
     return hashlib.sha256(Path(inspect.getsourcefile(pair_classifier)).read_bytes()).hexdigest()[:16]
@@ -944,19 +964,13 @@ def memorise(submission, grade_cache, shoe_arrays: dict[str, np.ndarray], probe:
     epochs = math.ceil(budget["iterations"] / steps_per_epoch)
 
     def run() -> dict:
-        runs = []
-        for seed in MEMORISE_SEEDS:
-            runs.append(run_seed(seed))
-            if mean_accuracy(runs[-1]) > MEMORISE_STALLED:
-                break
-        best = max(runs, key=mean_accuracy)  # the first of equals
-        if len(runs) > 1:
-            pos, neg = runs[0]["train"]
-            best = {
-                **best,
-                "stalled": MSG_STALLED.format(first=runs[0]["seed"], pos=pos, neg=neg, second=runs[1]["seed"]),
-            }
-        return {**best, "lent": lent, "borrowed": borrowed}
+        try:
+            return {**seeded_run(run_seed), "lent": lent, "borrowed": borrowed}
+        except CheckFailure as exc:  # the run failed: say with which units of the grader's it ran
+            notes = memorise_notes({"lent": lent, "borrowed": borrowed})
+            if not notes:
+                raise
+            raise type(exc)(f"{exc}" + "".join(f" Note: {note}." for note in notes.values())) from None
 
     def run_seed(seed: int) -> dict:
         try:
@@ -1063,9 +1077,9 @@ def memorise_notes(memorised: dict[str, Any]) -> dict[str, str]:
         )
     lent = memorised.get("lent") or {}
     if "loop" in lent:
-        notes["grader's loop"] = MSG_LENT_LOOP.format(how=GRADER_LOOP, why=capped("; ".join(lent["loop"].values())))
+        notes["grader's loop"] = MSG_LENT_LOOP.format(how=GRADER_LOOP, why="; ".join(lent["loop"]))
     if "model" in lent:
-        notes["grader's model"] = MSG_LENT_MODEL.format(how=GRADER_MODEL, why=capped("; ".join(lent["model"].values())))
+        notes["grader's model"] = MSG_LENT_MODEL.format(how=GRADER_MODEL, why="; ".join(lent["model"]))
     if "not_independent" in lent:
         failed = lent["not_independent"]
         notes["not independent"] = MSG_NOT_INDEPENDENT.format(

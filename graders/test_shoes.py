@@ -357,4 +357,7 @@ def memorised(submission, grade_cache, shoe_arrays, training_probe) -> dict:
     """CNNChannel trained by the student's train_model on five students (Q4b), and its accuracies as
     the grader measures them; with the grader's loop or model where the student's failed its own check
     (Q4a's learning parts, judged on ``training_probe``; Q3b)."""
-    return memorise(submission, grade_cache, shoe_arrays, training_probe)
+    memorised = memorise(submission, grade_cache, shoe_arrays, training_probe)
+    for key, note in memorise_notes(memorised).items():
+        submission.notes[f"Q4b {key}"] = note  # also where the check passes: the report says what was lent
+    return memorised

@@ -201,7 +201,7 @@ def test_memorise_notes_say_what_was_lent_and_why():
             "stalled": "with seed 7 the run stalled",
         }
     )
-    assert "grader's training loop" in notes["grader's loop"] and "not a true pair" in notes["grader's loop"]
+    assert "grader's training loop" in notes["grader's loop"] and _shoes.LOOP_LABELS in notes["grader's loop"]
     assert notes["stalled seed"] == "with seed 7 the run stalled"
     both = _shoes.memorise_notes({"lent": {"not_independent": {"model": {"a": "x"}, "loop": {"b": "y"}}}})
     assert "could not be graded independently" in both["not independent"]
@@ -294,3 +294,37 @@ def test_colab_stand_in_mounts_nothing_and_goes_away():
     finally:
         training_probes.remove_colab_stand_in(installed)
     assert "google.colab" not in sys.modules or not installed
+
+
+@pytest.mark.parametrize(
+    ("model_fails", "loop_fails", "lent"),
+    [(False, False, set()), (True, False, {"model"}), (False, True, {"loop"}), (True, True, {"not_independent"})],
+)
+def test_q4b_lends_the_grader_s_unit_only_where_the_other_passed_its_check(monkeypatch, model_fails, loop_fails, lent):
+    def failed_parts(parts, *args):
+        fails = model_fails if parts is _shoes.CHANNEL_PARTS else loop_fails
+        return {parts[0][1]: "failed"} if fails else {}
+
+    monkeypatch.setattr(_shoes, "failed_parts", failed_parts)
+    assert set(_shoes.lent_units(None, {})) == lent
+
+
+def test_a_second_seed_runs_only_where_the_first_stalls_at_chance():
+    def runner(results):
+        calls = []
+
+        def run_seed(seed):
+            calls.append(seed)
+            return {"seed": seed, "train": results[seed]}
+
+        return run_seed, calls
+
+    first, second = _shoes.MEMORISE_SEEDS
+    run_seed, calls = runner({first: (1.0, 0.9)})
+    assert _shoes.seeded_run(run_seed) == {"seed": first, "train": (1.0, 0.9)} and calls == [first]
+    run_seed, calls = runner({first: (0.5, 0.5), second: (1.0, 1.0)})
+    best = _shoes.seeded_run(run_seed)
+    assert calls == [first, second] and best["seed"] == second
+    assert f"with seed {first} the run stalled at chance" in best["stalled"]
+    run_seed, calls = runner({first: (0.6, 0.6), second: (0.5, 0.5)})
+    assert _shoes.seeded_run(run_seed)["seed"] == first and calls == [first, second]
