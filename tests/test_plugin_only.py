@@ -24,7 +24,7 @@ R3 = { points = 3, title = "more doubling" }
 title = "The blue one"
 modules = ["shared"]
 names = ["triple"]
-graders = ["test_shared.py"]
+graders = ["test_shared.py", "test_blue.py"]
 
 [blue.questions]
 B1 = { points = 4, title = "tripling" }
@@ -58,6 +58,14 @@ def test_even_more(sub):
     assert sub.double(-1) == -2
 """
 
+BLUE = """
+print("IMPORTING BLUE")
+ASSIGNMENT = "blue"
+
+def test_plain():
+    pass
+"""
+
 CONFTEST = """
 import pytest
 
@@ -82,6 +90,7 @@ def repo(pytester: pytest.Pytester):
     (graders / "conftest.py").write_text(CONFTEST)
     (graders / "test_shared.py").write_text(SHARED)
     (graders / "test_red.py").write_text(RED)
+    (graders / "test_blue.py").write_text(BLUE)
     return pytester
 
 
@@ -113,11 +122,13 @@ def test_only_grades_one_assignment_of_a_shared_module(repo):
         }
     ]
     assert "BUILDING BLUE DATA" not in result.stdout.str()  # the other assignment's fixture is never built
+    assert "IMPORTING BLUE" not in result.stdout.str()  # nor its own grader module imported
     result.stdout.fnmatch_lines(["*torchgrade: red (The red one): *sub*", " total: 5 / 5 auto-graded points*"])
 
 
 def test_without_only_each_assignment_has_its_subtotal(repo):
     result, data = run(repo)
+    assert "IMPORTING BLUE" in result.stdout.str()
     assert (data["score"], data["max_score"], data["complete"]) == (9, 9, True)
     assert [(a["id"], a["score"], a["max_score"]) for a in data["assignments"]] == [("red", 5, 5), ("blue", 4, 4)]
     result.stdout.fnmatch_lines(

@@ -197,6 +197,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             items[:] = kept
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With ``--only``, the grader modules the manifest gives only to other assignments are not even
+    imported (their imports, torch_geometric say, cost seconds); modules it does not list, or lists
+    for this assignment too, are collected and their checks deselected by assignment."""
+    state = config.stash.get(STATE, None)
+    if state is None or state.only is None or state.repository is None or state.repository.root is None:
+        return None
+    repository = state.repository
+    if state.only not in repository.assignments or collection_path.suffix != ".py":
+        return None
+    graders = repository.root / "graders"
+    if graders not in collection_path.parents:
+        return None
+    name = collection_path.relative_to(graders).as_posix()
+    mine = set(repository.assignments[state.only].graders)
+    others = {g for a in repository.assignments.values() if a.id != state.only for g in a.graders}
+    return True if name in others and name not in mine else None
+
+
 def _assignment_of(item: pytest.Item) -> str | None:
     """The assignment of a check (its marker's ``assignment=``, else its module's ASSIGNMENT), or of a
     plain test in a grader module; None for an item of no assignment."""

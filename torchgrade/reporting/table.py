@@ -21,11 +21,12 @@ def score_table(result: report.Report, report_path: Path | None = None) -> list[
     by_question: dict[tuple[str, str], list[report.CheckResult]] = {}
     for check in result.checks:
         by_question.setdefault((check.assignment, check.question), []).append(check)
+    width = max([6, *(len(q.id) for q in result.questions if not q.manual)])
     for q in result.questions:
         if q.manual:
             continue
         mark = "ok" if q.score == q.max_score else "--"
-        lines.append(f" {mark} {q.assignment:<8} {q.id:<6} {q.score:>5g} / {q.max_score:<4g}")
+        lines.append(f" {mark} {q.assignment:<8} {q.id:<{width}} {q.score:>5g} / {q.max_score:<4g}")
         for check in by_question.get((q.assignment, q.id), []):
             if check.outcome != "passed":
                 name = check.id.split("::")[-1]
