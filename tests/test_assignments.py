@@ -227,3 +227,33 @@ def test_the_engine_names_no_assignment():
                 if name in words:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
     assert found == []
+
+
+def test_the_gradebook_gives_a_subtotal_per_assignment_when_there_are_several():
+    from torchgrade.reporting import gradebook
+
+    def fake(red: float, blue: float) -> dict:
+        return {
+            "score": red + blue,
+            "max_score": 6,
+            "pending_max_score": 1,
+            "harness_errors": 0,
+            "notes": [],
+            "questions": [
+                {"assignment": "red", "id": "R1", "score": red, "max_score": 2, "manual": False},
+                {"assignment": "red", "id": "R2", "score": None, "max_score": 1, "manual": True},
+                {"assignment": "blue", "id": "B1", "score": blue, "max_score": 4, "manual": False},
+            ],
+            "checks": [],
+        }
+
+    header, rows = gradebook.rows({"x": fake(2, 1), "y": fake(0, 4)})
+    assert header == [
+        "submission", "red:R1", "red:R2", "blue:B1", "total:red", "total:blue", "total", "max", "pending_max", "status"
+    ]  # fmt: skip
+    assert rows == [
+        ["x", "2", "", "1", "2", "1", "3", "6", "1", "graded"],
+        ["y", "0", "", "4", "0", "4", "4", "6", "1", "graded"],
+    ]
+    one, _ = gradebook.rows({"x": {**fake(2, 1), "questions": fake(2, 1)["questions"][:2]}})
+    assert "total:red" not in one  # one assignment: its total is the total

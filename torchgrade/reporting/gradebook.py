@@ -3,7 +3,9 @@
 It reads reports (the schema is the contract), never pytest internals, so it works on any folder
 of reports, whoever wrote them. Columns are ``submission``, one ``assignment:question`` column per
 question (manual questions stay empty until a TA grades them), ``total``, ``max``, ``pending_max``
-(points of manual questions) and ``status``, which tells an instructor which rows need a look:
+(points of manual questions) and ``status``, which tells an instructor which rows need a look
+(reports of several assignments also get a ``total:ID`` column per assignment, its auto-graded
+points, before ``total``):
 
 * ``graded``: the report is complete;
 * ``harness error``: some checks hit a torchgrade error, not the student's fault;
@@ -68,11 +70,16 @@ def rows(reports: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list
         reports: submission name -> report JSON; rows follow the mapping's order.
     """
     columns = question_columns(reports.values())
-    header = FIXED_BEFORE + [f"{a}:{q}" for a, q in columns] + FIXED_AFTER
+    assignments = list(dict.fromkeys(a for a, _ in columns))
+    subtotals = assignments if len(assignments) > 1 else []
+    header = FIXED_BEFORE + [f"{a}:{q}" for a, q in columns] + [f"total:{a}" for a in subtotals] + FIXED_AFTER
     table = []
     for name, data in reports.items():
         scores = {(q["assignment"], q["id"]): q["score"] for q in data["questions"]}
         cells = [text_cell(name)] + [_number(scores.get(key)) for key in columns]
+        for assignment in subtotals:
+            auto = [q["score"] for q in data["questions"] if q["assignment"] == assignment and not q["manual"]]
+            cells.append(_number(round(sum(auto), 6) if auto else None))
         cells += [_number(data["score"]), _number(data["max_score"]), _number(data["pending_max_score"])]
         table.append([*cells, text_cell(status(data))])
     return [text_cell(cell) for cell in header], table
