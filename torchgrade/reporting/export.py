@@ -287,8 +287,9 @@ def extraction_lines(data: dict[str, Any]) -> list[str]:
 
 
 def _totals(data: dict[str, Any]) -> dict[str, Any]:
-    """The report's totals, kept where Gradescope stores data without showing it."""
-    return {
+    """The report's totals, kept where Gradescope stores data without showing it (with the subtotal of
+    each assignment and the ``--only`` id where the report has them)."""
+    totals = {
         key: data[key]
         for key in (
             "score",
@@ -301,6 +302,7 @@ def _totals(data: dict[str, Any]) -> dict[str, Any]:
             "finished_at",
         )
     }
+    return totals | {key: data[key] for key in ("assignments", "only", "complete") if key in data}
 
 
 def _elapsed_seconds(data: dict[str, Any]) -> int | None:
