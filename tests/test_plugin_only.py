@@ -82,9 +82,11 @@ def blue_data():
 def repo(pytester: pytest.Pytester):
     pytester.makefile(".toml", assignments=MANIFEST)
     (pytester.path / "student_template").mkdir()
-    (pytester.path / "student_template" / "shared.py").write_text("def double(x):\n    ...\n\ndef triple(x):\n    ...\n")
+    stubs = "def double(x):\n    ...\n\ndef triple(x):\n    ...\n"
+    (pytester.path / "student_template" / "shared.py").write_text(stubs)
     (pytester.path / "sub").mkdir()
-    (pytester.path / "sub" / "shared.py").write_text("def double(x):\n    return 2 * x\n\ndef triple(x):\n    return 3 * x\n")
+    code = "def double(x):\n    return 2 * x\n\ndef triple(x):\n    return 3 * x\n"
+    (pytester.path / "sub" / "shared.py").write_text(code)
     graders = pytester.path / "graders"
     graders.mkdir()
     (graders / "conftest.py").write_text(CONFTEST)
@@ -174,3 +176,13 @@ def test_the_manifest_and_the_markers_agree(repo, edit, message):
     else:
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines([message])
+
+
+def test_without_a_manifest_only_selects_by_the_checks_assignments(repo):
+    (repo.path / "assignments.toml").unlink()
+    result, data = run(repo, "--only", "blue")
+    assert result.ret == 0 and data["only"] == "blue" and [a["id"] for a in data["assignments"]] == ["blue"]
+    assert "declared_max_score" not in data["assignments"][0]
+    result, _ = run(repo, "--only", "green")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown assignment 'green'; known: blue, red*"])

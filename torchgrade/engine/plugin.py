@@ -191,6 +191,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     state = _state(config)
     _check_manifest(state.repository, items)
     if state.only is not None:
+        seen = {_assignment_of(item) for item in items} - {None}
+        if not (state.repository and state.repository.assignments) and state.only not in seen:
+            # No manifest to check the id against up front: the checks collected say which exist.
+            raise pytest.UsageError(assignments.unknown_message(state.only, seen))
         kept = [item for item in items if _assignment_of(item) in (None, state.only)]
         if len(kept) < len(items):
             config.hook.pytest_deselected(items=[item for item in items if item not in kept])
