@@ -232,7 +232,9 @@ def _assignment_of(item: pytest.Item) -> str | None:
 def _check_manifest(repository: assignments.Repository | None, items: list[pytest.Item]) -> None:
     """Every collected check's question is its assignment's in the manifest, and a question's points
     markers add up to the manifest's points (checked where every grader module of the assignment was
-    collected, since a run of one file sees only part of a question's checks)."""
+    collected, since a run of one file sees only part of a question's checks). Hidden checks
+    (``graders/hidden/``) must name a question of the manifest but are not counted in its points: the
+    manifest ships to students, and the instructor's hidden checks add points it does not reveal."""
     if repository is None or not repository.assignments:
         return
     marked: dict[tuple[str, str], list[tuple[str, float]]] = {}
@@ -262,6 +264,8 @@ def _check_manifest(repository: assignments.Repository | None, items: list[pytes
                     hint=hint,
                 )
             )
+        if is_hidden_check(item.nodeid):
+            continue  # the manifest travels to students: hidden checks add points it does not reveal
         marked.setdefault((assignment, question), []).append((item.nodeid, float(marker.args[0])))
         files.setdefault(assignment, set()).add(Path(str(item.path)).name)
     for (assignment, question), checks in marked.items():
