@@ -195,3 +195,23 @@ def test_a_malformed_description_from_the_worker_is_not_trusted(sub, monkeypatch
         sub.CNN(n=4, kernel_size=3)
     assert str(info.value).startswith("could not call CNN(n=4, kernel_size=3): got an unexpected keyword argument")
     assert info.value.parameters is None and sub.last_binding("CNN").called == "CNN(n=4, kernel_size=3)"
+
+
+SHORT_NAMES_GAT = '''
+class GraphAttentionLayer:
+    """The spellings the grader's own lent layer recognised before the engine bound its calls."""
+    def __init__(self, in_size, out_size, head=1, concatenate=True, drop=0.6, slope=0.2):
+        self.seen = dict(in_size=in_size, out_size=out_size, head=head, concatenate=concatenate, drop=drop,
+                         slope=slope)
+'''
+
+
+def test_attention_layer_short_spellings_receive_every_handout_parameter(tmp_path):
+    """in_size/out_size/head/concatenate/drop/slope are aliases of the manifest ([csc413-a4.aliases])."""
+    submission = make(tmp_path, {"gnn.py": SHORT_NAMES_GAT})
+    try:
+        layer = submission.GraphAttentionLayer(5, 6, 2, is_concat=False, dropout=0.1, alpha=0.3)
+        assert layer.seen == {"in_size": 5, "out_size": 6, "head": 2, "concatenate": False, "drop": 0.1, "slope": 0.3}
+        assert not submission.last_binding("GraphAttentionLayer").dropped
+    finally:
+        submission.close()
