@@ -121,3 +121,15 @@ def test_export_only_keeps_one_assignment_and_its_total(tmp_path, capsys):
     assert "- red: 2 / 5\n- blue: 4 / 4" in capsys.readouterr().out
     assert cli.main(["export", "markdown", str(path), "--only", "green"]) == grading.EXIT_USAGE
     assert "the report grades no assignment 'green'; it grades: red, blue" in capsys.readouterr().err
+
+
+def test_a_command_whose_extra_is_not_installed_names_the_extra(monkeypatch, capsys):
+    """The core install leaves out Dask and rich: a command that needs them says which extra to install
+    instead of a bare ModuleNotFoundError."""
+
+    def without_dask(args):
+        raise ModuleNotFoundError("No module named 'distributed'", name="distributed")
+
+    monkeypatch.setattr(cli, "_cmd_demo", without_dask)
+    assert cli.main(["demo"]) == grading.EXIT_USAGE
+    assert "python -m pip install 'torchgrade[batch]'" in capsys.readouterr().err

@@ -32,6 +32,22 @@ from torchgrade.instructor import batch, check
 from torchgrade.instructor.grading import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HELP_ONLY, grade, only_args
 from torchgrade.instructor.samples import SampleGrader
 
+#: The optional packages the instructor's commands import on first use, and the extra that installs them
+#: (pyproject.toml): the core install is what ``pytest graders`` needs.
+EXTRA_OF_PACKAGE = {
+    "distributed": "batch",
+    "dask": "batch",
+    "rich": "batch",
+    "matplotlib": "batch",
+    "psutil": "batch",
+    "torch_geometric": "graphs",
+    "scipy": "graphs",
+}
+MSG_MISSING_EXTRA = (
+    "torchgrade: this command needs {package!r}, which the core install leaves out; install the extra that "
+    "brings it: python -m pip install 'torchgrade[{extra}]'"
+)
+
 #: Samples the demo grades unless --all is given: the extremes and one bug of each kind.
 DEMO_SAMPLES = ("reference", "template", "fc1_formula", "pairs_across_students", "labels_swapped", "stacked_on_width")
 HELP_CHECK_JOBS = (
@@ -298,6 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return EXIT_INTERNAL
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF_PACKAGE.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(MSG_MISSING_EXTRA.format(package=exc.name, extra=extra), file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":
