@@ -8,6 +8,7 @@ Commands:
     check ASSIGNMENT     grade the assignment's samples: the reference earns every auto point, the template
                          none, each buggy sample loses what its TOML file says (exit 1 on any mismatch);
                          --jobs N at once, training runs of identical code shared unless --fresh
+    new DIR              write a small but real assignment of one's own to start from (docs/authoring.md)
     batch SUBMISSIONS --out DIR
                          grade every submission (subfolder, .py or .ipynb) in parallel or on a Dask cluster
                          (--scheduler); resumable; writes a report each, gradebook.csv and summary.html
@@ -172,6 +173,22 @@ def _cmd_release(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_new(args: argparse.Namespace) -> int:
+    from torchgrade.instructor import scaffold
+
+    try:
+        files = scaffold.new(args.folder, assignment_id=args.id, title=args.title)
+    except TorchgradeError as exc:
+        print(f"torchgrade new: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    folder = shlex.quote(str(args.folder))
+    print(
+        f"torchgrade: wrote the assignment in {args.folder} ({len(files)} files); see its README.md, then:\n"
+        f"  torchgrade --assignment {folder} check {folder}   # the reference earns every point, the template none"
+    )
+    return EXIT_OK
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     pytest_args = [*(("-m", args.m) if args.m else ()), *shlex.split(args.pytest_args or "")]
     print(check.HEADER, flush=True)
@@ -235,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--only", metavar="ID", default=None, help=HELP_ONLY)
     demo_parser.set_defaults(func=_cmd_demo)
     _add_export_release_check(sub)
+    new_parser = sub.add_parser("new", help="write a small but real assignment of one's own to start from")
+    new_parser.add_argument("folder", type=Path, help="the folder to create (or an empty one)")
+    new_parser.add_argument("--id", default=None, help="the assignment's id in assignments.toml (default: the folder)")
+    new_parser.add_argument("--title", default=None, help="the assignment's title in reports")
+    new_parser.set_defaults(func=_cmd_new)
     batch.add_parser(sub)
     return parser
 

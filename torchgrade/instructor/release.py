@@ -309,6 +309,11 @@ def _check_metadata_is_current(dist: importlib.metadata.Distribution, pyproject:
         )
 
 
+#: Package data a release's wheel leaves out: the files of ``torchgrade new`` (instructor/scaffold.py) hold
+#: a reference solution, which a release of the scaffolded assignment would otherwise ship to students.
+WHEEL_EXCLUDED = ("instructor/scaffold_files/",)
+
+
 def build_wheel(folder: Path) -> Path:
     """The running torchgrade as a wheel in ``folder``, offline and in-process: its package's files
     (bytecode and caches left out) and its installed metadata (``METADATA``, entry points), packed as
@@ -321,6 +326,8 @@ def build_wheel(folder: Path) -> Path:
     members: dict[str, bytes] = {}
     for path in sorted(package.rglob("*")):
         rel = path.relative_to(package)
+        if rel.as_posix().startswith(WHEEL_EXCLUDED):
+            continue
         if path.is_file() and not any(part in JUNK for part in rel.parts) and path.suffix not in (".pyc", ".pyo"):
             members[f"torchgrade/{rel.as_posix()}"] = path.read_bytes()
     for name in ("METADATA", "entry_points.txt", "top_level.txt"):
