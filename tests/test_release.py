@@ -61,11 +61,11 @@ def test_release_holds_the_student_files_and_nothing_of_the_instructor(student_r
             if not set(p.relative_to(ROOT / "fixtures").parts) & set(release.FIXTURES_EXCLUDED)
         }
         | {"pyproject.toml", "requirements.txt", "README.md", ".github/workflows/grade.yml", ".gitlab-ci.yml"}
-        | {WHEEL, "assignments.toml"}
+        | {WHEEL, "assignments.toml", ".gitignore"}
     )
     assert released == expected
     sources = {released_as: source for source, released_as in release.CI_FILES.values()}
-    for name in expected - {"pyproject.toml", "requirements.txt", "README.md", WHEEL}:  # copied verbatim
+    for name in expected - {"pyproject.toml", "requirements.txt", "README.md", WHEEL, ".gitignore"}:  # verbatim
         assert (student_release / name).read_bytes() == (ROOT / sources.get(name, name)).read_bytes(), name
 
 
@@ -239,6 +239,7 @@ def test_hidden_checks_are_marked_and_left_out_of_the_student_release(toy_assign
 
     files = release.release(tmp_path / "out", assignment=toy_assignment)
     assert sorted(p.as_posix() for p in files) == [
+        ".gitignore",
         "README.md",
         "fixtures/__init__.py",
         "graders/conftest.py",

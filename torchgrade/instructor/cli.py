@@ -157,6 +157,7 @@ def _cmd_release(args: argparse.Namespace) -> int:
             ci=tuple(args.ci),
             torchgrade_requirement=args.torchgrade_requirement,
             force=args.force,
+            only=args.only,
         )
     except release.LeakFound as exc:
         print(f"torchgrade release: {exc}", file=sys.stderr)
@@ -164,8 +165,9 @@ def _cmd_release(args: argparse.Namespace) -> int:
     except TorchgradeError as exc:
         print(f"torchgrade release: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    of = f"assignment {args.only!r} of " if args.only else ""
     print(
-        f"torchgrade: {args.profile} release of {args.assignment.resolve()} in {args.out} ({len(files)} files); "
+        f"torchgrade: {args.profile} release of {of}{args.assignment.resolve()} in {args.out} ({len(files)} files); "
         "no reference code found in it"
     )
     if args.profile == "gradescope":
@@ -302,6 +304,13 @@ def _add_export_release_check(sub) -> None:
         "default: this torchgrade's wheel, shipped in the release's wheels/ with the extras the release needs",
     )
     release_parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    release_parser.add_argument(
+        "--only",
+        metavar="ID",
+        default=None,
+        help="release only this assignment of the manifest (assignments.toml): its template modules (the other "
+        "assignments' names pruned), graders, fixtures, questions and README; default: all of them",
+    )
     release_parser.set_defaults(func=_cmd_release)
 
     check_parser = sub.add_parser("check", help="check that the graders grade the sample submissions as described")

@@ -39,6 +39,8 @@ import hashlib
 import importlib.metadata
 import io
 import json
+import re
+import shlex
 import shutil
 import tomllib
 import zipfile
@@ -47,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torchgrade
+from torchgrade import assignments
 from torchgrade.assignments import MANIFEST
 from torchgrade.errors import TorchgradeError
 from torchgrade.hidden import HIDDEN_DIR
@@ -116,6 +119,7 @@ def release(
     ci: tuple[str, ...] = (),
     torchgrade_requirement: str | None = None,
     force: bool = False,
+    only: str | None = None,
 ) -> list[Path]:
     """Build a release of ``assignment`` in ``out`` and prove that it holds no reference code.
 
@@ -128,6 +132,8 @@ def release(
             on an index, a git URL); default: the wheel of the running torchgrade, shipped in
             :data:`WHEELS_DIR`, with the extras the release needs.
         force: replace ``out`` if it exists.
+        only: release one assignment of the manifest (:func:`select`): its template modules (other
+            assignments' names pruned), graders, fixtures and questions; default: all of them.
 
     Returns:
         The released files, relative to ``out``.
@@ -147,6 +153,7 @@ def release(
     for needed in ("graders", "fixtures", "pyproject.toml", "student_template"):
         if not (source / needed).exists():
             raise TorchgradeError(f"{source} is not an assignment: it has no {needed}")
+    selection = select(source, only) if only is not None else None
     if out == source or source in out.parents or out in source.parents:  # --force would delete the assignment
         raise TorchgradeError(f"the release folder {out} must lie outside the assignment {source}, and not hold it")
     if out.exists():
@@ -159,12 +166,17 @@ def release(
             source / "graders", out / "graders", skip=lambda rel: profile == "student" and rel.parts[0] == HIDDEN_DIR
         )
         _copy_tree(source / "fixtures", out / "fixtures", skip=lambda rel: rel.parts[0] in FIXTURES_EXCLUDED)
-        (out / "pyproject.toml").write_text(pytest_settings(source / "pyproject.toml", testpaths=True))
+        settings = pytest_settings(source / "pyproject.toml", testpaths=True, only=only)
+        (out / "pyproject.toml").write_text(settings)
         if (source / MANIFEST).is_file():  # the assignments' declarations, which the graders' interface reads
             _copy_file(source / MANIFEST, out / MANIFEST)
         _copy_tree(source / "student_template", out / "student_template")
+        if selection is not None:
+            selection.apply(out)
         if profile == "student":
-            (out / "README.md").write_text(student_readme(source))
+            readme = student_readme(source) if selection is None else assignment_readme(source, selection, out)
+            (out / "README.md").write_text(readme)
+            (out / ".gitignore").write_text(GITIGNORE)
             for platform in ci:
                 _copy_file(source / CI_FILES[platform][0], out / CI_FILES[platform][1])
         else:
@@ -199,7 +211,7 @@ def _copy_file(src: Path, dst: Path) -> None:
     shutil.copy2(src, dst)
 
 
-def pytest_settings(pyproject: Path, *, testpaths: bool = False) -> str:
+def pytest_settings(pyproject: Path, *, testpaths: bool = False, only: str | None = None) -> str:
     """A pyproject.toml with only the ``[tool.pytest.ini_options]`` table of ``pyproject``, verbatim.
 
     The graders must run under the very settings they were calibrated under (``filterwarnings =
@@ -207,7 +219,8 @@ def pytest_settings(pyproject: Path, *, testpaths: bool = False) -> str:
     checked to parse to the same settings. ``testpaths``: add ``testpaths = ["graders"]`` where the
     table has none, so that a bare ``pytest`` at the release's root (and an IDE's discovery) loads
     ``graders/conftest.py`` as an initial conftest, where its ``pytest_plugins`` is allowed, instead of
-    failing on "Defining 'pytest_plugins' in a non-top-level conftest".
+    failing on "Defining 'pytest_plugins' in a non-top-level conftest". ``only``: add ``--only ID`` to
+    ``addopts`` (the one assignment of a release of one; the line of ``addopts`` is rewritten).
     """
     text = pyproject.read_text()
     settings = tomllib.loads(text).get("tool", {}).get("pytest", {}).get("ini_options")
@@ -224,6 +237,8 @@ def pytest_settings(pyproject: Path, *, testpaths: bool = False) -> str:
         raise TorchgradeError(f"could not copy {PYTEST_TABLE} out of {pyproject} unchanged (is it split up?)")
     if testpaths and "testpaths" not in settings:
         table += '# Added by torchgrade release: a bare `pytest` runs the graders.\ntestpaths = ["graders"]\n'
+    if only is not None:
+        table = _add_only(table, tomllib.loads(table)["tool"]["pytest"]["ini_options"], only)
     return (
         "# pytest settings of the graders, copied from the instructor's pyproject.toml; "
         "`pytest graders` runs under them.\n" + table
@@ -355,6 +370,401 @@ def build_wheel(folder: Path) -> Path:
     return wheel
 
 
+# -- a release of one assignment (--only ID) ------------------------------------------------------------
+#: The .gitignore of a student release: environments, caches and what a grading run writes.
+GITIGNORE = """\
+# Virtual environments
+.venv/
+venv/
+env/
+# Python and tool caches
+__pycache__/
+*.py[cod]
+.pytest_cache/
+.ruff_cache/
+.mypy_cache/
+.ipynb_checkpoints/
+# What a grading run writes
+torchgrade-report.json
+torchgrade-summary.md
+.torchgrade-cache/
+# Data sets downloaded or unpacked for the handout
+data/
+*.zip
+"""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One assignment of a manifest, and what a release of it keeps of the instructor's folders.
+
+    :meth:`apply` trims a full copy (``release`` copies everything first, then trims):
+
+    * the manifest keeps only the assignment's tables (:func:`manifest_of`);
+    * ``student_template/``: the modules of other assignments go; a module the assignment shares
+      loses the others' public names and the helpers only those use (:func:`prune_module`); a module
+      no assignment names stays;
+    * ``graders/``: the modules the manifest gives only to other assignments go; each test module
+      left loses the checks whose points marker (``assignment=``, else the module's ``ASSIGNMENT``)
+      names another assignment, and goes if none is left; ``conftest.py`` loses the fixtures only
+      the removed checks use;
+    * ``fixtures/``: the assignment's ``fixtures``, what they and the graders kept import from
+      ``fixtures/`` (the package's ``__init__.py`` too), and its data files; other modules go.
+    """
+
+    repository: assignments.Repository
+    assignment: assignments.Assignment
+
+    @property
+    def others(self) -> list[assignments.Assignment]:
+        return [a for a in self.repository.assignments.values() if a.id != self.assignment.id]
+
+    def apply(self, out: Path) -> None:
+        manifest = self.repository.manifest
+        (out / MANIFEST).write_text(manifest_of(manifest.read_text(encoding="utf-8"), self.assignment.id))
+        template = out / Path(self.repository.template).relative_to(self.repository.root)
+        self._trim_template(template)
+        kept_graders = self._trim_graders(out / "graders")
+        self._trim_fixtures(out / "fixtures", kept_graders)
+        for folder in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            if not any(folder.iterdir()):
+                folder.rmdir()
+
+    def _trim_template(self, template: Path) -> None:
+        mine = self.assignment.modules
+        for path in sorted(template.glob("*.py")):
+            module = path.stem
+            if module not in mine:
+                if any(module in other.modules for other in self.others):
+                    path.unlink()
+                continue
+            drop = {name for other in self.others for name in other.modules.get(module, ())} - set(mine[module])
+            if drop:
+                path.write_text(prune_module(path.read_text(), drop, keep=mine[module], where=str(path)))
+
+    def _trim_graders(self, graders: Path) -> list[Path]:
+        """Trim ``graders/``; returns the grader modules kept (conftest.py included)."""
+        mine = set(self.assignment.graders)
+        others = {g for other in self.others for g in other.graders} - mine
+        ids = {other.id for other in self.others}
+        kept: list[Path] = []
+        conftests: list[Path] = []
+        removed_refs: set[str] = set()
+        for path in sorted(graders.rglob("*.py")):
+            rel = path.relative_to(graders).as_posix()
+            text = path.read_text()
+            if path.name == "conftest.py":
+                conftests.append(path)
+                continue
+            if rel in others:
+                removed_refs |= _references(ast.parse(text))
+                path.unlink()
+                continue
+            if path.name.startswith("test_") or path.name.endswith("_test.py"):
+                tree = ast.parse(text)
+                tests = _checks_by_assignment(tree)
+                drop = {name for name, aid in tests.items() if aid in ids}
+                if drop:
+                    removed_refs |= _references(tree)
+                    if drop == set(tests) and rel not in mine:
+                        path.unlink()
+                        continue
+                    path.write_text(prune_module(text, drop, keep=set(tests) - drop, where=str(path)))
+            kept.append(path)
+        kept_refs = set().union(*(_references(ast.parse(p.read_text())) for p in kept))
+        for path in conftests:
+            text = path.read_text()
+            fixtures = _fixture_names(ast.parse(text))
+            drop = (fixtures & removed_refs) - kept_refs
+            if drop:
+                path.write_text(prune_module(text, drop, keep=fixtures - drop, where=str(path)))
+        return kept + conftests
+
+    def _trim_fixtures(self, fixtures: Path, graders: list[Path]) -> None:
+        if not fixtures.is_dir():
+            return
+        needed = {Path(name).stem if name.endswith(".py") else name for name in self.assignment.fixtures}
+        for name in sorted(needed):
+            if not ((fixtures / f"{name}.py").is_file() or (fixtures / name / "__init__.py").is_file()):
+                raise TorchgradeError(
+                    f"assignment {self.assignment.id!r} lists the fixture {name!r}, which fixtures/ does not hold"
+                )
+        for path in graders:
+            needed |= _fixture_imports(ast.parse(path.read_text()), relative=False)
+        todo = list(needed)
+        while todo:  # what the fixtures kept import from fixtures/, and what those import
+            name = todo.pop()
+            sources = [fixtures / f"{name}.py"] if (fixtures / f"{name}.py").is_file() else []
+            sources += sorted((fixtures / name).rglob("*.py")) if (fixtures / name).is_dir() else []
+            for source in sources:
+                found = _fixture_imports(ast.parse(source.read_text()), relative=source.parent == fixtures)
+                todo += sorted(found - needed)
+                needed |= found
+        for path in sorted(fixtures.rglob("*.py")):
+            top = path.relative_to(fixtures).parts
+            name = Path(top[0]).stem if len(top) == 1 else top[0]
+            if top != ("__init__.py",) and name not in needed:
+                path.unlink()
+
+
+def select(source: Path, only: str) -> Selection:
+    """The assignment ``only`` of the manifest at ``source``, for a release of it alone.
+
+    Raises:
+        TorchgradeError: ``source`` has no manifest, or the manifest declares no such assignment
+            (the message lists the known ones).
+    """
+    if not (source / MANIFEST).is_file():
+        raise TorchgradeError(f"--only needs a manifest: {source} has no {MANIFEST} declaring its assignments")
+    repository = assignments.load(source)
+    return Selection(repository, repository.get(only))
+
+
+def manifest_of(text: str, only: str) -> str:
+    """The manifest ``text`` with only the assignment ``only``: its lines before the first table (the
+    comments, ``template = ...``) and the tables whose key starts with ``only``, copied as text, comments
+    included, and checked to parse to exactly that assignment's data."""
+    data = tomllib.loads(text)
+    kept, keep = [], True
+    for line in text.splitlines(keepends=True):
+        header = _table_header(line)
+        if header is not None:
+            keep = header == only
+        if keep:
+            kept.append(line)
+    result = "".join(kept).rstrip() + "\n"
+    expected = {key: value for key, value in data.items() if not isinstance(value, dict)} | {only: data[only]}
+    try:
+        same = tomllib.loads(result) == expected
+    except tomllib.TOMLDecodeError:
+        same = False
+    if not same:
+        raise TorchgradeError(f"could not cut assignment {only!r} out of {MANIFEST} as text (is a table split up?)")
+    return result
+
+
+def _table_header(line: str) -> str | None:
+    """The first key of a ``[table]`` or ``[[array]]`` header line (``shoes`` of ``[shoes.questions]``)."""
+    stripped = line.strip()
+    if not stripped.startswith("["):
+        return None
+    try:
+        parsed = tomllib.loads(stripped)
+    except tomllib.TOMLDecodeError:
+        return None
+    return next(iter(parsed)) if len(parsed) == 1 else None
+
+
+def _add_only(table: str, settings: dict, only: str) -> str:
+    """``table`` (a ``[tool.pytest.ini_options]`` table) with ``--only ID`` appended to its ``addopts``."""
+    addopts = settings.get("addopts", [])
+    # One word: pytest's first look at the arguments, before graders/conftest.py registers --only, would
+    # take a separate ID for a path, and a bare `pytest` would then not load that conftest.
+    words = [*(shlex.split(addopts) if isinstance(addopts, str) else addopts), f"--only={only}"]
+    line = "# Added by torchgrade release --only: this copy grades one assignment.\n"
+    line += f"addopts = [{', '.join(json.dumps(word) for word in words)}]\n"
+    lines = table.splitlines(keepends=True)
+    start = next((i for i, text in enumerate(lines) if text.split("=")[0].strip() == "addopts"), None)
+    if start is None:
+        result = table + line
+    else:
+        end = start + 1
+        while end < len(lines):  # the value may span lines: up to where the key alone parses
+            try:
+                tomllib.loads("".join(lines[start:end]))
+                break
+            except tomllib.TOMLDecodeError:
+                end += 1
+        result = "".join(lines[:start]) + line + "".join(lines[end:])
+    try:
+        parsed = tomllib.loads(result)["tool"]["pytest"]["ini_options"]
+    except (tomllib.TOMLDecodeError, KeyError):
+        parsed = None
+    if parsed != {**settings, "addopts": words}:
+        raise TorchgradeError(f"could not add --only {only} to the addopts of {PYTEST_TABLE}")
+    return result
+
+
+def prune_module(text: str, drop: set[str] | frozenset[str], *, keep=(), where: str = "") -> str:
+    """``text`` (a module's source) without its top-level definitions (``def``, ``class``, assignment)
+    of the names in ``drop``, and without the helpers and constants that only those used; imports and
+    everything else stay, comments included. The comment lines right above a removed definition go
+    with it (a section's header). A dropped name that a kept definition uses stays, so that the module
+    still imports; the names in ``keep`` always stay.
+
+    Raises:
+        TorchgradeError: the module does not parse, or would not once pruned.
+    """
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as exc:
+        raise TorchgradeError(f"cannot prune {where}: {exc}") from None
+    statements = tree.body
+    defined = [_defined_names(node) for node in statements]
+    refs = [_references(node) - names for node, names in zip(statements, defined, strict=True)]
+    dropped = {i for i, names in enumerate(defined) if names and names <= set(drop)}
+    keep = set(keep)
+    changed = True
+    while changed:
+        changed = False
+        kept_refs = set().union(*(refs[i] for i in range(len(statements)) if i not in dropped))
+        used = {i for i in dropped if defined[i] & kept_refs}
+        if used:  # a kept definition needs it: it stays
+            dropped -= used
+            changed = True
+            continue
+        dropped_refs = set().union(*(refs[i] for i in dropped))
+        for i, names in enumerate(defined):
+            if i not in dropped and names and names <= dropped_refs and not names & (kept_refs | keep):
+                dropped.add(i)  # a helper only removed code used
+                changed = True
+    lines = text.splitlines(keepends=True)
+    spans = {i: _span(statements[i]) for i in range(len(statements))}
+    kept_lines = {n for i, (a, b) in spans.items() if i not in dropped for n in range(a, b + 1)}
+    removed: set[int] = set()
+    for i in sorted(dropped):
+        first, last = spans[i]
+        if kept_lines & set(range(first, last + 1)):  # shares a line with kept code (``a = 1; b = 2``)
+            continue
+        while first > 1 and lines[first - 2].startswith("#"):  # its comment block
+            first -= 1
+        removed |= set(range(first, last + 1))
+    gone_names = set().union(*(defined[i] for i in dropped)) - set().union(
+        *(defined[i] for i in range(len(defined)) if i not in dropped)
+    )
+    removed |= _docstring_bullets_about(tree, lines, gone_names, keep)
+    out: list[str] = []
+    for number, line in enumerate(lines, 1):
+        if number in removed:
+            continue
+        if not line.strip() and len(out) >= 2 and not out[-1].strip() and not out[-2].strip():
+            continue  # at most two blank lines in a row
+        out.append(line)
+    result = "".join(out).rstrip() + "\n"
+    try:
+        pruned = ast.parse(result)
+    except SyntaxError as exc:
+        raise TorchgradeError(f"pruning {where} broke it: {exc}") from None
+    left = set().union(*(_defined_names(node) for node in pruned.body))
+    still = set().union(*(defined[i] for i in range(len(defined)) if i not in dropped))
+    gone = set().union(*(defined[i] for i in dropped)) - still
+    if left & gone:
+        raise TorchgradeError(f"pruning {where} left names it should have removed: {sorted(left & gone)}")
+    return result
+
+
+def _docstring_bullets_about(tree: ast.Module, lines: list[str], gone: set[str], keep: set[str]) -> set[int]:
+    """The lines of the module docstring's bullets (``* ...`` or ``- ...`` and their indented continuation)
+    that name a removed name and no kept one: a shared module's docstring often lists each assignment's
+    part in a bullet."""
+    if not gone or not tree.body or ast.get_docstring(tree) is None:
+        return set()
+    first, last = tree.body[0].lineno, tree.body[0].end_lineno or tree.body[0].lineno
+    blocks: list[list[int]] = []
+    current: list[int] | None = None
+    for number in range(first + 1, last):  # not the lines that hold the quotes
+        line = lines[number - 1]
+        stripped = line.lstrip()
+        if stripped.startswith(("* ", "- ")):
+            current = [number]
+            blocks.append(current)
+        elif current is not None and stripped and len(line) - len(stripped) > 0:
+            current.append(number)  # its continuation
+        else:
+            current = None
+    removed: set[int] = set()
+    for block in blocks:
+        words = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", "".join(lines[n - 1] for n in block)))
+        if words & gone and not words & keep:
+            removed |= set(block)
+    return removed
+
+
+def _span(node: ast.stmt) -> tuple[int, int]:
+    """First and last line of a statement, its decorators included."""
+    first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
+    return first, node.end_lineno or node.lineno
+
+
+def _defined_names(node: ast.stmt) -> set[str]:
+    """The names a top-level ``def``, ``class`` or assignment defines (empty for anything else)."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return {node.name}
+    if isinstance(node, ast.Assign | ast.AnnAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        names = set()
+        for target in targets:
+            names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+        return names
+    return set()
+
+
+def _references(node: ast.AST) -> set[str]:
+    """The names a piece of code may use: its names, its parameters' names (a pytest fixture is used by
+    naming it as a parameter) and its identifier-like strings (``request.getfixturevalue("x")``)."""
+    found = set()
+    for child in ast.walk(node):
+        if isinstance(child, ast.Name):
+            found.add(child.id)
+        elif isinstance(child, ast.arg):
+            found.add(child.arg)
+        elif isinstance(child, ast.Attribute):
+            found.add(child.attr)
+        elif isinstance(child, ast.Constant) and isinstance(child.value, str) and child.value.isidentifier():
+            found.add(child.value)
+    return found
+
+
+def _checks_by_assignment(tree: ast.Module) -> dict[str, str | None]:
+    """Each top-level check of a test module (``test_*`` function, ``Test*`` class) -> its assignment:
+    the ``assignment=`` of its points marker, else the module's ``ASSIGNMENT`` (as the plugin reads them)."""
+    default = None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "ASSIGNMENT" for t in node.targets):
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                default = node.value.value
+    checks: dict[str, str | None] = {}
+    for node in tree.body:
+        is_test = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test")
+        if not (is_test or isinstance(node, ast.ClassDef) and node.name.startswith("Test")):
+            continue
+        assignment = default
+        for decorator in node.decorator_list:
+            if isinstance(decorator, ast.Call) and ast.unparse(decorator.func).endswith("mark.points"):
+                for keyword in decorator.keywords:
+                    if keyword.arg == "assignment" and isinstance(keyword.value, ast.Constant):
+                        assignment = str(keyword.value.value)
+        checks[node.name] = assignment
+    return checks
+
+
+def _fixture_names(tree: ast.Module) -> set[str]:
+    """The top-level functions of a conftest that are pytest fixtures."""
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and any("fixture" in ast.unparse(d) for d in node.decorator_list)
+    }
+
+
+def _fixture_imports(tree: ast.Module, *, relative: bool) -> set[str]:
+    """The modules of ``fixtures/`` a module imports (``from fixtures import text``, ``import
+    fixtures.text``, ``from fixtures.text import x``; ``relative``: ``from . import x``, ``from .x
+    import y`` too, for a module of fixtures/ itself); names that are no module are harmless."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("fixtures.")}
+        elif isinstance(node, ast.ImportFrom):
+            parts = (node.module or "").split(".")
+            if node.level == 0 and parts[0] == "fixtures":
+                found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+            elif node.level == 1 and relative:
+                found |= {parts[0]} if node.module else {a.name for a in node.names}
+    return found
+
+
 MSG_README_HIDDEN = (
     " The official grading also runs checks that are not in this copy: passing every check here "
     "is necessary, not sufficient."
@@ -395,6 +805,74 @@ pytest graders --submission path/to/other/folder # grade another folder than stu
 Each failing check says what it called, with what, what came back and what was expected. Questions
 answered in writing are listed as *pending TA review*: a TA grades them. The run also writes a JSON
 report, `torchgrade-report.json`.
+
+`graders/` and `fixtures/` are the graders and their data: do not edit them, your grade does not come
+from your copy.{MSG_README_HIDDEN if hidden else ""}
+"""
+
+
+def assignment_readme(source: Path, selection: Selection, out: Path) -> str:
+    """The README of a release of one assignment (``--only``): its title, its questions with their
+    points (from the manifest), how to install, how to run the graders and what they print."""
+    assignment = selection.assignment
+    template = Path(selection.repository.template).relative_to(selection.repository.root).as_posix()
+    modules = ", ".join(f"`{name}.py`" for name in assignment.modules)
+    hidden = any((source / "graders" / HIDDEN_DIR).glob("*.py"))
+    torch = torch_requirement()
+    rows = "\n".join(
+        f"| {q.id} | {q.points:g} | {q.title} | {'by a TA' if q.manual else 'by the checks'} |"
+        for q in assignment.questions
+    )
+    tests = sorted(p for p in (out / "graders").glob("test_*.py"))
+    example_module = tests[0].relative_to(out).as_posix() if tests else "graders"
+    checks = list(_checks_by_assignment(ast.parse(tests[0].read_text()))) if tests else []
+    example_check = f"{example_module}::{checks[0]}" if checks else example_module
+    auto, manual = assignment.auto_points, assignment.manual_points
+    return f"""# {assignment.title}
+
+Your copy of the assignment `{assignment.id}`. Write your solution in `{template}/` ({modules}). Each
+function and class there raises `NotImplementedError` until you fill it in. Keep the module names and
+the public names and signatures: the graders call them as the docstrings say. You may add helpers and
+imports.
+
+## Questions
+
+| Question | Points | What | Graded |
+|---|---|---|---|
+{rows}
+
+{auto:g} points are graded by the checks in `graders/` (run them yourself, below) and {manual:g} by a TA
+(written answers and plots); {auto + manual:g} in all.
+
+## Set up (Python 3.11 or later)
+
+From this folder (`requirements.txt` installs torchgrade from the wheel in `{WHEELS_DIR}/`):
+
+```bash
+python -m pip install "{torch}" --index-url {TORCH_CPU_INDEX}   # CPU build; the default is a multi-GB CUDA one
+python -m pip install -r requirements.txt
+```
+
+A torch you have already (a GPU build, a newer release) is kept: skip the first line.
+
+## Check your work
+
+```bash
+pytest graders                                   # every check of this assignment (or bare `pytest`)
+pytest {example_module:<40} # one grader module
+pytest {example_check}  # one check
+pytest graders --submission path/to/other/folder # grade another folder than {template}/
+```
+
+Each check prints a line as it runs; a failing one says what it called, with what, what came back and
+what was expected, and the line that reproduces it. The run ends with a score table, one row per
+question (`-- {assignment.id}    Q...   points / max`), the questions *pending TA review*, and the total:
+
+```
+ total: 0 / {auto:g} auto-graded points; {manual:g} points pending TA review
+```
+
+(what the untouched template scores). The run also writes a JSON report, `torchgrade-report.json`.
 
 `graders/` and `fixtures/` are the graders and their data: do not edit them, your grade does not come
 from your copy.{MSG_README_HIDDEN if hidden else ""}
