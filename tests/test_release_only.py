@@ -332,6 +332,16 @@ TWO = {
         def test_negate(sub):
             assert sub.negate(1) == _two_only()
     """,
+    "graders/hidden/test_two_hidden.py": """
+        import pytest
+
+        ASSIGNMENT = "two"
+
+
+        @pytest.mark.points(1, question="T1")
+        def test_triple_hidden(sub):
+            assert sub.triple(0) == 0
+    """,
     "fixtures/__init__.py": "",
     "fixtures/numbers_one.py": "from ._base import BASE\n\nNUMBERS = [*BASE, 4]\n",
     "fixtures/_base.py": "BASE = [1, 2]\n",
@@ -378,6 +388,26 @@ def test_one_of_two_assignments_is_cut_out_of_shared_modules(two_assignments, tm
     settings = tomllib.loads((out / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert settings["addopts"] == ["--strict-markers", "-ra", "--only=one"]  # a string addopts becomes a list
     assert "| Q1 | 1 |" in (out / "README.md").read_text() and "| T1 |" not in (out / "README.md").read_text()
+
+
+def test_hidden_graders_of_another_assignment_stay_out_of_the_autograder(two_assignments, tmp_path):
+    shutil.copytree(ROOT / "ci" / "gradescope", two_assignments / "ci" / "gradescope")
+    one = {
+        p.as_posix()
+        for p in release.release(tmp_path / "rel-one", assignment=two_assignments, profile="gradescope", only="one")
+    }
+    two = {
+        p.as_posix()
+        for p in release.release(tmp_path / "rel-two", assignment=two_assignments, profile="gradescope", only="two")
+    }
+    assert "graders/hidden/test_two_hidden.py" in two and not any("hidden" in name for name in one)
+    assert "student_template/other.py" in two and "student_template/other.py" not in one
+    assert {"graders/test_two.py", "graders/test_mixed.py", "fixtures/numbers_two.py"} <= two
+    assert "fixtures/_base.py" not in two  # only numbers_one imports it
+    assert "def test_negate" in (tmp_path / "rel-two" / "graders/test_mixed.py").read_text()
+    assert "test_double_zero" not in (tmp_path / "rel-two" / "graders/test_mixed.py").read_text()
+    # as `pytest --only two` does, a module the manifest gives to another assignment only is left out whole
+    assert "graders/test_one.py" not in two
 
 
 def test_a_release_of_one_grades_it_alone(two_assignments, tmp_path):
@@ -468,3 +498,29 @@ def test_only_needs_a_manifest(tmp_path):
     (tmp_path / "a" / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
     with pytest.raises(TorchgradeError, match="--only needs a manifest"):
         release.release(tmp_path / "out", assignment=tmp_path / "a", only="x")
+
+
+def test_a_gradescope_autograder_of_one_assignment(tmp_path):
+    """run_autograder in a simulated /autograder, from ``release --profile gradescope --only shoes``, cut down
+    to graders/test_answers.py so that grading takes seconds: the student uploaded the reference's modules."""
+    root = tmp_path / "autograder"
+    release.release(root / "source", assignment=ROOT, profile="gradescope", only="shoes")
+    (root / "source" / "graders" / "test_shoes.py").unlink()
+    (root / "submission").mkdir()
+    for module in ("shoes", "answers"):
+        shutil.copy(ROOT / "reference" / f"{module}.py", root / "submission" / f"{module}.py")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "TORCHGRADE_")) and k != "CI"},
+        "AUTOGRADER_ROOT": str(root),
+        "TORCHGRADE_SKIP_INSTALL": "1",
+        "TORCHGRADE_PYTHON": sys.executable,
+    }
+    run = subprocess.run(
+        [str(root / "source" / "run_autograder")], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((root / "results" / "results.json").read_text())
+    extra = results["extra_data"]["torchgrade"]
+    assert extra["only"] == "shoes" and [a["id"] for a in extra["assignments"]] == ["shoes"]
+    assert results["score"] == extra["max_score"] > 0  # the reference's answers: every point of the selection
+    assert all(test["name"].startswith("shoes ") for test in results["tests"])
