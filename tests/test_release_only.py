@@ -123,7 +123,8 @@ def test_the_readme_is_the_assignments(shoes_release):
         assert f"| {question.id} | {question.points:g} | {question.title} |" in readme
     assert f"total: 0 / {shoes.auto_points:g} auto-graded points; {shoes.manual_points:g} points pending" in readme
     assert "pip install -r requirements.txt" in readme and "pytest graders" in readme
-    assert "graders/test_answers.py::test_" in readme  # an example check that exists in the copy
+    assert "pytest graders/test_shoes.py::test_load_shoes " in readme  # an example check that the copy holds
+    assert "def test_load_shoes(" in (shoes_release / "graders/test_shoes.py").read_text()
     ignored = (shoes_release / ".gitignore").read_text().splitlines()
     assert {".venv/", "__pycache__/", "torchgrade-report.json", ".pytest_cache/", "data/"} <= set(ignored)
 

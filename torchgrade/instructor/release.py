@@ -823,7 +823,10 @@ def assignment_readme(source: Path, selection: Selection, out: Path) -> str:
         f"| {q.id} | {q.points:g} | {q.title} | {'by a TA' if q.manual else 'by the checks'} |"
         for q in assignment.questions
     )
-    tests = sorted(p for p in (out / "graders").glob("test_*.py"))
+    listed = [out / "graders" / name for name in assignment.graders]
+    tests = [p for p in listed if p.name.startswith("test_") and p.is_file()] or sorted(
+        (out / "graders").glob("test_*.py")
+    )
     example_module = tests[0].relative_to(out).as_posix() if tests else "graders"
     checks = list(_checks_by_assignment(ast.parse(tests[0].read_text()))) if tests else []
     example_check = f"{example_module}::{checks[0]}" if checks else example_module
@@ -859,8 +862,8 @@ A torch you have already (a GPU build, a newer release) is kept: skip the first 
 
 ```bash
 pytest graders                                   # every check of this assignment (or bare `pytest`)
-pytest {example_module:<40} # one grader module
-pytest {example_check}  # one check
+{f"pytest {example_module}":<48} # one grader module
+{f"pytest {example_check}":<48} # one check
 pytest graders --submission path/to/other/folder # grade another folder than {template}/
 ```
 
