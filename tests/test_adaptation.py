@@ -215,3 +215,21 @@ def test_attention_layer_short_spellings_receive_every_handout_parameter(tmp_pat
         assert not submission.last_binding("GraphAttentionLayer").dropped
     finally:
         submission.close()
+
+
+RARE_SPELLINGS_SHOES = """
+def train_model(model, train, val, batch=8, learn_rate=0.01, l2=0.0, nepochs=3, folder=None):
+    return dict(batch=batch, learn_rate=learn_rate, l2=l2, nepochs=nepochs, folder=folder)
+"""
+
+
+def test_train_model_rarer_spellings_receive_the_handout_values(tmp_path):
+    """The spellings the shoe grader knew before its calls went through the engine ([shoes.aliases])."""
+    submission = make(tmp_path, {"shoes.py": RARE_SPELLINGS_SHOES})
+    try:
+        got = submission.train_model(
+            1, 2, 3, batch_size=4, learning_rate=0.1, weight_decay=0.5, max_epoch=7, checkpoint_path="ck"
+        )
+        assert got == {"batch": 4, "learn_rate": 0.1, "l2": 0.5, "nepochs": 7, "folder": "ck"}
+    finally:
+        submission.close()
