@@ -114,13 +114,15 @@ def test_a_stale_editable_install_is_refused(tmp_path):
         release._check_metadata_is_current(release._distribution(), pyproject)
 
 
-def test_a_release_installs_offline_and_a_bare_pytest_grades_the_template(tmp_path):
+@pytest.mark.parametrize("only", [None, "shoes"])
+def test_a_release_installs_offline_and_a_bare_pytest_grades_the_template(tmp_path, only):
     """``pip install -r requirements.txt`` into a fresh virtual environment, with no index: what the
     release names must come from the release itself or be installed already. The already installed
     packages (torch and the rest) are this environment's, seen through a .pth file, without torchgrade:
-    torchgrade comes from the release's wheel. Then a bare ``pytest`` at the release's root."""
+    torchgrade comes from the release's wheel. Then a bare ``pytest`` at the release's root. Also for a
+    release of one assignment (``--only shoes``), which grades the shoes alone."""
     out = tmp_path / "release"
-    release.release(out, assignment=ROOT)
+    release.release(out, assignment=ROOT, only=only)
     site = Path(torch_site := __import__("torch").__file__).parents[1]
     others = tmp_path / "others"  # this environment's packages, torchgrade left out
     others.mkdir()
@@ -170,6 +172,8 @@ def test_a_release_installs_offline_and_a_bare_pytest_grades_the_template(tmp_pa
     output = result.stdout[-3000:] + result.stderr[-3000:]
     assert result.returncode == 1, output  # the template fails its checks; nothing errors
     assert "2 failed" in result.stdout and "0 / 4 auto-graded points" in result.stdout, output
+    if only is not None:  # the selection's total beside the assignment's own
+        assert "a selection, not the total of shoes (49 points)" in result.stdout, output
 
 
 def test_without_testpaths_a_bare_pytest_fails_on_the_graders_conftest(tmp_path):
