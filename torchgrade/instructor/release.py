@@ -16,7 +16,11 @@ never leaks by default.
   the student's upload, but the graders read the submission interface (which module holds which
   name, the signatures) from the template's syntax tree.
 
-Both carry the manifest, ``assignments.toml``, where the assignment has one.
+Both carry the manifest, ``assignments.toml``, where the assignment has one, and both release one
+assignment of it with ``--only ID`` (:class:`Selection`): its template modules (other assignments'
+names pruned from shared ones), graders, fixtures, a manifest of it alone, ``addopts`` with
+``--only=ID``, and (student) a README of its questions and points. A student release also carries a
+``.gitignore``.
 
 Both carry torchgrade itself as a wheel, ``wheels/torchgrade-<version>-py3-none-any.whl`` (the running
 torchgrade, packed offline by :func:`build_wheel`), which ``requirements.txt`` installs with the extras
@@ -422,7 +426,7 @@ class Selection:
     def apply(self, out: Path) -> None:
         manifest = self.repository.manifest
         (out / MANIFEST).write_text(manifest_of(manifest.read_text(encoding="utf-8"), self.assignment.id))
-        template = out / Path(self.repository.template).relative_to(self.repository.root)
+        template = out / "student_template"  # what release() copies, whatever the manifest names
         self._trim_template(template)
         kept_graders = self._trim_graders(out / "graders")
         self._trim_fixtures(out / "fixtures", kept_graders)
@@ -457,11 +461,11 @@ class Selection:
                 conftests.append(path)
                 continue
             if rel in others:
-                removed_refs |= _references(ast.parse(text))
+                removed_refs |= _references(_parse(text, path))
                 path.unlink()
                 continue
             if path.name.startswith("test_") or path.name.endswith("_test.py"):
-                tree = ast.parse(text)
+                tree = _parse(text, path)
                 tests = _checks_by_assignment(tree)
                 drop = {name for name, aid in tests.items() if aid in ids}
                 if drop:
@@ -471,10 +475,10 @@ class Selection:
                         continue
                     path.write_text(prune_module(text, drop, keep=set(tests) - drop, where=str(path)))
             kept.append(path)
-        kept_refs = set().union(*(_references(ast.parse(p.read_text())) for p in kept))
+        kept_refs = set().union(*(_references(_parse(p.read_text(), p)) for p in kept))
         for path in conftests:
             text = path.read_text()
-            fixtures = _fixture_names(ast.parse(text))
+            fixtures = _fixture_names(_parse(text, path))
             drop = (fixtures & removed_refs) - kept_refs
             if drop:
                 path.write_text(prune_module(text, drop, keep=fixtures - drop, where=str(path)))
@@ -490,14 +494,14 @@ class Selection:
                     f"assignment {self.assignment.id!r} lists the fixture {name!r}, which fixtures/ does not hold"
                 )
         for path in graders:
-            needed |= _fixture_imports(ast.parse(path.read_text()), relative=False)
+            needed |= _fixture_imports(_parse(path.read_text(), path), relative=False)
         todo = list(needed)
         while todo:  # what the fixtures kept import from fixtures/, and what those import
             name = todo.pop()
             sources = [fixtures / f"{name}.py"] if (fixtures / f"{name}.py").is_file() else []
             sources += sorted((fixtures / name).rglob("*.py")) if (fixtures / name).is_dir() else []
             for source in sources:
-                found = _fixture_imports(ast.parse(source.read_text()), relative=source.parent == fixtures)
+                found = _fixture_imports(_parse(source.read_text(), source), relative=source.parent == fixtures)
                 todo += sorted(found - needed)
                 needed |= found
         for path in sorted(fixtures.rglob("*.py")):
@@ -505,6 +509,13 @@ class Selection:
             name = Path(top[0]).stem if len(top) == 1 else top[0]
             if top != ("__init__.py",) and name not in needed:
                 path.unlink()
+
+
+def _parse(text: str, path: Path) -> ast.Module:
+    try:
+        return ast.parse(text)
+    except SyntaxError as exc:
+        raise TorchgradeError(f"cannot release one assignment: {path} does not parse ({exc})") from None
 
 
 def select(source: Path, only: str) -> Selection:
@@ -815,7 +826,7 @@ def assignment_readme(source: Path, selection: Selection, out: Path) -> str:
     """The README of a release of one assignment (``--only``): its title, its questions with their
     points (from the manifest), how to install, how to run the graders and what they print."""
     assignment = selection.assignment
-    template = Path(selection.repository.template).relative_to(selection.repository.root).as_posix()
+    template = "student_template"
     modules = ", ".join(f"`{name}.py`" for name in assignment.modules)
     hidden = any((source / "graders" / HIDDEN_DIR).glob("*.py"))
     torch = torch_requirement()
@@ -828,7 +839,7 @@ def assignment_readme(source: Path, selection: Selection, out: Path) -> str:
         (out / "graders").glob("test_*.py")
     )
     example_module = tests[0].relative_to(out).as_posix() if tests else "graders"
-    checks = list(_checks_by_assignment(ast.parse(tests[0].read_text()))) if tests else []
+    checks = list(_checks_by_assignment(_parse(tests[0].read_text(), tests[0]))) if tests else []
     example_check = f"{example_module}::{checks[0]}" if checks else example_module
     auto, manual = assignment.auto_points, assignment.manual_points
     return f"""# {assignment.title}
