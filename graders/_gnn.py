@@ -552,17 +552,20 @@ def train_on(
 # * GCN on Cora's public split (2708 nodes): min 0.798, mean 0.807, max 0.819 -> threshold 0.76.
 #   On the synthetic graph (500 nodes): min 0.781, mean 0.803, max 0.831 -> threshold 0.74.
 #   A correct variant (the GNN calibration script, --variant kipf_gcn: pygcn's layer, W stored
-#   (in, out) and W, b drawn uniformly in +-1/sqrt(out)), synthetic graph, seeds 0-4: min 0.800,
-#   mean 0.810, max 0.823 (margin 0.06).
+#   (in, out) and W, b drawn uniformly in +-1/sqrt(out)), seeds 0-19: on Cora min 0.788, mean 0.807,
+#   max 0.824 (margin 0.028); on the synthetic graph min 0.789, mean 0.812, max 0.827 (margin 0.05).
 #   A GNN that returns softmax probabilities reaches at most 0.504 on the synthetic graph (5 seeds).
 #   Normalisation bugs (no self-loops: 0.784 on Cora, min 0.76, after 100 epochs) cannot be told
 #   apart by accuracy; the exact checks of 3.1 catch them, and training uses the grader's own
 #   normalised adjacency so that they cost only those points.
 # * GAT on Cora's training nodes and their neighbours (644 nodes, 211 test nodes): min 0.829, mean 0.839,
-#   max 0.853 -> threshold 0.78. On the synthetic graph: min 0.785, mean 0.805, max 0.831 -> 0.74.
+#   max 0.853 -> threshold 0.78. On the synthetic graph: min 0.785, mean 0.805, max 0.831.
 #   A correct variant (--variant per_head_gat: one attention vector per head, as the GAT paper and
-#   PyG's GATConv, Xavier-initialised), synthetic graph, seeds 0-2: min 0.808, mean 0.814, max 0.819
-#   (margin 0.07). A GAT trained with the grader's layer in place of a submission's broken one (3.5
+#   PyG's GATConv, Xavier-initialised), seeds 0-19: on the Cora graph min 0.829, mean 0.837, max 0.848
+#   (margin 0.05); on the synthetic graph min 0.762, mean 0.805, max 0.835. The synthetic threshold was
+#   0.74 (calibrated on the reference alone): 0.02 under this variant's lowest run, so it is now 0.72,
+#   0.04 under it as for the GCN; the bugs measured stay far below (unmasked attention: 0.175-0.190 on Cora).
+#   A GAT trained with the grader's layer in place of a submission's broken one (3.5
 #   after a failed 3.4) trains exactly as the reference's when it builds its layers in the same order.
 #   Bugs on that Cora graph (3 seeds): attention not masked 0.175-0.190; heads averaged in the
 #   hidden layer cannot run (the output layer expects the concatenation); softmax over the wrong
@@ -573,8 +576,11 @@ def train_on(
 #   -0.035..+0.035), so "GAT beats GCN" (3.6) is not a reliable property of the reference at this
 #   budget and is not graded automatically; both accuracies go into the report next to each other.
 GCN_THRESHOLD = {"Cora": 0.76, "synthetic": 0.74}
-GAT_THRESHOLD = {"Cora": 0.78, "synthetic": 0.74}
-CALIBRATION = "the reference's minimum over 20 seeds minus a margin (numbers in graders/_gnn.py)"
+GAT_THRESHOLD = {"Cora": 0.78, "synthetic": 0.72}
+CALIBRATION = (
+    "the lowest run of correct models (the reference and a variant written another way, 20 seeds each) minus "
+    "a margin (numbers in graders/_gnn.py)"
+)
 
 
 def threshold_for(table: dict[str, float], graph_name: str) -> float:
