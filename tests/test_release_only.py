@@ -155,7 +155,14 @@ def test_an_unknown_assignment_is_refused_before_anything_is_written(tmp_path):
 
 # -- the pruning, on its own -------------------------------------------------------------------------
 PRUNED_SOURCE = '''\
-"""Two assignments in one module."""
+"""Two assignments in one module.
+
+* mine: ``mine`` and ``also_mine``.
+* theirs: ``theirs`` and ``Theirs``,
+  on two lines.
+
+A paragraph about ``theirs`` stays.
+"""
 
 import math
 
@@ -200,6 +207,8 @@ def test_prune_module_removes_the_names_and_what_only_they_use():
     assert {"mine", "_helper", "SHARED", "also_mine", "Needed", "math"} <= set(namespace)
     assert not {"theirs", "_their_helper", "Theirs", "LIMIT"} & set(namespace)
     assert "section header" not in pruned and "\n\n\n\n" not in pruned
+    assert "* mine:" in pruned and "* theirs" not in pruned and "on two lines" not in pruned  # its bullet goes
+    assert "A paragraph about ``theirs`` stays." in pruned
     assert namespace["mine"](1) == 3
 
 

@@ -666,8 +666,9 @@ def prune_module(text: str, drop: set[str] | frozenset[str], *, keep=(), where: 
 
 def _docstring_bullets_about(tree: ast.Module, lines: list[str], gone: set[str], keep: set[str]) -> set[int]:
     """The lines of the module docstring's bullets (``* ...`` or ``- ...`` and their indented continuation)
-    that name a removed name and no kept one: a shared module's docstring often lists each assignment's
-    part in a bullet."""
+    that name a removed name and no kept one: a shared module's docstring often gives each assignment's
+    part a bullet. Paragraphs stay (one that names a removed name may also explain what the kept ones
+    need, such as tensor conventions)."""
     if not gone or not tree.body or ast.get_docstring(tree) is None:
         return set()
     first, last = tree.body[0].lineno, tree.body[0].end_lineno or tree.body[0].lineno
@@ -676,19 +677,26 @@ def _docstring_bullets_about(tree: ast.Module, lines: list[str], gone: set[str],
     for number in range(first + 1, last):  # not the lines that hold the quotes
         line = lines[number - 1]
         stripped = line.lstrip()
-        if stripped.startswith(("* ", "- ")):
+        if _is_bullet(line):
             current = [number]
             blocks.append(current)
-        elif current is not None and stripped and len(line) - len(stripped) > 0:
+        elif current is not None and stripped and len(line) > len(stripped):
             current.append(number)  # its continuation
         else:
             current = None
     removed: set[int] = set()
     for block in blocks:
+        after = lines[block[-1]].strip() if block[-1] < len(lines) else ""
+        if after and after not in ('"""', "'''") and not _is_bullet(after):
+            continue  # the bullet does not end on a line of its own: leave it
         words = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", "".join(lines[n - 1] for n in block)))
         if words & gone and not words & keep:
             removed |= set(block)
     return removed
+
+
+def _is_bullet(line: str) -> bool:
+    return line.lstrip().startswith(("* ", "- "))
 
 
 def _span(node: ast.stmt) -> tuple[int, int]:
