@@ -40,6 +40,7 @@ def test_new_writes_an_assignment_whose_manifest_and_interface_load(tmp_path):
         "fixtures/rings.py",
         "fixtures/samples.py",
         "fixtures/submissions/unbiased_variance.toml",
+        "fixtures/submissions/mlp_without_relu.toml",
         "benchmarks/calibrate.py",
         "ci/gradescope/run_autograder",
     ):
@@ -77,6 +78,42 @@ def test_the_scaffolds_copies_of_the_repositorys_generic_files_are_current():
         assert files[rel] == (ROOT / rel).read_text(), f"copy {rel} into torchgrade/instructor/scaffold_files/"
 
 
+def test_the_scaffolds_graders_read_like_the_repositorys(tmp_path):
+    """The rules of tests/test_grader_modules.py: checks first, each with a docstring; one assignment;
+    no file cited that a student's copy lacks."""
+    import ast
+
+    from test_grader_modules import INSTRUCTOR_ONLY, graded_checks, module_constant
+
+    scaffold.new(tmp_path / "a", assignment_id=ID)
+    graders = tmp_path / "a" / "graders"
+    tree = ast.parse((graders / "test_classifier.py").read_text())
+    checks = graded_checks(tree)
+    definitions = [node for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)]
+    assert len(checks) == 3 and definitions == checks and all(ast.get_docstring(check) for check in checks)
+    assert ast.literal_eval(module_constant(tree, "ASSIGNMENT")) == ID
+    for path in graders.glob("*.py"):
+        assert INSTRUCTOR_ONLY.findall(path.read_text()) == [], path.name
+
+
+def test_the_lent_mlp_probe_is_a_relu_mlp_that_leaves_the_random_stream_alone():
+    """probes.training.relu_mlp, which the scaffold's Q3 lends when a submitted MLP fails Q2."""
+    import torch
+
+    from torchgrade.probes import params, training
+
+    torch.manual_seed(3)
+    before = torch.random.get_rng_state()
+    model = training.relu_mlp([2, 32, 32, 3], seed=0)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert params.count_parameters(model) == 3 * 32 + 33 * 32 + 33 * 3
+    assert [type(m).__name__ for m in model] == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    again = training.relu_mlp([2, 32, 32, 3], seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters(), strict=True))
+    with pytest.raises(ValueError):
+        training.relu_mlp([4], seed=0)
+
+
 # -- e2e: the commands on one scaffold -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> Path:
@@ -91,7 +128,7 @@ def test_check_passes_out_of_the_box(made, isolation, capsys):
     code = cli.main(["--assignment", str(made), "check", str(made), "--isolation", isolation, "--jobs", "2"])
     out = capsys.readouterr().out
     assert code == grading.EXIT_OK, out
-    assert "3 ok" in out and "unbiased_variance" in out
+    assert "4 ok" in out and "unbiased_variance" in out and "mlp_without_relu" in out
 
 
 @pytest.mark.slow

@@ -114,6 +114,27 @@ class ConstantModel(nn.Module):
         return logits + self.bias
 
 
+def relu_mlp(sizes: list[int], seed: int) -> nn.Module:
+    """The grader's plain multi-layer perceptron: ``Linear(sizes[0], sizes[1])``, ReLU, ..., ReLU,
+    ``Linear(sizes[-2], sizes[-1])`` (logits: no activation after the last layer), initialised from
+    ``seed`` without disturbing the submission's random stream.
+
+    A check that grades a student's training loop on the student's own MLP lends this one instead when
+    that MLP failed its own check, so that one bug costs one deduction (``torchgrade new``'s scaffold,
+    graders/_classifier.py).
+    """
+    if len(sizes) < 2:
+        raise ValueError(f"relu_mlp needs an input and an output size, got {sizes}")
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers += [nn.ReLU()] if i else []
+        layers.append(nn.Linear(int(n_in), int(n_out)))
+    torch.random.set_rng_state(state)
+    return nn.Sequential(*layers)
+
+
 @contextmanager
 def one_thread() -> Iterator[None]:
     """Run torch on one thread, then restore the count (also a decorator: ``@one_thread()``).
