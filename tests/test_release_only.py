@@ -97,6 +97,28 @@ def test_shared_template_modules_keep_exactly_the_assignments_names_and_import(s
     assert original - pruned == {n for n in others if n in original}
 
 
+@pytest.mark.parametrize("assignment_id", ["eecs182", "uva-a2", "csc413-a4"])
+def test_every_assignment_releases_alone(assignment_id, tmp_path):
+    """Each assignment's release: its modules import and define its names and no other assignment's, its
+    graders are its own, and its requirements list the graphs extra exactly where its code imports PyG."""
+    out = tmp_path / assignment_id
+    release.release(out, assignment=ROOT, only=assignment_id)
+    repository = assignments.load(ROOT)
+    mine = repository.get(assignment_id)
+    others = {n for a in repository.assignments.values() if a.id != assignment_id for n in a.names} - set(mine.names)
+    assert {p.stem for p in (out / "student_template").glob("*.py")} == set(mine.modules)
+    for module, names in mine.modules.items():
+        path = out / "student_template" / f"{module}.py"
+        defined = set(assignments.template_definitions(path))
+        assert set(names) <= defined and not defined & others, (module, defined & others)
+        spec = importlib.util.spec_from_file_location(f"_released_{assignment_id}_{module}", path)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert {p.name for p in (out / "graders").glob("*.py")} == {*mine.graders, "conftest.py"}
+    assert assignments.load(out).ids == (assignment_id,)
+    wheel_line = (out / "requirements.txt").read_text().splitlines()[-1]
+    assert wheel_line == f"./{WHEEL}" + ("" if assignment_id == "eecs182" else "[graphs]")
+
+
 def test_the_manifest_settings_and_requirements_are_the_assignments(shoes_release):
     full = tomllib.loads((ROOT / "assignments.toml").read_text())
     shipped = tomllib.loads((shoes_release / "assignments.toml").read_text())
