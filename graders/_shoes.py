@@ -780,7 +780,7 @@ MEMORISE_MODEL = "CNNChannel"
 MEMORISE_THREADS = 1
 #: The budget of the memorisation check: the student's train_model with these arguments.
 # Issue 17: the photos became JPEG files (decoded as plt.imread reads them). Measured by the instructor's
-# benchmarks/calibrate_memorise.py (not shipped to students) on the grader's data, 1 thread, 400 iterations,
+# calibration script calibrate_memorise.py (not shipped to students) on the grader's data, 1 thread, 400 iterations,
 # seeds 0-19 (each seeds every generator, as the check seeds the worker), the reference's train_model
 # standing for a correct loop:
 # * reference CNNChannel: 19 of 20 at 1.000; the first epoch end at >= 0.9 after 60-258 iterations
