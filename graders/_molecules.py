@@ -21,16 +21,16 @@ MOLECULE_TRAIN_SEED = 36
 #   Renumbering the atoms moves its predictions by 1.51-2.33 (max over the test set). A correct
 #   variant (the GNN calibration script, --variant wide_mlp: 256 hidden units), seeds 0-1: 0.415-0.423.
 # * MoleculeGNN: min 0.0025, mean 0.0057, max 0.0113. The handout's other suggested convolution,
-#   MFConv (degree-specific weights, no bond types; --variant mfconv, sum readout), seeds 0-2: min
-#   0.0165, mean 0.0232, max 0.0304 (0.025, the threshold calibrated on the reference alone, failed
-#   it on seed 0). Mean pooling where the target is additive (5 seeds) stays at 0.053-0.063; an MLP
+#   MFConv (degree-specific weights, no bond types; --variant mfconv, sum readout), seeds 0-19: min
+#   0.0165, mean 0.0258, max 0.0357 (0.025, the threshold calibrated on the reference alone, failed
+#   10 of them). Mean pooling where the target is additive (5 seeds) stays at 0.053-0.063; an MLP
 #   posing as a GNN (an MLP on the atoms sorted by element) stays near the MLP's 0.42 -> at most
-#   0.04, about the geometric middle of the correct variants' max (0.0304, x1.3 under it) and the
-#   mean readout's min (0.053, /1.3 above it).
+#   0.043, about the geometric middle of the correct variants' max (0.0357, x1.2 under it) and the
+#   mean readout's min (0.053, /1.23 above it). (0.04, set on 3 MFConv seeds, left a margin of x1.12.)
 MLP_THRESHOLD = 0.55
-GNN_THRESHOLD = 0.04
+GNN_THRESHOLD = 0.043
 MOLECULE_CALIBRATION = (
-    "the largest loss of correct models (the reference over 20 seeds, an MFConv GNN over 3) plus a margin "
+    "the largest loss of correct models (the reference and an MFConv GNN, 20 seeds each) plus a margin "
     "(numbers in graders/_molecules.py)"
 )
 INVARIANCE_ATOL = 1e-4  # float32 sums in another order, on z-scored targets of unit variance
