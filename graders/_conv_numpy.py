@@ -17,15 +17,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from torchgrade import assignments
 from torchgrade.checks import numpy_only, shapes
 from torchgrade.checks.gradients import autograd_gradients
 from torchgrade.errors import CheckFailure, NotImplementedYet, StudentError
-from torchgrade.interface import MODULES
 from torchgrade.probes import numpy_only as numpy_probes
 from torchgrade.probes.gradients import numerical_gradients
 
-#: The layer functions of ``conv_numpy.py``.
-NAMES = MODULES["conv_numpy"]
+#: The layer functions of ``conv_numpy.py`` (assignments.toml and the template say which).
+NAMES = assignments.active().modules()["conv_numpy"]
 
 # Float64 layers of a few hundred terms agree with torch to ~1e-14; a float32 computation misses
 # by ~1e-7 and fails, as it should (the inputs are float64).

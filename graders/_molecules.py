@@ -9,7 +9,6 @@ import numpy as np
 
 from torchgrade.checks.graphs import score_molecule_run, without_targets
 from torchgrade.errors import CheckFailure
-from torchgrade.interface import MODULES
 from torchgrade.probes import graphs as graph_probes
 
 MOLECULE_BUDGET = {"epochs": 60, "lr": 3e-3, "batch_size": 32}
@@ -84,7 +83,11 @@ def train_molecules(submission, grade_cache, molecule_sets, model_name: str) -> 
         return result
 
     # Either model may build on the other (a GNN reusing the MLP's layers): keep both in the key.
-    ignore = tuple(name for name in MODULES["gnn"] if name not in ("MoleculeMLP", "MoleculeGNN"))
+    ignore = tuple(
+        name
+        for name, module in submission.interface.items()
+        if module == "gnn" and name not in ("MoleculeMLP", "MoleculeGNN")
+    )
     return grade_cache.compute(
         f"molecules-{model_name}", ("gnn",), {**MOLECULE_BUDGET, "seed": MOLECULE_TRAIN_SEED}, run, ignore=ignore
     )

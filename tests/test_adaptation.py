@@ -8,10 +8,10 @@ import textwrap
 import pytest
 import torch
 
+from torchgrade import assignments
 from torchgrade.engine.binding import SubmittedParameter
 from torchgrade.engine.proxy import Submission
 from torchgrade.errors import SignatureMismatch, StudentError
-from torchgrade.interface import NAME_TO_MODULE
 from torchgrade.isolation import sandbox
 from torchgrade.worker import session
 
@@ -52,7 +52,7 @@ def make(folder, files: dict[str, str], isolation: str = "none") -> Submission:
     for name, text in files.items():
         (folder / name).write_text(textwrap.dedent(text))
     hidden = sandbox.hidden_paths(folder, None, None) if isolation == "process" else None
-    return Submission(folder, isolation, NAME_TO_MODULE, hidden=hidden)
+    return Submission(folder, isolation, assignments.active().name_to_module(), hidden=hidden)
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ import inspect
 
 import pytest
 
+from torchgrade import assignments
+from torchgrade.assignments import REQUIRED, HandoutParameter
 from torchgrade.engine import binding
 from torchgrade.engine.binding import (
     KEYWORD_ONLY,
@@ -18,8 +20,10 @@ from torchgrade.engine.binding import (
     parse_parameters,
     render_signature,
 )
-from torchgrade.interface import HANDOUT_PARAMETERS, PARAMETER_ALIASES, REQUIRED, HandoutParameter
 from torchgrade.worker.session import describe_parameters
+
+HANDOUT_PARAMETERS = assignments.active().calls()
+PARAMETER_ALIASES = assignments.active().aliases()
 
 
 def params(fn) -> tuple[SubmittedParameter, ...]:

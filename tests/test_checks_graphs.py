@@ -18,12 +18,12 @@ from _toys import graders_module
 from torch import nn
 
 from fixtures import citation, molecules
+from torchgrade import assignments
 from torchgrade.checks.graphs import collate, score_molecule_run, score_node_classifier, without_targets
 from torchgrade.engine.cache import GradeCache
 from torchgrade.engine.proxy import Submission
 from torchgrade.errors import CheckFailure
 from torchgrade.importfile import import_file
-from torchgrade.interface import NAME_TO_MODULE
 from torchgrade.probes import graphs
 
 
@@ -373,7 +373,7 @@ def grade_gat(folder: Path, source: str) -> tuple[list[str], dict]:
     _gnn = graders_gnn()
     folder.mkdir()
     (folder / "gnn.py").write_text(source)
-    submission = Submission(folder, "none", NAME_TO_MODULE)
+    submission = Submission(folder, "none", assignments.active().name_to_module())
     try:
         failures = _gnn.attention_layer_failures(submission)
         graph = citation.synthetic_citation(n_nodes=200, n_classes=3, n_features=20, seed=1)
@@ -444,7 +444,7 @@ def test_a_layer_without_alpha_is_compared_with_the_slope_it_fixes(tmp_path, par
         "is_concat=True, dropout=0.6, alpha=0.2):", f"is_concat=True, dropout=0.6, {parameters}"
     )
     (folder / "gnn.py").write_text(source)
-    submission = Submission(folder, "none", NAME_TO_MODULE)
+    submission = Submission(folder, "none", assignments.active().name_to_module())
     try:
         layer = submission.GraphAttentionLayer(5, 6, 2)
         assert _gnn.layer_alpha(submission, layer, 0.3) == expected
@@ -475,7 +475,7 @@ def test_a_layer_without_is_concat_is_graded_on_what_it_does(tmp_path):
     assert failures == [] and "attention_layer" not in trained
     averaged = graders_gnn().make_attention_layer
     folder = tmp_path / "no_is_concat"
-    submission = Submission(folder, "none", NAME_TO_MODULE)
+    submission = Submission(folder, "none", assignments.active().name_to_module())
     try:
         _, out_features, who, heads = averaged(submission, False)
     finally:
@@ -494,7 +494,7 @@ def test_the_lent_layer_reads_the_gat_s_calls_by_the_engine_s_binding(tmp_path):
     folder = tmp_path / "sub"
     folder.mkdir()
     (folder / "gnn.py").write_text(RENAMED_GNN)
-    submission = Submission(folder, "none", NAME_TO_MODULE)
+    submission = Submission(folder, "none", assignments.active().name_to_module())
     try:
         assert _gnn.layer_names(submission) == RENAMED_NAMES
         assert _gnn.submitted_layer_takes(submission, "alpha") and _gnn.submitted_layer_takes(submission, "is_concat")

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from torchgrade import assignments
 from torchgrade.importfile import import_file
-from torchgrade.interface import MODULES
 from torchgrade.probes import numpy_only
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def test_layers_keep_float64_and_refuse_bad_geometry() -> None:
 
 
 def test_reference_uses_numpy_only() -> None:
-    functions = {name: getattr(ref, name) for name in MODULES["conv_numpy"]}
+    functions = {name: getattr(ref, name) for name in assignments.active().modules()["conv_numpy"]}
     rng = np.random.default_rng(1)
     x = rng.normal(size=(1, 2, 5, 5))
     calls = {

@@ -14,9 +14,9 @@ import pytest
 from nbformat import v4
 
 from fixtures.notebooks import colab
+from torchgrade import assignments
 from torchgrade.instructor import cli, grading
 from torchgrade.intake import notebook
-from torchgrade.interface import MODULES
 from torchgrade.reporting import report
 from torchgrade.reporting.table import score_table
 from torchgrade.worker import loader
@@ -154,7 +154,7 @@ def test_a_colab_notebook_defines_the_references_names_and_says_what_it_dropped(
         if isinstance(n, (ast.FunctionDef, ast.Assign))
     }
     assert set(extraction.defined) == reference_names
-    assert set(MODULES["answers"]) <= set(extraction.defined)
+    assert set(assignments.active().modules()["answers"]) <= set(extraction.defined)
     assert extraction.modules == ("answers",)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["answers.py"]
     assert summary_of(extraction) == [

@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 
 from fixtures import shoes_data
+from torchgrade import assignments
 from torchgrade.engine.proxy import Submission
 from torchgrade.errors import CheckFailure, SignatureMismatch
 from torchgrade.importfile import import_file
-from torchgrade.interface import NAME_TO_MODULE
 from torchgrade.probes import training as training_probes
 from torchgrade.probes.receptive_field import downsampling_receptive_fields
 
@@ -43,7 +43,7 @@ _answers = graders_module("_answers")
 # -- calls bound by the submission's names (through the engine's binding) ------------------------------
 def submission_of(folder: Path, code: str) -> Submission:
     (folder / "shoes.py").write_text(textwrap.dedent(code))
-    return Submission(folder, "none", NAME_TO_MODULE)
+    return Submission(folder, "none", assignments.active().name_to_module())
 
 
 def test_training_call_uses_the_names_of_the_signature_and_drops_what_it_lacks(tmp_path):
