@@ -10,6 +10,7 @@ again. In-process submissions register modules under a fixed package name, so ea
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import sys
@@ -45,9 +46,10 @@ from torchgrade.errors import (
     WorkerCrashed,
 )
 from torchgrade.isolation import sandbox
-from torchgrade.isolation.transport import CLOCK_TICK, HAS_PROC, MSG_FINISHED, session_ticks
+from torchgrade.isolation.transport import CLOCK_TICK, HAS_PROC, MSG_FINISHED, InProcessBackend, session_ticks
 from torchgrade.probes.params import count_parameters, parameter_shapes
 from torchgrade.worker.loader import PACKAGE, _SiblingFinder
+from torchgrade.worker.session import probe_key
 
 MODES = ["none", "process"]
 
@@ -625,8 +627,111 @@ def test_worker_applies_only_probes(sub: Submission, fn: str) -> None:
 
 
 def test_apply_refuses_a_function_that_is_not_a_probe_before_sending_it(sub_none: Submission) -> None:
-    with pytest.raises(TorchgradeError, match="^grader bug: posix.getcwd is not a torchgrade probe$"):
+    with pytest.raises(TorchgradeError, match="^grader bug: posix.getcwd is not a torchgrade probe "):
         sub_none.apply(os.getcwd)
+
+
+#: An assignment's probe module, as its graders would hold one (graders/_probes_<topic>.py).
+TOY_PROBES = '''
+"""Toy probes of an assignment. TOY-PROBE-MARKER"""
+import torch
+
+from torchgrade.probes.params import count_parameters
+
+__torchgrade_probes__ = True
+
+
+class Scaled:
+    def __init__(self, model, factor):
+        self.model, self.factor = model, factor
+
+    def __call__(self, x):
+        return self.model(x) * self.factor
+
+
+def scaled(model, factor):
+    return Scaled(model, factor)
+
+
+def weight_sum(model):
+    return [float(sum(p.detach().sum() for p in model.parameters())), count_parameters(model)]
+
+
+def where():
+    return __name__
+'''
+
+
+@contextlib.contextmanager
+def probe_module(folder: Path, name: str, source: str):
+    """Import ``source`` as the grader-side module ``name`` (from a file in ``folder``), for a while."""
+    path = folder / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[name]
+
+
+def test_apply_runs_a_probe_of_an_assignment_s_own_module(sub: Submission, tmp_path: Path) -> None:
+    """A function of an assignment's probe module runs next to the submission's objects in both modes:
+    in-process the grader's module itself, in a worker a copy executed from the source sent once."""
+    with probe_module(tmp_path, "_probes_toy", TOY_PROBES) as probes:
+        model = sub.CNN(n=3)
+        summed, count = sub.apply(probes.weight_sum, model)
+        assert isinstance(summed, float) and count == (3 * 3 * 9 + 3) + (3 * 2 + 2)
+        x = torch.randn(2, 3, 8, 8)
+        doubled = sub.apply(probes.scaled, model, 2.0)  # an object of the probe module, kept there
+        assert isinstance(doubled, Remote) and torch.allclose(doubled(x), 2 * model(x))
+        where = sub.apply(probes.where)
+        if isinstance(sub.channel.backend, InProcessBackend):
+            assert where == "_probes_toy"
+        else:
+            assert where.startswith("_torchgrade_probe_")
+
+
+def test_a_probe_module_s_source_is_sent_once_per_worker(
+    sub_process: Submission, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = sub_process.channel.backend
+    frames: list[bytes] = []
+    exchange = backend.exchange
+    monkeypatch.setattr(backend, "exchange", lambda frame, *a, **k: frames.append(frame) or exchange(frame, *a, **k))
+    with probe_module(tmp_path, "_probes_once", TOY_PROBES.replace("MARKER", "MARKER-ONCE")) as probes:
+        sub_process.apply(probes.where)
+        sub_process.apply(probes.where)
+        assert [b"TOY-PROBE-MARKER-ONCE" in f for f in frames] == [True, False]
+        with pytest.raises(WorkerCrashed):
+            sub_process.crash(3)
+        frames.clear()
+        assert sub_process.apply(probes.where).startswith("_torchgrade_probe_")  # a fresh worker gets it again
+        assert [b"TOY-PROBE-MARKER-ONCE" in f for f in frames][-1:] == [True]  # (after the load)
+        assert sum(b"TOY-PROBE-MARKER-ONCE" in f for f in frames) == 1
+
+
+def test_apply_refuses_a_grader_module_that_is_no_probe_module(sub_none: Submission, tmp_path: Path) -> None:
+    with probe_module(tmp_path, "_helpers_toy", TOY_PROBES.replace("__torchgrade_probes__ = True", "")) as helpers:
+        with pytest.raises(TorchgradeError, match="^grader bug: _helpers_toy.where is not a torchgrade probe "):
+            sub_none.apply(helpers.where)
+
+
+@pytest.mark.parametrize(
+    "probe, why",
+    [
+        ({"key": "0" * 24, "source": None}, "was never sent to this worker"),
+        ({"key": "0" * 24, "source": "def where(): return 1"}, "does not match its key"),
+        ({"source": "def where(): return 1"}, "does not declare __torchgrade_probes__"),
+        ({"source": "import graders_only_module"}, "failed to load: .*graders_only_module"),
+    ],
+)
+def test_the_worker_refuses_a_probe_module_it_cannot_trust(sub_process: Submission, probe: dict, why: str) -> None:
+    probe = {"key": probe_key(probe["source"] or ""), "name": "_probes_x", **probe}
+    with pytest.raises(CheckFailure, match=f"refused where: .*{why}"):
+        sub_process.channel.request("where", "apply", fn="_probes_x:where", probe=probe)
 
 
 def test_seeded_computations_are_identical_in_both_modes(sub_none: Submission, sub_process: Submission) -> None:

@@ -20,6 +20,7 @@ and :meth:`Submission.last_binding`.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -36,7 +37,7 @@ from torchgrade.engine.explain import explained
 from torchgrade.isolation.transport import START_TIMEOUT, Backend, CpuBudget, InProcessBackend, ProcessBackend
 from torchgrade.submission_files import list_files
 from torchgrade.worker.loader import MAX_STAND_INS, NOTE_STOOD_IN
-from torchgrade.worker.session import APPLY_ALLOWED_PREFIX
+from torchgrade.worker.session import APPLY_ALLOWED_PREFIX, PROBE_FLAG, probe_key
 
 #: Per-call wall-clock limit when the grader sets no budget, in seconds.
 DEFAULT_CALL_TIMEOUT = 300.0
@@ -160,6 +161,8 @@ class Channel:
         # the generation they were read in, and the binding of each name's latest call.
         self.signatures: dict[str, tuple[int, tuple[binding.SubmittedParameter, ...] | None]] = {}
         self.bindings: dict[str, binding.Binding] = {}
+        # The keys of the probe modules the running worker was sent (see Submission.apply).
+        self.probes_sent: set[str] = set()
 
     def remaining(self) -> float:
         """Seconds the next call may take."""
@@ -192,6 +195,9 @@ class Channel:
             self._start()
             if self.deadline is not None:  # starting our worker is not the student's time
                 self.deadline += time.monotonic() - started
+        probe = fields.get("probe")
+        if probe is not None and probe["key"] in self.probes_sent:  # this worker has it: the key suffices
+            fields = {**fields, "probe": {**probe, "source": None}}
         try:
             frame, sequence = self._frame({"op": op, **fields}, make_ref=self._ref_of)
         except wire.WireError as exc:
@@ -199,6 +205,8 @@ class Channel:
         reply = self._exchange(frame, sequence, label, self.remaining(), self.reply_limit, self._remote, self.budget)
         if "error" in reply:
             raise _failure(label, reply["error"])
+        if probe is not None:
+            self.probes_sent.add(probe["key"])
         return reply["value"]
 
     def _remote(self, ref: wire.Ref) -> Remote:
@@ -247,6 +255,7 @@ class Channel:
         """(Re)start the worker and load the submission: the one place a load request is sent."""
         folder = self.backend.start()
         self.generation += 1  # every handle into an earlier worker is now stale
+        self.probes_sent.clear()  # a fresh worker has no probe module yet
         load, sequence = self._frame({"op": "load", "target": str(folder), "left_out": self.left_out})
         reply = self._exchange(load, sequence, "loading the submission", START_TIMEOUT, DEFAULT_REPLY_LIMIT)
         if "error" in reply:
@@ -430,6 +439,19 @@ def _submitted_parameters(remote: Remote, name: str) -> tuple[binding.SubmittedP
     return parameters
 
 
+_PROBE_SOURCES: dict[str, str] = {}
+
+
+def _probe_source(module: Any) -> str:
+    """The source text of a probe module, read once from its file."""
+    path = getattr(module, "__file__", None)
+    if path not in _PROBE_SOURCES:
+        if not path or not Path(path).is_file():
+            raise errors.TorchgradeError(f"grader bug: the probe module {module.__name__} has no source file to send")
+        _PROBE_SOURCES[path] = Path(path).read_text()
+    return _PROBE_SOURCES[path]
+
+
 def _relabel(value: Any, label: str) -> Any:
     if isinstance(value, Remote):
         object.__setattr__(value, "_label", label)
@@ -560,16 +582,29 @@ class Submission:
         return self.channel.notes
 
     def apply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run a trusted function of ``torchgrade.probes`` next to the submission's objects.
+        """Run a trusted probe next to the submission's objects: a function of ``torchgrade.probes``, or
+        one of an assignment's probe module, a module of its graders that declares
+        ``__torchgrade_probes__ = True`` and imports only what the worker has (torch, NumPy, the
+        standard library, ``torchgrade.probes``). A probe module holds no expected value or threshold:
+        the worker runs next to the student's code, and in process isolation the module's source is
+        sent there (once per worker, keyed by its hash) since the worker cannot read the graders.
 
         Use it where a check needs the objects themselves, not their outputs: autograd through a
         submitted model, a recording model handed to the student's training loop.
         """
+        module = sys.modules.get(fn.__module__)
+        probe = None
         if not fn.__module__.startswith(APPLY_ALLOWED_PREFIX):
-            raise errors.TorchgradeError(f"grader bug: {fn.__module__}.{fn.__qualname__} is not a torchgrade probe")
+            if module is None or getattr(module, PROBE_FLAG, False) is not True:
+                raise errors.TorchgradeError(
+                    f"grader bug: {fn.__module__}.{fn.__qualname__} is not a torchgrade probe (a function of "
+                    f"torchgrade.probes or of a probe module, which sets {PROBE_FLAG} = True)"
+                )
+            source = _probe_source(module)
+            probe = {"key": probe_key(source), "name": module.__name__, "source": source}
         name = f"{fn.__module__}:{fn.__qualname__}"
         return self.channel.request(
-            call_label(fn.__qualname__, args, kwargs), "apply", fn=name, args=list(args), kwargs=kwargs
+            call_label(fn.__qualname__, args, kwargs), "apply", fn=name, probe=probe, args=list(args), kwargs=kwargs
         )
 
     def set_cpu_budget(self, seconds: float | None, *, backstop: float | None = None) -> None:

@@ -8,19 +8,27 @@ values.
 Objects that are not plain data (a model, a class, a generator) stay here in an object table and
 travel as :class:`torchgrade.wire.Ref` handles. Trusted probes from ``torchgrade.probes`` (for
 example the receptive-field probe, which needs autograd on the student's model) can be applied to
-those objects with the ``apply`` request; nothing else can be imported on the grader's behalf.
+those objects with the ``apply`` request, and so can the probes of an assignment's own probe module
+(a module of its graders that declares ``__torchgrade_probes__ = True``, see :data:`PROBE_FLAG`):
+the worker cannot read the assignment's folder, so the grader side sends that module's source once
+per worker, keyed by its hash, and the worker executes it as a module of its own under a private
+name (:data:`PROBE_MODULE_PREFIX`); in-process the grader's own module is called directly. Nothing
+else can be imported or executed on the grader's behalf, and replies stay plain data.
 
 This module imports nothing from the grader side: only :mod:`torchgrade.wire`, the worker's own
 modules (:mod:`~torchgrade.worker.loader`, :mod:`~torchgrade.worker.tracebacks`) and, when an
-``apply`` request names one, a module of :mod:`torchgrade.probes`.
+``apply`` request names one, a module of :mod:`torchgrade.probes` or a probe module sent with it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import itertools
 import random
+import sys
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -35,6 +43,16 @@ from torchgrade.worker.tracebacks import exception_message, format_student_excep
 
 #: Only functions and classes in these modules may be run through an ``apply`` request.
 APPLY_ALLOWED_PREFIX = "torchgrade.probes."
+#: What an assignment's probe module sets to True at its top level: only such a module of the graders
+#: may be sent to the worker for ``apply`` (:meth:`torchgrade.engine.proxy.Submission.apply`).
+PROBE_FLAG = "__torchgrade_probes__"
+#: The name under which the worker registers a probe module it was sent (followed by its key).
+PROBE_MODULE_PREFIX = "_torchgrade_probe_"
+
+
+def probe_key(source: str) -> str:
+    """The key of a probe module's source: the worker keeps each source it executed under it."""
+    return hashlib.sha256(source.encode()).hexdigest()[:24]
 
 
 class WorkerSession:
@@ -53,6 +71,7 @@ class WorkerSession:
         self.objects: dict[int, Any] = {}
         self._ids: dict[int, int] = {}
         self._handles = itertools.count(1)  # never reused, even after a release
+        self.probe_modules: dict[str, types.ModuleType] = {}  # key -> module (see op_apply)
 
     # -- the object table ------------------------------------------------------------------
     def make_ref(self, obj: Any) -> wire.Ref:
@@ -139,13 +158,48 @@ class WorkerSession:
 
     def op_apply(self, request: wire.Request) -> Any:
         module_name, _, attr = request["fn"].partition(":")
-        if not module_name.startswith(APPLY_ALLOWED_PREFIX):
+        if request.get("probe") is not None:
+            module = self._probe_module(request["probe"])
+        elif module_name.startswith(APPLY_ALLOWED_PREFIX):
+            module = importlib.import_module(module_name)
+        else:
             raise _Refused("harness", f"{request['fn']} is not a torchgrade probe")
-        fn = getattr(importlib.import_module(module_name), attr)
+        fn = module
+        for part in attr.split("."):
+            fn = getattr(fn, part)
         self._verify_seal(request["fn"])
         value = fn(*request.get("args", []), **request.get("kwargs", {}))
         self._verify_seal(request["fn"])  # what the probe measured is void if the submission patched it meanwhile
         return value
+
+    def _probe_module(self, probe: dict[str, Any]) -> types.ModuleType:
+        """The probe module an ``apply`` request names: ``probe = {"key", "name", "source"}``, the
+        source (None once this worker has it) and its key, and the grader's name for it. In-process
+        the grader's own module is used as it is, if it declares :data:`PROBE_FLAG`."""
+        key, name, source = str(probe["key"]), str(probe["name"]), probe.get("source")
+        module = self.probe_modules.get(key)
+        if module is None and not self.isolated:
+            shared = sys.modules.get(name)
+            if shared is not None and getattr(shared, PROBE_FLAG, False) is True:
+                module = shared
+        if module is None:
+            if not isinstance(source, str):
+                raise _Refused("harness", f"the probe module {name} was never sent to this worker")
+            if probe_key(source) != key:
+                raise _Refused("harness", f"the source of the probe module {name} does not match its key")
+            module = types.ModuleType(PROBE_MODULE_PREFIX + key)
+            module.__file__ = f"<probe module {name}>"
+            sys.modules[module.__name__] = module  # classes, dataclasses and pickling find their module
+            try:
+                exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - the grader's probes
+            except Exception as exc:  # a grader bug (an import the worker lacks), not the student's
+                del sys.modules[module.__name__]
+                raise _Refused("harness", f"the probe module {name} failed to load: {_exc_message(exc)}") from None
+            if getattr(module, PROBE_FLAG, False) is not True:
+                del sys.modules[module.__name__]
+                raise _Refused("harness", f"{name} does not declare {PROBE_FLAG} = True: it is no probe module")
+        self.probe_modules[key] = module
+        return module
 
     def _verify_seal(self, probe: str) -> None:
         broken = self.seal.broken(probe) if self.seal is not None else []
