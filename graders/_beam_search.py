@@ -1,15 +1,23 @@
 """Helpers of ``test_beam_search.py`` (EECS 182 discussion 8, problem 2): the discussion's tree, how the
-grader runs the submitted ``beam_search`` on a tree, and how it compares the beams.
+grader runs the submitted ``beam_search`` on a tree (with the decoder of ``_probes_beam_search.py``,
+which runs next to it), how it reads and compares the beams, and the grader's own beam search.
 
 Nothing here is graded by itself: the check in ``test_beam_search.py`` calls these functions.
 """
 
 from __future__ import annotations
 
-from torchgrade.checks.beam_search import read_beam_result
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from _probes_beam_search import decoder_record, tree_decoder
+
 from torchgrade.checks.shapes import cut
 from torchgrade.errors import CheckFailure
-from torchgrade.probes.beam_search import decoder_record, tree_decoder
 
 WORDS = ("neural", "network")
 # The discussion's Figure 1 (log-probabilities of the next word after each prefix; 0 = "neural").
@@ -61,3 +69,62 @@ def compare_beams(got: list, expected: list, call: str, render=words) -> None:
             )
     if len(got) != len(expected):
         raise CheckFailure(f"{call} returned beams for {len(got)} steps; expected {len(expected)}, one per token.")
+
+
+# -- the grader's own beam search, on explicit token trees (was torchgrade.checks.beam_search) -----
+def _tokens(value: Any) -> list[int]:
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (int, np.integer)):
+        return [int(value)]
+    return [int(v) for v in value]
+
+
+def read_beam_result(result: Any) -> tuple[list[int] | None, list | None, str]:
+    """``(best, beams, problem)`` from what a beam search returned: ``(best, beams)`` as the template
+    says, or a bare sequence of tokens (then there are no beams to read)."""
+    try:
+        if not (isinstance(result, (tuple, list)) and len(result) == 2 and isinstance(result[1], (list, tuple))):
+            return _tokens(result), None, "beam_search returned one sequence, not the pair (best, beams)"
+        best_value, beams_value = result
+        best = _tokens(best_value)
+        beams = [[(_tokens(tokens), float(score)) for tokens, score in step] for step in beams_value]
+        return best, beams, ""
+    except (TypeError, ValueError) as exc:
+        return None, None, f"could not read (best, beams) from the {type(result).__name__} it returned: {exc}"
+
+
+def beam_search_reference(
+    table: dict[tuple[int, ...], Sequence[float]], beam_width: int, sequence_length: int
+) -> tuple[list[int], list[list[tuple[list[int], float]]]]:
+    """The grader's beam search on an explicit tree (same contract as the template's)."""
+    kept: list[tuple[tuple[int, ...], float]] = [((), 0.0)]
+    beams = []
+    for _ in range(sequence_length):
+        candidates = [(tokens + (t,), score + lp) for tokens, score in kept for t, lp in enumerate(table[tokens])]
+        candidates.sort(key=lambda c: c[1], reverse=True)
+        kept = candidates[:beam_width]
+        beams.append([(list(tokens), score) for tokens, score in kept])
+    return list(kept[0][0]), beams
+
+
+def exhaustive_search(table: dict[tuple[int, ...], Sequence[float]], sequence_length: int) -> tuple[list[int], float]:
+    """The most likely sequence of ``sequence_length`` tokens, by scoring every one."""
+    vocabulary = len(table[()])
+    best, best_score = None, -math.inf
+    for tokens in itertools.product(range(vocabulary), repeat=sequence_length):
+        score = sum(table[tokens[:k]][tokens[k]] for k in range(sequence_length))
+        if score > best_score:
+            best, best_score = list(tokens), score
+    return best, best_score
+
+
+def random_tree(vocabulary: int, depth: int, rng: np.random.Generator) -> dict[tuple[int, ...], list[float]]:
+    """Log-probabilities of a random tree: each node's children drawn from a flat Dirichlet."""
+    table = {}
+    for level in range(depth):
+        for prefix in itertools.product(range(vocabulary), repeat=level):
+            table[prefix] = np.log(rng.dirichlet(np.ones(vocabulary))).tolist()
+    return table

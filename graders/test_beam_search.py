@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _beam_search import DISCUSSION_TREE, compare_beams, run_tree, tokens_text, words
+from _beam_search import (
+    DISCUSSION_TREE,
+    beam_search_reference,
+    compare_beams,
+    exhaustive_search,
+    random_tree,
+    run_tree,
+    tokens_text,
+    words,
+)
 
-from torchgrade.checks.beam_search import beam_search_reference, exhaustive_search, random_tree
 from torchgrade.checks.shapes import cut
 from torchgrade.errors import CheckFailure
 

@@ -2,7 +2,7 @@
 (torchgrade.checks.lstm, torchgrade.probes.lstm), what a model calls (torchgrade.probes.module_usage),
 the language model's training loop and recording model (torchgrade.probes.language_model,
 torchgrade.checks.language_model), sampling (torchgrade.probes.sampling), and beam search on explicit
-trees (torchgrade.probes.beam_search, torchgrade.checks.beam_search), on small hand-built models whose
+trees (the graders' _probes_beam_search.py and _beam_search.py), on small hand-built models whose
 answers are known."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _toys import graders_module
 from torch import nn
 
-from torchgrade.checks.beam_search import beam_search_reference, exhaustive_search, random_tree, read_beam_result
 from torchgrade.checks.language_model import (
     held_out_windows,
     loss_gradient_reading,
@@ -33,7 +33,6 @@ from torchgrade.checks.lstm import (
     same_gates,
 )
 from torchgrade.probes import params
-from torchgrade.probes.beam_search import decoder_record, tree_decoder
 from torchgrade.probes.language_model import (
     construct_with_args,
     inline_loss_gradient,
@@ -48,6 +47,11 @@ from torchgrade.probes.module_usage import module_usage
 from torchgrade.probes.sampling import sampling_cost, with_known_logits
 
 pytestmark = pytest.mark.usefixtures("single_thread")
+
+_beam_search = graders_module("_beam_search")  # the graders' own (EECS 182's beam search)
+beam_search_reference, exhaustive_search = _beam_search.beam_search_reference, _beam_search.exhaustive_search
+random_tree, read_beam_result = _beam_search.random_tree, _beam_search.read_beam_result
+tree_decoder, decoder_record = _beam_search.tree_decoder, _beam_search.decoder_record
 
 H, E = 5, 3
 

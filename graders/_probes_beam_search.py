@@ -1,9 +1,10 @@
-"""A decoder given as an explicit token tree, to hand to a submitted beam search (EECS 182 discussion 8).
+"""Probes of ``test_beam_search.py`` (EECS 182 discussion 8): a decoder given as an explicit token tree,
+to hand to a submitted beam search.
 
-Runs in the worker (``Submission.apply``): the submitted ``beam_search`` calls the decoder there, and
-the decoder records every call; the grader reads the record (:func:`decoder_record`) and compares the
-returned beams with its own beam search (:mod:`torchgrade.checks.beam_search`). Imports only torch
-and the standard library.
+Runs in the worker (``Submission.apply``; a probe module, sent there as source): the submitted
+``beam_search`` calls the decoder there, and the decoder records every call; the grader reads the
+record (:func:`decoder_record`) and compares the returned beams with its own beam search
+(``_beam_search.py``). Imports only torch and the standard library.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+
+__torchgrade_probes__ = True
 
 
 class TreeDecoder:
