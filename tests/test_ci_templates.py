@@ -1,10 +1,13 @@
 """The CI templates of ``ci/``, as far as they can be tested without the platforms: the workflow files
 parse and call torchgrade commands that exist, with the torch pin of pyproject.toml, on files a
-student release has; the Gradescope autograder runs in a simulated ``/autograder`` and writes a
-results.json that matches Gradescope's schema."""
+student release has; each platform's reading of what the template prints is simulated as the platform
+documents (and codes) it: GitLab's coverage regex over a job log, GitHub Classroom's reporter over the
+runner result the workflow writes, Gradescope's ``/autograder`` folder (one upload a repository, one
+two notebooks) with a results.json that matches Gradescope's schema."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -37,10 +40,15 @@ def load_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def github_commands() -> list[str]:
+def github_steps() -> list[dict]:
     workflow = load_yaml(CI / "github-classroom.yml")
-    assert workflow.get("on", workflow.get(True)) == ["push", "workflow_dispatch"]  # YAML 1.1 reads `on` as True
-    return [step["run"] for job in workflow["jobs"].values() for step in job["steps"] if "run" in step]
+    # YAML 1.1 reads `on` as True; repository_dispatch: Classroom's own trigger for a rerun of the tests.
+    assert workflow.get("on", workflow.get(True)) == ["push", "workflow_dispatch", "repository_dispatch"]
+    return workflow["jobs"]["run-autograding-tests"]["steps"]
+
+
+def github_commands() -> list[str]:
+    return [step["run"] for step in github_steps() if "run" in step]
 
 
 def gitlab_commands() -> list[str]:
@@ -51,7 +59,13 @@ def command_lines(scripts: list[str]) -> list[list[str]]:
     """Every simple command of the scripts, split like a shell would (operators and comments dropped)."""
     commands = []
     for script in scripts:
+        heredoc = None
         for line in script.splitlines():
+            if heredoc is not None:  # a here-document's body is another program's input: not commands
+                heredoc = None if line.strip() == heredoc else heredoc
+                continue
+            if found := re.search(r"<<-?'?(\w+)'?", line):
+                heredoc = found.group(1)
             lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
             lexer.whitespace_split, lexer.commenters = True, "#"
             current: list[str] = []
@@ -81,18 +95,151 @@ def test_workflow_calls_existing_torchgrade_commands_with_the_pinned_torch(platf
 
 def test_workflows_land_where_the_platforms_look_and_find_their_files(tmp_path):
     release.release(tmp_path / "out", assignment=ROOT, ci=("github", "gitlab"))
-    assert load_yaml(tmp_path / "out" / ".github" / "workflows" / "grade.yml")["jobs"]["grade"]["steps"]
+    assert load_yaml(tmp_path / "out" / ".github" / "workflows" / "grade.yml")["jobs"]["run-autograding-tests"]["steps"]
     assert load_yaml(tmp_path / "out" / ".gitlab-ci.yml")["grade"]["script"]
     assert (tmp_path / "out" / "requirements.txt").is_file() and (tmp_path / "out" / "student_template").is_dir()
     assert TORCH_PIN in (tmp_path / "out" / "requirements.txt").read_text().splitlines()
 
 
-def test_gitlab_coverage_regex_reads_the_score_of_the_markdown_export():
-    pattern = load_yaml(CI / "gitlab-ci.yml")["grade"]["coverage"]
+def gitlab_coverage(pattern: str, log: str, *, whole_match: bool = False) -> str | None:
+    """The coverage GitLab records from a job log, as ``extract_coverage`` of GitLab's
+    lib/gitlab/ci/trace/stream.rb codes the rule of https://docs.gitlab.com/ci/yaml/#coverage: the log
+    from its last line up; on the first line the regex matches, its matches flattened (the capture
+    groups when it has any, else the whole match) and the last taken; the first number of that
+    fragment. ``whole_match``: the docs' wording read literally (the first number of the whole
+    matched text), which a template must survive too."""
+    regex = re.compile(pattern[1:-1])
+    for line in reversed(log.splitlines()):
+        matches = list(regex.finditer(line))
+        if not matches:
+            continue
+        last = matches[-1]
+        fragment = last.group(0) if whole_match or not regex.groups else last.groups()[-1]
+        number = re.search(r"\d+(\.\d+)?", fragment or "")
+        if number:
+            return number.group(0)
+    return None
+
+
+def test_gitlab_coverage_records_the_percentage_as_gitlab_reads_the_job_log(tmp_path):
+    """The job's log as GitLab keeps it (the runner echoes each command with ``$``, the score table,
+    the job's failure at the end), made by the template's own commands; GitLab's reading of it gives
+    the percentage of auto-graded points, not the points (``torchgrade score: 4 / 27 (14.81%)``)."""
+    job = load_yaml(CI / "gitlab-ci.yml")["grade"]
+    pattern = job["coverage"]
     assert pattern.startswith("/") and pattern.endswith("/")
-    data = {"questions": [], "checks": [], "score": 17, "max_score": 22, "pending_max_score": 0, "harness_errors": 0}
-    match = re.search(pattern[1:-1], export.to_markdown(data), re.MULTILINE)
-    assert match and float(match.group(1)) == pytest.approx(100 * 17 / 22, abs=0.01)
+    assert not re.search(r"\(\?<?[=!]|\\K", pattern), "RE2 (GitLab's engine) has no look-around"
+    data = {"questions": [], "checks": [], "score": 4, "max_score": 27, "pending_max_score": 0, "harness_errors": 0}
+    (tmp_path / "torchgrade-summary.md").write_text(export.to_markdown(data))
+    assert "torchgrade score: 4 / 27 (14.81%)" in export.to_markdown(data)
+    log = ["$ python -m pip install -r requirements.txt", "Successfully installed torchgrade-1.0 (100%)"]
+    for command in job["script"][job["script"].index("cat torchgrade-summary.md") :]:
+        if command.startswith("exit"):
+            continue
+        log.append(f"$ {command.strip()}")
+        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, check=True)
+        log += done.stdout.splitlines()
+    log += ["Uploading artifacts for failed job", "ERROR: Job failed: exit code 1"]
+    text = "\n".join(log)
+    assert gitlab_coverage(pattern, text) == "14.81"
+    assert gitlab_coverage(pattern, text, whole_match=True) == "14.81"
+    # The old regex, read literally, recorded the points: what this test exists to catch.
+    assert gitlab_coverage(r"/torchgrade score: .* \((\d+(?:\.\d+)?)%\)/", text, whole_match=True) == "4"
+    (tmp_path / "torchgrade-summary.md").write_text(export.to_markdown({**data, "score": 27}))
+    line = subprocess.run(["bash", "-c", job["script"][-2]], cwd=tmp_path, capture_output=True, text=True).stdout
+    assert gitlab_coverage(pattern, line) == "100.00"
+
+
+#: Two checks of a report, as ``torchgrade grade --report`` writes them (the fields the workflow reads).
+REPORT = {
+    "score": 3.5,
+    "max_score": 6,
+    "checks": [
+        {
+            "id": "graders/test_answers.py::test_conv1d_forward",
+            "assignment": "shoes",
+            "question": "Q2a",
+            "points": 1.5,
+            "max_points": 4.0,
+            "outcome": "failed",
+            "message": "1 of 2 parts failed\n[details]",
+        },
+        {
+            "id": "graders/test_answers.py::test_receptive_field_1d",
+            "assignment": "shoes",
+            "question": "Q2d",
+            "points": 2.0,
+            "max_points": 2.0,
+            "outcome": "passed",
+            "message": "",
+        },
+    ],
+}
+
+
+CLASSROOM_REPORTER = "classroom-resources/autograding-grading-reporter@"
+
+
+def classroom_reporter_points(steps: list[dict], github_output: str) -> tuple[dict, float, float]:
+    """What classroom-resources/autograding-grading-reporter reads: for each id of its ``runners``
+    input, the environment variable ``<ID in capitals>_RESULTS`` holding the runner step's ``result``
+    output, base64 of JSON (src/main.js, parseRunnerResults); the points it reports to Classroom are
+    the tests' ``score`` summed over the runners' ``max_score`` (src/notify-classroom.js)."""
+    reporter = next(s for s in steps if s.get("uses", "").startswith(CLASSROOM_REPORTER))
+    outputs = dict(line.split("=", 1) for line in github_output.splitlines() if "=" in line)
+    total = maximum = 0.0
+    results = {}
+    for runner in reporter["with"]["runners"].split(","):
+        reference = reporter["env"][f"{runner.strip().upper()}_RESULTS"]
+        step = next(s for s in steps if s.get("id") == runner.strip())
+        assert reference.replace(" ", "") == "${{steps." + step["id"] + ".outputs.result}}"
+        results = json.loads(base64.b64decode(outputs["result"]).decode("utf-8"))
+        if results["max_score"]:
+            maximum += results["max_score"]
+            total += sum(test["score"] for test in results["tests"])
+    return results, total, maximum
+
+
+@pytest.mark.parametrize("graded", [True, False], ids=["report", "no-report"])
+def test_github_classroom_reporter_gets_the_reports_points(tmp_path, graded):
+    steps = github_steps()
+    runner = next(s for s in steps if s.get("id") == "torchgrade")
+    if graded:
+        (tmp_path / "torchgrade-report.json").write_text(json.dumps(REPORT))
+    env = {**os.environ, "GITHUB_OUTPUT": str(tmp_path / "github-output")}
+    subprocess.run(["bash", "-e", "-c", runner["run"]], cwd=tmp_path, env=env, check=True)
+    results, total, maximum = classroom_reporter_points(steps, (tmp_path / "github-output").read_text())
+    if graded:
+        assert (total, maximum) == (3.5, 6)  # partial points kept, as the report has them
+        assert results["status"] == "fail"
+        assert [(t["name"], t["status"], t["score"]) for t in results["tests"]] == [
+            ("shoes Q2a: test_conv1d_forward", "fail", 1.5),
+            ("shoes Q2d: test_receptive_field_1d", "pass", 2.0),
+        ]
+        assert results["tests"][0]["message"] == "1 of 2 parts failed"
+    else:
+        assert (results["status"], maximum) == ("error", 0)  # the reporter fails the job, reports no points
+        assert "no report" in results["tests"][0]["message"]
+
+
+def test_github_workflow_is_what_classroom_reads_on_current_actions():
+    workflow = load_yaml(CI / "github-classroom.yml")
+    assert workflow["name"] == "Autograding Tests" and list(workflow["jobs"]) == ["run-autograding-tests"]
+    job = workflow["jobs"]["run-autograding-tests"]
+    assert job["if"] == "github.actor != 'github-classroom[bot]'"
+    assert workflow["permissions"] == {"checks": "write", "actions": "read", "contents": "read"}
+    uses = {step["uses"].split("@")[0]: step["uses"].split("@")[1] for step in job["steps"] if "uses" in step}
+    # The first majors on Node 24 (the runners' default since June 2026, Node 20 removed).
+    node24 = {"actions/checkout": 5, "actions/setup-python": 6, "actions/upload-artifact": 6}
+    for action, major in node24.items():
+        assert int(uses[action].lstrip("v")) >= major, f"{action}@{uses[action]} runs on Node 20"
+    names = [step.get("name", step.get("uses")) for step in job["steps"]]
+    runs = [step.get("run", "") for step in job["steps"]]
+    sysctl = next(i for i, run in enumerate(runs) if "kernel.apparmor_restrict_unprivileged_userns=0" in run)
+    grade = next(i for i, run in enumerate(runs) if "torchgrade grade" in run)
+    assert sysctl < grade, names
+    assert names[-2:] == ["Autograding Reporter", "Keep the report"]
+    assert all(step.get("if") == "always()" for step in job["steps"][grade + 1 :])
 
 
 def test_gradescope_scripts_are_executable_bash_with_the_torch_pin():
