@@ -1,17 +1,22 @@
 """Helpers of ``test_attention.py`` (CSC413 A4 part 1): seeded inputs, the tolerances, and the
-grader's comparisons and hints. The expected values themselves are computed by
-:mod:`torchgrade.checks.attention` (float64, straight from the definitions) and by torch's ``conv1d``
-and ``max_pool1d``.
+grader's comparisons and hints, and the expected values, computed here (float64, straight from the
+definitions: the last section) and by torch's ``conv1d`` and ``max_pool1d``. How much memory a
+submitted attention function uses is measured next to it by ``_probes_attention.py``, where
+:func:`elu_plus_one`, the default feature map, lives too, so that both sides use one function.
 
 Nothing here is graded by itself: the checks in ``test_attention.py`` call these functions.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import numpy as np
 import torch
+from _probes_attention import elu_plus_one
 
-from torchgrade.checks import attention, shapes
+from torchgrade.checks import shapes
 from torchgrade.errors import CheckFailure
 
 ATOL = 1e-5  # float32 computations against float64 expectations of order 1
@@ -68,7 +73,7 @@ def check_relative_attention(submission, hard: bool) -> None:
             f"relative_attention(q[{n}, {d_k}], k[{n}, {d_k}], v[{n}, {d_v}], position_scores[{2 * n - 1}], "
             f"hard={hard})"
         )
-        expected = attention.relative_attention_reference(q, k, v, scores, hard=hard)
+        expected = relative_attention_reference(q, k, v, scores, hard=hard)
         try:
             check_attention_close(submission.relative_attention(q, k, v, scores, hard=hard), expected, who)
         except CheckFailure as failure:
@@ -90,3 +95,56 @@ def product_score_pooling(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
             window = row[max(0, i - reach) : i + reach + 1]
             out[index + (i,)] = window[int((row[i] * window).argmax())]
     return out
+
+
+# -- the grader's attention, float64 from the definitions (was torchgrade.checks.attention) --------
+
+
+def kernel_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    feature_map: Callable[[torch.Tensor], torch.Tensor] = elu_plus_one,
+) -> torch.Tensor:
+    """``out_i = sum_j sim(Q_i, K_j) V_j / sum_j sim(Q_i, K_j)``, ``sim(q, k) = phi(q) . phi(k)``, in
+    float64 and quadratic time: the ``n x m`` similarities are formed explicitly.
+
+    Shapes:
+        q ``(..., n, d_k)``, k ``(..., m, d_k)``, v ``(..., m, d_v)`` -> ``(..., n, d_v)``.
+    """
+    q, k, v = q.double(), k.double(), v.double()
+    similarities = feature_map(q) @ feature_map(k).transpose(-2, -1)  # (..., n, m)
+    return similarities / similarities.sum(dim=-1, keepdim=True) @ v
+
+
+def relative_attention_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position_scores: torch.Tensor, hard: bool = False
+) -> torch.Tensor:
+    """``alpha_ij = Q_i . K_j / sqrt(d_k) + P_{i-j}`` with ``P_{i-j} = position_scores[i - j + n - 1]``;
+    softmax over ``j`` (or, ``hard``, the row ``V_j`` of the largest score), in float64, with loops.
+
+    Shapes:
+        q, k ``(n, d_k)``, v ``(n, d_v)``, position_scores ``(2n - 1,)`` -> ``(n, d_v)``.
+    """
+    q, k, v, scores_p = q.double(), k.double(), v.double(), position_scores.double()
+    n, d_k = q.shape
+    out = torch.zeros(n, v.shape[1], dtype=torch.float64)
+    for i in range(n):
+        scores = torch.stack([q[i] @ k[j] / math.sqrt(d_k) + scores_p[i - j + n - 1] for j in range(n)])
+        if hard:
+            out[i] = v[int(scores.argmax())]
+        else:
+            out[i] = torch.softmax(scores, dim=0) @ v
+    return out
+
+
+def sigmoid_rnn_jacobian_reference(W: torch.Tensor, x1: torch.Tensor, n: int) -> torch.Tensor:
+    """``dx_n / dx_1`` of ``x_{t+1} = sigmoid(W x_t)`` by autograd, in float64."""
+    W = W.double()
+
+    def unroll(x: torch.Tensor) -> torch.Tensor:
+        for _ in range(n - 1):
+            x = torch.sigmoid(W @ x)
+        return x
+
+    return torch.autograd.functional.jacobian(unroll, x1.double())

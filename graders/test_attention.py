@@ -21,15 +21,17 @@ from _attention import (
     as_number,
     check_attention_close,
     check_relative_attention,
+    kernel_attention,
     largest_singular_value,
     orthogonal,
     product_score_pooling,
+    sigmoid_rnn_jacobian_reference,
     tensor,
 )
+from _probes_attention import call_attention
 
-from torchgrade.checks import attention, shapes
+from torchgrade.checks import shapes
 from torchgrade.errors import CheckFailure
-from torchgrade.probes.attention import call_attention
 
 ASSIGNMENT = "csc413-a4"
 
@@ -41,7 +43,7 @@ def test_sigmoid_rnn_jacobian_and_bound(sub, parts):
     with parts.part(1, "sigmoid_rnn_jacobian equals autograd's dx_n/dx_1"):
         for d, n, seed in ((3, 1, 1), (4, 2, 2), (5, 4, 3), (4, 7, 4)):
             W, x1 = tensor((d, d), seed, scale=1.5), tensor((d,), seed + 10)
-            expected = attention.sigmoid_rnn_jacobian_reference(W, x1, n)
+            expected = sigmoid_rnn_jacobian_reference(W, x1, n)
             who = f"sigmoid_rnn_jacobian(W[{d}, {d}], x1[{d}], n={n})"
             shapes.check_close(
                 sub.sigmoid_rnn_jacobian(W, x1, n), expected, who, atol=1e-6 * float(expected.abs().max()), rtol=1e-4
@@ -55,7 +57,7 @@ def test_sigmoid_rnn_jacobian_and_bound(sub, parts):
             W = orthogonal(d, trial) @ spectrum @ orthogonal(d, trial + 99)
             W = W * sigma / largest_singular_value(W)
             x1 = torch.from_numpy(rng.normal(scale=2.0, size=d))
-            actual = largest_singular_value(attention.sigmoid_rnn_jacobian_reference(W, x1, n))
+            actual = largest_singular_value(sigmoid_rnn_jacobian_reference(W, x1, n))
             who = f"sigmoid_rnn_jacobian_bound({sigma:g}, {n})"
             bound = as_number(sub.sigmoid_rnn_jacobian_bound(sigma, n), who)
             if not actual <= bound * (1 + 1e-6):
@@ -67,7 +69,7 @@ def test_sigmoid_rnn_jacobian_and_bound(sub, parts):
     with parts.part(1, "the bound is tight: (1/16)^(n-1) for sigma_max(W) = 1/4, nearly reached at x_1 = 0"):
         for n in (2, 3, 4, 6):
             W = orthogonal(6, n) / 4  # sigma_max(W) = 1/4, every singular value 1/4
-            actual = largest_singular_value(attention.sigmoid_rnn_jacobian_reference(W, torch.zeros(6), n))
+            actual = largest_singular_value(sigmoid_rnn_jacobian_reference(W, torch.zeros(6), n))
             who = f"sigmoid_rnn_jacobian_bound(0.25, {n})"
             bound = as_number(sub.sigmoid_rnn_jacobian_bound(0.25, n), who)
             if not bound <= 2 * actual:
@@ -88,7 +90,7 @@ def test_linear_attention(sub, parts):
         for q_shape, k_shape, v_shape, seed in cases:
             q, k, v = tensor(q_shape, seed), tensor(k_shape, seed + 1), tensor(v_shape, seed + 2)
             who = f"linear_attention(q{list(q_shape)}, k{list(k_shape)}, v{list(v_shape)})"
-            check_attention_close(sub.linear_attention(q, k, v), attention.kernel_attention(q, k, v), who)
+            check_attention_close(sub.linear_attention(q, k, v), kernel_attention(q, k, v), who)
     with parts.part(1, "uses the feature map it is given"):
         q_shape, k_shape, v_shape, seed = cases[0]
         q, k, v = tensor(q_shape, seed), tensor(k_shape, seed + 1), tensor(v_shape, seed + 2)
@@ -99,7 +101,7 @@ def test_linear_attention(sub, parts):
                 f"linear_attention: {result['error']}; the handout's phi is a parameter: "
                 f"linear_attention(q, k, v, feature_map=None)."
             )
-        check_attention_close(result["output"], attention.kernel_attention(q, k, v, F.softplus), who)
+        check_attention_close(result["output"], kernel_attention(q, k, v, F.softplus), who)
     with parts.part(1, "O(n): never forms the n x m matrix of similarities"):
         n, d = MEMORY_LENGTH, MEMORY_DIM
         q, k, v = tensor((n, d), 5), tensor((n, d), 6), tensor((n, d), 7)
@@ -112,7 +114,7 @@ def test_linear_attention(sub, parts):
                 f"than n x d. Hint: phi(Q_i) (sum_j phi(K_j) V_j^T) / (phi(Q_i) . sum_j phi(K_j)): form the two sums "
                 f"over j first (a d x d_v matrix and a d-vector), then one product per query."
             )
-        check_attention_close(result["output"], attention.kernel_attention(q, k, v), who)
+        check_attention_close(result["output"], kernel_attention(q, k, v), who)
 
 
 # -- 1.4.1 and 1.4.2: attention with relative-position scores --------------------------------------------------------

@@ -1,5 +1,5 @@
-"""torchgrade.checks.attention, the grader's float64 attention and Jacobian, against hand-written loops
-and closed forms; torchgrade.probes.attention, the memory probe, on a linear and a quadratic
+"""The graders' _attention.py, their float64 attention and Jacobian, against hand-written loops
+and closed forms; _probes_attention.py, the memory probe, on a linear and a quadratic
 implementation."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from _toys import graders_module
 
-from torchgrade.checks import attention
-from torchgrade.probes.attention import call_attention, elu_plus_one
+attention = graders_module("_attention")  # the graders' own (CSC413 A4 part 1)
+call_attention, elu_plus_one = graders_module("_probes_attention").call_attention, attention.elu_plus_one
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

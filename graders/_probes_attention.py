@@ -1,12 +1,12 @@
-"""How much memory a submitted attention function uses (CSC413 A4 1.3.1), and the feature maps a
-grader may hand it.
+"""Probes of ``test_attention.py`` (CSC413 A4 1.3.1): how much memory a submitted attention function
+uses, and the feature maps a grader may hand it.
 
-Runs in the worker, next to the submitted function (``Submission.apply``): a callable cannot cross
-to the worker, so the grader names a feature map of :data:`FEATURE_MAPS`; :func:`call_attention`
-records the largest tensor any torch function returned during the call, which tells an O(n)
-computation from one that forms the ``n x m`` matrix of similarities. The grader compares the output
-with its own float64 attention (:mod:`torchgrade.checks.attention`). Imports only torch and the
-standard library.
+Runs in the worker, next to the submitted function (``Submission.apply``; a probe module, sent there
+as source): a callable cannot cross to the worker, so the grader names a feature map of
+:data:`FEATURE_MAPS`; :func:`call_attention` records the largest tensor any torch function returned
+during the call, which tells an O(n) computation from one that forms the ``n x m`` matrix of
+similarities. The grader compares the output with its own float64 attention (``_attention.py``).
+Imports only torch and the standard library.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
+
+__torchgrade_probes__ = True
 
 
 def elu_plus_one(x: torch.Tensor) -> torch.Tensor:
