@@ -72,6 +72,7 @@ from _lstm import (
     train_text_model,
     with_hint,
 )
+from _probes_sampling import sampling_cost, scaled_copy, with_known_logits
 
 from fixtures import text
 from torchgrade.checks import shapes
@@ -80,7 +81,6 @@ from torchgrade.errors import CheckFailure
 from torchgrade.probes import params
 from torchgrade.probes.language_model import recorded_inputs, recording_language_model
 from torchgrade.probes.module_usage import holds_instance, module_usage
-from torchgrade.probes.sampling import sampling_cost, scaled_copy, with_known_logits
 
 ASSIGNMENT = "uva-a2"
 MANUAL = {

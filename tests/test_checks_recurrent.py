@@ -1,7 +1,7 @@
 """The recurrent topics, probes and checks: reading LSTM weights back and the float64 equations
 (torchgrade.checks.lstm, torchgrade.probes.lstm), what a model calls (torchgrade.probes.module_usage),
 the language model's training loop and recording model (torchgrade.probes.language_model,
-torchgrade.checks.language_model), sampling (torchgrade.probes.sampling), and beam search on explicit
+torchgrade.checks.language_model), sampling (the graders' _probes_sampling.py), and beam search on explicit
 trees (the graders' _probes_beam_search.py and _beam_search.py), on small hand-built models whose
 answers are known."""
 
@@ -44,7 +44,6 @@ from torchgrade.probes.language_model import (
 )
 from torchgrade.probes.lstm import call_recurrent, lend_lstm, lstm_probe, return_lstm
 from torchgrade.probes.module_usage import module_usage
-from torchgrade.probes.sampling import sampling_cost, with_known_logits
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -52,6 +51,8 @@ _beam_search = graders_module("_beam_search")  # the graders' own (EECS 182's be
 beam_search_reference, exhaustive_search = _beam_search.beam_search_reference, _beam_search.exhaustive_search
 random_tree, read_beam_result = _beam_search.random_tree, _beam_search.read_beam_result
 tree_decoder, decoder_record = _beam_search.tree_decoder, _beam_search.decoder_record
+_sampling = graders_module("_probes_sampling")  # UvA A2's sampling probes
+sampling_cost, with_known_logits = _sampling.sampling_cost, _sampling.with_known_logits
 
 H, E = 5, 3
 

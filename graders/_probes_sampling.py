@@ -1,7 +1,8 @@
-"""Sampling from a character model (UvA DL1 A2 Q2.4b-c): copies of the submitted model whose
+"""Probes of ``test_lstm.py``'s sampling (UvA DL1 A2 Q2.4b-c): copies of the submitted model whose
 predictions the grader controls, and how much work its ``sample`` does.
 
-Runs in the worker, next to the submitted model (``Submission.apply``): the copies stay there (the
+Runs in the worker, next to the submitted model (``Submission.apply``; a probe module, sent there as
+source): the copies stay there (the
 grader holds handles on them) and the work is measured by hooking torch's functions. The grader
 judges the sampled characters itself. Imports only torch, the standard library and other probes.
 """
@@ -16,6 +17,8 @@ import torch
 from torch import nn
 
 from torchgrade.probes.module_usage import FunctionRecorder
+
+__torchgrade_probes__ = True
 
 
 def with_known_logits(model: nn.Module, logits: torch.Tensor) -> nn.Module | str:
