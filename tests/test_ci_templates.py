@@ -338,6 +338,11 @@ def test_gradescope_upload_of_two_notebooks_grades_the_newest_and_says_so(tmp_pa
     data = json.loads((root / "results" / "torchgrade-report.json").read_text())
     assert data["submission"] == str(final)
     assert data["score"] == data["max_score"] > 0  # the reference: every point, the hidden check included
+    results = json.loads((root / "results" / "results.json").read_text())
+    export.validate_gradescope(results)
+    assert results["output"].startswith(  # what the student sees (stdout is the instructor's)
+        "Graded the notebook final.ipynb: the newest of 2 notebooks, by modification time.\nVisible checks: "
+    )
 
     picked = subprocess.run(
         ["bash", "-c", 'source <(sed -n "/^shopt -s nullglob/,/^fi$/p" "$0"); echo "$SUBMISSION"', str(CI_SCRIPT)],
