@@ -3,22 +3,23 @@ tolerances and their measurements, the contract every corruption is held to, the
 corruption's severity, and the tables of error rates for CE and RCE.
 
 Severities are measured against the grader's own blur, contrast fit and clipped-noise statistics
-(:mod:`torchgrade.checks.robustness`); what must run next to a submitted corruption (the input as
-the call left it, calls with ``torch.Generator`` objects) runs in :mod:`torchgrade.probes.robustness`.
+(the last section); what must run next to a submitted corruption (the input as the call left it,
+calls with ``torch.Generator`` objects) runs in the probe module ``_probes_robustness.py``.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from _probes_robustness import call_keeping_input, noise_with_generators
 from PIL import Image
 
-from torchgrade.checks import robustness, shapes
+from torchgrade.checks import shapes
 from torchgrade.errors import CheckFailure, NotImplementedYet, StudentError
-from torchgrade.probes import robustness as robustness_probes
 
 SEVERITIES = (1, 2, 3, 4, 5)
 # The handout's corruption file (UvA DL1 2021, assignment 2, part 1).
@@ -75,7 +76,7 @@ def corruption_outputs(sub, name: str, image: torch.Tensor) -> list[np.ndarray]:
     for severity in SEVERITIES:
         label = who(name, severity, image)
         outputs.append(check_image(sub.lookup(name)(image, severity), image, label))
-        after = sub.apply(robustness_probes.call_keeping_input, sub.lookup(name), image, severity)["input_after"]
+        after = sub.apply(call_keeping_input, sub.lookup(name), image, severity)["input_after"]
         if not torch.equal(after, image):
             raise CheckFailure(
                 f"{label} changed its input image; expected a new image and the input left as it "
@@ -114,12 +115,12 @@ def check_growth(name: str, measured: list[float], what: str) -> None:
 
 
 def distortions(outputs: list[np.ndarray], image: torch.Tensor) -> list[float]:
-    return [robustness.rms_distortion(out, image.numpy()) for out in outputs]
+    return [rms_distortion(out, image.numpy()) for out in outputs]
 
 
 # -- Gaussian noise -------------------------------------------------------------------------------------
 def noise_outputs(sub, image: torch.Tensor, severity: int, seeds: tuple[int, ...]) -> list[np.ndarray]:
-    result = sub.apply(robustness_probes.noise_with_generators, sub.gaussian_noise, image, severity, list(seeds))
+    result = sub.apply(noise_with_generators, sub.gaussian_noise, image, severity, list(seeds))
     return [
         check_image(out, image, f"{who('gaussian_noise', severity, image)} with generator {seed}")
         for out, seed in zip(result["outputs"], seeds, strict=True)
@@ -148,7 +149,7 @@ def check_noise_std(sub, image: torch.Tensor) -> None:
     for severity, std in zip(SEVERITIES, NOISE_STD, strict=True):
         (out,) = noise_outputs(sub, flat, severity, (severity,))
         noise = out - 0.5
-        expected = robustness.clipped_noise_std(std, 0.5)
+        expected = clipped_noise_std(std, 0.5)
         measured, mean = float(noise.std()), float(noise.mean())
         if abs(measured - expected) > NOISE_STD_RTOL * expected or abs(mean) > NOISE_MEAN_ATOL:
             raise CheckFailure(
@@ -167,7 +168,7 @@ def check_blur_sigma(outputs: list[np.ndarray], image: torch.Tensor) -> None:
     """An 11-tap Gaussian of the handout's sigma at each severity, away from the border, growing with it."""
     margin = BLUR_SIZE // 2
     for severity, sigma, out in zip(SEVERITIES, BLUR_SIGMA, outputs, strict=True):
-        expected = robustness.blur_interior(image.numpy(), sigma, BLUR_SIZE)
+        expected = blur_interior(image.numpy(), sigma, BLUR_SIZE)
         try:
             shapes.check_close(
                 out[:, margin:-margin, margin:-margin],
@@ -189,7 +190,7 @@ def check_blur_sigma(outputs: list[np.ndarray], image: torch.Tensor) -> None:
 def check_contrast_factor(outputs: list[np.ndarray], image: torch.Tensor) -> None:
     """Contrast scaled by the handout's factor at each severity (an exact linear blend), growing with it."""
     for severity, factor, out in zip(SEVERITIES, CONTRAST_FACTOR, outputs, strict=True):
-        factors, _, residual = robustness.contrast_fit(out, image.numpy())
+        factors, _, residual = contrast_fit(out, image.numpy())
         worst = float(np.abs(factors - factor).max())
         if residual > CONTRAST_RESIDUAL_ATOL or worst > CONTRAST_FACTOR_ATOL:
             raise CheckFailure(
@@ -208,7 +209,7 @@ def pillow_jpeg_distortion(image: torch.Tensor, quality: int, subsampling: int) 
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality, subsampling=subsampling)
     decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())), dtype=np.float64).transpose(2, 0, 1) / 255
-    return robustness.rms_distortion(decoded, image.numpy())
+    return rms_distortion(decoded, image.numpy())
 
 
 def check_jpeg_quality(outputs: list[np.ndarray], image: torch.Tensor) -> None:
@@ -340,7 +341,7 @@ def check_ce_tables(sub) -> None:
     for case in metric_cases():
         label = f"{metric_call('corruption_error', case)} ({case['label']})"
         got = returned_number(sub.corruption_error(case["errors"], case["r18"]), label)
-        expected = robustness.expected_ce(case["errors"], case["r18"])
+        expected = expected_ce(case["errors"], case["r18"])
         shapes.check_close(got, expected, label, atol=1e-12, rtol=1e-9)
 
 
@@ -354,17 +355,17 @@ def check_rce_tables(sub, evidence: dict) -> None:
         value = sub.relative_corruption_error(case["errors"], case["clean"], case["r18"], case["r18_clean"])
         got.append(returned_number(value, label))
     expected = {
-        reading: [robustness.expected_rce(c["errors"], c["clean"], c["r18"], c["r18_clean"], reading) for c in cases]
-        for reading in robustness.RCE_READINGS
+        reading: [expected_rce(c["errors"], c["clean"], c["r18"], c["r18_clean"], reading) for c in cases]
+        for reading in RCE_READINGS
     }
     matching = [reading for reading, values in expected.items() if np.allclose(got, values, rtol=1e-9, atol=1e-12)]
     if matching:
-        evidence["rce_reading"] = f"{matching[0]}: {robustness.RCE_READINGS[matching[0]]}"
+        evidence["rce_reading"] = f"{matching[0]}: {RCE_READINGS[matching[0]]}"
         return
     typeset, per_severity = expected["as typeset"], expected["per severity"]
     index = next(i for i, value in enumerate(got) if not np.isclose(value, typeset[i], rtol=1e-9, atol=1e-12))
     case = cases[index]
-    ce = robustness.expected_ce(case["errors"], case["r18"])
+    ce = expected_ce(case["errors"], case["r18"])
     hint = (
         "\nHint: that is the CE of equation (1); RCE subtracts the clean error from the model's summed "
         "errors and ResNet-18's clean error from ResNet-18's."
@@ -374,6 +375,121 @@ def check_rce_tables(sub, evidence: dict) -> None:
     raise CheckFailure(
         f"{metric_call('relative_corruption_error', case)} ({case['label']}) returned {got[index]:.6g}; "
         f"expected {typeset[index]:.6g}, equation (2) as typeset, "
-        f"{robustness.RCE_READINGS['as typeset']} (or {per_severity[index]:.6g} if the clean error is "
-        f"subtracted at every severity, {robustness.RCE_READINGS['per severity']}, on every row).{hint}"
+        f"{RCE_READINGS['as typeset']} (or {per_severity[index]:.6g} if the clean error is "
+        f"subtracted at every severity, {RCE_READINGS['per severity']}, on every row).{hint}"
     )
+
+
+# -- the grader's own images, distortions and metrics (was torchgrade.checks.robustness) -----------
+#: The two readings of equation (2), see :func:`expected_rce`.
+RCE_READINGS = {
+    "as typeset": "(sum_s E_s - E_clean) / (sum_s E_s^ResNet-18 - E_clean^ResNet-18)",
+    "per severity": "sum_s (E_s - E_clean) / sum_s (E_s^ResNet-18 - E_clean^ResNet-18)",
+}
+
+
+# -- grader side: images and distortions ------------------------------------------------------------
+def sample_image(seed: int = 12, shape: tuple[int, int, int] = (3, 32, 32)) -> torch.Tensor:
+    """A CIFAR-sized float32 image in [0, 1] with smooth shading, sharp edges, fine texture and
+    saturated pixels (exact 0 and 1), so that every corruption changes it visibly."""
+    rng = np.random.default_rng(seed)
+    channels, height, width = shape
+    rows, cols = np.mgrid[0:height, 0:width] / max(height, width)
+    image = np.empty(shape)
+    for c in range(channels):
+        phase = rng.uniform(0, 2 * np.pi, size=2)
+        shading = np.sin(2 * np.pi * (1.5 * rows + c * 0.3) + phase[0]) * np.cos(3 * np.pi * cols + phase[1])
+        image[c] = 0.5 + 0.3 * shading
+    image[:, height // 4 : height // 2, width // 4 : 3 * width // 4] += 0.35  # a bright block with sharp edges
+    image += 0.08 * rng.standard_normal(shape)  # texture
+    image[:, :3, :3] = 0.0
+    image[:, -3:, -3:] = 1.0
+    return torch.from_numpy(np.clip(image, 0.0, 1.0).astype(np.float32))
+
+
+def rms_distortion(corrupted: np.ndarray, clean: np.ndarray) -> float:
+    """Root-mean-square difference between two images."""
+    return float(np.sqrt(np.mean((np.asarray(corrupted, np.float64) - np.asarray(clean, np.float64)) ** 2)))
+
+
+def clipped_noise_std(std: float, level: float) -> float:
+    """Standard deviation of ``clip(level + N(0, std^2), 0, 1) - level``, in closed form.
+
+    With ``a = 1 - level`` above and ``b = level`` below (both >= 0), the clipped variable
+    ``Y = clip(X, -b, a)`` of ``X ~ N(0, std^2)`` has moments that follow from the truncated normal.
+    """
+
+    def upper_tail(t: float) -> float:  # P(Z > t) for a standard normal Z
+        return 0.5 * math.erfc(t / math.sqrt(2))
+
+    def pdf(t: float) -> float:
+        return math.exp(-t * t / 2) / math.sqrt(2 * math.pi)
+
+    a, b = (1 - level) / std, level / std
+    # E[Y] and E[Y^2] in units of std: the middle part of the normal plus point masses at the clips.
+    first = pdf(b) - pdf(a) + a * upper_tail(a) - b * upper_tail(b)
+    middle = (1 - upper_tail(a) - upper_tail(b)) - a * pdf(a) - b * pdf(b)
+    second = middle + a * a * upper_tail(a) + b * b * upper_tail(b)
+    return std * math.sqrt(max(second - first * first, 0.0))
+
+
+def gaussian_kernel(sigma: float, size: int) -> np.ndarray:
+    """The normalised 1-D Gaussian of ``size`` taps (odd), as torchvision's GaussianBlur builds it."""
+    taps = np.arange(size) - size // 2
+    kernel = np.exp(-(taps**2) / (2 * sigma**2))
+    return kernel / kernel.sum()
+
+
+def blur_interior(image: np.ndarray, sigma: float, size: int) -> np.ndarray:
+    """Gaussian blur of each channel, valid part only: ``(C, H - size + 1, W - size + 1)``, the pixels
+    whose window lies inside the image, where the choice of border padding cannot matter."""
+    image = np.asarray(image, dtype=np.float64)
+    kernel = gaussian_kernel(sigma, size)
+    height, width = image.shape[1] - size + 1, image.shape[2] - size + 1
+    rows = sum(kernel[t] * image[:, t : t + height, :] for t in range(size))
+    return sum(kernel[t] * rows[:, :, t : t + width] for t in range(size))
+
+
+def contrast_fit(corrupted: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Fit ``corrupted[c] = factor[c] clean[c] + offset[c]`` per channel by least squares.
+
+    Returns:
+        ``(factor per channel, offset per channel, largest residual)``.
+    """
+    corrupted, clean = np.asarray(corrupted, np.float64), np.asarray(clean, np.float64)
+    factors, offsets, residual = [], [], 0.0
+    for out, inp in zip(corrupted, clean, strict=True):
+        design = np.stack([inp.ravel(), np.ones(inp.size)], axis=1)
+        (factor, offset), *_ = np.linalg.lstsq(design, out.ravel(), rcond=None)
+        factors.append(factor)
+        offsets.append(offset)
+        residual = max(residual, float(np.abs(design @ [factor, offset] - out.ravel()).max()))
+    return np.array(factors), np.array(offsets), residual
+
+
+# -- grader side: the metrics -----------------------------------------------------------------------------
+def expected_ce(errors: Sequence[float], resnet18_errors: Sequence[float]) -> float | None:
+    """Equation (1): ``sum_s E_s / sum_s E_s^ResNet-18``; None when the denominator is 0."""
+    denominator = math.fsum(resnet18_errors)
+    return None if denominator == 0 else math.fsum(errors) / denominator
+
+
+def expected_rce(
+    errors: Sequence[float],
+    clean_error: float,
+    resnet18_errors: Sequence[float],
+    resnet18_clean_error: float,
+    reading: str,
+) -> float | None:
+    """Equation (2) under one of :data:`RCE_READINGS`; None when the denominator is 0.
+
+    The handout typesets the numerator as ``sum_{s=1}^5 E_s - E_clean`` (the clean error subtracted
+    once); Hendrycks and Dietterich, whom the metric comes from, subtract it at every severity.
+    """
+    if reading not in RCE_READINGS:
+        raise ValueError(f"unknown reading {reading!r}; choose from {', '.join(RCE_READINGS)}")
+    times = 1 if reading == "as typeset" else len(errors)
+    denominator = math.fsum(resnet18_errors) - times * resnet18_clean_error
+    if denominator == 0:
+        return None
+    return (math.fsum(errors) - times * clean_error) / denominator

@@ -29,10 +29,9 @@ from _robustness import (
     check_same_generator_same_noise,
     corruption_outputs,
     expect_undefined,
+    sample_image,
     shaped_outputs,
 )
-
-from torchgrade.checks import robustness
 
 ASSIGNMENT = "uva-a2"
 QUESTION = "Q1.2"
@@ -126,4 +125,4 @@ def test_relative_corruption_error(sub, parts, evidence):
 # -- the test image every corruption check reads --------------------------------------------------------
 @pytest.fixture(scope="module")
 def image() -> torch.Tensor:
-    return robustness.sample_image()
+    return sample_image()

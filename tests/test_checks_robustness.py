@@ -1,5 +1,5 @@
-"""torchgrade.checks.robustness (the test image, distortion measures, the grader's blur and contrast
-fit, clipped-noise statistics, CE / RCE under both readings) and torchgrade.probes.robustness (the
+"""The graders' _robustness.py (the test image, distortion measures, the grader's blur and contrast
+fit, clipped-noise statistics, CE / RCE under both readings) and _probes_robustness.py (the
 worker-side calls of a corruption)."""
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from _toys import graders_module
 from scipy.ndimage import gaussian_filter
 
-from torchgrade.checks import robustness
-from torchgrade.probes import robustness as probes
+robustness = graders_module("_robustness")  # UvA A2's
+probes = graders_module("_probes_robustness")
+
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

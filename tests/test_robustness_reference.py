@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _toys import graders_module
 
-from torchgrade.checks import robustness as checks
 from torchgrade.importfile import import_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 ref = import_file(ROOT / "reference/robustness.py", "_torchgrade_reference_robustness")
+checks = graders_module("_robustness")  # the graders' measures
 
 
 @pytest.mark.parametrize("name", CORRUPTIONS)

@@ -1,11 +1,11 @@
-"""Probes of image corruptions (UvA DL1 A2, question 1.2). Worker side.
+"""Probes of ``test_robustness.py``: image corruptions (UvA DL1 A2, question 1.2). Worker side.
 
-Run next to the submission through ``sub.apply``: :func:`call_keeping_input`, which also returns
-the input as the call left it (a corruption that writes into its input corrupts the clean test
-set), and :func:`noise_with_generators`, which calls a noise corruption with ``torch.Generator``
-objects (they cannot cross the process boundary, seeds can). Both return the outputs as plain data;
-the grader measures them (:mod:`torchgrade.checks.robustness`). Imports only torch and the standard
-library.
+Run next to the submission through ``sub.apply`` (a probe module, sent there as source):
+:func:`call_keeping_input`, which also returns the input as the call left it (a corruption that
+writes into its input corrupts the clean test set), and :func:`noise_with_generators`, which calls a
+noise corruption with ``torch.Generator`` objects (they cannot cross the process boundary, seeds
+can). Both return the outputs as plain data; the grader measures them (``_robustness.py``). Imports
+only torch and the standard library.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+
+__torchgrade_probes__ = True
 
 
 def call_keeping_input(fn: Callable[..., Any], image: torch.Tensor, *args: Any, **kwargs: Any) -> dict[str, Any]:
