@@ -249,11 +249,12 @@ def test_the_gradebook_gives_a_subtotal_per_assignment_when_there_are_several():
 
     header, rows = gradebook.rows({"x": fake(2, 1), "y": fake(0, 4)})
     assert header == [
-        "submission", "red:R1", "red:R2", "blue:B1", "total:red", "total:blue", "total", "max", "pending_max", "status"
+        "submission", "red:R1", "red:R2", "blue:B1", "total:red", "total:blue", "total", "max", "pending_max", "status",
+        "reason",
     ]  # fmt: skip
     assert rows == [
-        ["x", "2", "", "1", "2", "1", "3", "6", "1", "graded"],
-        ["y", "0", "", "4", "0", "4", "4", "6", "1", "graded"],
+        ["x", "2", "", "1", "2", "1", "3", "6", "1", "graded", ""],
+        ["y", "0", "", "4", "0", "4", "4", "6", "1", "graded", ""],
     ]
     one, _ = gradebook.rows({"x": {**fake(2, 1), "questions": fake(2, 1)["questions"][:2]}})
     assert "total:red" not in one  # one assignment: its total is the total

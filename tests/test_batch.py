@@ -201,7 +201,11 @@ def test_every_submission_gets_a_valid_report(tiny):
     for name, score in {**TINY_SCORES, "solo.py": 6, "broken.ipynb": 0}.items():
         data = load_report(out, name)
         assert (data["score"], data["max_score"], data["pending_max_score"]) == (score, 6, 2), name
-    assert set(result.statuses.values()) == {gradebook.STATUS_GRADED} and result.exit_code == grading.EXIT_OK
+    # every submission's code was graded but the notebook's, which is not JSON: exit code 1 says so
+    assert result.statuses == {name: gradebook.STATUS_GRADED for name in names} | {
+        "broken.ipynb": gradebook.STATUS_UNREADABLE
+    }
+    assert result.exit_code == grading.EXIT_FAILED
 
 
 def test_misbehaving_submissions_fail_their_checks_only(tiny):
@@ -234,7 +238,9 @@ def test_gradebook_has_a_row_per_submission_and_a_column_per_question(tiny):
     out = tiny["result"].out
     with open(out / "gradebook.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["submission", "tiny:Q1", "tiny:Q2", "tiny:Q3", "total", "max", "pending_max", "status"]
+    assert list(rows[0]) == [
+        *("submission", "tiny:Q1", "tiny:Q2", "tiny:Q3", "total", "max", "pending_max", "status", "reason")
+    ]
     by_name = {row["submission"]: row for row in rows}
     assert sorted(by_name) == sorted([*TINY_SUBMISSIONS, "solo.py", "broken.ipynb"])
     for name in TINY_SUBMISSIONS:
@@ -244,6 +250,9 @@ def test_gradebook_has_a_row_per_submission_and_a_column_per_question(tiny):
         assert (float(row["tiny:Q1"]), float(row["tiny:Q2"])) == (scores["Q1"], scores["Q2"])
         assert row["tiny:Q3"] == ""  # the manual question is pending
         assert (float(row["total"]), float(row["max"]), row["status"]) == (TINY_SCORES[name], 6, "graded")
+        assert row["reason"] == ""
+    assert by_name["broken.ipynb"]["status"] == "unreadable"
+    assert by_name["broken.ipynb"]["reason"].startswith("broken.ipynb could not be graded: it is not valid notebook")
 
 
 def test_summary_page_refers_to_its_plots_and_reports(tiny):
@@ -301,10 +310,11 @@ def test_a_hanging_grading_is_stopped_with_its_whole_process_tree(tmp_path, tiny
             progress=False,
         )
     )
-    assert result.statuses == {"hang": gradebook.STATUS_FAILED} and result.exit_code == grading.EXIT_FAILED
+    assert result.statuses == {"hang": gradebook.STATUS_TIMED_OUT} and result.exit_code == grading.EXIT_FAILED
     data = load_report(result.out, "hang")
     message = batchjob.MSG_TIMEOUT.format(seconds=8)
     assert data["notes"] == [gradebook.NOTE_PREFIX + message]
+    assert (data["status"], data["reason"]) == (gradebook.STATUS_TIMED_OUT, message)
     assert (data["score"], data["max_score"], data["pending_max_score"], data["harness_errors"]) == (0, 6, 2, 0)
     assert {c["id"].split("::")[-1]: (c["outcome"], c["points"], c["message"]) for c in data["checks"]} == {
         name: ("failed", 0, message) for name in ("test_add", "test_add_negative", "test_scale")
@@ -336,9 +346,10 @@ def test_a_grading_that_dies_without_a_report_gets_one(tmp_path, tiny):
     assert data["notes"] == [gradebook.NOTE_PREFIX + message] and data["isolation"] == "none"
     assert data["score"] == 0 and data["harness_errors"] == len(data["checks"]) == 3
     assert all(c["outcome"] == "error" and c["message"] == message for c in data["checks"])
-    assert result.statuses == {"exits": gradebook.STATUS_FAILED} and result.exit_code == grading.EXIT_FAILED
+    assert result.statuses == {"exits": gradebook.STATUS_CRASHED} and result.exit_code == grading.EXIT_FAILED
     with open(result.out / "gradebook.csv", newline="") as handle:
-        assert next(csv.DictReader(handle))["status"] == gradebook.STATUS_FAILED
+        row = next(csv.DictReader(handle))
+    assert (row["status"], row["reason"]) == (gradebook.STATUS_CRASHED, message)
     assert "Needs a look" in (result.out / "summary.html").read_text()
 
 
@@ -594,7 +605,8 @@ def test_summary_statistics_from_reports():
             "checks": [check("t::fast", score_q1 / 2, 2, 0.1), check("t::slow", score_q1 / 2, 2, duration)],
         }
 
-    reports = {"x": fake(4, 3.0), "y": fake(2, 1.0), "z": fake(0, 0.0, [gradebook.NOTE_PREFIX + "timeout"])}
+    timeout = gradebook.NOTE_PREFIX + batchjob.MSG_TIMEOUT.format(seconds=60)
+    reports = {"x": fake(4, 3.0), "y": fake(2, 1.0), "z": fake(0, 0.0, [timeout])}
     assert summary.score_percentages(reports) == [100.0, 50.0, 0.0]
     (q1,) = summary.question_stats(reports)  # the manual question has no pass rate
     assert (q1.label, q1.passed, q1.graded, q1.mean_score) == ("a:Q1", 1, 3, 2.0)
@@ -602,12 +614,15 @@ def test_summary_statistics_from_reports():
     assert (slow.id, slow.mean, slow.max, slow.slowest_submission, slow.runs) == ("t::slow", 2.0, 3.0, "x", 2)
     assert fast.id == "t::fast"
     header, rows = gradebook.rows(reports)
-    assert header == ["submission", "a:Q1", "a:Q2", "total", "max", "pending_max", "status"]
-    assert rows == [
-        ["x", "4", "", "4", "4", "1", "graded"],
-        ["y", "2", "", "2", "4", "1", "graded"],
-        ["z", "0", "", "0", "4", "1", "grading failed"],
-    ]
+    assert header == ["submission", "a:Q1", "a:Q2", "total", "max", "pending_max", "status", "reason"]
+    assert (
+        rows
+        == [  # z has no status of its own (an older batch's report): derived from its note
+            ["x", "4", "", "4", "4", "1", "graded", ""],
+            ["y", "2", "", "2", "4", "1", "graded", ""],
+            ["z", "0", "", "0", "4", "1", "timed out", timeout[len(gradebook.NOTE_PREFIX) :]],
+        ]
+    )
 
 
 # -- real samples, cheap checks only ------------------------------------------------------------------

@@ -229,7 +229,7 @@ def test_every_hostile_submission_gets_a_valid_report_and_the_batch_goes_on(host
     assert sorted(result.graded) == sorted([*graded, PREPARATION_FAILS]) and result.skipped == ()
     assert list(result.ignored) == NOT_SUBMISSIONS
     assert result.statuses == {name: gradebook.STATUS_GRADED for name in graded} | {
-        PREPARATION_FAILS: gradebook.STATUS_FAILED
+        PREPARATION_FAILS: gradebook.STATUS_UNREADABLE  # its files could not be read
     }
     assert result.exit_code == grading.EXIT_FAILED  # a failed grading, as --help documents it
     for name in graded:
@@ -269,7 +269,7 @@ def test_hostile_names_survive_into_report_files_gradebook_and_summary(hostile):
     assert sorted(by_name) == sorted(
         ["\\xe9l\\xe8ve", "'=1+1", "'-1.5", "'@SUM(A1)", LONG, *HOSTILE, PREPARATION_FAILS]
     )
-    assert by_name["'-1.5"]["total"] == "6" and by_name[PREPARATION_FAILS]["status"] == gradebook.STATUS_FAILED
+    assert by_name["'-1.5"]["total"] == "6" and by_name[PREPARATION_FAILS]["status"] == gradebook.STATUS_UNREADABLE
     page = (out / "summary.html").read_bytes().decode("utf-8")
     assert '<a href="%E9l%E8ve.json">\\xe9l\\xe8ve</a>' in page
     assert f'<a href="{batch.report_path(out, LONG).name}">{LONG}</a>' in page

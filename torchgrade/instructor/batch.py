@@ -13,6 +13,36 @@ grades, by a fresh pytest process in ``--isolation process`` by default, and its
 
 Run one batch at a time per output folder.
 
+Every report says what happened to its submission in a ``status`` and a ``reason``, decided on the
+grader side only: from the report's extraction and check outcomes, the grading's exit, and the
+submission's own files parsed (never run) by the batch, never from what the submission's worker
+claims alone. They are the gradebook's ``status`` and ``reason`` columns
+(:mod:`torchgrade.reporting.gradebook`) and the summary's "Needs a look" list:
+
+=================  ===========================================================================
+status             when
+=================  ===========================================================================
+``graded``         the submission's code was graded; its score is what it earned
+``unreadable``     nothing gradable: an empty file, a ``.py`` or notebook that does not parse, a
+                   folder without a module, or code that defines none of the assignment's names
+                   (and no check earned a point); a submission whose files cannot be read
+``timed out``      the grading ran past ``--timeout`` and was stopped
+``crashed``        the grading ended without a report (its process or its cluster task died)
+``harness error``  a torchgrade error: a check hit one, the grading wrote an invalid report or
+                   ended abnormally, or the batch failed to pack or report it
+``missing``        reserved for a roster's students without a submission
+=================  ===========================================================================
+
+The exit code of ``torchgrade batch`` (:data:`EPILOG`) keeps the meanings of ``torchgrade grade``'s
+0-3 where they apply: 0 every submission was graded (whatever its score: a class always loses points,
+so scores do not fail a batch), 1 some submissions are unreadable, timed out or crashed (each has a
+zero-point report saying why; ``--retry-failed`` grades the timed-out and crashed ones again), 2 a
+usage error, 3 a harness error or a failure of the batch itself (it wins over 1: the grader needs
+fixing before the grades mean anything), 130 interrupted by Ctrl-C (SIGINT) and 143 by SIGTERM
+(128 + the signal, as shells report it). An interrupted batch first writes ``gradebook.csv`` and
+``summary.html`` from every report it finished, so the summary is never older than the reports; the
+gradings in flight are stopped and graded again by the next run, which resumes as any rerun does.
+
 Design decisions:
 
 * **One task, two executors.** :func:`torchgrade.instructor.batchjob.grade_one` grades one submission and
@@ -70,6 +100,7 @@ import platform
 import shutil
 import stat
 import sys
+import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -85,7 +116,7 @@ from torchgrade.errors import TorchgradeError
 from torchgrade.instructor import batchjob, grading
 from torchgrade.instructor.batchjob import Job, Outcome, content_hash, failed_outcome, grade_one, has_assignment, pack
 from torchgrade.reporting import gradebook
-from torchgrade.submission_files import IGNORED_DIRS
+from torchgrade.submission_files import IGNORED_DIRS, read_regular
 
 #: Wall-clock seconds one submission's grading may take before the batch stops it.
 DEFAULT_TIMEOUT = 3600.0
@@ -111,7 +142,7 @@ HELP_TIMEOUT = (
 )
 HELP_THREADS = "torch threads per grading (default: 1 when gradings run side by side, else torch's default)"
 HELP_FORCE = "regrade every submission, even those with an up-to-date report"
-HELP_RETRY = "regrade the submissions whose report is not 'graded' (timeouts, crashes, harness errors)"
+HELP_RETRY = "regrade the submissions whose report is 'timed out', 'crashed' or 'harness error'"
 EPILOG = """\
 Arguments after a lone -- go to pytest for every grading, e.g. -- -k answers. The graders are those
 of torchgrade's --assignment folder (default: the current folder).
@@ -120,11 +151,13 @@ A rerun skips submissions whose report is up to date (same submission content, s
 arguments); a killed batch keeps every report it finished.
 
 Exit codes:
-  0  every submission was graded (whatever its score)
-  1  some gradings failed (timeout, crash, no report, a submission the batch could not read or
-     pack): their reports give zero points and say why
-  2  usage error (bad arguments, missing folders, a cluster worker without the assignment)
-  3  some reports contain torchgrade errors, or the batch itself failed
+  0    every submission was graded (status 'graded', whatever its score)
+  1    some submissions are 'unreadable', 'timed out' or 'crashed': their reports give zero
+       points and say why (gradebook.csv's status and reason columns)
+  2    usage error (bad arguments, missing folders, a cluster worker without the assignment)
+  3    some reports are 'harness error' (a torchgrade error), or the batch itself failed
+  130  interrupted (Ctrl-C), 143 terminated (SIGTERM): the gradebook and the summary of every
+       finished report were written first; run the same command again to grade the rest
 """
 
 MSG_INVALID = "the grading wrote a report that breaks the report schema ({error}), so every check scores 0"
@@ -134,6 +167,23 @@ STAGE_PACK = "pack the submission for the cluster"
 STAGE_REPORT = "make a report of the grading's result"
 MSG_UNWRITTEN = "torchgrade batch: could not write the report of {name} ({error}); it is left out of the gradebook"
 MSG_INTERNAL = "torchgrade batch: internal error (not caused by any submission): {error}"
+MSG_INTERRUPTED = (
+    "torchgrade batch: {what}; gradebook.csv and summary.html list the {done} finished reports; "
+    "run the same command again to grade the rest"
+)
+MSG_ABNORMAL_EXIT = "the grading process ended abnormally (pytest exit code {code}); see its log in " + (
+    ".torchgrade-batch/logs"
+)
+MSG_NO_MODULE = "the folder has no Python module (.py file)"
+MSG_ONLY_NOTEBOOKS = "; notebooks inside a folder are not graded ({notebooks}): submit the notebook itself"
+MSG_UNPARSABLE = "none of its Python modules parses ({problems})"
+MSG_SOME_UNPARSABLE = "; some of its Python modules do not parse ({problems})"
+MSG_NO_NAMES = "it defines none of the assignment's names ({wanted}){defined}"
+MSG_NOTHING_DEFINED = "it defines nothing at the top level (no function, class or variable)"
+#: Exit codes of an interrupted batch: 128 + the signal's number, as shells report it.
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+#: How many names a reason lists before "...".
+MAX_LISTED = 6
 MSG_TOO_LARGE = "the submission is {size} MiB packed, more than the {limit} MiB that can be sent to a cluster"
 MSG_NO_ASSIGNMENT = (
     "Dask worker(s) {workers} have no assignment at {path} (graders/ and pyproject.toml): install it "
@@ -162,6 +212,7 @@ class BatchResult:
         ignored: entries of the folder that are not submissions.
         out: the output folder.
         exit_code: see :data:`EPILOG`.
+        interrupted: the signal that stopped the batch early (``SIGINT``/``SIGTERM``), else None.
     """
 
     graded: tuple[str, ...]
@@ -170,6 +221,11 @@ class BatchResult:
     ignored: tuple[str, ...]
     out: Path
     exit_code: int
+    interrupted: str | None = None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the batch's main thread so that it stops as Ctrl-C does (exit 143)."""
 
 
 # -- submissions and their keys ---------------------------------------------------------------------
@@ -310,6 +366,9 @@ def failure_report(job: Job, outcome: Outcome, skeleton: dict | None, why_no_ske
     problem = outcome["problem"] or outcome["kind"]
     outcome_name = "failed" if outcome["kind"] == "timeout" else "error"
     headline = problem.splitlines()[0]
+    state = outcome.get("status") or (
+        gradebook.STATUS_TIMED_OUT if outcome["kind"] == "timeout" else gradebook.STATUS_CRASHED
+    )
     notes = [f"{gradebook.NOTE_PREFIX}{problem}"]
     if skeleton is None:
         notes.append(f"{gradebook.NOTE_PREFIX}the assignment's checks could not be listed: {why_no_skeleton}")
@@ -334,6 +393,8 @@ def failure_report(job: Job, outcome: Outcome, skeleton: dict | None, why_no_ske
         "questions": questions,
         "checks": checks,
         "notes": notes,
+        "status": state,
+        "reason": headline,
     }
 
 
@@ -389,7 +450,7 @@ def is_up_to_date(out: Path, name: str, content: str, setup: str, *, retry_faile
         return False
     if record.get("report_sha256") != hashlib.sha256(text).hexdigest():
         return False  # killed between the record and the report: the record describes another report
-    return not (retry_failed and gradebook.status(data) != gradebook.STATUS_GRADED)
+    return not (retry_failed and gradebook.status(data) in gradebook.RETRIED)
 
 
 def commit(out: Path, name: str, data: dict[str, Any], record: dict[str, Any]) -> Path:
@@ -450,89 +511,100 @@ def run_batch(
     # Local gradings keep their scratch folders (report, log) under --out, so that a rerun removes what a
     # killed batch left; on a cluster they go to each worker's temporary folder.
     scratch_root = None if scheduler else str(out / STATE_DIR / "scratch")
-    work: list[Job] = []
-    refused: list[tuple[Job, Outcome]] = []  # submissions that cannot be graded: their outcome already
-    skipped: list[str] = []
-    contents: dict[str, str | None] = {}
-    for sub in found:
-        job = Job(
-            name=sub.name,
-            submission=str(sub.path),
-            payload=None,
-            assignment=str(assignment),
-            isolation=isolation,
-            extra_args=list(extra_args),
-            timeout=float(timeout),
-            threads=threads,
-            scratch_root=scratch_root,
-        )
-        try:
-            content = content_hash(sub.path)
-            if not force and is_up_to_date(out, sub.name, content, setup, retry_failed=retry_failed):
-                skipped.append(sub.name)
-                continue
-        except Exception as exc:  # one submission never stops the batch; no key: graded again next time
-            contents[sub.name] = None
-            refused.append(
-                (job, failed_outcome(job, MSG_NOT_PREPARED.format(stage=STAGE_PREPARE, error=_describe(exc))))
-            )
-            continue
-        contents[sub.name] = content
-        work.append(job)
-    display = _Display(len(found), len(skipped), enabled=progress)
-    todo = len(work) + len(refused)
-    where = f"on the Dask cluster at {scheduler}" if scheduler else f"{min(jobs, max(1, len(work)))} at a time"
-    display.say(
-        f"{len(found)} submissions in {gradebook.printable(str(submissions))}: {todo} to grade ({where}), "
-        f"{len(skipped)} up to date"
-        + (f"; not submissions: {', '.join(map(gradebook.printable, ignored))}" if ignored else "")
-    )
-    skeleton: list[tuple[dict | None, str]] = []  # computed at the first failure, then reused
-
-    def skeleton_once() -> tuple[dict | None, str]:
-        if not skeleton:
-            skeleton.append(collect_skeleton(assignment, isolation, extra_args))
-        return skeleton[0]
-
     graded: list[str] = []
     unwritten: list[str] = []
-    with display:
-        if scheduler:
-            sendable, too_large = _packed(work)
-            results = _chain(refused + too_large, run_dask(sendable, scheduler, assignment=assignment))
-        else:
-            results = _chain(refused, run_local(work, jobs))
-        with contextlib.closing(results):
-            for job, outcome in results:
-                if outcome["kind"] == "interrupted":
+    skipped: list[str] = []
+    interrupted: str | None = None
+    try:
+        work: list[Job] = []
+        refused: list[tuple[Job, Outcome]] = []  # submissions that cannot be graded: their outcome already
+        contents: dict[str, str | None] = {}
+        for sub in found:
+            job = Job(
+                name=sub.name,
+                submission=str(sub.path),
+                payload=None,
+                assignment=str(assignment),
+                isolation=isolation,
+                extra_args=list(extra_args),
+                timeout=float(timeout),
+                threads=threads,
+                scratch_root=scratch_root,
+            )
+            try:
+                content = content_hash(sub.path)
+                if not force and is_up_to_date(out, sub.name, content, setup, retry_failed=retry_failed):
+                    skipped.append(sub.name)
                     continue
-                try:
-                    data = _settle(job, outcome, skeleton_once, out)
-                    _write_log(out, job["name"], outcome["log"])
-                    commit(out, job["name"], data, _record(job, outcome, contents[job["name"]], setup))
-                except Exception as exc:  # the output folder refused it: the batch goes on, and says so at the end
-                    with contextlib.suppress(OSError, ValueError):
-                        report_path(out, job["name"]).unlink(missing_ok=True)  # an older report is not this one
-                    unwritten.append(job["name"])
-                    display.say(MSG_UNWRITTEN.format(name=gradebook.printable(job["name"]), error=_describe(exc)))
-                    continue
-                graded.append(job["name"])
-                display.finished(job["name"], data, outcome)
-    statuses = write_summaries(out, [sub.name for sub in found], ignored=ignored)
-    display.say(f"reports, gradebook.csv and summary.html in {gradebook.printable(str(out))}")
+            except Exception as exc:  # one submission never stops the batch; no key: graded again next time
+                contents[sub.name] = None
+                problem = MSG_NOT_PREPARED.format(stage=STAGE_PREPARE, error=_describe(exc))
+                refused.append((job, failed_outcome(job, problem, gradebook.STATUS_UNREADABLE)))
+                continue
+            contents[sub.name] = content
+            work.append(job)
+        display = _Display(len(found), len(skipped), enabled=progress)
+        todo = len(work) + len(refused)
+        where = f"on the Dask cluster at {scheduler}" if scheduler else f"{min(jobs, max(1, len(work)))} at a time"
+        display.say(
+            f"{len(found)} submissions in {gradebook.printable(str(submissions))}: {todo} to grade ({where}), "
+            f"{len(skipped)} up to date"
+            + (f"; not submissions: {', '.join(map(gradebook.printable, ignored))}" if ignored else "")
+        )
+        skeleton: list[tuple[dict | None, str]] = []  # computed at the first failure, then reused
+
+        def skeleton_once() -> tuple[dict | None, str]:
+            if not skeleton:
+                skeleton.append(collect_skeleton(assignment, isolation, extra_args))
+            return skeleton[0]
+
+        with display:
+            if scheduler:
+                sendable, too_large = _packed(work)
+                results = _chain(refused + too_large, run_dask(sendable, scheduler, assignment=assignment))
+            else:
+                results = _chain(refused, run_local(work, jobs))
+            with contextlib.closing(results):
+                for job, outcome in results:
+                    if outcome["kind"] == "interrupted":
+                        continue
+                    try:
+                        data = _settle(job, outcome, skeleton_once, out)
+                        _write_log(out, job["name"], outcome["log"])
+                        commit(out, job["name"], data, _record(job, outcome, contents[job["name"]], setup))
+                    except Exception as exc:  # the output folder refused it: the batch goes on, and says so at the end
+                        with contextlib.suppress(OSError, ValueError):
+                            report_path(out, job["name"]).unlink(missing_ok=True)  # an older report is not this one
+                        unwritten.append(job["name"])
+                        display.say(MSG_UNWRITTEN.format(name=gradebook.printable(job["name"]), error=_describe(exc)))
+                        continue
+                    graded.append(job["name"])
+                    display.finished(job["name"], data, outcome)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the finished reports are kept
+        interrupted = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+    with _signals_held() if interrupted else contextlib.nullcontext():  # the summary must follow the reports
+        statuses = write_summaries(out, [sub.name for sub in found], ignored=ignored, interrupted=interrupted)
+    print(f"reports, gradebook.csv and summary.html in {gradebook.printable(str(out))}", file=sys.stderr)
+    values = set(statuses.values())
     code = grading.EXIT_OK
-    if gradebook.STATUS_FAILED in statuses.values():
+    if values & {gradebook.STATUS_UNREADABLE, gradebook.STATUS_TIMED_OUT, gradebook.STATUS_CRASHED}:
         code = grading.EXIT_FAILED
-    if gradebook.STATUS_HARNESS_ERROR in statuses.values() or unwritten or len(statuses) < len(found):
+    if gradebook.STATUS_HARNESS_ERROR in values or unwritten or len(statuses) < len(found):
         code = grading.EXIT_INTERNAL  # a report the batch could not write or read back: the batch failed
-    return BatchResult(tuple(graded), tuple(skipped), statuses, tuple(ignored), out, code)
+    if interrupted:
+        code = EXIT_TERMINATED if interrupted == "SIGTERM" else EXIT_INTERRUPTED
+    return BatchResult(tuple(graded), tuple(skipped), statuses, tuple(ignored), out, code, interrupted)
 
 
-def write_summaries(out: Path, names: list[str], *, ignored: Sequence[str] = ()) -> dict[str, str]:
+def write_summaries(
+    out: Path, names: list[str], *, ignored: Sequence[str] = (), interrupted: str | None = None
+) -> dict[str, str]:
     """Write ``gradebook.csv`` and ``summary.html`` from the reports of ``names`` in ``out`` (reports of
     submissions no longer in the folder are left out); return each submission's status.
 
-    ``ignored`` names the entries of the submissions folder that are not submissions, for the page."""
+    ``ignored`` names the entries of the submissions folder that are not submissions, and
+    ``interrupted`` the signal that stopped the batch (its submissions without a report are then
+    listed as not graded yet), for the page."""
     from torchgrade.reporting import summary
 
     reports = {}
@@ -542,8 +614,130 @@ def write_summaries(out: Path, names: list[str], *, ignored: Sequence[str] = ())
         except (OSError, ValueError):  # no report (it could not be written), or not one: left out
             continue
     gradebook.write(reports, out / "gradebook.csv")
-    summary.write(reports, out, report_files={name: report_path(out, name).name for name in reports}, ignored=ignored)
+    pending = [name for name in names if name not in reports] if interrupted else []
+    summary.write(
+        reports,
+        out,
+        report_files={name: report_path(out, name).name for name in reports},
+        ignored=ignored,
+        not_graded=pending,
+    )
     return {name: gradebook.status(data) for name, data in reports.items()}
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM while an interrupted batch writes its gradebook and summary (a few
+    seconds), so that a second Ctrl-C cannot leave the summary older than the reports."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+# -- statuses -----------------------------------------------------------------------------------------
+def judge(job: Job, outcome: Outcome, data: dict[str, Any]) -> tuple[str, str]:
+    """The status and reason of a report the grading wrote (see the module docstring).
+
+    Decided here, on the grader side, from the report's extraction and check outcomes, the grading's
+    exit, and, for a submission no check gave a point, its own files parsed (never run): a status or
+    reason already in the report is not taken.
+    """
+    state, why = gradebook.status_and_reason({k: v for k, v in data.items() if k not in ("status", "reason")})
+    if state != gradebook.STATUS_GRADED:
+        return state, why
+    if outcome["exit_code"] == grading.EXIT_INTERNAL:
+        return gradebook.STATUS_HARNESS_ERROR, MSG_ABNORMAL_EXIT.format(code=outcome["exit_code"])
+    if not data["checks"] or any(c["points"] > 0 or c["outcome"] == "passed" for c in data["checks"]):
+        return gradebook.STATUS_GRADED, ""
+    why = nothing_gradable(Path(job["submission"]), data.get("extraction"), interface_names(Path(job["assignment"])))
+    return (gradebook.STATUS_UNREADABLE, why) if why else (gradebook.STATUS_GRADED, "")
+
+
+def interface_names(assignment: Path) -> set[str]:
+    """The public names of the assignment's interface (its manifest and template); empty without one."""
+    from torchgrade import assignments
+
+    try:
+        return set(assignments.load(assignment).name_to_module())
+    except Exception:  # no manifest (a bare graders/ folder): the interface is unknown
+        return set()
+
+
+def nothing_gradable(path: Path, extraction: dict[str, Any] | None, wanted: set[str]) -> str:
+    """Why ``path`` holds nothing to grade, or "" when it does.
+
+    A notebook or script is read through its report's extraction (what its kept code defines); a
+    folder's ``.py`` modules are parsed here. Nothing is gradable without a module that parses, or
+    when the code defines none of ``wanted`` (the interface's names; without them: nothing at all).
+    """
+    problems: list[str] = []
+    if extraction is not None:
+        defined = set(extraction["defined"])
+    elif path.is_dir():
+        defined, modules, problems, notebooks = scan_folder(path)
+        if not modules:
+            return MSG_NO_MODULE + (MSG_ONLY_NOTEBOOKS.format(notebooks=_listed(notebooks)) if notebooks else "")
+        if len(problems) == modules:
+            return MSG_UNPARSABLE.format(problems=_listed(problems))
+    else:
+        return ""
+    if (defined & wanted) if wanted else defined:
+        return ""
+    if not wanted:
+        why = MSG_NOTHING_DEFINED
+    else:
+        said = f"; it defines {_listed(sorted(defined))}" if defined else "; it defines nothing at the top level"
+        why = MSG_NO_NAMES.format(wanted=_listed(sorted(wanted)), defined=said)
+    return why + (MSG_SOME_UNPARSABLE.format(problems=_listed(problems)) if problems else "")
+
+
+def scan_folder(path: Path) -> tuple[set[str], int, list[str], list[str]]:
+    """A folder submission as the grader finds it, read and parsed but never run: the top-level names
+    its ``.py`` modules define (imports aside), how many modules it has, why each that does not parse
+    fails, and its notebooks."""
+    import ast
+
+    defined: set[str] = set()
+    modules, problems, notebooks = 0, [], []
+    for relative, full in batchjob.submission_files(path):
+        if relative.endswith(".ipynb"):
+            notebooks.append(relative)
+        if not relative.endswith(".py"):
+            continue
+        modules += 1
+        try:
+            tree = ast.parse(read_regular(full))
+        except SyntaxError as exc:
+            problems.append(f"{relative}: {exc.msg} at line {exc.lineno}")
+            continue
+        except Exception as exc:  # unreadable bytes, a file over the caps, NUL bytes
+            problems.append(f"{relative}: {_describe(exc)}")
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                defined.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                defined.update(t.id for t in targets if isinstance(t, ast.Name))
+    return defined, modules, problems, notebooks
+
+
+def _listed(items: Sequence[str]) -> str:
+    """``a, b, c``, at most :data:`MAX_LISTED` of them, then how many more."""
+    shown = ", ".join(gradebook.printable(item) for item in items[:MAX_LISTED])
+    return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
 
 
 def _check_options(
@@ -568,13 +762,15 @@ def _packed(work: list[Job]) -> tuple[list[Job], list[tuple[Job, Outcome]]]:
         try:
             payload = pack(Path(job["submission"]))
         except Exception as exc:  # one submission never stops the batch
-            refused.append((job, failed_outcome(job, MSG_NOT_PREPARED.format(stage=STAGE_PACK, error=_describe(exc)))))
+            problem = MSG_NOT_PREPARED.format(stage=STAGE_PACK, error=_describe(exc))
+            refused.append((job, failed_outcome(job, problem, gradebook.STATUS_HARNESS_ERROR)))
             continue
         if len(payload) <= MAX_PAYLOAD:
             sendable.append(Job(**{**job, "payload": payload}))
         else:
             size, limit = len(payload) // 2**20, MAX_PAYLOAD // 2**20
-            refused.append((job, failed_outcome(job, MSG_TOO_LARGE.format(size=size, limit=limit))))
+            problem = MSG_TOO_LARGE.format(size=size, limit=limit)
+            refused.append((job, failed_outcome(job, problem, gradebook.STATUS_UNREADABLE)))
     return sendable, refused
 
 
@@ -591,7 +787,8 @@ def _settle(job: Job, outcome: Outcome, skeleton_once: Callable, out: Path) -> d
         return _final_report(job, outcome, skeleton_once, out)
     except Exception as exc:
         problem = MSG_NOT_PREPARED.format(stage=STAGE_REPORT, error=_describe(exc))
-        return failure_report(job, Outcome(**{**outcome, "kind": "error", "problem": problem}), *skeleton_once())
+        failed = Outcome(**{**outcome, "kind": "error", "problem": problem, "status": gradebook.STATUS_HARNESS_ERROR})
+        return failure_report(job, failed, *skeleton_once())
 
 
 def _describe(exc: BaseException) -> str:
@@ -610,11 +807,18 @@ def _final_report(job: Job, outcome: Outcome, skeleton_once: Callable, out: Path
         data = {**data, "submission": job["submission"]}  # on a cluster, the task graded a scratch copy
         try:
             report.validate(data)
-            return data
         except TorchgradeError as exc:
             kept = log_path(out, job["name"], ".invalid-report.json")
             atomic.write_text(kept, json.dumps(data, indent=2) + "\n")
-            outcome = Outcome(**{**outcome, "kind": "error", "problem": MSG_INVALID.format(error=exc)})
+            problem = MSG_INVALID.format(error=exc)
+            outcome = Outcome(
+                **{**outcome, "kind": "error", "problem": problem, "status": gradebook.STATUS_HARNESS_ERROR}
+            )
+        else:
+            state, why = judge(job, outcome, data)
+            data = {**data, "status": state, "reason": why}
+            report.validate(data)
+            return data
     data = failure_report(job, outcome, *skeleton_once())
     report.validate(data)
     return data
@@ -681,7 +885,7 @@ class _Display:
         self.progress.console.print(text, markup=False, soft_wrap=True)
 
     def finished(self, name: str, data: dict[str, Any], outcome: Outcome) -> None:
-        state = gradebook.status(data)
+        state, why = gradebook.status_and_reason(data)
         self.done, self.remaining = self.done + 1, self.remaining - 1
         self.failed += state != gradebook.STATUS_GRADED
         self.seconds.append(outcome["seconds"])
@@ -691,7 +895,7 @@ class _Display:
         )
         line = f"{gradebook.printable(name)}: {data['score']:g} / {data['max_score']:g} in {outcome['seconds']:.1f} s"
         if state != gradebook.STATUS_GRADED:
-            line += f" ({state}: {(outcome['problem'] or 'see its report').splitlines()[0]})"
+            line += f" ({state}: {why or 'see its report'})"
         self.say(line)
 
 
@@ -747,6 +951,10 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     except TorchgradeError as exc:
         print(f"torchgrade batch: {exc}", file=sys.stderr)
         return grading.EXIT_USAGE
+    import signal
+
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
     try:
         result = run_batch(
             options.submissions,
@@ -769,11 +977,18 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         traceback.print_exc(file=sys.stderr)
         print(MSG_INTERNAL.format(error=_describe(exc)), file=sys.stderr)
         return grading.EXIT_INTERNAL
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # before the batch could start grading: nothing of this run to write
+        terminated = isinstance(exc, Terminated)
         print(
-            "torchgrade batch: interrupted; every finished report is kept: run the same command again to "
-            "grade the rest",
+            f"torchgrade batch: {'terminated' if terminated else 'interrupted'} before grading; every "
+            "earlier report is kept: run the same command again to grade the rest",
             file=sys.stderr,
         )
-        raise
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    if result.interrupted:
+        what = "terminated (SIGTERM)" if result.interrupted == "SIGTERM" else "interrupted (Ctrl-C)"
+        print(MSG_INTERRUPTED.format(what=what, done=len(result.statuses)), file=sys.stderr)
     return result.exit_code

@@ -21,12 +21,14 @@ import datetime as dt
 import hashlib
 import io
 import os
+import signal
 import socket
 import subprocess
 import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -67,7 +69,8 @@ class Outcome(TypedDict):
     """What :func:`grade_one` returns.
 
     ``kind`` is ``graded`` (``report`` holds the JSON), ``timeout``, ``no report``, ``error`` (the task
-    itself failed; ``problem`` says why) or ``interrupted``.
+    itself failed; ``problem`` says why) or ``interrupted``. ``status`` is set where the batch already
+    knows the report's status (:data:`torchgrade.reporting.gradebook.STATUSES`) from how the job failed.
     """
 
     name: str
@@ -80,6 +83,7 @@ class Outcome(TypedDict):
     seconds: float
     log: str
     host: str
+    status: str | None
 
 
 # -- submissions as files -------------------------------------------------------------------------
@@ -154,6 +158,7 @@ def grade_one(job: Job) -> Outcome:
         seconds=0.0,
         log="",
         host=socket.gethostname(),
+        status=None,
     )
     try:
         if job["scratch_root"]:
@@ -184,14 +189,15 @@ def _grade_in_child(job: Job, submission: Path, scratch: Path) -> dict[str, Any]
         extra_env=threads,
     )
     with open(log_path, "wb") as log:
-        child = subprocess.Popen(
-            command.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=command.cwd,
-            env=command.env,
-        )
+        with _sigint_blocked():
+            child = subprocess.Popen(
+                command.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=command.cwd,
+                env=command.env,
+            )
     deadline, stopped = time.monotonic() + job["timeout"], None
     try:
         while True:
@@ -221,6 +227,27 @@ def _grade_in_child(job: Job, submission: Path, scratch: Path) -> dict[str, Any]
     else:
         result.update(kind="no report", problem=MSG_NO_REPORT.format(code=result["exit_code"]))
     return result
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while it starts a grading, which inherits the blocked mask across
+    ``exec`` (so do its workers).
+
+    Ctrl-C in a terminal reaches the whole foreground process group, and a grading interrupted that
+    way could write a report of the checks it had finished. With SIGINT blocked, only the batch takes
+    the interrupt and stops its gradings itself (:data:`STOP`, :func:`kill_tree`), so no half grading
+    is ever kept; SIGTERM and SIGKILL still reach a grading, and it stays in the batch's process
+    group, so killing the group still ends everything.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def kill_tree(pid: int) -> None:
@@ -264,8 +291,9 @@ def has_assignment(path: str) -> bool:
     return (Path(path) / "graders").is_dir() and (Path(path) / "pyproject.toml").is_file()
 
 
-def failed_outcome(job: Job, problem: str) -> Outcome:
-    """The outcome of a job that never ran (or whose task died): ``problem`` says why."""
+def failed_outcome(job: Job, problem: str, status: str | None = None) -> Outcome:
+    """The outcome of a job that never ran (or whose task died): ``problem`` says why; ``status`` is
+    the report's status when the batch knows it (else the report says ``crashed``)."""
     when = now()
     return Outcome(
         name=job["name"],
@@ -278,4 +306,5 @@ def failed_outcome(job: Job, problem: str) -> Outcome:
         seconds=0.0,
         log="",
         host="",
+        status=status,
     )

@@ -3,14 +3,23 @@
 It reads reports (the schema is the contract), never pytest internals, so it works on any folder
 of reports, whoever wrote them. Columns are ``submission``, one ``assignment:question`` column per
 question (manual questions stay empty until a TA grades them), ``total``, ``max``, ``pending_max``
-(points of manual questions) and ``status``, which tells an instructor which rows need a look
-(reports of several assignments also get a ``total:ID`` column per assignment, its auto-graded
-points, before ``total``):
+(points of manual questions), ``status`` and ``reason`` (reports of several assignments also get a
+``total:ID`` column per assignment, its auto-graded points, before ``total``). The status tells an
+instructor which rows need a look, and the reason says why in one line (:data:`STATUSES`):
 
-* ``graded``: the report is complete;
-* ``harness error``: some checks hit a torchgrade error, not the student's fault;
-* ``grading failed``: the batch could not grade the submission (timeout, crash, no report) and
-  wrote a report with zero points whose note says why (see :data:`NOTE_PREFIX`).
+* ``graded``: the submission's code was graded; its score is what it earned (reason empty);
+* ``unreadable``: nothing in it could be graded: an empty file, a ``.py`` or notebook that does not
+  parse, a folder or file that defines none of the assignment's names; the reason says which;
+* ``timed out``: the batch stopped its grading at ``--timeout``;
+* ``crashed``: its grading ended without a report (the grading process died, a cluster task died);
+* ``harness error``: a torchgrade error, never the student's fault: some checks hit one, or the batch
+  could not make a valid report;
+* ``missing``: reserved for a roster's students with no submission (no report exists for them).
+
+A report's ``status`` and ``reason`` fields (written by ``torchgrade batch``, which decides them from
+what the grader side saw: the report's extraction, its check outcomes, the grading's exit, the
+submission's own files parsed, never run) are taken as they are; a report without them (``torchgrade
+grade``, an older batch) gets a status derived from its content by :func:`status_and_reason`.
 
 Every cell is safe to open in a spreadsheet. A text cell (a submission's name, a column's name, a
 status) that a spreadsheet would take for a formula, one starting with ``=``, ``+``, ``-``, ``@``, a
@@ -34,20 +43,64 @@ from torchgrade import atomic
 
 #: Notes that the batch adds to a report it had to write itself start with this.
 NOTE_PREFIX = "torchgrade batch: "
-STATUS_GRADED, STATUS_HARNESS_ERROR, STATUS_FAILED = "graded", "harness error", "grading failed"
-FIXED_BEFORE, FIXED_AFTER = ["submission"], ["total", "max", "pending_max", "status"]
+STATUS_GRADED, STATUS_UNREADABLE, STATUS_TIMED_OUT = "graded", "unreadable", "timed out"
+STATUS_CRASHED, STATUS_HARNESS_ERROR, STATUS_MISSING = "crashed", "harness error", "missing"
+#: Every status, in the order the summary counts them (see the module docstring).
+STATUSES = (
+    STATUS_GRADED,
+    STATUS_UNREADABLE,
+    STATUS_TIMED_OUT,
+    STATUS_CRASHED,
+    STATUS_HARNESS_ERROR,
+    STATUS_MISSING,
+)
+#: Statuses of a grading that did not finish: ``--retry-failed`` grades these again (an unreadable
+#: submission reads the same the next time).
+RETRIED = (STATUS_TIMED_OUT, STATUS_CRASHED, STATUS_HARNESS_ERROR)
+#: How the batch's timeout note starts (torchgrade.instructor.batchjob.MSG_TIMEOUT), for reports
+#: written before reports carried their status.
+TIMEOUT_NOTE = "grading was stopped after"
+FIXED_BEFORE, FIXED_AFTER = ["submission"], ["total", "max", "pending_max", "status", "reason"]
 #: A text cell starting with one of these is a formula to a spreadsheet (the full-width forms too:
 #: some spreadsheets read U+FF1D as ``=``).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
-def status(report: Mapping[str, Any]) -> str:
-    """``graded``, ``harness error`` or ``grading failed`` (see the module docstring)."""
-    if any(note.startswith(NOTE_PREFIX) for note in report.get("notes", ())):
-        return STATUS_FAILED
+def status_and_reason(report: Mapping[str, Any]) -> tuple[str, str]:
+    """The report's status (one of :data:`STATUSES`) and, unless ``graded``, why, on one line.
+
+    The report's own ``status``/``reason`` when it has them; else derived: a batch's note
+    (:data:`NOTE_PREFIX`) is a timeout or a crash, an extraction error makes it unreadable, a check's
+    torchgrade error a harness error.
+    """
+    if report.get("status") in STATUSES:
+        return report["status"], _line(report.get("reason", ""))
+    notes = [n[len(NOTE_PREFIX) :] for n in report.get("notes", ()) if n.startswith(NOTE_PREFIX)]
+    if notes:
+        return (STATUS_TIMED_OUT if notes[0].startswith(TIMEOUT_NOTE) else STATUS_CRASHED), _line(notes[0])
+    error = (report.get("extraction") or {}).get("error")
+    if error:
+        return STATUS_UNREADABLE, _line(error)
     if report.get("harness_errors"):
-        return STATUS_HARNESS_ERROR
-    return STATUS_GRADED
+        messages = [c["message"] for c in report.get("checks", ()) if c.get("outcome") == "error"]
+        return STATUS_HARNESS_ERROR, _line(messages[0] if messages else "a check hit a torchgrade error")
+    return STATUS_GRADED, ""
+
+
+def status(report: Mapping[str, Any]) -> str:
+    """The report's status: see :func:`status_and_reason`."""
+    return status_and_reason(report)[0]
+
+
+def reason(report: Mapping[str, Any]) -> str:
+    """Why the report's status is not ``graded`` (empty when it is): see :func:`status_and_reason`."""
+    return status_and_reason(report)[1]
+
+
+def _line(text: str, limit: int = 300) -> str:
+    """The first line of ``text``, at most ``limit`` characters."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "\u2026"
 
 
 def question_columns(reports: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
@@ -81,7 +134,8 @@ def rows(reports: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list
             auto = [q["score"] for q in data["questions"] if q["assignment"] == assignment and not q["manual"]]
             cells.append(_number(round(sum(auto), 6) if auto else None))
         cells += [_number(data["score"]), _number(data["max_score"]), _number(data["pending_max_score"])]
-        table.append([*cells, text_cell(status(data))])
+        state, why = status_and_reason(data)
+        table.append([*cells, text_cell(state), text_cell(why)])
     return [text_cell(cell) for cell in header], table
 
 

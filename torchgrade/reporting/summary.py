@@ -2,8 +2,10 @@
 
 An instructor opens one page to see how the class did and what needs a look: the score
 histogram, each question's pass rate (which questions the class found hard, or which grader may
-be wrong), the slowest checks (what to optimise before the next batch), the submissions whose
-grading failed, and a table of every submission linking to its JSON report. The page refers to
+be wrong), the slowest checks (what to optimise before the next batch), the submissions that need a
+look (every status but ``graded``, with its reason: unreadable, timed out, crashed, harness error; see
+:mod:`torchgrade.reporting.gradebook`), and a table of every submission with its status and reason,
+linking to its JSON report. The page refers to
 the plots and reports by relative paths, so the folder can be zipped or served as it is.
 
 Plots are drawn with matplotlib's object-oriented API on the Agg canvas: no pyplot, no global
@@ -70,7 +72,8 @@ def score_percentages(reports: Mapping[str, Mapping[str, Any]]) -> list[float]:
 def question_stats(reports: Mapping[str, Mapping[str, Any]]) -> list[QuestionStat]:
     """Per auto-graded question, in handout order: mean score and how many earned full marks.
 
-    A submission whose grading failed counts with its zero: the gradebook gives it zero too.
+    A submission that was not graded (unreadable, timed out...) counts with its zero: the gradebook
+    gives it zero too.
     """
     stats = []
     for assignment, qid in gradebook.question_columns(reports.values()):
@@ -99,11 +102,11 @@ def question_stats(reports: Mapping[str, Mapping[str, Any]]) -> list[QuestionSta
 def check_times(reports: Mapping[str, Mapping[str, Any]], limit: int = N_SLOWEST) -> list[CheckTime]:
     """The ``limit`` checks with the greatest mean duration, slowest first.
 
-    Reports the batch wrote for a failed grading are left out: their checks never ran.
+    Reports the batch wrote for a grading that did not finish are left out: their checks never ran.
     """
     runs: dict[str, list[tuple[float, str]]] = {}
     for name, data in reports.items():
-        if gradebook.status(data) == gradebook.STATUS_FAILED:
+        if any(note.startswith(gradebook.NOTE_PREFIX) for note in data.get("notes", ())):
             continue
         for check in data["checks"]:
             if check["outcome"] != "skipped":
@@ -186,6 +189,7 @@ def write(
     *,
     report_files: Mapping[str, str] | None = None,
     ignored: Sequence[str] = (),
+    not_graded: Sequence[str] = (),
     title: str = "torchgrade batch",
 ) -> Path:
     """Write ``summary.html`` and its plots into ``folder``; return the page's path.
@@ -195,6 +199,7 @@ def write(
         folder: where the page and the PNGs go (the batch's ``--out``).
         report_files: submission name -> the report's file name relative to ``folder``, for links.
         ignored: entries of the submissions folder that were not graded (not a folder, .py or .ipynb).
+        not_graded: submissions without a report yet (the batch was interrupted before grading them).
         title: the page's heading.
     """
     folder = Path(folder)
@@ -227,6 +232,11 @@ def write(
     body += _overview(reports, percentages)
     if ignored:
         body.append(f"<p>Not graded (not a folder, .py or .ipynb file): {_e(', '.join(ignored))}</p>")
+    if not_graded:
+        body.append(
+            f"<p>Not graded yet ({len(not_graded)}; the batch was interrupted: run it again to grade them): "
+            f"{_e(', '.join(not_graded))}</p>"
+        )
     body += _problems(reports, report_files or {})
     for heading, image, alt in images:
         body += [f"<h2>{_e(heading)}</h2>", f'<p><img src="{_e(image.name)}" alt="{_e(alt)}"></p>']
@@ -247,9 +257,10 @@ def write(
 def _overview(reports: Mapping[str, Mapping[str, Any]], percentages: list[float]) -> list[str]:
     if not reports:
         return ["<p>No submissions were graded.</p>"]
-    counts = {s: 0 for s in (gradebook.STATUS_GRADED, gradebook.STATUS_HARNESS_ERROR, gradebook.STATUS_FAILED)}
+    counts = dict.fromkeys(gradebook.STATUSES, 0)
     for data in reports.values():
         counts[gradebook.status(data)] += 1
+    counts = {state: n for state, n in counts.items() if n or state == gradebook.STATUS_GRADED}
     return [
         "<h2>Overview</h2>",
         "<table>",
@@ -269,14 +280,10 @@ def _overview(reports: Mapping[str, Mapping[str, Any]], percentages: list[float]
 def _problems(reports: Mapping[str, Mapping[str, Any]], files: Mapping[str, str]) -> list[str]:
     rows = []
     for name, data in reports.items():
-        state = gradebook.status(data)
+        state, why = gradebook.status_and_reason(data)
         if state == gradebook.STATUS_GRADED:
             continue
-        if state == gradebook.STATUS_FAILED:
-            why = next(n for n in data["notes"] if n.startswith(gradebook.NOTE_PREFIX))[len(gradebook.NOTE_PREFIX) :]
-        else:
-            why = "; ".join(c["message"].splitlines()[0] for c in data["checks"] if c["outcome"] == "error")
-        rows.append(f"<li>{_link(name, files)} ({_e(state)}): {_e(why.splitlines()[0] if why else state)}</li>")
+        rows.append(f"<li>{_link(name, files)} ({_e(state)}): {_e(why or state)}</li>")
     if not rows:
         return []
     return ["<h2>Needs a look</h2>", f"<ul>\n{chr(10).join(rows)}\n</ul>"]
@@ -308,16 +315,17 @@ def _slowest_table(times: list[CheckTime]) -> list[str]:
 def _submission_table(reports: Mapping[str, Mapping[str, Any]], files: Mapping[str, str]) -> list[str]:
     rows = []
     for name, data in reports.items():
-        state = gradebook.status(data)
+        state, why = gradebook.status_and_reason(data)
         lost = sum(c["points"] < c["max_points"] for c in data["checks"])
         css = "" if state == gradebook.STATUS_GRADED else ' class="problem"'
         values = (f"{data['score']:g}", f"{data['max_score']:g}", lost)
         numbers = "".join(f'<td class="num">{value}</td>' for value in values)
-        rows.append(f"<tr{css}><td>{_link(name, files)}</td>{numbers}<td>{_e(state)}</td></tr>")
+        rows.append(f"<tr{css}><td>{_link(name, files)}</td>{numbers}<td>{_e(state)}</td><td>{_e(why)}</td></tr>")
     return [
         "<h2>Submissions</h2>",
         "<table>",
-        "<tr><th>submission</th><th>score</th><th>max</th><th>checks short of full marks</th><th>status</th></tr>",
+        "<tr><th>submission</th><th>score</th><th>max</th><th>checks short of full marks</th><th>status</th>"
+        "<th>reason</th></tr>",
         *rows,
         "</table>",
     ]
