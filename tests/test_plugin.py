@@ -79,7 +79,7 @@ def test_points_parts_and_report(assignment, isolation):
     assert checks["test_passes"]["outcome"] == "passed" and checks["test_passes"]["points"] == 2
     parts = checks["test_parts"]
     assert (parts["outcome"], parts["points"], parts["max_points"]) == ("failed", 1, 3)
-    assert parts["message"].startswith("1 of 2 parts failed (1 points kept); negative: double(-4) returned 8")
+    assert parts["message"].startswith("1 of 2 parts failed (1 points kept); [negative: 0/2] double(-4) returned 8")
     assert [p["points"] for p in parts["parts"]] == [1, 0]
     assert checks["test_student_crash"]["message"].startswith("crash() raised KeyError: 'key'")
     assert 'File "toy.py", line 6, in crash' in checks["test_student_crash"]["message"]
@@ -101,12 +101,84 @@ def test_points_parts_and_report(assignment, isolation):
             f"*torchgrade: *sub ({isolation} isolation)*",
             " ok toy * Q1 * 2 / 2*",
             " -- toy * Q2 * 1 / 4*",
-            "      test_parts: 1 of 2 parts failed*",
-            "      test_student_crash: crash() raised KeyError: 'key'",
+            "      test_parts: failed, see its failure above",
+            "      test_student_crash: failed, see its failure above",
             " pending TA review: Q9 (2)",
             " total: 3 / 8 auto-graded points; 2 points pending TA review",
         ]
     )
+
+
+def test_each_failure_message_is_printed_once(assignment):
+    """pytest's failure section gives the message and the command that reproduces it; the short
+    summary and the score table name the check only (issue 19)."""
+    result = assignment.runpytest_subprocess("--submission=sub", "--report=out.json", "-ra")
+    out = result.stdout.str()
+    assert out.count("double(-4) returned 8") == 1, out
+    assert out.count("crash() raised KeyError: 'key'") == 1, out
+    assert out.count("Reproduce: pytest test_toy.py::test_parts --submission=") == 1
+    result.stdout.fnmatch_lines(["FAILED test_toy.py::test_parts", "FAILED test_toy.py::test_student_crash"])
+    # Without failure sections (``--tb=no``, as ``torchgrade grade`` runs), the table gives the messages.
+    quiet = assignment.runpytest_subprocess("--submission=sub", "--report=out.json", "--tb=no", "-rN")
+    quiet.stdout.fnmatch_lines(["      test_parts: 1 of 2 parts failed (1 points kept); ?negative: 0/2? double(-4)*"])
+    assert quiet.stdout.str().count("double(-4) returned 8") == 1
+
+
+def test_parts_with_one_message_share_a_line():
+    from torchgrade.engine.parts import Parts, parts_message
+
+    parts = Parts()
+    for name, points in (("a", 1), ("b", 2), ("c", 1)):
+        with parts.part(points, name):
+            if name != "c":
+                raise AssertionError("f() is not implemented yet")
+    assert parts_message(parts) == "2 of 3 parts failed (1 points kept); [a: 0/1; b: 0/2] f() is not implemented yet"
+
+
+FIXTURE_GRADER = """
+import pytest
+from torchgrade.errors import CheckFailure
+
+ASSIGNMENT = "toy"
+
+@pytest.fixture
+def trained(sub):
+    return sub.todo()
+
+@pytest.fixture
+def broken():
+    return {}["oops"]
+
+@pytest.mark.points(2, question="Q1")
+def test_uses_unimplemented(trained):
+    assert trained
+
+@pytest.mark.points(1, question="Q2")
+def test_harness_bug(broken):
+    pass
+"""
+
+
+def test_a_student_failure_in_a_fixture_is_the_checks_failure(pytester: pytest.Pytester):
+    """NotImplementedError reached in a fixture: the check fails (not a pytest error) with the student's
+    message; a grader bug in a fixture stays an error and the run exits 3."""
+    pytester.makeconftest('pytest_plugins = ["torchgrade.engine.plugin"]')
+    pytester.makepyfile(test_toy=FIXTURE_GRADER)
+    (pytester.path / "sub").mkdir()
+    (pytester.path / "sub" / "toy.py").write_text(textwrap.dedent(SUBMISSION))
+    result = pytester.runpytest_subprocess("--submission=sub", "--report=out.json", "-k", "unimplemented")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(failed=1, errors=0)
+    [check] = json.loads((pytester.path / "out.json").read_text())["checks"]
+    assert (check["outcome"], check["points"]) == ("failed", 0)
+    assert check["message"] == "todo() is not implemented yet (it raises NotImplementedError)."
+    result.stdout.fnmatch_lines(["*= FAILURES =*", "todo() is not implemented yet*", "Reproduce: pytest *"])
+    both = pytester.runpytest_subprocess("--submission=sub", "--report=out.json")
+    assert both.ret == pytest.ExitCode.INTERNAL_ERROR
+    both.assert_outcomes(failed=1, errors=1)
+    checks = json.loads((pytester.path / "out.json").read_text())["checks"]
+    outcomes = {c["id"].split("::")[-1]: c["outcome"] for c in checks}
+    assert outcomes == {"test_uses_unimplemented": "failed", "test_harness_bug": "error"}
 
 
 def test_a_grader_bug_is_a_harness_error_not_a_zero(pytester: pytest.Pytester):

@@ -37,16 +37,24 @@ class Parts:
 
 
 def parts_message(parts: Parts) -> str:
-    """One message for the failed parts of a check; its first line is the score table's reason."""
+    """One message for the failed parts of a check, each message once; its first line is the score
+    table's reason.
+
+    Failed parts with the same message share one line (``[name: 0/2; other: 0/1] message``); the head
+    says how many failed and carries the first such line, so that no part's message is written twice.
+    """
     failed = parts.failures
-    messages = {p.message for p in failed}
-    if len(messages) == 1 and len(failed) == len(parts.results):
+    groups: dict[str, list[report.PartResult]] = {}
+    for p in failed:
+        groups.setdefault(p.message, []).append(p)
+    if len(groups) == 1 and len(failed) == len(parts.results):
         return failed[0].message  # e.g. every part hit "CNN(n=4) is not implemented yet"
-    first = failed[0].message.splitlines()[0] if failed[0].message else ""
-    head = (
-        f"{len(failed)} of {len(parts.results)} parts failed ({parts.earned:g} points kept); {failed[0].name}: {first}"
-    )
-    return "\n".join([head] + [f"[{p.name}: 0/{p.max_points:g}] {p.message}" for p in failed])
+    lines = [
+        "[" + "; ".join(f"{p.name}: {p.points:g}/{p.max_points:g}" for p in group) + "] " + message
+        for message, group in groups.items()
+    ]
+    head = f"{len(failed)} of {len(parts.results)} parts failed ({parts.earned:g} points kept); "
+    return "\n".join([head + lines[0], *lines[1:]])
 
 
 class _PartContext:

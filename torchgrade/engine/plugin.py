@@ -515,12 +515,40 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     elif rep.failed and entry.outcome in ("passed", "skipped"):
         entry.outcome, entry.message = results.classify(call.excinfo)
         if entry.outcome == "failed":
-            rep.longrepr = f"{entry.message}\nReproduce: pytest {item.nodeid} --submission={state.submission}"
+            rep.longrepr = StudentFailure(
+                f"{entry.message}\nReproduce: pytest {item.nodeid} --submission={state.submission}"
+            )
     if call.when == "teardown":
         parts = item.stash.get(PARTS, None)
         entry.parts = tuple(parts.results) if parts else ()
         entry.data = item.stash.get(EVIDENCE, {})
     return rep
+
+
+class StudentFailure:
+    """What pytest prints for a check the student failed: the check's message, then the command that
+    reproduces it. It has no ``reprcrash``, so pytest's short summary (``-ra``) names the check without
+    repeating the message, and the score table names the check only: each message is printed once."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def toterminal(self, tw: Any) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """A student's failure raised while a check's fixtures were set up (a function left unimplemented
+    that a fixture calls, an unreadable submission) is that check's failure, not a pytest error; a
+    harness bug in a fixture stays an error (and the run's exit code says so)."""
+    if report.when == "setup" and report.failed and isinstance(report.longrepr, StudentFailure):
+        return "failed", "F", ("FAILED", {"red": True})
+    return None
 
 
 # -- the end: report and score table ----------------------------------------------------------------
@@ -548,7 +576,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     result = config.stash.get(REPORT, None)
     if result is None:
         return
-    for line in score_table(result, _state(config).report_path):
+    # The failure sections above give each failed check's message; with --tb=no the table gives it.
+    messages = config.getoption("tbstyle", "auto") == "no"
+    for line in score_table(result, _state(config).report_path, messages=messages):
         terminalreporter.write_line(line)
     if REPORT_PROBLEM in config.stash:
         terminalreporter.write_line(f" torchgrade internal error: {config.stash[REPORT_PROBLEM]}", red=True)

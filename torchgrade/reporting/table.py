@@ -11,8 +11,12 @@ from torchgrade.reporting import report
 WIDTH = 78
 
 
-def score_table(result: report.Report, report_path: Path | None = None) -> list[str]:
-    """The score table: one row per question, failing checks under it, then notes and the sandbox."""
+def score_table(result: report.Report, report_path: Path | None = None, *, messages: bool = True) -> list[str]:
+    """The score table: one row per question, failing checks under it, then notes and the sandbox.
+
+    ``messages=False`` (pytest printed each failure's message above it) names a failed check without
+    its message, so that the student reads each message once; errors and skips keep theirs.
+    """
     named = ""
     if result.only is not None:
         title = next((a.title for a in result.assignments if a.id == result.only), "")
@@ -30,6 +34,9 @@ def score_table(result: report.Report, report_path: Path | None = None) -> list[
         for check in by_question.get((q.assignment, q.id), []):
             if check.outcome != "passed":
                 name = check.id.split("::")[-1]
+                if check.outcome == "failed" and not messages:
+                    lines.append(f"      {name}: failed, see its failure above")
+                    continue
                 first = check.message.splitlines()[0] if check.message else check.outcome
                 lines.append(f"      {name}: {first}"[:200])
     pending = [q for q in result.questions if q.manual]
