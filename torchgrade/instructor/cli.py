@@ -59,6 +59,18 @@ HELP_CHECK_FRESH = (
     "grade each sample from scratch instead of sharing the training runs of identical code "
     "(a grade cache in the check's temporary folder)"
 )
+HELP_ASSIGNMENT = (
+    "folder holding assignments.toml, graders/, fixtures/ and pyproject.toml (default: the current folder); "
+    "given before or after the subcommand"
+)
+HELP_GRADE_SUBMISSION = (
+    "what to grade: a folder of modules, a .py script or a .ipynb notebook (the definitions the assignment "
+    "grades are extracted from a script or notebook)"
+)
+HELP_GRADE_ISOLATION = (
+    "where the student's code runs: 'process' (default) in a sandboxed worker process, 'none' in pytest's "
+    "own process (faster, debuggable, for trusted code only)"
+)
 HELP_EXPORT_ONLY = "export only this assignment's checks and questions of the report, with its own total"
 DEMO_SHARED = (
     "torchgrade demo: training runs of identical code are shared between the samples (--fresh retrains for each)"
@@ -228,18 +240,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torchgrade", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--assignment",
-        type=Path,
-        default=Path.cwd(),
-        help="folder holding graders/, fixtures/ and pyproject.toml (default: the current folder)",
-    )
+    parser.add_argument("--assignment", type=Path, default=Path.cwd(), help=HELP_ASSIGNMENT)
     sub = parser.add_subparsers(dest="command", required=True)
     grade_parser = sub.add_parser("grade", help="grade one submission: a folder, a .py script or a .ipynb notebook")
-    grade_parser.add_argument("submission", type=Path)
-    grade_parser.add_argument("--isolation", choices=("none", "process"), default="process")
-    grade_parser.add_argument("--report", type=Path, default=Path("torchgrade-report.json"))
-    grade_parser.add_argument("-v", "--verbose", action="store_true", help="show pytest's failure details")
+    grade_parser.add_argument("submission", type=Path, help=HELP_GRADE_SUBMISSION)
+    grade_parser.add_argument("--isolation", choices=("none", "process"), default="process", help=HELP_GRADE_ISOLATION)
+    grade_parser.add_argument(
+        "--report",
+        type=Path,
+        default=Path("torchgrade-report.json"),
+        help="where to write the JSON report (default: torchgrade-report.json)",
+    )
+    grade_parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show pytest's failure details (each failed check's "
+        "message and the command that reproduces it), not only the score table",
+    )
     grade_parser.add_argument("--only", metavar="ID", default=None, help=HELP_ONLY)
     grade_parser.set_defaults(func=_cmd_grade)
     demo_parser = sub.add_parser("demo", help="grade the bundled sample submissions")
@@ -260,7 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     new_parser.add_argument("--title", default=None, help="the assignment's title in reports")
     new_parser.set_defaults(func=_cmd_new)
     batch.add_parser(sub)
+    _accept_assignment_anywhere(sub)
     return parser
+
+
+def _accept_assignment_anywhere(sub: argparse._SubParsersAction) -> None:
+    """``--assignment DIR`` after the subcommand too (``torchgrade grade SUB --assignment DIR``): every
+    subcommand's parser accepts it, with no default of its own, so that one given before the subcommand
+    is kept unless it is given again after it."""
+    for command in set(sub.choices.values()):
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        for action in nested:
+            _accept_assignment_anywhere(action)
+        if nested or "-" not in command.prefix_chars or "--assignment" in command._option_string_actions:
+            continue  # batch parses its own arguments (torchgrade.instructor.batch.build_parser)
+        command.add_argument("--assignment", type=Path, default=argparse.SUPPRESS, help=HELP_ASSIGNMENT)
 
 
 def _add_export_release_check(sub) -> None:
