@@ -1,6 +1,6 @@
 """Calibrate the training threshold of graders/test_lstm.py (its numbers live in graders/_lstm.py): train a
 submission's TextGenerationModel (the reference by default) with the grader's own loop
-(torchgrade.probes.language_model.train_language_model), sizes and budget on the synthetic corpus of
+(graders/_probes_lstm.py's train_language_model), sizes and budget on the synthetic corpus of
 fixtures/text.py, over many training seeds, and print min / mean / max of the held-out loss with
 how many seeds pass the grader's bound, next to the n-gram cross-entropies of the corpus.
 
@@ -41,11 +41,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "graders"))
 
 import _lstm as grader  # noqa: E402  (the grader's budget, sizes, seeds and bound)
+from _lstm import held_out_windows, score_language_run  # noqa: E402
+from _probes_lstm import train_language_model  # noqa: E402
 
 from fixtures import samples, text  # noqa: E402
-from torchgrade.checks.language_model import held_out_windows, score_language_run  # noqa: E402
 from torchgrade.importfile import import_file  # noqa: E402
-from torchgrade.probes.language_model import train_language_model  # noqa: E402
 from torchgrade.probes.training import first_tensor  # noqa: E402
 
 

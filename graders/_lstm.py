@@ -8,39 +8,34 @@ Nothing here is graded by itself: the checks call these functions.
 
 from __future__ import annotations
 
+import itertools
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from _probes_lstm import (
+    construct_with_args,
+    inline_loss_gradient,
+    language_model_output,
+    lend_lstm,
+    lstm_probe,
+    return_lstm,
+    sequence_cross_entropy,
+    template_arguments,
+    train_language_model,
+)
 from scipy import stats
 
 from fixtures import text
 from torchgrade.checks import shapes
-from torchgrade.checks.language_model import (
-    held_out_windows,
-    loss_gradient_reading,
-    make_text_model,
-    read_text_samples,
-    score_language_run,
-    vocabulary_characters,
-)
-from torchgrade.checks.lstm import (
-    GATE_NAMES,
-    GATES,
-    LSTMWeights,
-    UnmappableWeights,
-    lstm_equations,
-    lstm_weight_readings,
-    same_gates,
-)
 from torchgrade.errors import CheckFailure, MissingName, NotImplementedYet, SignatureMismatch
 from torchgrade.probes import params
-from torchgrade.probes.language_model import (
-    inline_loss_gradient,
-    language_model_output,
-    template_arguments,
-    train_language_model,
-)
-from torchgrade.probes.lstm import lend_lstm, lstm_probe, return_lstm
 
 # -- calling the submitted modules -----------------------------------------------------------------------------------
 #: Modules the handout forbids inside the LSTM (keys of torchgrade.probes.module_usage.FORBIDDEN_MODULES).
@@ -519,7 +514,7 @@ def check_teacher_forcing(calls: list[torch.Tensor], inputs: torch.Tensor, call:
     )
 
 
-# The training check: the grader's loop (torchgrade.probes.language_model.train_language_model), Adam,
+# The training check: the grader's loop (_probes_lstm.train_language_model), Adam,
 # teacher forcing, windows of the synthetic corpus (fixtures/text.py). The handout's model has H = 1024;
 # a small one learns this corpus in a few hundred steps. It is scored here on the character after each
 # of the held-out windows (checks.language_model.held_out_windows): that character never reaches the
@@ -749,3 +744,475 @@ def check_temperature(submission, model, temperature: float, who: str) -> None:
             f"model (chi-square p = {result.pvalue:.2g}; a correct sampler fails with probability {GOF_ALPHA:g}). "
             f"{hint}"
         )
+
+
+# -- reading a submitted LSTM's weights back, and equations (8)-(13) in float64 -
+GATES = ("g", "i", "f", "o")
+GATE_NAMES = {"g": "input modulation g (tanh)", "i": "input gate i", "f": "forget gate f", "o": "output gate o"}
+
+
+@dataclass(frozen=True)
+class LSTMWeights:
+    """One reading of an LSTM's parameters as the handout's matrices, in float64.
+
+    Attributes:
+        w_x, w_h, b: per gate (``"g"``, ``"i"``, ``"f"``, ``"o"``): ``(H, E)``, ``(H, H)`` and ``(H,)``
+            arrays such that the gate's pre-activation is ``w_x @ x + w_h @ h + b``.
+        sources: per gate, where its weights were read, e.g. ``"W_fx, W_fh, b_f"`` or
+            ``"weight_ih rows 10-14, ..."``.
+        named: whether the gates were assigned by the parameters' names (``W_fx``, ``b_f``...)
+            rather than by trying every order.
+    """
+
+    w_x: dict[str, np.ndarray]
+    w_h: dict[str, np.ndarray]
+    b: dict[str, np.ndarray]
+    sources: dict[str, str]
+    named: bool
+
+    def describe(self) -> str:
+        return "; ".join(f"{GATE_NAMES[g]} from {self.sources[g]}" for g in GATES)
+
+    def gates(self) -> dict[str, str]:
+        """Which parameters compute each gate, whatever their orientation: ``W_fx`` stored ``[E, H]``
+        and applied as ``x @ W_fx`` computes the same gate as ``W_fx`` stored ``[H, E]`` and applied as
+        ``W_fx @ x`` (two readings of one parameter, not two assignments of gates)."""
+        return {g: self.sources[g].replace(_TRANSPOSED, "") for g in GATES}
+
+
+_TRANSPOSED = " (transposed)"
+
+
+def same_gates(first: LSTMWeights, second: LSTMWeights) -> bool:
+    """Whether two readings give every gate the same parameters (their orientation aside)."""
+    return first.gates() == second.gates()
+
+
+class UnmappableWeights(ValueError):
+    """The parameters do not fit any layout the grader reads (its message says which)."""
+
+
+@dataclass
+class _Block:
+    """A gate's share of one kind of parameter: an array and where it came from."""
+
+    array: np.ndarray
+    source: str
+    gate: str | None = None  # from the parameter's name
+
+
+def _gate_of(name: str) -> str | None:
+    """The gate a parameter's name denotes (``W_fx``, ``b_f``, ``W_hf``, ``weight_forget``,
+    ``Wc``...), or None when the name does not say."""
+    leaf = name.rsplit(".", 1)[-1].lower()
+    for word, gate in (("forget", "f"), ("output", "o"), ("candidate", "g"), ("modulation", "g"), ("cell", "g")):
+        if word in leaf:
+            return gate
+    core = re.sub(r"^(weights?|bias(es)?|[wubv])", "", leaf)
+    core = re.sub(r"[^a-z]", "", core)
+    if len(core) == 1 and core in "gifoc":
+        return "g" if core == "c" else core
+    if len(core) == 2:
+        letters = [c for c in core if c not in "xh"]
+        if len(letters) == 1 and letters[0] in "gifoc":
+            return "g" if letters[0] == "c" else letters[0]
+        if core[0] == "i" and core[1] in "gifoc":  # PyTorch's W_ii, W_if, W_ig, W_io: source i, then the gate
+            return "g" if core[1] == "c" else core[1]
+    return None
+
+
+def _squeezed(value: torch.Tensor) -> np.ndarray:
+    array = value.detach().double().numpy()
+    shape = [s for s in array.shape if s != 1] or [1]
+    return array.reshape(shape)
+
+
+def _layout_error(values: Sequence[tuple[str, torch.Tensor]], hidden: int, embed: int, why: str) -> UnmappableWeights:
+    shapes = ", ".join(f"{name} {list(v.shape)}" for name, v in values) or "no parameters"
+    return UnmappableWeights(
+        f"{why}. Its parameters: {shapes}. The grader reads, for H={hidden} and E={embed}: per gate W_*x [H, E], "
+        f"W_*h [H, H] and b_* [H] (12 tensors), or the gates stacked in one tensor per kind ([4H, E], [4H, H], "
+        f"[4H]), or x and h weights side by side ([H, E+H] per gate or [4H, E+H]), each possibly transposed, "
+        f"with one bias per gate (or two, as nn.LSTM has, which are added)."
+    )
+
+
+def lstm_weight_readings(
+    values: Sequence[tuple[str, torch.Tensor]], hidden: int, embed: int
+) -> tuple[list[LSTMWeights], LSTMWeights | None]:
+    """Every reading of an LSTM's parameters as the handout's per-gate matrices.
+
+    Shapes say what a parameter is (``[H, E]``: an input weight, ``[4H]``: four stacked biases,
+    ...; ``H``, ``4H``, ``E`` and ``E + H`` must differ). Which gate a block belongs to comes from
+    the parameter's name where every block of its kind is named after a distinct gate
+    (``W_gx``, ``W_ix``, ``W_fx``, ``W_ox``), with the unnamed kinds tried in every order (the same
+    order for all of them, e.g. the rows of ``[4H, E]`` and ``[4H, H]`` weights); then, names aside,
+    every order of the blocks as stored (registration order, then rows), the same for every kind:
+    a forward that uses ``W_fx`` as the output gate matches one of those. A weight stored
+    ``[inputs, H]`` (applied as ``x @ W``, as many students write it) is read transposed; a square
+    ``[H, H]`` weight may be used as ``W h`` or as ``h W``: both are tried, and both readings of
+    the names are marked ``named`` (an orientation is not an assignment of gates).
+
+    Args:
+        values: ``(name, tensor)`` of every parameter, in registration order.
+        hidden, embed: ``H`` and ``E``.
+
+    Returns:
+        ``(readings, named)``: all readings (those that follow the names first), and the first one
+        given by the names alone (None unless every gate of every kind is named).
+
+    Raises:
+        UnmappableWeights: when the parameters fit no layout.
+    """
+    sizes = {hidden, 4 * hidden, embed, embed + hidden}
+    if len(sizes) != 4:
+        raise ValueError(f"choose H and E so that H, 4H, E and E + H differ (got H={hidden}, E={embed})")
+    x_blocks: list[list[_Block]] = []  # each entry: 4 blocks (stack) or 1 block (separate)
+    h_blocks: list[list[_Block]] = []
+    both_blocks: list[list[_Block]] = []  # [H, E+H] per gate, x and h side by side
+    biases: list[list[_Block]] = []
+    for name, value in values:
+        array = _squeezed(value)
+        kind = _classify(array, hidden, embed)
+        if kind is None:
+            raise _layout_error(
+                values,
+                hidden,
+                embed,
+                f"the parameter {name} {list(value.shape)} fits no part of an LSTM with H={hidden}, E={embed}",
+            )
+        role, stacked, rows_out = kind
+        blocks = _split(array, hidden, stacked, rows_out, name)
+        if not stacked:
+            blocks[0].gate = _gate_of(name)
+        {"x": x_blocks, "h": h_blocks, "xh": both_blocks, "b": biases}[role].append(blocks)
+    x_set, h_set = _four(x_blocks), _four(h_blocks)
+    both = _four(both_blocks)
+    if both is not None and x_set is None and h_set is None:
+        variants = [
+            (_columns(both, 0, embed, "x"), _columns(both, embed, embed + hidden, "h")),
+            (_columns(both, hidden, embed + hidden, "x"), _columns(both, 0, hidden, "h")),
+        ]
+    elif x_set is not None and h_set is not None and not both_blocks:
+        variants = [(x_set, h_set)]
+    else:
+        raise _layout_error(
+            values, hidden, embed, "the grader found no four input weights and four recurrent weights (one per gate)"
+        )
+    bias_sets = _bias_sets(biases)
+    if bias_sets is None:
+        raise _layout_error(values, hidden, embed, "the biases are not one vector per gate (or two)")
+    readings = []
+    named = None
+    for xs, hs in variants:
+        square_orientations = (False, True) if not _stacked_h(h_blocks) else (False,)
+        for transpose_h in square_orientations:
+            hs_used = [_Block(b.array.T, b.source + " (transposed)", b.gate) for b in hs] if transpose_h else hs
+            sets = [xs, hs_used] + bias_sets
+            fixed = [_named_order(s) for s in sets]
+            all_named = all(f is not None for f in fixed)
+            if any(f is not None for f in fixed):  # the names' gates, the unnamed kinds in every order
+                for order in itertools.permutations(range(4)):
+                    assignment = [f if f is not None else order for f in fixed]
+                    readings.append(_reading(sets, assignment, hidden, embed, named=all_named))
+                    if named is None and all_named:
+                        named = readings[-1]
+                    if all_named:
+                        break
+            for order in itertools.permutations(range(4)):  # names aside: every order, the same for every kind
+                readings.append(_reading(sets, [order] * len(sets), hidden, embed, named=False))
+    readings.sort(key=lambda reading: not reading.named)  # stable: the names' readings first, in every orientation
+    return readings, named
+
+
+def _classify(array: np.ndarray, hidden: int, embed: int) -> tuple[str, bool, bool] | None:
+    """``(role, stacked, rows_are_outputs)`` of a parameter from its shape, or None."""
+    if array.ndim == 1:
+        if array.shape[0] == hidden:
+            return "b", False, True
+        if array.shape[0] == 4 * hidden:
+            return "b", True, True
+        return None
+    if array.ndim != 2:
+        return None
+    rows, cols = array.shape
+    for role, inputs in (("x", embed), ("h", hidden), ("xh", embed + hidden)):
+        if (rows, cols) == (hidden, inputs):
+            return role, False, True
+        if (rows, cols) == (inputs, hidden):
+            return role, False, False
+        if (rows, cols) == (4 * hidden, inputs):
+            return role, True, True
+        if (rows, cols) == (inputs, 4 * hidden):
+            return role, True, False
+    return None
+
+
+def _split(array: np.ndarray, hidden: int, stacked: bool, rows_out: bool, name: str) -> list[_Block]:
+    """A parameter as blocks whose rows are the gate's outputs (``(H, inputs)`` or ``(H,)``)."""
+    if array.ndim == 1:
+        if not stacked:
+            return [_Block(array, name)]
+        return [
+            _Block(array[k * hidden : (k + 1) * hidden], f"{name}[{k * hidden}:{(k + 1) * hidden}]") for k in range(4)
+        ]
+    matrix = array if rows_out else array.T
+    where = "rows" if rows_out else "columns"
+    if not stacked:
+        return [_Block(matrix, name if rows_out else f"{name} (transposed)")]
+    return [
+        _Block(matrix[k * hidden : (k + 1) * hidden], f"{name} {where} {k * hidden}-{(k + 1) * hidden - 1}")
+        for k in range(4)
+    ]
+
+
+def _four(groups: list[list[_Block]]) -> list[_Block] | None:
+    """Four gate blocks of one kind: one stacked parameter or four separate ones; else None."""
+    blocks = [b for group in groups for b in group]
+    return blocks if len(blocks) == 4 else None
+
+
+def _stacked_h(groups: list[list[_Block]]) -> bool:
+    return any(len(group) == 4 for group in groups)
+
+
+def _columns(blocks: list[_Block], start: int, stop: int, part: str) -> list[_Block]:
+    return [_Block(b.array[:, start:stop], f"{b.source} columns {start}-{stop - 1} ({part})", b.gate) for b in blocks]
+
+
+def _bias_sets(groups: list[list[_Block]]) -> list[list[_Block]] | None:
+    """The biases as one or two sets of four blocks. Eight separate biases named after their gates
+    in any order (``b_xi, b_hi, b_xf, ...``) are two sets by name: each gate's first and second;
+    otherwise the first four registered and the last four (nn.LSTM's ``bias_ih``, ``bias_hh``)."""
+    blocks = [b for group in groups for b in group]
+    if not blocks:
+        return []
+    if len(blocks) not in (4, 8):
+        return None
+    if len(blocks) == 4:
+        return [blocks]
+    gates = [b.gate for b in blocks]
+    if all(len(group) == 1 for group in groups) and all(gates.count(g) == 2 for g in GATES):
+        first = [next(b for b in blocks if b.gate == g) for g in GATES]
+        return [first, [b for b in blocks if all(b is not f for f in first)]]
+    return [blocks[:4], blocks[4:]]
+
+
+def _named_order(blocks: list[_Block]) -> tuple[int, ...] | None:
+    """The gate order given by the blocks' names (``order[k]``: the block of gate ``GATES[k]``)."""
+    gates = [b.gate for b in blocks]
+    if None in gates or sorted(gates) != sorted(GATES):
+        return None
+    return tuple(gates.index(g) for g in GATES)
+
+
+def _reading(
+    sets: list[list[_Block]], assignment: list[tuple[int, ...]], hidden: int, embed: int, named: bool
+) -> LSTMWeights:
+    xs, hs, bias_sets = sets[0], sets[1], sets[2:]
+    w_x, w_h, b, sources = {}, {}, {}, {}
+    for k, gate in enumerate(GATES):
+        x_block, h_block = xs[assignment[0][k]], hs[assignment[1][k]]
+        bias_blocks = [s[assignment[2 + n][k]] for n, s in enumerate(bias_sets)]
+        w_x[gate], w_h[gate] = x_block.array, h_block.array
+        b[gate] = sum((blk.array for blk in bias_blocks), np.zeros(hidden))
+        parts = [x_block.source, h_block.source] + [blk.source for blk in bias_blocks]
+        sources[gate] = ", ".join(parts) + ("" if bias_blocks else " (no bias)")
+    return LSTMWeights(w_x, w_h, b, sources, named)
+
+
+def lstm_equations(embeds: torch.Tensor, weights: LSTMWeights) -> torch.Tensor:
+    """The handout's equations (8)-(13) in float64, from a zero state.
+
+    Args:
+        embeds: ``(T, B, E)``; differentiable if it requires grad.
+        weights: a reading of the LSTM's parameters (:func:`lstm_weight_readings`).
+
+    Returns:
+        ``(T, B, H)`` float64: ``h`` after every step.
+    """
+    x = embeds.double()
+    w_x = {g: torch.from_numpy(weights.w_x[g]) for g in GATES}
+    w_h = {g: torch.from_numpy(weights.w_h[g]) for g in GATES}
+    b = {g: torch.from_numpy(weights.b[g]) for g in GATES}
+    hidden = w_h["g"].shape[0]
+    h = x.new_zeros(x.shape[1], hidden)
+    c = x.new_zeros(x.shape[1], hidden)
+    outputs = []
+    for t in range(x.shape[0]):
+        pre = {gate: x[t] @ w_x[gate].T + h @ w_h[gate].T + b[gate] for gate in GATES}
+        g, i, f, o = torch.tanh(pre["g"]), torch.sigmoid(pre["i"]), torch.sigmoid(pre["f"]), torch.sigmoid(pre["o"])
+        c = g * i + c * f
+        h = torch.tanh(c) * o
+        outputs.append(h)
+    return torch.stack(outputs)
+
+
+# -- the language model, grader side -----------------------------------------------------------------
+__all__ = [
+    "held_out_windows",
+    "loss_gradient_reading",
+    "make_text_model",
+    "read_text_samples",
+    "score_language_run",
+    "sequence_cross_entropy",
+    "table_logits",
+    "vocabulary_characters",
+]
+
+
+def held_out_windows(stream: torch.Tensor, seq_length: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Consecutive non-overlapping windows of ``seq_length + 1`` characters of ``stream``: the first
+    ``seq_length`` of each, time first, go to the worker; the last stays here as the target.
+
+    Returns:
+        ``(inputs (seq_length, W) int64, targets (W,) int64)``.
+    """
+    stream = torch.as_tensor(stream).long()
+    count = len(stream) // (seq_length + 1)
+    windows = stream[: count * (seq_length + 1)].reshape(count, seq_length + 1)
+    return windows[:, :-1].T.contiguous(), windows[:, -1].numpy().copy()
+
+
+def score_language_run(run: dict[str, Any], targets: np.ndarray, vocabulary: int) -> dict[str, Any]:
+    """Score what ``_probes_lstm.train_language_model`` returned.
+
+    Args:
+        run: the probe's ``{"losses", "next_logits"}``, or its ``{"error"}`` (returned as it is).
+        targets: ``(W,)`` the character after each held-out window.
+        vocabulary: ``V``.
+
+    Returns:
+        ``{"losses", "final_loss": mean of the last 10, "val_loss": cross-entropy of the next
+        character after each held-out window, in nats}``; the loss is infinite where logits are not.
+
+    Raises:
+        ValueError: the run holds no ``(W, V)`` logits or no list of losses.
+    """
+    if "error" in run:
+        return run
+    logits, losses = run.get("next_logits"), run.get("losses")
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(targets), vocabulary):
+        got = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(
+            f"the training run returned next-character logits {got}; expected [{len(targets)}, {vocabulary}]"
+        )
+    if not isinstance(losses, list) or not losses or not all(isinstance(v, (int, float)) for v in losses):
+        raise ValueError("the training run returned no list of training losses")
+    z = logits.detach().double()
+    finite = bool(torch.isfinite(z).all())
+    val_loss = float(F.cross_entropy(z, torch.as_tensor(targets))) if finite else float("inf")
+    return {"losses": losses, "final_loss": float(np.mean(losses[-10:])), "val_loss": val_loss}
+
+
+def vocabulary_characters(vocabulary: int) -> str:
+    """``V`` distinct printable characters, index ``i`` -> the ``i``-th: what the grader's ``args.dataset``
+    maps indices to, and how a sample returned as text is read back."""
+    pool = string.ascii_lowercase + string.ascii_uppercase + string.digits + " .,;:!?'-"
+    if vocabulary > len(pool):
+        pool += "".join(chr(0x100 + i) for i in range(vocabulary - len(pool)))
+    return pool[:vocabulary]
+
+
+def make_text_model(
+    submission: Any,
+    vocabulary: int,
+    embed: int,
+    hidden: int,
+    *,
+    characters: str | None = None,
+    batch_size: int = 128,
+    seq_length: int = 30,
+) -> Any:
+    """``TextGenerationModel(vocabulary_size=V, embedding_size=E, lstm_hidden_dim=H)`` of a submission
+    proxy, or, for the UvA template's ``TextGenerationModel(args)``, an ``args`` object with every
+    argument of the template's ``train.py``, these sizes, ``args.dataset`` with the index maps of
+    ``characters`` and the batches the grader will feed
+    (``_probes_lstm.template_arguments``); the adaptation goes into the
+    report's notes.
+
+    Args:
+        characters: ``V`` distinct characters, index ``i`` -> ``characters[i]``; by default
+            :func:`vocabulary_characters`.
+        batch_size, seq_length: ``args.batch_size`` and ``args.input_seq_length``.
+
+    Raises:
+        SignatureMismatch: neither call fits the submitted class; the message names both attempts.
+    """
+    values = {"vocabulary_size": vocabulary, "embedding_size": embed, "lstm_hidden_dim": hidden}
+    characters = vocabulary_characters(vocabulary) if characters is None else characters
+    cls = submission.TextGenerationModel
+    try:
+        return cls(**values)
+    except SignatureMismatch as mismatch:
+        try:
+            model = submission.apply(construct_with_args, cls, values, characters, batch_size, seq_length)
+        except CheckFailure as also:
+            first = str(also).splitlines()[0]
+            raise SignatureMismatch(
+                f"{mismatch} Also tried TextGenerationModel(args) with args as the template's train.py makes it "
+                f"(args.vocabulary_size, args.embedding_size, args.lstm_hidden_dim, args.dataset, args.device...): "
+                f"{first}"
+            ) from None
+        submission.notes["call TextGenerationModel(args)"] = (
+            "TextGenerationModel(vocabulary_size=..., embedding_size=..., lstm_hidden_dim=...) did not fit the "
+            "submitted signature; graded as TextGenerationModel(args), args holding every argument of the "
+            "template's train.py with those sizes, device cpu, and args.dataset with the grader's index maps"
+        )
+        return model
+
+
+def table_logits(table: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """What ``_probes_lstm.RecordingLanguageModel`` with ``table`` returns for
+    ``inputs``.
+
+    Shapes:
+        table ``(V, V)``, inputs ``(...)`` -> ``(..., V)``.
+    """
+    return table[inputs.long()]
+
+
+def read_text_samples(value: Any, characters: str) -> tuple[Any, bool]:
+    """A sample returned as text (a string, or one string per sequence) read back as character
+    indices with the vocabulary the grader gave (``characters[i]`` is index ``i``).
+
+    Returns:
+        ``(indices, True)``: a list of index lists, one per string (a lone string is one sequence);
+        ``(value, False)`` unchanged when it holds no text or a character outside ``characters``.
+    """
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, (list, tuple)) or not texts:
+        return value, False
+    if all(isinstance(t, (list, tuple)) and t and all(isinstance(c, str) for c in t) for t in texts):
+        texts = ["".join(t) for t in texts]  # lists of characters
+    if not all(isinstance(t, str) for t in texts):
+        return value, False
+    index = {char: i for i, char in enumerate(characters)}
+    if any(char not in index for t in texts for char in t):
+        return value, False
+    return [[index[char] for char in t] for t in texts], True
+
+
+def loss_gradient_reading(calls: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Read a loss from its gradient with respect to a model's logits: for a cross-entropy, each
+    position's gradient is ``w (softmax(z) - onehot(y))``, with ``y`` the position's target (the one
+    negative entry) and ``w`` its weight in the loss (``1/N`` for eq. (17) averaged over ``N``).
+
+    Args:
+        calls: what ``_probes_lstm.inline_loss_gradient`` recorded, each with
+            ``"logits"`` and ``"grad"`` of one shape ``(..., V)`` (calls without a gradient left out).
+
+    Returns:
+        ``(targets (P,), weights (P,), departure)``: over all ``P`` positions in the calls' order,
+        and the largest departure of the gradient from that form, relative to its largest entry (0
+        for a cross-entropy of the logits, up to rounding).
+    """
+    z = torch.cat([c["logits"].double().reshape(-1, c["logits"].shape[-1]) for c in calls])
+    g = torch.cat([c["grad"].double().reshape(-1, c["grad"].shape[-1]) for c in calls])
+    s = torch.softmax(z, dim=-1)
+    y = g.argmin(dim=-1)
+    s_y = s.gather(1, y[:, None])[:, 0]
+    w = -g.gather(1, y[:, None])[:, 0] / (1 - s_y)
+    onehot = F.one_hot(y, z.shape[-1]).double()
+    departure = float((g - w[:, None] * (s - onehot)).abs().max() / max(float(g.abs().max()), 1e-30))
+    return y, w, departure

@@ -68,18 +68,18 @@ from _lstm import (
     read_samples,
     returns_log_probabilities,
     submitted_loss,
+    table_logits,
     text_model,
     train_text_model,
     with_hint,
 )
+from _probes_lstm import recorded_inputs, recording_language_model, sequence_cross_entropy
 from _probes_sampling import sampling_cost, scaled_copy, with_known_logits
 
 from fixtures import text
 from torchgrade.checks import shapes
-from torchgrade.checks.language_model import sequence_cross_entropy, table_logits
 from torchgrade.errors import CheckFailure
 from torchgrade.probes import params
-from torchgrade.probes.language_model import recorded_inputs, recording_language_model
 from torchgrade.probes.module_usage import holds_instance, module_usage
 
 ASSIGNMENT = "uva-a2"

@@ -11,10 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _lstm import PARAM_COUNT_SIZES, lstm_formula
+from _lstm import PARAM_COUNT_SIZES, lstm_formula, make_text_model
 
 from torchgrade.checks import shapes
-from torchgrade.checks.language_model import make_text_model
 from torchgrade.errors import CheckFailure
 from torchgrade.probes import params
 

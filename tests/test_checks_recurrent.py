@@ -1,7 +1,7 @@
 """The recurrent topics, probes and checks: reading LSTM weights back and the float64 equations
-(torchgrade.checks.lstm, torchgrade.probes.lstm), what a model calls (torchgrade.probes.module_usage),
-the language model's training loop and recording model (torchgrade.probes.language_model,
-torchgrade.checks.language_model), sampling (the graders' _probes_sampling.py), and beam search on explicit
+(the graders' _lstm.py and _probes_lstm.py), what a model calls (torchgrade.probes.module_usage),
+the language model's training loop and recording model (_probes_lstm.py and
+_lstm.py), sampling (the graders' _probes_sampling.py), and beam search on explicit
 trees (the graders' _probes_beam_search.py and _beam_search.py), on small hand-built models whose
 answers are known."""
 
@@ -17,32 +17,7 @@ import torch.nn.functional as F
 from _toys import graders_module
 from torch import nn
 
-from torchgrade.checks.language_model import (
-    held_out_windows,
-    loss_gradient_reading,
-    read_text_samples,
-    score_language_run,
-    table_logits,
-)
-from torchgrade.checks.lstm import (
-    LSTMWeights,
-    UnmappableWeights,
-    _gate_of,
-    lstm_equations,
-    lstm_weight_readings,
-    same_gates,
-)
 from torchgrade.probes import params
-from torchgrade.probes.language_model import (
-    construct_with_args,
-    inline_loss_gradient,
-    language_model_output,
-    recorded_inputs,
-    recording_language_model,
-    template_arguments,
-    train_language_model,
-)
-from torchgrade.probes.lstm import call_recurrent, lend_lstm, lstm_probe, return_lstm
 from torchgrade.probes.module_usage import module_usage
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -51,6 +26,30 @@ _beam_search = graders_module("_beam_search")  # the graders' own (EECS 182's be
 beam_search_reference, exhaustive_search = _beam_search.beam_search_reference, _beam_search.exhaustive_search
 random_tree, read_beam_result = _beam_search.random_tree, _beam_search.read_beam_result
 tree_decoder, decoder_record = _beam_search.tree_decoder, _beam_search.decoder_record
+_lstm = graders_module("_lstm")  # UvA A2's LSTM and language model, grader side
+held_out_windows = _lstm.held_out_windows
+loss_gradient_reading = _lstm.loss_gradient_reading
+read_text_samples = _lstm.read_text_samples
+score_language_run = _lstm.score_language_run
+table_logits = _lstm.table_logits
+LSTMWeights = _lstm.LSTMWeights
+UnmappableWeights = _lstm.UnmappableWeights
+_gate_of = _lstm._gate_of
+lstm_equations = _lstm.lstm_equations
+lstm_weight_readings = _lstm.lstm_weight_readings
+same_gates = _lstm.same_gates
+_probes_lstm = graders_module("_probes_lstm")  # and worker side
+construct_with_args = _probes_lstm.construct_with_args
+inline_loss_gradient = _probes_lstm.inline_loss_gradient
+language_model_output = _probes_lstm.language_model_output
+recorded_inputs = _probes_lstm.recorded_inputs
+recording_language_model = _probes_lstm.recording_language_model
+template_arguments = _probes_lstm.template_arguments
+train_language_model = _probes_lstm.train_language_model
+call_recurrent = _probes_lstm.call_recurrent
+lend_lstm = _probes_lstm.lend_lstm
+lstm_probe = _probes_lstm.lstm_probe
+return_lstm = _probes_lstm.return_lstm
 _sampling = graders_module("_probes_sampling")  # UvA A2's sampling probes
 sampling_cost, with_known_logits = _sampling.sampling_cost, _sampling.with_known_logits
 

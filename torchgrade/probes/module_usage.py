@@ -16,9 +16,9 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from torchgrade.probes.lstm import call_recurrent
+from torchgrade.probes.recurrent import call_recurrent
 
-#: Modules a from-scratch LSTM must not use (UvA DL1 A2 Q2.3's list, with their relatives). Subclasses
+#: Library layers a from-scratch network may be told not to use (a grader names the keys). Subclasses
 #: count: ``nn.LazyLinear`` is an ``nn.Linear``.
 FORBIDDEN_MODULES: dict[str, type[nn.Module]] = {
     "nn.Linear": nn.Linear,
@@ -106,7 +106,7 @@ def _forbidden_found(modules: Sequence[tuple[str, nn.Module]], forbidden: Sequen
 def module_usage(model: nn.Module, x: torch.Tensor, forbidden: Sequence[str]) -> dict[str, Any]:
     """Which of the ``forbidden`` modules ``model`` holds or calls, and which fused recurrent kernels
     it calls, during ``model(x)`` without autograd (a forward that needs a state gets zeros, as
-    :func:`torchgrade.probes.lstm.call_recurrent` does).
+    :func:`torchgrade.probes.recurrent.call_recurrent` does).
 
     Args:
         model: the model; not changed.

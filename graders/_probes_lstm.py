@@ -1,19 +1,26 @@
-"""A character-level language model (UvA DL1 A2 Q2.4a): building it (``TextGenerationModel(args)`` gets
-the ``args`` of the UvA template's ``train.py``, with a dataset stand-in holding the grader's index
-maps), running and training it with the grader's loop (a forward that requires a state gets a zero
-one), a model with known logits that records what a submitted loss function feeds it, and a training
-script's inline loss read from its first backward pass (the 2021 template has no ``sequence_loss``).
+"""Probes of ``test_lstm.py`` (UvA DL1 A2 Q2.3-2.4a), a probe module run in the worker, next to the
+submitted modules (``Submission.apply``; sent there as source in process isolation).
 
-Runs in the worker, next to the submitted model (``Submission.apply``): training needs autograd on
-the student's model. What comes back is plain data (the model's outputs, recorded inputs), never a
-score: the held-out characters the model is scored on stay with the grader, which computes the loss
-(:func:`torchgrade.checks.language_model.score_language_run`) and decides. Imports only torch, the
-standard library and other probes.
+Running a submitted LSTM: its outputs, and its gradients with respect to its input, which come back
+as plain tensors; the grader compares them with the handout's equations computed from the module's
+own weights (``_lstm.py``).
+
+The character-level language model: building it (``TextGenerationModel(args)`` gets the ``args`` of
+the UvA template's ``train.py``, with a dataset stand-in holding the grader's index maps), running and
+training it with the grader's loop (a forward that requires a state gets a zero one), a model with
+known logits that records what a submitted loss function feeds it, and a training script's inline
+loss read from its first backward pass (the 2021 template has no ``sequence_loss``). Training needs
+autograd on the student's model. What comes back is plain data (the model's outputs, recorded
+inputs), never a score: the held-out characters the model is scored on stay with the grader, which
+computes the loss (``_lstm.py``'s ``score_language_run``) and decides.
+
+Imports only torch, the standard library and ``torchgrade.probes``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import types
 from typing import Any
@@ -22,10 +29,116 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchgrade.probes.lstm import call_recurrent
+from torchgrade.probes.recurrent import call_recurrent
 from torchgrade.probes.training import first_tensor, logits_problem, one_thread
 
+__torchgrade_probes__ = True
 
+
+def lstm_probe(
+    model: nn.Module, embeds: torch.Tensor, cotangent: torch.Tensor | None = None, hidden: int | None = None
+) -> dict[str, Any]:
+    """Run a submitted LSTM on ``embeds`` and return what it gives.
+
+    Args:
+        model: the LSTM; its parameters are not changed.
+        embeds: the input, ``(T, B, E)``.
+        cotangent: ``(T, B, H)`` weights of the outputs; when given, the gradient of
+            ``sum(outputs * cotangent)`` with respect to ``embeds`` is returned too.
+        hidden: ``H``, for a zero state where the forward requires one (:func:`call_recurrent`).
+
+    Returns:
+        ``{"output": (T, B, H) tensor, or a description of what came back instead, "grad": (T, B, E)
+        or None (no cotangent, or an output of another shape or kind), "adapted": how the call was
+        adapted, or None, "tuple": whether it returned a tuple, e.g. ``(outputs, (h, c))``}``.
+    """
+    x = embeds.detach().clone().requires_grad_(cotangent is not None)
+    raw, adapted = call_recurrent(model, x, hidden)
+    out = first_tensor(raw)
+    result: dict[str, Any] = {"adapted": adapted, "grad": None, "tuple": isinstance(raw, (tuple, list))}
+    if not isinstance(out, torch.Tensor):
+        result["output"] = f"a {type(out).__name__}"
+        return result
+    result["output"] = out.detach().clone()
+    if cotangent is not None and out.shape == cotangent.shape and out.is_floating_point():
+        if out.requires_grad:
+            (grad,) = torch.autograd.grad(out, x, cotangent.to(out.dtype), allow_unused=True)
+            result["grad"] = torch.zeros_like(x) if grad is None else grad.detach()
+        else:
+            result["grad"] = torch.zeros_like(x)
+    return result
+
+
+class HandoutLSTM(nn.Module):
+    """The grader's LSTM: equations (8)-(13), each parameter uniform in +-1/sqrt(H) and the forget gate's
+    bias +1, lent to a character model whose own LSTM failed its check (one bug, one deduction).
+
+    Built with the grader's sizes whatever the submission's code passes it (its argument names and order
+    are the submission's own); returns ``(outputs, (h, c))`` or ``outputs`` alone, as the LSTM it stands
+    for did.
+
+    Shapes:
+        embeds ``(T, B, E)`` -> outputs ``(T, B, H)``; the state ``(h, c)``, each ``(B, H)``.
+    """
+
+    hidden_size: int = 0
+    embed_size: int = 0
+    returns_state: bool = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        hidden, embed = self.hidden_size, self.embed_size
+        bound = hidden**-0.5
+        self.weight_x = nn.Parameter(torch.empty(4 * hidden, embed).uniform_(-bound, bound))
+        self.weight_h = nn.Parameter(torch.empty(4 * hidden, hidden).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(4 * hidden).uniform_(-bound, bound))
+        with torch.no_grad():
+            self.bias[2 * hidden : 3 * hidden] += 1.0  # gates in the order g, i, f, o
+
+    def forward(self, embeds: torch.Tensor, state: Any = None, *rest: Any) -> Any:
+        batch = embeds.shape[1]
+        if isinstance(state, (tuple, list)) and len(state) == 2:
+            h, c = (s.reshape(batch, -1) for s in state)
+        else:
+            h = c = embeds.new_zeros(batch, self.hidden_size)
+        from_input = embeds @ self.weight_x.T + self.bias
+        outputs = []
+        for t in range(embeds.shape[0]):
+            g, i, f, o = (from_input[t] + h @ self.weight_h.T).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.tanh(c) * torch.sigmoid(o)
+            outputs.append(h)
+        out = torch.stack(outputs)
+        return (out, (h, c)) if self.returns_state else out
+
+
+def lend_lstm(model_cls: type, lstm_cls: type, hidden: int, embed: int, returns_state: bool) -> list[str]:
+    """Make the globals of ``model_cls``'s module that name ``lstm_cls`` refer to a :class:`HandoutLSTM`
+    of ``H = hidden``, ``E = embed`` until :func:`return_lstm`: models built meanwhile hold the grader's LSTM.
+
+    Returns:
+        The names swapped (empty when the module refers to the LSTM by no global name).
+    """
+    module = sys.modules.get(model_cls.__module__)
+    if module is None:
+        return []
+    lent = type(
+        "HandoutLSTM", (HandoutLSTM,), {"hidden_size": hidden, "embed_size": embed, "returns_state": returns_state}
+    )
+    names = [name for name, value in vars(module).items() if value is lstm_cls]
+    for name in names:
+        setattr(module, name, lent)
+    return names
+
+
+def return_lstm(model_cls: type, lstm_cls: type, names: list[str]) -> None:
+    """Undo :func:`lend_lstm`."""
+    module = sys.modules.get(model_cls.__module__)
+    for name in names if module is not None else ():
+        setattr(module, name, lstm_cls)
+
+
+# -- the language model ---------------------------------------------------------------------
 def sequence_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Eq. (17): the cross-entropy averaged over every time step and sequence.
 
@@ -62,7 +175,7 @@ def train_language_model(
 
     Args:
         model: ``model(x (T, B)) -> (T, B, V)`` logits (or ``(logits, state)``; a forward that requires
-            a state gets zeros, as :func:`torchgrade.probes.lstm.call_recurrent` gives); trained in place.
+            a state gets zeros, as :func:`call_recurrent` gives); trained in place.
         train: 1-D int64 character stream.
         held_out_inputs: ``(T, W)`` int64, W held-out windows.
         vocabulary: ``V``.
@@ -218,7 +331,7 @@ def construct_with_args(cls: type, values: dict[str, Any], characters: str, batc
 def language_model_output(model: nn.Module, x: torch.Tensor, hidden: int | None = None) -> dict[str, Any]:
     """``model(x)`` without autograd, for a grader to read: the first tensor of what came back (a
     model may return ``(logits, (h, c))``), and how the call was adapted (a forward that requires a
-    state gets a zero one, :func:`torchgrade.probes.lstm.call_recurrent`), or None.
+    state gets a zero one, :func:`call_recurrent`), or None.
 
     Returns:
         ``{"output": tensor or what came back instead, "adapted": str or None}``.
