@@ -228,7 +228,7 @@ def circulant_eigenvalues(theta):
 
 # -- UvA Q3.6: molecules ---------------------------------------------------------------------------
 class MoleculeMLP(nn.Module):
-    """A multilayer perceptron on molecules written as fixed-size vectors (Q3.6a and b).
+    """A multilayer perceptron on molecules written as fixed-size vectors (Q3.6b and c).
 
     Build one vector per molecule from the element one-hots ``x[:, :5]`` and the bond-type
     one-hots ``edge_attr`` of its atoms ``0 .. max_atoms - 1``, in the order they are numbered,

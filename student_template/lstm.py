@@ -56,11 +56,11 @@ class LSTM(nn.Module):
 
     def __init__(self, lstm_hidden_dim: int, embedding_size: int):
         super().__init__()
-        raise NotImplementedError("2.3: create W_gx, W_gh, b_g, ... as nn.Parameter and call init_parameters()")
+        raise NotImplementedError("Q2.3: create W_gx, W_gh, b_g, ... as nn.Parameter and call init_parameters()")
 
     def init_parameters(self) -> None:
         """Every parameter uniform in ``[-1/sqrt(H), 1/sqrt(H)]``, then +1 on the forget gate's bias."""
-        raise NotImplementedError("2.3: initialise the parameters uniformly and shift the forget gate's bias")
+        raise NotImplementedError("Q2.3: initialise the parameters uniformly and shift the forget gate's bias")
 
     def forward(
         self, embeds: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -75,7 +75,7 @@ class LSTM(nn.Module):
             ``(outputs, (h, c))``: the hidden state of every step ``(T, B, H)`` and the last state
             (returning only ``outputs`` also passes the graders, which read the first element).
         """
-        raise NotImplementedError("2.3: apply equations (8)-(13) at every time step")
+        raise NotImplementedError("Q2.3: apply equations (8)-(13) at every time step")
 
 
 class TextGenerationModel(nn.Module):
@@ -92,11 +92,11 @@ class TextGenerationModel(nn.Module):
 
     def __init__(self, vocabulary_size: int, embedding_size: int = 256, lstm_hidden_dim: int = 1024):
         super().__init__()
-        raise NotImplementedError("2.4a: build the embedding, your LSTM and the output layer")
+        raise NotImplementedError("Q2.4a: build the embedding, your LSTM and the output layer")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for the next character at every position of ``x (T, B)``."""
-        raise NotImplementedError("2.4a: embed x, run the LSTM, map every step to V logits")
+        raise NotImplementedError("Q2.4a: embed x, run the LSTM, map every step to V logits")
 
     def sample(self, batch_size: int = 4, sample_length: int = 30, temperature: float = 0.0) -> torch.Tensor:
         """Generate ``batch_size`` sequences of ``sample_length`` characters.
@@ -108,7 +108,7 @@ class TextGenerationModel(nn.Module):
         Returns:
             ``(sample_length, batch_size)`` int64 character indices.
         """
-        raise NotImplementedError("2.4b/c: generate characters greedily or with a temperature")
+        raise NotImplementedError("Q2.4b/c: generate characters greedily or with a temperature")
 
 
 def sequence_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -125,7 +125,7 @@ def sequence_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor)
     Returns:
         A scalar tensor that can be backpropagated.
     """
-    raise NotImplementedError("2.4a: average the cross-entropy of model(inputs) against targets over all steps")
+    raise NotImplementedError("Q2.4a: average the cross-entropy of model(inputs) against targets over all steps")
 
 
 def beam_search(

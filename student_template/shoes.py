@@ -1,4 +1,4 @@
-"""Your solution of the shoe-pair assignment (CSC421 A2: Questions 1, 3 and 4).
+"""Your solution of the shoe-pair assignment (CSC421 A2: Questions 1, 3, 4 and 5).
 
 Fill in every function and class below; each one now raises ``NotImplementedError``. Keep the
 names and signatures: the graders call them exactly like this (``pytest graders`` shows what
@@ -9,7 +9,7 @@ each check expects). You may add helper functions, classes and imports.
   negative pair images ``(S * 3, 448, 224, 3)``, left shoe on top.
 * Q3a ``CNN`` and Q3b ``CNNChannel``: models mapping ``(B, 3, 448, 224)`` to logits
   ``(B, 2)``, where index 1 means "same pair".
-* Q3g ``get_accuracy`` and Q4a ``train_model``: evaluation and the training loop.
+* Q4a ``train_model`` and Q5a ``get_accuracy``: the training loop and evaluation.
 
 Tensor conventions:
     shoe data     ``(S, 3, 2, 224, 224, 3)`` float32 in [-0.5, 0.5]: student, pair,
@@ -142,7 +142,7 @@ def get_accuracy(model, data, batch_size=50):
         ``(pos_acc, neg_acc)``: fractions (floats in [0, 1]) of the ``S * 3`` same-pair images
         classified 1 and of the ``S * 3`` different-pair images classified 0.
     """
-    raise NotImplementedError("Q3g: return (pos_acc, neg_acc) of the model on data")
+    raise NotImplementedError("Q5a: return (pos_acc, neg_acc) of the model on data")
 
 
 def train_model(
