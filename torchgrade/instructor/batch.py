@@ -171,8 +171,9 @@ MSG_INTERRUPTED = (
     "torchgrade batch: {what}; gradebook.csv and summary.html list the {done} finished reports; "
     "run the same command again to grade the rest"
 )
-MSG_ABNORMAL_EXIT = "the grading process ended abnormally (pytest exit code {code}); see its log in " + (
-    ".torchgrade-batch/logs"
+MSG_ABNORMAL_EXIT = (
+    "pytest ended other than with passed or failed checks (an internal or collection error, or no check "
+    "selected), though it wrote a report; see its log in .torchgrade-batch/logs"
 )
 MSG_NO_MODULE = "the folder has no Python module (.py file)"
 MSG_ONLY_NOTEBOOKS = "; notebooks inside a folder are not graded ({notebooks}): submit the notebook itself"
@@ -658,7 +659,7 @@ def judge(job: Job, outcome: Outcome, data: dict[str, Any]) -> tuple[str, str]:
     if state != gradebook.STATUS_GRADED:
         return state, why
     if outcome["exit_code"] == grading.EXIT_INTERNAL:
-        return gradebook.STATUS_HARNESS_ERROR, MSG_ABNORMAL_EXIT.format(code=outcome["exit_code"])
+        return gradebook.STATUS_HARNESS_ERROR, MSG_ABNORMAL_EXIT
     if not data["checks"] or any(c["points"] > 0 or c["outcome"] == "passed" for c in data["checks"]):
         return gradebook.STATUS_GRADED, ""
     why = nothing_gradable(Path(job["submission"]), data.get("extraction"), interface_names(Path(job["assignment"])))
