@@ -10,6 +10,7 @@ import hashlib
 import inspect
 from pathlib import Path
 
+import _probes_gnn
 import numpy as np
 import torch
 
@@ -270,7 +271,7 @@ def submitted_layer_takes(sub, handout: str) -> bool:
 def layer_names(sub) -> dict[str, str]:
     """The submitted GraphAttentionLayer's parameter -> the handout's parameter it receives, by the
     engine's binding; what the grader's layer, lent to the submission's GAT, reads the GAT's calls by
-    (:func:`torchgrade.probes.graphs.build_with_lent_layer`). Empty where the signature cannot be bound."""
+    (``_probes_gnn.build_with_lent_layer``). Empty where the signature cannot be bound."""
     binding = layer_binding(sub)
     if binding is None:
         return {}
@@ -359,7 +360,7 @@ def layer_alpha(sub, layer, alpha: float) -> tuple[float, str]:
     default."""
     if submitted_layer_takes(sub, "alpha"):
         return alpha, ""
-    slopes = set(sub.apply(graph_probes.leaky_slopes, layer))
+    slopes = set(sub.apply(_probes_gnn.leaky_slopes, layer))
     fixed = slopes.pop() if len(slopes) == 1 else HANDOUT_ALPHA
     return fixed, f" (the layer takes no alpha; compared with its own slope {fixed:g})"
 
@@ -466,7 +467,10 @@ MSG_NOT_INDEPENDENT = (
 
 def _probe_code() -> str:
     """A digest of the worker-side code a training run uses (the loop and the grader's layer), for the cache key."""
-    return hashlib.sha256(Path(inspect.getsourcefile(graph_probes)).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for module in (graph_probes, _probes_gnn):
+        digest.update(Path(inspect.getsourcefile(module)).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def train_on(
@@ -507,7 +511,7 @@ def train_on(
     def lent_run(inputs) -> dict:
         args, kwargs = classifier_arguments(graph, model_name, budget)
         names = layer_names(submission)
-        built = submission.apply(graph_probes.build_with_lent_layer, submission.GAT, list(args), kwargs, names)
+        built = submission.apply(_probes_gnn.build_with_lent_layer, submission.GAT, list(args), kwargs, names)
         if "error" in built:
             raise CheckFailure(built["error"])
         layers = "; ".join(sorted(set(built["built"]), key=built["built"].index))

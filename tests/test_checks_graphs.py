@@ -26,6 +26,8 @@ from torchgrade.errors import CheckFailure
 from torchgrade.importfile import import_file
 from torchgrade.probes import graphs
 
+_probes_gnn = graders_module("_probes_gnn")  # CSC413 A4's lent attention layer
+
 
 def two_cluster_graph(n: int = 40) -> tuple[torch.Tensor, ...]:
     """Two classes told apart by the sign of the first feature; every other node is a test node."""
@@ -280,7 +282,7 @@ def test_bind_layer_call_maps_the_submitted_names_to_the_handout_s():
 
     names = {**RENAMED_NAMES, "p": "dropout"}  # the grader's binding by name (graders/_gnn.py: layer_names)
     call = {"concat": False, "leaky_relu_negative_slope": 0.3}
-    values, ignored = graphs.bind_layer_call(layer, (4, 6, 2), call, names)
+    values, ignored = _probes_gnn.bind_layer_call(layer, (4, 6, 2), call, names)
     assert values == {
         "in_features": 4,
         "out_features": 6,
@@ -296,7 +298,7 @@ def test_bind_layer_call_takes_unnamed_sizes_in_order_and_handout_defaults():
     def layer(self, d_in, d_out, k):  # names the grader does not know; no is_concat, dropout or alpha
         pass
 
-    values, _ = graphs.bind_layer_call(layer, (3, 8, 4), {})
+    values, _ = _probes_gnn.bind_layer_call(layer, (3, 8, 4), {})
     assert values == {
         "in_features": 3,
         "out_features": 8,
@@ -305,14 +307,16 @@ def test_bind_layer_call_takes_unnamed_sizes_in_order_and_handout_defaults():
         "dropout": 0.6,
         "alpha": 0.2,
     }
-    values, _ = graphs.bind_layer_call(lambda self, a, b, h, average=False: None, (3, 8, 2), {"average": True})
+    values, _ = _probes_gnn.bind_layer_call(lambda self, a, b, h, average=False: None, (3, 8, 2), {"average": True})
     assert values["is_concat"] is False
-    values, _ = graphs.bind_layer_call(lambda self, in_features, out_features, dropout, alpha: None, (3, 8, 0, 1), {})
+    values, _ = _probes_gnn.bind_layer_call(
+        lambda self, in_features, out_features, dropout, alpha: None, (3, 8, 0, 1), {}
+    )
     assert values == {"in_features": 3, "out_features": 8, "n_heads": 1, "is_concat": True, "dropout": 0, "alpha": 1}
     with pytest.raises(TypeError, match="gives no out_features"):
-        graphs.bind_layer_call(lambda self, a, concat: None, (3, True), {})
+        _probes_gnn.bind_layer_call(lambda self, a, concat: None, (3, True), {})
     with pytest.raises(TypeError):  # the call does not fit the submitted signature
-        graphs.bind_layer_call(lambda self, a, b, c: None, (3, 8, 2, 1), {})
+        _probes_gnn.bind_layer_call(lambda self, a, b, c: None, (3, 8, 2, 1), {})
 
 
 @pytest.mark.parametrize("concat", [True, False])
@@ -320,7 +324,7 @@ def test_correct_attention_layer_equals_the_reference_layer(tmp_path, concat):
     reference = load_module(tmp_path, REFERENCE_GNN, "reference_gnn_layer")
     torch.manual_seed(0)
     expected = reference.GraphAttentionLayer(5, 6 if concat else 3, 2, is_concat=concat, alpha=0.3).eval()
-    layer = graphs.CorrectAttentionLayer(5, 6 if concat else 3, 2, is_concat=concat, alpha=0.3).eval()
+    layer = _probes_gnn.CorrectAttentionLayer(5, 6 if concat else 3, 2, is_concat=concat, alpha=0.3).eval()
     layer.load_state_dict(expected.state_dict(), strict=False)
     layer.W.weight.data.copy_(expected.W.weight)
     layer.attention.weight.data.copy_(expected.attention.weight)
@@ -336,7 +340,7 @@ def test_correct_attention_layer_equals_the_reference_layer(tmp_path, concat):
 def test_lent_layer_builds_a_gat_by_the_submitted_signature_and_puts_the_class_back(tmp_path):
     module = load_module(tmp_path, RENAMED_GNN, "renamed_gnn")
     submitted = module.GraphAttentionLayer
-    built = graphs.build_with_lent_layer(module.GAT, [10, 16, 3, 0.5], {"n_heads": 4, "alpha": 0.1}, RENAMED_NAMES)
+    built = _probes_gnn.build_with_lent_layer(module.GAT, [10, 16, 3, 0.5], {"n_heads": 4, "alpha": 0.1}, RENAMED_NAMES)
     assert module.GraphAttentionLayer is submitted
     assert built["built"] == [
         "GraphAttentionLayer(in_features=10, out_features=16, n_heads=4, is_concat=True, dropout=0.5, alpha=0.1)",
@@ -350,14 +354,14 @@ def test_lent_layer_builds_a_gat_by_the_submitted_signature_and_puts_the_class_b
 
 def test_lent_layer_says_why_it_cannot_stand_in(tmp_path):
     no_layer = load_module(tmp_path, "from torch import nn\nclass GAT(nn.Module):\n    pass\n", "no_layer_gnn")
-    assert "defines no class GraphAttentionLayer" in graphs.build_with_lent_layer(no_layer.GAT, [], {})["error"]
+    assert "defines no class GraphAttentionLayer" in _probes_gnn.build_with_lent_layer(no_layer.GAT, [], {})["error"]
     other_name = load_module(tmp_path, OTHER_NAME_GNN, "other_name_gnn")
-    result = graphs.build_with_lent_layer(other_name.GAT, [10, 16, 3, 0.5], {"n_heads": 4}, RENAMED_NAMES)
+    result = _probes_gnn.build_with_lent_layer(other_name.GAT, [10, 16, 3, 0.5], {"n_heads": 4}, RENAMED_NAMES)
     assert result == {"error": "the GAT built no layer through the name GraphAttentionLayer"}
     assert other_name.GraphAttentionLayer is other_name.Layer
     too_many = load_module(tmp_path, RENAMED_GNN.replace("concat=False)", "concat=False, bias=True)"), "too_many_gnn")
     with pytest.raises(TypeError, match="bias"):  # a call the submitted layer could not take either
-        graphs.build_with_lent_layer(too_many.GAT, [10, 16, 3, 0.5], {}, RENAMED_NAMES)
+        _probes_gnn.build_with_lent_layer(too_many.GAT, [10, 16, 3, 0.5], {}, RENAMED_NAMES)
     assert too_many.GraphAttentionLayer.__module__ == "too_many_gnn"  # put back after the failure
 
 
