@@ -227,41 +227,45 @@ N_SCENES = {"n_train": 512, "n_val": 128}
 # on one thread; see train_segmenter), 0.3 s more to draw the scenes.
 UNET_BUDGET = {"steps": 100, "batch_size": 8, "lr": 3e-3}
 UNET_TRAIN_SEED = 404
+#: The seeds of the run with skips, in turn: the next only where the run stayed under LEARN_THRESHOLD.
+UNET_TRAIN_SEEDS = (UNET_TRAIN_SEED, UNET_TRAIN_SEED + 1)
 #: CPU seconds one training run may use (machine load does not count), against a runaway submission:
 #: about 5 times what the reference uses (20-23 s).
 TRAIN_CPU_BUDGET = 120
-# Thresholds, measured with the UNet calibration script on the reference solution (training seeds
-# 0-19) and on correct UNets written other ways (--arch; fewer seeds, the machine being shared: a run
-# took 20-30 s of CPU, 100-370 s of wall-clock time under the load of the day); mean IoU over the 11
-# classes on the 128 validation scenes:
+# Thresholds, measured with the UNet calibration script on the reference solution and on correct UNets
+# written other ways (--arch), training seeds 0-19 each (issue 17: 20 seeds of every architecture but the
+# two marked); mean IoU over the 11 classes on the 128 validation scenes:
 # * with skips, min / mean per architecture (--arch):
-#     reference (one conv-BN-ReLU per block, 64/128, transposed conv), 20 seeds: 0.723 / 0.865
-#     double (two conv-BN-ReLU per block), 3 seeds: 0.728 / 0.874
-#     bilinear (nn.Upsample + conv instead of the transposed conv), 3 seeds: 0.681 / 0.829
-#     narrow (half the widths, 32/64), 5 seeds: 0.669 / 0.819
-#     no_bn (conv-ReLU with biases, no batch norm), 5 seeds: 0.472 / 0.511 (max 0.557)
+#     reference (one conv-BN-ReLU per block, 64/128, transposed conv): 0.723 / 0.865
+#     double (two conv-BN-ReLU per block, the issue's student): 0.400 / 0.883 (19 seeds at 0.697 or more;
+#       seed 19 at 0.400: a slow start, its loss still high after the 100 steps)
+#     bilinear (nn.Upsample + conv instead of the transposed conv): 0.580 / 0.845
+#     narrow (half the widths, 32/64): 0.540 / 0.820
+#     no_bn (conv-ReLU with biases, no batch norm): 0.403 / 0.534 (2 of 20 under 0.41)
 #     double_no_bn (the UNet paper's two conv-ReLU, no batch norm), 4 seeds: 0.217 / 0.520
 #       (0.677, 0.599, 0.217, 0.587: on seed 2 its loss was still 0.76 after the 100 steps)
-#   Without batch norm a UNet learns the strokes far more slowly in 100 steps (the issue's
-#   double-convolution UNet, 0.459 under the old threshold of 0.6, was most likely one), so the
-#   threshold sits below the no_bn runs: at least 0.4, 0.07 under the lowest no_bn run and 0.27
-#   under the lowest run with batch norm. The bugs stay under it: a UNet whose Up never upsamples
-#   (the skips pooled to the low resolution, the logits scaled up 4x) reaches 0.298-0.328 (seeds
-#   0-4; max 0.328, 0.07 under the threshold); one that predicts the background everywhere
-#   (the hostile case unet_cannot_learn) ~0.09; skips added to the upsampled input instead of
-#   concatenated, 0.843-0.961 (only Up's contract catches them). Not separable at this budget: a
-#   double convolution without batch norm whose run stalls (0.217, under the bugs); a larger budget
-#   (more steps) would need a new calibration of every architecture and the bugs.
+#   Correct UNets start slowly on about one seed in twenty (double seed 19, double_no_bn seed 2) and
+#   without batch norm learn the strokes far more slowly in 100 steps (the issue's double-convolution
+#   UNet, 0.459 under the old threshold of 0.6, was most likely one). So the run with skips is repeated
+#   from the next seed (UNET_TRAIN_SEEDS) where it stays under the threshold, the better run kept, and the
+#   threshold sits between the bugs and the slowest correct runs: at least 0.36 (it was 0.4, which the
+#   20-seed runs of double and no_bn met with 0.000 and 0.003 to spare). The bugs stay under it: a UNet
+#   whose Up never upsamples (the skips pooled to the low resolution, the logits scaled up 4x) reaches
+#   0.298-0.328 (seeds 0-4; max 0.328, 0.03 under the threshold); one that predicts the background
+#   everywhere (the hostile case unet_cannot_learn) ~0.09; skips added to the upsampled input instead of
+#   concatenated, 0.843-0.961 (only Up's contract catches them). With the retry, a correct UNet fails only
+#   where two seeds in a row start slowly (about 1 in 400 for the architectures measured).
 # * without skips: reference min 0.260, mean 0.382, max 0.479; double 0.207-0.290; no_bn 0.139-0.154.
-# * with minus without, paired by seed: reference min 0.304, mean 0.483, max 0.647; double
-#   0.498-0.753 (3 seeds); no_bn 0.318-0.418 (2 seeds) -> at least 0.2. Added skips gain
+# * with minus without, paired by seed (3 and 2 seeds for double and no_bn): reference min 0.304, mean
+#   0.483, max 0.647; double 0.498-0.753; no_bn 0.318-0.418 -> at least 0.2. Added skips gain
 #   0.377-0.574 and pass, as they should; the UNet that never upsamples gains -0.017-0.037; a UNet
 #   that ignores disable_skip_connections gains exactly 0 on every seed: it trains the same model twice.
-LEARN_THRESHOLD = 0.4
+LEARN_THRESHOLD = 0.36
 SKIP_MARGIN = 0.2
 CALIBRATION = (
-    "the lowest run of correct UNets (the reference over 20 training seeds; double convolutions, bilinear "
-    "upsampling, other widths, no batch norm over fewer) minus a margin (numbers in graders/_unet.py)"
+    "between the bugs' highest run and the lowest of correct UNets (the reference, double convolutions, bilinear "
+    "upsampling, half the widths, no batch norm: 20 training seeds each); a run under it is repeated from the "
+    "next seed (numbers in graders/_unet.py)"
 )
 
 
@@ -275,13 +279,15 @@ def budget_text() -> str:
     return ", ".join(f"{k}={v:g}" for k, v in UNET_BUDGET.items())
 
 
-def train_unet(submission, grade_cache, data: dict[str, torch.Tensor], disable: bool) -> dict:
-    """Train ``UNet(disable_skip_connections=disable)`` with the grader's loop and score its
+def train_unet(
+    submission, grade_cache, data: dict[str, torch.Tensor], disable: bool, seed: int = UNET_TRAIN_SEED
+) -> dict:
+    """Train ``UNet(disable_skip_connections=disable)`` with the grader's loop from ``seed`` and score its
     predictions on the validation scenes, whose labels stay here; cached per graded code."""
     label = f"UNet(disable_skip_connections={disable})"
 
     def run() -> dict:
-        submission.seed(UNET_TRAIN_SEED)
+        submission.seed(seed)
         submission.set_cpu_budget(TRAIN_CPU_BUDGET)
         try:
             model = submission.UNet(disable_skip_connections=disable)
@@ -292,7 +298,7 @@ def train_unet(submission, grade_cache, data: dict[str, torch.Tensor], disable: 
                 data["train_labels"],
                 data["val_images"],
                 num_classes=scenes.N_CLASSES,
-                seed=UNET_TRAIN_SEED,
+                seed=seed,
                 **UNET_BUDGET,
             )
         finally:
@@ -303,13 +309,40 @@ def train_unet(submission, grade_cache, data: dict[str, torch.Tensor], disable: 
             result = {"error": str(error)}
         if "error" in result:
             raise CheckFailure(f"training {label} on the synthetic scenes ({budget_text()}): {result['error']}.")
-        return result
+        return {**result, "seed": seed}
 
-    params = {**UNET_BUDGET, **N_SCENES, "data_seed": SEGMENTATION_SEED, "seed": UNET_TRAIN_SEED, "disable": disable}
+    params = {**UNET_BUDGET, **N_SCENES, "data_seed": SEGMENTATION_SEED, "seed": seed, "disable": disable}
     # Training never calls mean_iou (the grader scores with its own IoU): samples that differ only
     # there share the runs.
     return grade_cache.compute(
         f"unet-{'without' if disable else 'with'}-skips", ("unet",), params, run, ignore=("mean_iou",)
+    )
+
+
+def skip_run_with_retry(submission, grade_cache, data: dict[str, torch.Tensor]) -> dict:
+    """The run with skip connections from the first of UNET_TRAIN_SEEDS and, where it stays under
+    LEARN_THRESHOLD, from the next (a slow start that correct UNets have on about one seed in twenty, see the
+    calibration above); the better run, with ``retried`` listing each run's seed and mean IoU. The run
+    without skips is trained from the seed of the run kept (the gain is paired by seed)."""
+    runs = []
+    for seed in UNET_TRAIN_SEEDS:
+        runs.append(train_unet(submission, grade_cache, data, disable=False, seed=seed))
+        if runs[-1]["mean_iou"] >= LEARN_THRESHOLD:
+            break
+    best = max(runs, key=lambda run: run["mean_iou"])
+    if len(runs) > 1:
+        best = {**best, "retried": [{"seed": run["seed"], "mean_iou": round(run["mean_iou"], 4)} for run in runs]}
+    return best
+
+
+def retry_note(run: dict) -> str:
+    """What the message says of a run repeated from the next seed; empty if it was not."""
+    if "retried" not in run:
+        return ""
+    first = run["retried"][0]
+    return (
+        f" (the run from seed {first['seed']} stayed at {first['mean_iou']:.3f}, so it was repeated from the next "
+        f"seed and the better run kept: seed {run['seed']})"
     )
 
 
@@ -323,6 +356,8 @@ def run_evidence(run: dict) -> dict:
         },
         "final_training_loss": round(run["final_loss"], 4),
         "pixel_accuracy": round(run["pixel_accuracy"], 4),
+        "seed": run.get("seed", UNET_TRAIN_SEED),
+        **({"runs from each seed": run["retried"]} if "retried" in run else {}),
     }
 
 
@@ -333,7 +368,8 @@ def skip_gain_message(skip_run: dict, no_skip_run: dict) -> str:
         f"UNet's validation mean IoU was {skip_run['mean_iou']:.3f} with skip connections and "
         f"{no_skip_run['mean_iou']:.3f} without, a gain of {gain:.3f}; at least {SKIP_MARGIN:.3f} is needed. Run: "
         f"UNet(disable_skip_connections=False) and UNet(disable_skip_connections=True) trained by the "
-        f"grader with the same seed ({budget_text()}) on synthetic 1-pixel-wide line drawings, whose "
+        f"grader with the same seed ({skip_run.get('seed', UNET_TRAIN_SEED)}; {budget_text()}) on synthetic "
+        f"1-pixel-wide line drawings, whose "
         f"pixels only the skips can place. Threshold: {CALIBRATION}."
     )
     if skip_run["per_class_iou"] == no_skip_run["per_class_iou"]:
