@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from torchgrade.instructor import cli, grading
+from torchgrade.instructor import batch, cli, grading
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,9 @@ def test_every_subcommand_accepts_the_assignment():
     [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for name, command in commands.choices.items():
         if name == "batch":
-            continue  # it parses its own arguments after the subcommand (torchgrade.instructor.batch)
+            # It parses its own arguments after the subcommand (torchgrade.instructor.batch).
+            assert "--assignment" in batch.build_parser()._option_string_actions
+            continue
         nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
         leaves = [_subparser(command, leaf) for leaf in nested[0].choices] if nested else [command]
         for leaf in leaves:
@@ -64,3 +66,17 @@ def test_grade_help_describes_every_option(capsys):
     out = capsys.readouterr().out
     for action in grade._actions:
         assert (action.option_strings or [action.dest])[0] in out
+
+
+def test_batch_takes_the_assignment_after_the_subcommand_too(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_run_batch(submissions, *, assignment, **options):
+        seen["assignment"] = assignment
+        raise batch.BatchUsageError("stopped by the test")
+
+    monkeypatch.setattr(batch, "run_batch", fake_run_batch)
+    monkeypatch.setattr(batch.grading, "only_args", lambda assignment, only: [])
+    argv = ["--assignment", "a", "batch", str(tmp_path), "--out", str(tmp_path / "o"), "--assignment", "b"]
+    assert cli.main(argv) == grading.EXIT_USAGE
+    assert seen["assignment"] == Path("b")

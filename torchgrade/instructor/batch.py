@@ -925,6 +925,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry-failed", action="store_true", help=HELP_RETRY)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     parser.add_argument("--only", metavar="ID", default=None, help=grading.HELP_ONLY)
+    parser.add_argument(
+        "--assignment",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="the assignment's folder (also accepted before the subcommand; this one wins)",
+    )
     return parser
 
 
@@ -947,8 +953,9 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         options = build_parser().parse_args(own)
     except SystemExit as exc:
         return grading.EXIT_USAGE if exc.code else grading.EXIT_OK
+    assignment = getattr(options, "assignment", args.assignment)
     try:
-        pytest_args = [*grading.only_args(args.assignment, options.only), *pytest_args]
+        pytest_args = [*grading.only_args(assignment, options.only), *pytest_args]
     except TorchgradeError as exc:
         print(f"torchgrade batch: {exc}", file=sys.stderr)
         return grading.EXIT_USAGE
@@ -960,7 +967,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         result = run_batch(
             options.submissions,
             out=options.out,
-            assignment=args.assignment,
+            assignment=assignment,
             jobs=options.jobs,
             scheduler=options.scheduler,
             isolation=options.isolation,
