@@ -4,7 +4,7 @@ which shoes a training loop used, and the memorisation run of Q4b with its calib
 
 One bug, one deduction: Q4b trains the submission's CNNChannel with its train_model, and runs the parts
 of Q1c/Q1d, Q3b and Q4a first to lend the grader's version of a unit that failed its own check (the
-pair builders, the model of :mod:`torchgrade.probes.pair_classifier`, or its training loop).
+pair builders, the model of ``_probes_shoes.py``, or its training loop).
 
 Runs on the grader side: a submission's objects are reached only through the ``sub`` proxy, and
 what must run next to them comes from :mod:`torchgrade.probes`.
@@ -19,12 +19,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import _probes_shoes as pair_classifier
 import numpy as np
 import torch
 
 from torchgrade.checks import shapes
 from torchgrade.errors import CheckFailure, MissingName, StudentTimeout
-from torchgrade.probes import pair_classifier, params, substitute
+from torchgrade.probes import params, substitute
 from torchgrade.probes import training as training_probes
 
 #: Height and width of one shoe photo; a pair image is ``[2 * SIZE, SIZE]`` (left shoe on top).

@@ -1,4 +1,4 @@
-"""Tests of the grader's classifier of two images and its training loop (torchgrade/probes/pair_classifier.py),
+"""Tests of the grader's classifier of two images and its training loop (graders/_probes_shoes.py),
 which the shoe grader's Q4b lends where a submission's model or loop failed its own check."""
 
 from __future__ import annotations
@@ -8,14 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _toys import graders_module
 
 from torchgrade.importfile import import_file
 from torchgrade.instructor.release import find_leaks
-from torchgrade.probes import pair_classifier
-from torchgrade.probes.pair_classifier import NCHW, TRANSPOSED, PairClassifier, to_batch, train_pair_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 ref = import_file(ROOT / "reference/shoes.py", "_torchgrade_reference_shoes_pc")
+pair_classifier = graders_module("_probes_shoes")  # the shoe grader's probe module
+NCHW, TRANSPOSED, PairClassifier = pair_classifier.NCHW, pair_classifier.TRANSPOSED, pair_classifier.PairClassifier
+to_batch, train_pair_classifier = pair_classifier.to_batch, pair_classifier.train_pair_classifier
 
 
 def test_takes_both_layouts_and_gives_two_logits():
@@ -62,5 +64,5 @@ def test_the_loop_trains_balanced_steps_and_lowers_the_loss():
 def test_the_probe_is_not_the_reference_code(tmp_path):
     release = tmp_path / "release"
     release.mkdir()
-    shutil.copy(pair_classifier.__file__, release / "pair_classifier.py")
+    shutil.copy(pair_classifier.__file__, release / "_probes_shoes.py")
     assert find_leaks(release, reference_dir=ROOT / "reference", template_dir=ROOT / "student_template") == []

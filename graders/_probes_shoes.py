@@ -1,7 +1,8 @@
-"""Probes of a classifier of two images: the grader's own model and training loop, lent to a check that
-grades the other one of the two.
+"""Probes of ``test_shoes.py``'s Q4b, a classifier of two images: the grader's own model and training
+loop, lent to a check that grades the other one of the two.
 
-Runs on the worker side (through ``Submission.apply``): training needs autograd through the model, so it
+Runs on the worker side (through ``Submission.apply``; a probe module, sent there as source in
+process isolation): training needs autograd through the model, so it
 runs where the model lives. A check that trains a submitted model with a submitted training loop pays
 for a bug in either; where one of them failed its own check, the grader lends its correct version:
 
@@ -26,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+__torchgrade_probes__ = True
 
 #: Layouts a training batch may take: NCHW ``[B, 3, 2H, W]``, or its height and width swapped.
 NCHW, TRANSPOSED = "NCHW", "transposed"
