@@ -193,21 +193,38 @@ def test_the_repository_s_manifest_matches_the_graders_markers():
     }
 
 
-#: Libraries of checks and probes for families of models (an LSTM, a graph attention layer): they name
-#: the layers they grade, as the graders that call them do; the engine around them names nothing.
-FAMILY_LIBRARIES = ("checks", "probes")
+#: Modules of torchgrade/ that still name an assignment, each with why; everything else, checks/ and
+#: probes/ included, names none (an assignment's own probes and checks live with its graders:
+#: graders/_probes_<topic>.py, applied through their source, and the graders' private modules).
+STILL_TO_MOVE = {
+    # CSC413 A4's UNet loop and IoU: moved once the lead's calibration that imports them is done.
+    "probes/segmentation.py": "CSC413 A4's UNet training loop",
+    "checks/segmentation.py": "CSC413 A4's mean_iou reading",
+    # A parameter named ``answers`` (the word, not the shoes' module); substitute.py is the lead's to rename.
+    "probes/substitute.py": "a variable named answers",
+}
+#: torch's own namespaces: ``nn.LSTM`` is torch's layer, not an assignment's name.
+TORCH_NAMESPACES = ("torch", "nn", "F")
+
+
+def _torch_attribute(node: ast.Attribute) -> bool:
+    root = node.value
+    while isinstance(root, ast.Attribute):
+        root = root.value
+    return isinstance(root, ast.Name) and root.id in TORCH_NAMESPACES
 
 
 def test_the_engine_names_no_assignment():
     """The engine knows no course: no assignment id, template module or public name of the manifest
-    appears in torchgrade/'s code outside the family libraries (docstrings and comments may give
-    examples; in strings only ids and public names count, ``answers`` being also a word)."""
+    appears in torchgrade/'s code, its probes and checks included, but for :data:`STILL_TO_MOVE`
+    (docstrings and comments may give examples; in strings only ids and public names count,
+    ``answers`` being also a word; torch's own ``nn.LSTM`` is no assignment's)."""
     repo = assignments.load(ROOT)
     strings = set(repo.ids) | set(repo.name_to_module())
     words = strings | set(repo.modules())
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        if path.relative_to(PACKAGE).parts[0] in FAMILY_LIBRARIES:
+        if path.relative_to(PACKAGE).as_posix() in STILL_TO_MOVE:
             continue
         tree = ast.parse(path.read_text())
         docstrings = {
@@ -222,11 +239,14 @@ def test_the_engine_names_no_assignment():
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 hits = strings & set(re.findall(r"(?<![.\w])[A-Za-z_][\w-]*", node.value))
                 found += [f"{path.relative_to(ROOT)}:{node.lineno} {sorted(hits)}" for _ in [0] if hits]
-            elif isinstance(node, ast.Name | ast.Attribute):
+            elif isinstance(node, ast.Name | ast.Attribute) and not (
+                isinstance(node, ast.Attribute) and _torch_attribute(node)
+            ):
                 name = node.id if isinstance(node, ast.Name) else node.attr
                 if name in words:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
     assert found == []
+    assert all((PACKAGE / rel).is_file() for rel in STILL_TO_MOVE), "a module moved: take it off STILL_TO_MOVE"
 
 
 def test_the_gradebook_gives_a_subtotal_per_assignment_when_there_are_several():

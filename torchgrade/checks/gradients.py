@@ -1,7 +1,7 @@
 """Gradients by torch autograd of the grader's own float64 function. Grader side.
 
-:func:`autograd_gradients` is the exact expectation for a submitted backward pass (UvA DL1 A2
-question 1.1). The second opinion, central finite differences of the submitted forward pass, runs
+:func:`autograd_gradients` is the exact expectation for a submitted backward pass (e.g. of a
+convolution written in NumPy). The second opinion, central finite differences of the submitted forward pass, runs
 next to that forward: :func:`torchgrade.probes.gradients.numerical_gradients`.
 """
 

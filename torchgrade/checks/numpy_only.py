@@ -1,4 +1,4 @@
-"""Judging the NumPy-only rule (UvA DL1 A2 question 1.1). Grader side.
+"""Judging a NumPy-only rule (a handout that forbids torch in some functions). Grader side.
 
 The submitted functions are read and traced where they live by
 :func:`torchgrade.probes.numpy_only.audit`, which returns what it found as plain data; this module

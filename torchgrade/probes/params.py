@@ -1,4 +1,4 @@
-"""Parameter counts and shapes of a model, for the parameter-count questions (e.g. shoes Q3d).
+"""Parameter counts and shapes of a model, for questions that ask for a parameter count.
 
 The expected count of a question is written by hand in the submission's answers; these functions
 measure the model itself, so a grader can compare the two exactly. They import only torch and the

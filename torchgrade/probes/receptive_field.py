@@ -1,4 +1,4 @@
-"""Receptive fields measured on a model itself, with autograd (e.g. shoes Q3f).
+"""Receptive fields measured on a model itself, with autograd.
 
 A student's hand-computed receptive fields are checked against the model they submitted, not
 against a fixed architecture: the check finds every downsampling operation the model's forward
@@ -34,9 +34,9 @@ Why the measurement is set up as it is:
 * **Which unit.** The unit starts at the centre of the feature map and is moved, by the known
   stride of the downsamplings so far, until its field lies strictly inside the measured region of
   the input (so image borders and the region's edges do not truncate it), or until it cannot get
-  any closer. This matters with ``half`` (one of :data:`HALVES`): a ``CNN`` that sees the two
-  shoes stacked on the height axis has its centre unit on the border between them, while a
-  ``CNNChannel`` that slices the input into halves and stacks them on channels has a centre unit
+  any closer. This matters with ``half`` (one of :data:`HALVES`): a model that sees two
+  images stacked on the height axis has its centre unit on the border between them, while one
+  that slices the input into halves and stacks them on channels has a centre unit
   whose field appears once in each half; only the part inside the chosen half is measured.
 
 Only torch and the standard library are imported: this module may run inside the worker
