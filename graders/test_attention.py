@@ -3,7 +3,7 @@ and its norm bound (1.2.1), linear attention (1.3.1), and convolution and max po
 attention with relative-position scores (1.4.1, 1.4.2).
 
 How the checks know the answers (helpers in ``_attention.py``): the definitions computed in float64,
-quadratically, with autograd for the Jacobian (:mod:`torchgrade.checks.attention`), and torch's own
+quadratically, with autograd for the Jacobian (``_attention.py``), and torch's own
 ``conv1d`` and ``max_pool1d``; the bound is tested on the Jacobians themselves, for being valid and for
 being tight; the linear attention's memory is watched while it runs.
 """
