@@ -1,6 +1,6 @@
 """Calibrate the ablation thresholds of graders/test_unet.py (kept in graders/_unet.py): train a
 submission's UNet (the reference by default) with and without skip connections with the grader's
-own loop (torchgrade.probes.segmentation), budget and scoring (torchgrade.checks.segmentation),
+own loop (torchgrade.probes.segmentation), budget and scoring (graders/_unet.py),
 over many training seeds, and print min / mean / max of the validation mean IoU of each variant
 and of the gain from the skips (paired by seed), with how many seeds pass the grader's current
 thresholds.
@@ -38,10 +38,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "graders"))
 
 import _unet  # noqa: E402  (the grader's budget, seeds, scenes and thresholds)
+import _unet as segmentation  # noqa: E402  (the grader's IoU and scoring)
 
 from fixtures import samples  # noqa: E402
 from fixtures import segmentation as scenes  # noqa: E402
-from torchgrade.checks import segmentation  # noqa: E402
 from torchgrade.importfile import import_file  # noqa: E402
 from torchgrade.probes import segmentation as segmentation_probes  # noqa: E402
 

@@ -7,16 +7,19 @@ blocks return (:func:`torchgrade.probes.segmentation.skip_probe`, run next to th
 ablation trains the submitted ``UNet`` with and without skips with the grader's loop
 (:func:`torchgrade.probes.segmentation.train_segmenter`) on the synthetic line drawings of
 ``fixtures/segmentation.py``, once per variant and submission, and scores the predicted label maps
-with the grader's own IoU (:func:`torchgrade.checks.segmentation.class_iou`).
+with the grader's own IoU (:func:`class_iou`, the last section).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from fixtures import segmentation as scenes
-from torchgrade.checks import segmentation, shapes
+from torchgrade.checks import shapes
 from torchgrade.errors import CheckFailure, NotImplementedYet, StudentError
 from torchgrade.probes import segmentation as segmentation_probes
 
@@ -182,8 +185,8 @@ def noisy_labels(
 
 def iou_alternatives(pred: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, float]:
     """What common mistakes return, to name a mistake in the message."""
-    ious = segmentation.class_iou(pred, target, num_classes)
-    matrix = segmentation.confusion_matrix(pred, target, num_classes)
+    ious = class_iou(pred, target, num_classes)
+    matrix = confusion_matrix(pred, target, num_classes)
     intersections = np.trace(matrix)
     unions = matrix.sum(axis=0).sum() + matrix.sum(axis=1).sum() - intersections
     absent_as_zero = sum(v or 0.0 for v in ious) / num_classes
@@ -203,7 +206,7 @@ def check_mean_iou(sub, pred: np.ndarray, target: np.ndarray, num_classes: int) 
     got = shapes.as_array(value, who, shape_hint="[] (a number)", allow_sequences=True)
     if got.size != 1:
         raise CheckFailure(shapes.MSG_SHAPE.format(who=who, got=shapes.shape_text(got.shape), expected="[] (a number)"))
-    expected = segmentation.mean_of_present(segmentation.class_iou(pred, target, num_classes))
+    expected = mean_of_present(class_iou(pred, target, num_classes))
     try:
         shapes.check_close(got.reshape(()), expected, who, atol=IOU_ATOL, rtol=0)
     except CheckFailure as failure:
@@ -304,7 +307,7 @@ def train_unet(
         finally:
             submission.set_cpu_budget(None)
         try:
-            result = segmentation.score_training_run(result, data["val_labels"], scenes.N_CLASSES)
+            result = score_training_run(result, data["val_labels"], scenes.N_CLASSES)
         except ValueError as error:
             result = {"error": str(error)}
         if "error" in result:
@@ -375,3 +378,86 @@ def skip_gain_message(skip_run: dict, no_skip_run: dict) -> str:
     if skip_run["per_class_iou"] == no_skip_run["per_class_iou"]:
         message += " Both runs gave identical results: does UNet ignore disable_skip_connections?"
     return message
+
+
+# -- the grader's IoU and the scoring of a training run --------------------------------------------
+# -- intersection over union -------------------------------------------------------------------------
+def confusion_matrix(pred: Any, target: Any, num_classes: int) -> np.ndarray:
+    """``M[t, p]`` = pixels of true class ``t`` predicted as ``p``, over all pixels.
+
+    Args:
+        pred, target: integer class indices of one shape (tensors or arrays), values in
+            ``[0, num_classes)``.
+
+    Raises:
+        ValueError: on different shapes or values outside the classes.
+    """
+    pred, target = _indices(pred), _indices(target)
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {list(pred.shape)} and target {list(target.shape)} differ in shape")
+    for name, values in (("prediction", pred), ("target", target)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"the {name} holds classes outside 0-{num_classes - 1}")
+    flat = target.ravel() * num_classes + pred.ravel()
+    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _indices(values: Any) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values).astype(np.int64)
+
+
+def iou_from_confusion(matrix: np.ndarray) -> list[float | None]:
+    """Per-class IoU ``M[c, c] / (row c + column c - M[c, c])``; None where the union is empty."""
+    intersection = np.diag(matrix).astype(np.float64)
+    union = matrix.sum(axis=0) + matrix.sum(axis=1) - intersection
+    return [float(i / u) if u else None for i, u in zip(intersection, union, strict=True)]
+
+
+def class_iou(pred: Any, target: Any, num_classes: int) -> list[float | None]:
+    """Per-class IoU of a predicted label map (see the module docstring for absent classes).
+
+    Returns:
+        ``num_classes`` entries: the IoU in [0, 1], or None for a class absent from both.
+    """
+    return iou_from_confusion(confusion_matrix(pred, target, num_classes))
+
+
+def mean_of_present(ious: Sequence[float | None]) -> float:
+    """Mean over the classes that have an IoU; NaN when none has."""
+    present = [v for v in ious if v is not None]
+    return float(np.mean(present)) if present else float("nan")
+
+
+# -- scoring a training run ----------------------------------------------------------------------------
+def score_training_run(run: dict[str, Any], labels: Any, num_classes: int) -> dict[str, Any]:
+    """Score what :func:`torchgrade.probes.segmentation.train_segmenter` returned against the labels.
+
+    Args:
+        run: the probe's ``{"losses", "predictions"}``, or its ``{"error"}`` (returned as it is).
+        labels: ``(N, H, W)`` true class indices of the validation images.
+        num_classes: classes of the labels.
+
+    Returns:
+        ``{"losses", "final_loss": mean of the last 10 losses, "per_class_iou", "mean_iou",
+        "pixel_accuracy"}``, or ``run`` itself when it holds an ``"error"``.
+
+    Raises:
+        ValueError: the run holds no predictions, or predictions of another shape than ``labels``
+            or outside the classes.
+    """
+    if "error" in run:
+        return run
+    predictions, losses = run.get("predictions"), run.get("losses")
+    if not isinstance(predictions, (torch.Tensor, np.ndarray)) or not isinstance(losses, list) or not losses:
+        raise ValueError(f"the training run returned {sorted(run)}; expected losses and predictions")
+    matrix = confusion_matrix(predictions, labels, num_classes)
+    ious = iou_from_confusion(matrix)
+    return {
+        "losses": losses,
+        "final_loss": float(np.mean(losses[-10:])),
+        "per_class_iou": ious,
+        "mean_iou": mean_of_present(ious),
+        "pixel_accuracy": float(np.trace(matrix) / matrix.sum()),
+    }

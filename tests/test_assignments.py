@@ -197,9 +197,6 @@ def test_the_repository_s_manifest_matches_the_graders_markers():
 #: probes/ included, names none (an assignment's own probes and checks live with its graders:
 #: graders/_probes_<topic>.py, applied through their source, and the graders' private modules).
 STILL_TO_MOVE = {
-    # CSC413 A4's UNet loop and IoU: moved once the lead's calibration that imports them is done.
-    "probes/segmentation.py": "CSC413 A4's UNet training loop",
-    "checks/segmentation.py": "CSC413 A4's mean_iou reading",
     # A parameter named ``answers`` (the word, not the shoes' module); substitute.py is the lead's to rename.
     "probes/substitute.py": "a variable named answers",
 }

@@ -1,12 +1,11 @@
-"""Probes of a segmentation network (CSC413 A4 part 4): the grader's UNet training loop, and how
-much the skip connections of a UNet matter. Worker side.
+"""Probes of a segmentation network: the grader's training loop, and how much the skip connections of
+an encoder-decoder (a UNet) matter. Worker side.
 
 Both need the submitted model itself (autograd, forward hooks), so they run where it lives
 (``Submission.apply``): with process isolation, inside the worker. They take and return plain data
 (tensors, numbers, names) and import only torch and :mod:`torchgrade.probes.training`. The
 training loop returns the predicted label maps of the validation images, not a score: the grader
-compares them with labels that never leave the grader process
-(:func:`torchgrade.checks.segmentation.score_training_run`).
+compares them with labels that never leave the grader process (its own IoU).
 """
 
 from __future__ import annotations
