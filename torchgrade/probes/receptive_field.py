@@ -123,7 +123,7 @@ def downsampling_receptive_fields(
         input_shape: Shape of the all-ones input fed to a positive copy of ``model``.
         half: ``None`` to measure over the whole input; ``"top"`` (rows ``0 .. H//2 - 1``),
             ``"bottom"`` (rows ``H//2 .. H - 1``), ``"left"`` or ``"right"`` (columns, likewise)
-            to measure only within that half, e.g. the left shoe of a ``[N, 3, 448, 224]`` pair
+            to measure only within that half, e.g. the left image of a ``[N, 3, 448, 224]`` pair
             image (``"top"``), for models that stack the halves on channels. ``"left"`` serves
             models fed the handout's ``transpose(1, 3)`` layout ``[N, 3, 224, 448]``.
         max_downsamplings: Stop the forward pass after this many downsamplings (saves the
