@@ -108,3 +108,19 @@ def test_every_module_imports_and_pytest_graders_grades_without_the_extras(tmp_p
     output = result.stdout[-3000:] + result.stderr[-3000:]
     assert result.returncode == 1, output  # the template fails its checks; nothing errors
     assert "2 failed" in result.stdout and "blocked" not in output, output
+
+
+def test_the_wheel_reads_the_installed_metadata_not_a_checkout_s_egg_info(tmp_path, monkeypatch):
+    """A checkout that tox built editable holds ``torchgrade.egg-info`` (no ``METADATA``); with the
+    checkout on ``sys.path`` (pytest run from it, as CI does) it is found first. The release's wheel
+    must still be packed from the installed ``.dist-info``."""
+    import torchgrade
+    from torchgrade.instructor import release
+
+    egg = tmp_path / "torchgrade.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: torchgrade\nVersion: {torchgrade.__version__}\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    assert release._distribution().read_text("METADATA") is not None
+    wheel = release.build_wheel(tmp_path / "wheels")
+    assert wheel.is_file()

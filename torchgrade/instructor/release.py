@@ -294,10 +294,12 @@ def needed_extras(folder: Path) -> list[str]:
 
 
 def _distribution() -> importlib.metadata.Distribution:
-    try:
-        dist = importlib.metadata.distribution("torchgrade")
-    except importlib.metadata.PackageNotFoundError:
-        dist = None
+    """The installed torchgrade's metadata. An installed ``.dist-info`` (with ``METADATA``) comes before a
+    ``torchgrade.egg-info`` folder that a source checkout holds after an editable build: where the
+    checkout is on ``sys.path`` (pytest run from it) the latter is found first and has no ``METADATA``."""
+    found = list(importlib.metadata.distributions(name="torchgrade"))
+    installed = [d for d in found if d.read_text("METADATA") is not None]
+    dist = (installed or found or [None])[0]
     if dist is None or dist.version != torchgrade.__version__:
         raise TorchgradeError(
             f"the running torchgrade {torchgrade.__version__} is not installed as a package (found "
