@@ -196,10 +196,7 @@ def test_the_repository_s_manifest_matches_the_graders_markers():
 #: Modules of torchgrade/ that still name an assignment, each with why; everything else, checks/ and
 #: probes/ included, names none (an assignment's own probes and checks live with its graders:
 #: graders/_probes_<topic>.py, applied through their source, and the graders' private modules).
-STILL_TO_MOVE = {
-    # A parameter named ``answers`` (the word, not the shoes' module); substitute.py is the lead's to rename.
-    "probes/substitute.py": "a variable named answers",
-}
+STILL_TO_MOVE: dict[str, str] = {}
 #: torch's own namespaces: ``nn.LSTM`` is torch's layer, not an assignment's name.
 TORCH_NAMESPACES = ("torch", "nn", "F")
 

@@ -43,7 +43,7 @@ class Replay:
     arrays it precomputed, the submission's own function for any other call.
 
     Args:
-        answers: ``(input, output)`` pairs computed by the grader; an input is matched by
+        known: ``(input, output)`` pairs computed by the grader; an input is matched by
             :func:`fingerprint` of the call's first argument.
         fallback: the submission's function, called (and counted in ``misses``) for inputs the
             grader did not foresee; None raises ``LookupError`` for them instead.
@@ -53,8 +53,8 @@ class Replay:
         misses: calls passed to ``fallback``.
     """
 
-    def __init__(self, answers: list[tuple[Any, Any]], fallback: Any = None) -> None:
-        self._answers = {fingerprint(given): np.array(result, copy=True) for given, result in answers}
+    def __init__(self, known: list[tuple[Any, Any]], fallback: Any = None) -> None:
+        self._known = {fingerprint(given): np.array(result, copy=True) for given, result in known}
         self._fallback = fallback
         self.hits = 0
         self.misses = 0
@@ -62,9 +62,9 @@ class Replay:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         first = args[0] if args else next(iter(kwargs.values()), None)
         key = fingerprint(first)
-        if key is not None and key in self._answers:
+        if key is not None and key in self._known:
             self.hits += 1
-            return self._answers[key].copy()  # a caller that edits its result in place edits a copy
+            return self._known[key].copy()  # a caller that edits its result in place edits a copy
         if self._fallback is None:
             raise LookupError("the grader has no answer for this input")
         self.misses += 1
