@@ -792,18 +792,10 @@ MSG_README_HIDDEN = (
 )
 
 
-def student_readme(source: Path) -> str:
-    """The README of a student release: what to fill in, how to install, how to run the graders."""
-    modules = ", ".join(f"`{p.name}`" for p in sorted((source / "student_template").glob("*.py")))
-    hidden = any((source / "graders" / HIDDEN_DIR).glob("*.py"))
+def _setup_section() -> str:
+    """The READMEs' installation steps: torch's CPU build first, then the release's requirements."""
     torch = torch_requirement()
-    return f"""# Your copy of the assignment
-
-Write your solution in `student_template/` ({modules}). Each function and class there raises
-`NotImplementedError` until you fill it in. Keep the module names and the public names and signatures:
-the graders call them as the docstrings say. You may add helpers and imports.
-
-## Set up (Python 3.11 or later)
+    return f"""## Set up (Python 3.11 or later)
 
 From this folder (`requirements.txt` installs torchgrade from the wheel in `{WHEELS_DIR}/`):
 
@@ -813,13 +805,30 @@ python -m pip install -r requirements.txt
 ```
 
 A torch you have already (a GPU build, a newer release) is kept: skip the first line.
+"""
 
+
+def student_readme(source: Path) -> str:
+    """The README of a student release: what to fill in, how to install, how to run the graders."""
+    modules = ", ".join(f"`{p.name}`" for p in sorted((source / "student_template").glob("*.py")))
+    hidden = any((source / "graders" / HIDDEN_DIR).glob("*.py"))
+    tests = sorted((source / "graders").glob("test_*.py"))
+    example_module = f"graders/{tests[0].name}" if tests else "graders"
+    checks = list(_checks_by_assignment(_parse(tests[0].read_text(), tests[0]))) if tests else []
+    example_check = f"{example_module}::{checks[0]}" if checks else example_module
+    return f"""# Your copy of the assignment
+
+Write your solution in `student_template/` ({modules}). Each function and class there raises
+`NotImplementedError` until you fill it in. Keep the module names and the public names and signatures:
+the graders call them as the docstrings say. You may add helpers and imports.
+
+{_setup_section()}
 ## Check your work
 
 ```bash
 pytest graders                                   # every check; a score table per question at the end (or bare `pytest`)
-pytest graders/test_shoes.py                     # one grader module
-pytest graders/test_shoes.py::test_cnn           # one check: each failure prints the line that reproduces it
+{f"pytest {example_module}":<48} # one grader module
+{f"pytest {example_check}":<48} # one check: each failure prints the line that reproduces it
 pytest graders --submission path/to/other/folder # grade another folder than student_template/
 ```
 
@@ -839,7 +848,6 @@ def assignment_readme(source: Path, selection: Selection, out: Path) -> str:
     template = "student_template"
     modules = ", ".join(f"`{name}.py`" for name in assignment.modules)
     hidden = any((source / "graders" / HIDDEN_DIR).glob("*.py"))
-    torch = torch_requirement()
     rows = "\n".join(
         f"| {q.id} | {q.points:g} | {q.title} | {'by a TA' if q.manual else 'by the checks'} |"
         for q in assignment.questions
@@ -868,17 +876,7 @@ imports.
 {auto:g} points are graded by the checks in `graders/` (run them yourself, below) and {manual:g} by a TA
 (written answers and plots); {auto + manual:g} in all.
 
-## Set up (Python 3.11 or later)
-
-From this folder (`requirements.txt` installs torchgrade from the wheel in `{WHEELS_DIR}/`):
-
-```bash
-python -m pip install "{torch}" --index-url {TORCH_CPU_INDEX}   # CPU build; the default is a multi-GB CUDA one
-python -m pip install -r requirements.txt
-```
-
-A torch you have already (a GPU build, a newer release) is kept: skip the first line.
-
+{_setup_section()}
 ## Check your work
 
 ```bash
