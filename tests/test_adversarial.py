@@ -53,7 +53,8 @@ def copy_assignment(destination: Path) -> Path:
     """The parts of the assignment that grading reads, copied to ``destination``."""
     for part in ("graders", "reference", "fixtures", "student_template"):
         shutil.copytree(ROOT / part, destination / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(ROOT / "pyproject.toml", destination / "pyproject.toml")
+    for name in ("pyproject.toml", "assignments.toml"):  # the pytest settings; the manifest (assignments are data)
+        shutil.copy2(ROOT / name, destination / name)
     return destination
 
 
