@@ -74,6 +74,9 @@ LIBRARY_CLASSES = (
 #: The grader's own packages in the worker: every function and class in them is sealed.
 OWN_PACKAGES = ("torchgrade.probes", "torchgrade.worker")
 OWN_MODULES = ("torchgrade.wire", "torchgrade.submission_files")
+#: Modules whose functions a probe's relied-on names are followed into: the grader's packages and the
+#: probe modules the grader sends (torchgrade.worker.session.PROBE_MODULE_PREFIX).
+FOLLOWED = (*OWN_PACKAGES, "_torchgrade_probe_")
 #: Sealed names compared before every probe, whatever it relies on: the worker's request loop.
 ALWAYS = ("torchgrade.worker.", "torchgrade.wire.", "__main__.")
 _MISSING = object()
@@ -94,15 +97,26 @@ class Seal:
         self._closures: dict[str, frozenset[str]] = {}
         for module in own:
             self._seal_namespace(module.__name__, vars(module), None, own=True)
+        # Every attribute of the libraries, not only those torchgrade.probes names: an assignment's own probe
+        # modules (graders/_probes_*.py) reach the worker after the submission loaded, so what they rely on
+        # must be recorded now. Only what a probe relies on is compared (broken), so this costs start-up only.
+        del names
         for name in LIBRARY:
             module = sys.modules.get(name) or _import(name)
             if module is not None:
-                self._seal_namespace(name, vars(module), names)
+                self._seal_namespace(name, vars(module), None)
         for spec in LIBRARY_CLASSES:
             module_name, _, qualified = spec.partition(":")
             cls = getattr(sys.modules.get(module_name) or _import(module_name), qualified, None)
             if isinstance(cls, type):
-                self._seal_namespace(f"{module_name}.{qualified}", cls.__dict__, names)
+                self._seal_namespace(f"{module_name}.{qualified}", cls.__dict__, None)
+
+    def add_probe_module(self, label: str, module: types.ModuleType) -> None:
+        """Seal a probe module of the grader's (``graders/_probes_*.py``) as it arrives: freshly executed
+        from the grader's source, it is the original; ``label`` is the grader's name for it, as requests
+        name their probe (``_probes_lstm:train_language_model``)."""
+        self._seal_namespace(label, vars(module), None, own=True)
+        self._closures.clear()
 
     def _seal_namespace(self, label: str, namespace: Any, names: set[str] | None, own: bool = False) -> None:
         for key, value in list(namespace.items()):
@@ -142,7 +156,7 @@ class Seal:
         reaches by name use, transitively."""
         if probe not in self._closures:
             module_name, _, attr = probe.partition(":")
-            original = next((e[3] for e in self.entries if e[0] == f"{module_name}.{attr}"), None)
+            original = next((e[3] for e in self.entries if e[0] == f"{module_name}.{attr}" and e[5]), None)
             names, stack, seen = {attr}, [original], set()
             while stack:
                 obj = stack.pop()
@@ -155,7 +169,7 @@ class Seal:
                 stack.extend(
                     namespace[name]
                     for name in used
-                    if str(getattr(namespace.get(name), "__module__", "")).startswith(OWN_PACKAGES)
+                    if str(getattr(namespace.get(name), "__module__", "")).startswith(FOLLOWED)
                 )
             self._closures[probe] = frozenset(names)
         return self._closures[probe]

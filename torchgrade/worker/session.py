@@ -198,6 +198,8 @@ class WorkerSession:
             if getattr(module, PROBE_FLAG, False) is not True:
                 del sys.modules[module.__name__]
                 raise _Refused("harness", f"{name} does not declare {PROBE_FLAG} = True: it is no probe module")
+        if key not in self.probe_modules and self.seal is not None and module.__name__.startswith(PROBE_MODULE_PREFIX):
+            self.seal.add_probe_module(name, module)
         self.probe_modules[key] = module
         return module
 
