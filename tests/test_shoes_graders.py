@@ -46,6 +46,20 @@ def submission_of(folder: Path, code: str) -> Submission:
     return Submission(folder, "none", assignments.active().name_to_module())
 
 
+def probe_training_call(sub):
+    """The grader's train_model call for a tiny budget (250 iterations, or 84 epochs where the loop takes none)."""
+    return _shoes.training_call(
+        sub,
+        model=1,
+        train=np.zeros((5, 1)),
+        valid=np.zeros((5, 1)),
+        batch_size=10,
+        learning_rate=1e-3,
+        iterations=250,
+        epochs=84,
+    )
+
+
 def test_training_call_uses_the_names_of_the_signature_and_drops_what_it_lacks(tmp_path):
     sub = submission_of(
         tmp_path,
@@ -79,16 +93,7 @@ def test_training_budget_in_iterations_where_the_loop_takes_an_iteration_count(t
         """,
     )
     try:
-        call = _shoes.training_call(
-            sub,
-            model=1,
-            train=np.zeros((5, 1)),
-            valid=np.zeros((5, 1)),
-            batch_size=10,
-            learning_rate=1e-3,
-            iterations=250,
-            epochs=84,
-        )
+        call = probe_training_call(sub)
         iterations, epochs = call(sub)
         assert iterations == 250 and epochs >= 84 and _shoes.budget_text(call) == ""
     finally:
@@ -123,16 +128,7 @@ def test_training_call_refuses_a_required_parameter_the_handout_does_not_give(tm
     sub = submission_of(tmp_path, "def train_model(model, train_data, valid_data, optimizer):\n    pass\n")
     try:
         with pytest.raises(SignatureMismatch, match="optimizer"):
-            _shoes.training_call(
-                sub,
-                model=1,
-                train=np.zeros((5, 1)),
-                valid=np.zeros((5, 1)),
-                batch_size=10,
-                learning_rate=1e-3,
-                iterations=250,
-                epochs=84,
-            )
+            probe_training_call(sub)
     finally:
         sub.close()
 
