@@ -146,8 +146,11 @@ def test_the_summary_page_shows_and_links_a_name_that_is_not_utf8(tmp_path, monk
         ignored=[os.fsdecode(b"x\xff.txt")],
     )
     text = page.read_bytes().decode("utf-8")  # strict
-    assert '<a href="%E9l%E8ve.json">\\xe9l\\xe8ve</a>' in text
+    assert '<a href="pages/%E9l%E8ve.html">\\xe9l\\xe8ve</a>' in text  # its own page
+    assert '<a href="%E9l%E8ve.json">JSON</a>' in text
     assert "x\\xff.txt" in text
+    own = (tmp_path / "pages" / f"{name}.html").read_bytes().decode("utf-8")  # named by the name's bytes
+    assert "<h1>\\xe9l\\xe8ve</h1>" in own and '<a href="../%E9l%E8ve.json">' in own
 
 
 def test_discovery_never_follows_or_opens_a_link_or_a_pipe(tmp_path):

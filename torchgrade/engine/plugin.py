@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -509,20 +510,36 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if item.nodeid not in state.specs:
         return rep
     entry = state.results.setdefault(item.nodeid, CheckRecord())
-    entry.duration += rep.duration
+    # A worker (re)started during this phase is not the check's time: the report states it apart.
+    started = state.proxy.startup_seconds if state.proxy is not None else 0.0
+    spent, state.startup_counted = started - state.startup_counted, started
+    entry.duration += max(0.0, rep.duration - spent)
     if rep.skipped and entry.outcome == "passed":
         entry.outcome, entry.message = "skipped", results.skip_reason(rep)
     elif rep.failed and entry.outcome in ("passed", "skipped"):
         entry.outcome, entry.message = results.classify(call.excinfo)
         if entry.outcome == "failed":
-            rep.longrepr = StudentFailure(
-                f"{entry.message}\nReproduce: pytest {item.nodeid} --submission={state.submission}"
-            )
+            rep.longrepr = StudentFailure(f"{entry.message}\nReproduce: {reproduce_command(item, state)}")
     if call.when == "teardown":
         parts = item.stash.get(PARTS, None)
         entry.parts = tuple(parts.results) if parts else ()
         entry.data = item.stash.get(EVIDENCE, {})
     return rep
+
+
+def reproduce_command(item: pytest.Item, state: RunState) -> str:
+    """The command that runs this one check again on the same submission with the same data: the
+    node id, ``--submission``, and ``--only``/``--data-root``/``--isolation`` when this run was given
+    them (the data root decides which data set a training check sees: without it the numbers differ)."""
+    words = ["pytest", item.nodeid, f"--submission={shlex.quote(str(state.submission))}"]
+    if state.only is not None:
+        words.append(f"--only={shlex.quote(state.only)}")
+    data = item.config.getoption("data_root")
+    if data:
+        words.append(f"--data-root={shlex.quote(str(data))}")
+    if item.config.getoption("isolation"):
+        words.append(f"--isolation={state.isolation}")
+    return " ".join(words)
 
 
 class StudentFailure:

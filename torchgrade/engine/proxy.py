@@ -111,12 +111,16 @@ class SubmissionRecord:
         output: the first :data:`~torchgrade.isolation.transport.OUTPUT_CAP` bytes the submission
             printed in its worker (empty in-process, where prints go to the terminal).
         dropped_output: how many bytes of output were left out.
+        startup_seconds: wall-clock seconds spent starting workers and loading the submission into
+            them (0 when nothing was started); :data:`startups` is how many starts that was.
     """
 
     notes: tuple[str, ...] = ()
     sandbox: tuple[str, ...] = ()
     output: str = ""
     dropped_output: int = 0
+    startup_seconds: float = 0.0
+    startups: int = 0
 
 
 class Channel:
@@ -133,6 +137,10 @@ class Channel:
             why, told to each worker that loads it.
         generation: bumped at every (re)start of the worker and every release: a :class:`Remote`
             made in another generation is stale.
+        startup_seconds: wall-clock seconds spent in (re)starts so far (a worker's spawn, its imports,
+            loading the submission): a check's time in the report leaves them out, so that the check
+            that happened to start the worker does not look slow (the report states them apart).
+        startups: how many (re)starts that was.
         budget: the CPU time the calls may still use (None: no budget), charged by the backend.
         deadline: absolute ``time.monotonic()`` by which calls must end, the wall-clock backstop of
             the budget; None means :data:`DEFAULT_CALL_TIMEOUT` per call. Enforced only by a backend
@@ -153,6 +161,8 @@ class Channel:
             if "/" not in path and path.endswith(".py") and path.isprintable() and path.isascii()
         }
         self.generation = 0
+        self.startup_seconds = 0.0
+        self.startups = 0
         self.budget: CpuBudget | None = None
         self.deadline: float | None = None
         self.reply_limit = DEFAULT_REPLY_LIMIT
@@ -192,9 +202,14 @@ class Channel:
             raise errors.StudentTimeout(MSG_BACKSTOP_PASSED.format(label=label))
         if not backend.running:
             started = time.monotonic()
-            self._start()
+            try:
+                self._start()
+            finally:
+                spent = time.monotonic() - started
+                self.startup_seconds += spent
+                self.startups += 1
             if self.deadline is not None:  # starting our worker is not the student's time
-                self.deadline += time.monotonic() - started
+                self.deadline += spent
         probe = fields.get("probe")
         if probe is not None and probe["key"] in self.probes_sent:  # this worker has it: the key suffices
             fields = {**fields, "probe": {**probe, "source": None}}
@@ -276,7 +291,14 @@ class Channel:
 
     def close(self) -> SubmissionRecord:
         output, dropped = self.backend.close()
-        return SubmissionRecord(tuple(sorted(self.notes.values())), self.backend.protections, output, dropped)
+        return SubmissionRecord(
+            tuple(sorted(self.notes.values())),
+            self.backend.protections,
+            output,
+            dropped,
+            round(self.startup_seconds, 4),
+            self.startups,
+        )
 
 
 def _reply_problem(reply: Any, sequence: int) -> str:
@@ -647,6 +669,11 @@ class Submission:
     def release(self) -> None:
         """Drop every object the submission side holds for the grader; existing handles go stale."""
         self.channel.release()
+
+    @property
+    def startup_seconds(self) -> float:
+        """Wall-clock seconds spent so far starting workers and loading the submission into them."""
+        return self.channel.startup_seconds
 
     def close(self) -> SubmissionRecord:
         """Stop the worker and return what the report needs of this submission (again on later calls)."""

@@ -92,6 +92,9 @@ def build_report(state: RunState) -> report.Report:
         extraction=state.extraction,
         sandbox=record.sandbox if record else (),
         student_output=output,
+        worker_startup=report.WorkerStartup(record.startup_seconds, record.startups)
+        if record and record.startups
+        else None,
         assignments=subtotals,
         only=state.only,
         complete=all(a.complete for a in subtotals),

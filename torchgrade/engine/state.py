@@ -57,6 +57,8 @@ class RunState:
     partial: set[str] = field(default_factory=set)
     results: dict[str, CheckRecord] = field(default_factory=dict)
     proxy: Submission | None = None
+    #: The proxy's worker start-up seconds already taken out of the checks' durations.
+    startup_counted: float = 0.0
     #: What the closed submission left for the report (notes, sandbox, output).
     record: SubmissionRecord | None = None
     #: For a notebook or script: the temporary folder of the code kept from it, and what was dropped.

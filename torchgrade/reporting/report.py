@@ -115,6 +115,15 @@ class StudentOutput:
 
 
 @dataclass(frozen=True)
+class WorkerStartup:
+    """Time spent starting the submission's worker(s) and loading the submission: not in any check's
+    ``duration``, so that the first check does not look slow for starting the worker."""
+
+    seconds: float
+    starts: int
+
+
+@dataclass(frozen=True)
 class Report:
     submission: str
     isolation: str
@@ -133,6 +142,8 @@ class Report:
     sandbox: tuple[str, ...] = ()
     #: The submission's stdout/stderr in the worker, cut at a size cap.
     student_output: StudentOutput | None = None
+    #: Worker start-up, apart from the checks' durations (None when no worker was started).
+    worker_startup: WorkerStartup | None = None
     #: The subtotal of each assignment graded (one with ``--only``).
     assignments: tuple[AssignmentResult, ...] = ()
     #: ``--only ID``: the one assignment this run graded.
@@ -143,7 +154,7 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         data = json.loads(json.dumps(dataclasses.asdict(self)))  # tuples become JSON arrays
-        for optional in ("sandbox", "student_output", "assignments", "only"):
+        for optional in ("sandbox", "student_output", "worker_startup", "assignments", "only"):
             if not data[optional]:
                 del data[optional]  # in-process grading: nothing to say
         if data["extraction"] is None:
