@@ -30,8 +30,19 @@ status             when
 ``crashed``        the grading ended without a report (its process or its cluster task died)
 ``harness error``  a torchgrade error: a check hit one, the grading wrote an invalid report or
                    ended abnormally, or the batch failed to pack or report it
-``missing``        reserved for a roster's students without a submission
+``missing``        a roster's student without a submission (``--roster``): a gradebook row
+                   only, never a report
 =================  ===========================================================================
+
+With ``--roster roster.csv`` (:mod:`torchgrade.reporting.roster` describes its columns and how a
+submission's name is matched: folder or file names, GitHub Classroom's ``ASSIGNMENT-USERNAME``,
+Gradescope's ``submission_ID``, ids, e-mails) the gradebook is keyed by student: a row per student,
+``missing`` for those with no submission, then the submissions that match no student. A bad roster is
+a usage error (exit 2) before anything is graded. The batch prints a warning for each submission that
+matches no student or several (it belongs to none: nothing is guessed) and each student with two
+submissions (both rows are kept); the summary page lists the missing students and the unmatched
+submissions. Missing students do not change the exit code, which speaks of the gradings only: who
+did not submit is the roster's news, not a failure of the batch.
 
 The exit code of ``torchgrade batch`` (:data:`EPILOG`) keeps the meanings of ``torchgrade grade``'s
 0-3 where they apply: 0 every submission was graded (whatever its score: a class always loses points,
@@ -115,7 +126,7 @@ from torchgrade import atomic
 from torchgrade.errors import TorchgradeError
 from torchgrade.instructor import batchjob, grading
 from torchgrade.instructor.batchjob import Job, Outcome, content_hash, failed_outcome, grade_one, has_assignment, pack
-from torchgrade.reporting import gradebook
+from torchgrade.reporting import gradebook, roster
 from torchgrade.submission_files import IGNORED_DIRS, read_regular
 
 #: Wall-clock seconds one submission's grading may take before the batch stops it.
@@ -143,6 +154,10 @@ HELP_TIMEOUT = (
 HELP_THREADS = "torch threads per grading (default: 1 when gradings run side by side, else torch's default)"
 HELP_FORCE = "regrade every submission, even those with an up-to-date report"
 HELP_RETRY = "regrade the submissions whose report is 'timed out', 'crashed' or 'harness error'"
+HELP_ROSTER = (
+    "a CSV of the class (name, id, email, sis_user_id, sis_login_id, section, and the names a submission "
+    "comes under: submission, github, gradescope): key the gradebook by student and list who is missing"
+)
 EPILOG = """\
 Arguments after a lone -- go to pytest for every grading, e.g. -- -k answers. The graders are those
 of torchgrade's --assignment folder (default: the current folder).
@@ -158,6 +173,20 @@ Exit codes:
   3    some reports are 'harness error' (a torchgrade error), or the batch itself failed
   130  interrupted (Ctrl-C), 143 terminated (SIGTERM): the gradebook and the summary of every
        finished report were written first; run the same command again to grade the rest
+Students on the --roster without a submission ('missing') do not change the exit code.
+
+A roster (--roster roster.csv) is a CSV in UTF-8 with a header row and one row per student:
+  name, id                     who the student is (at least one of them)
+  email, canvas_id, sis_user_id, sis_login_id, section
+                               kept in the gradebook; canvas_id is Canvas's user ID (torchgrade export canvas)
+  submission, github, gradescope
+                               the names a submission comes under (several: separate them with ;)
+A submission belongs to the student whose submission, github, gradescope, id, email, sis_user_id or
+sis_login_id is its name (a file's .py/.ipynb dropped; case and surrounding spaces ignored), whose
+GitHub user name ends it after a hyphen (GitHub Classroom's hw2-USERNAME), or whose Gradescope id
+follows 'submission_' (Gradescope's export). A submission matching several students or none is
+warned about and belongs to nobody; a student with two submissions gets two rows. Then:
+  torchgrade export canvas reports/ --roster roster.csv --out canvas.csv   (Grades > Import in Canvas)
 """
 
 MSG_INVALID = "the grading wrote a report that breaks the report schema ({error}), so every check scores 0"
@@ -214,6 +243,8 @@ class BatchResult:
         out: the output folder.
         exit_code: see :data:`EPILOG`.
         interrupted: the signal that stopped the batch early (``SIGINT``/``SIGTERM``), else None.
+        missing: with a roster, its students (display labels) without a submission.
+        unmatched: with a roster, the submissions that belong to no student on it.
     """
 
     graded: tuple[str, ...]
@@ -223,6 +254,8 @@ class BatchResult:
     out: Path
     exit_code: int
     interrupted: str | None = None
+    missing: tuple[str, ...] = ()
+    unmatched: tuple[str, ...] = ()
 
 
 class Terminated(KeyboardInterrupt):
@@ -477,6 +510,7 @@ def run_batch(
     force: bool = False,
     retry_failed: bool = False,
     progress: bool = True,
+    roster_file: Path | None = None,
 ) -> BatchResult:
     """Grade every submission in ``submissions`` that has no up-to-date report in ``out``; write the
     gradebook and the summary page of all of them.
@@ -494,14 +528,20 @@ def run_batch(
         force: regrade even up-to-date reports.
         retry_failed: regrade reports whose status is not ``graded``.
         progress: show a progress bar (per-submission lines are printed either way).
+        roster_file: a roster (:mod:`torchgrade.reporting.roster`): key the gradebook by student.
 
     Raises:
-        BatchUsageError: missing folders, bad values, a cluster worker without the assignment.
+        BatchUsageError: missing folders, bad values, a bad roster, a cluster worker without the assignment.
     """
     submissions, out, assignment = submissions.resolve(), out.resolve(), assignment.resolve()
     jobs = jobs or cores()
     _check_options(submissions, assignment, jobs=jobs, timeout=timeout, threads=threads, isolation=isolation)
+    try:
+        students = roster.read(roster_file) if roster_file is not None else None
+    except roster.RosterError as exc:
+        raise BatchUsageError(str(exc)) from None
     found, ignored = discover(submissions, exclude=[out])
+    matching = roster.match(students, [sub.name for sub in found]) if students is not None else None
     for folder in (out, out / STATE_DIR):
         folder.mkdir(parents=True, exist_ok=True)
         atomic.remove_leftovers(folder)
@@ -552,6 +592,8 @@ def run_batch(
             f"{len(skipped)} up to date"
             + (f"; not submissions: {', '.join(map(gradebook.printable, ignored))}" if ignored else "")
         )
+        for warning in matching.warnings() if matching else ():
+            display.say(gradebook.printable(warning))
         skeleton: list[tuple[dict | None, str]] = []  # computed at the first failure, then reused
 
         def skeleton_once() -> tuple[dict | None, str]:
@@ -584,8 +626,12 @@ def run_batch(
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the finished reports are kept
         interrupted = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
     with _signals_held() if interrupted else contextlib.nullcontext():  # the summary must follow the reports
-        statuses = write_summaries(out, [sub.name for sub in found], ignored=ignored, interrupted=interrupted)
+        statuses = write_summaries(
+            out, [sub.name for sub in found], ignored=ignored, interrupted=interrupted, matching=matching
+        )
     print(f"reports, gradebook.csv and summary.html in {gradebook.printable(str(out))}", file=sys.stderr)
+    if matching is not None:
+        print(roster_line(matching), file=sys.stderr)
     values = set(statuses.values())
     code = grading.EXIT_OK
     if values & {gradebook.STATUS_UNREADABLE, gradebook.STATUS_TIMED_OUT, gradebook.STATUS_CRASHED}:
@@ -594,18 +640,39 @@ def run_batch(
         code = grading.EXIT_INTERNAL  # a report the batch could not write or read back: the batch failed
     if interrupted:
         code = EXIT_TERMINATED if interrupted == "SIGTERM" else EXIT_INTERRUPTED
-    return BatchResult(tuple(graded), tuple(skipped), statuses, tuple(ignored), out, code, interrupted)
+    missing = tuple(s.label for s in matching.missing) if matching else ()
+    unmatched = matching.unmatched if matching else ()
+    return BatchResult(
+        tuple(graded), tuple(skipped), statuses, tuple(ignored), out, code, interrupted, missing, unmatched
+    )
+
+
+def roster_line(matching: roster.Matching) -> str:
+    """The batch's last word on the roster: how many students submitted, who did not, what matched no one."""
+    students = matching.roster.students
+    line = f"roster: {len(students) - len(matching.missing)} of {len(students)} students have a submission"
+    if matching.missing:
+        line += f"; missing: {_listed([s.label for s in matching.missing])}"
+    if matching.unmatched:
+        line += f"; matching no student: {_listed(list(matching.unmatched))}"
+    return line + " (gradebook.csv, summary.html)"
 
 
 def write_summaries(
-    out: Path, names: list[str], *, ignored: Sequence[str] = (), interrupted: str | None = None
+    out: Path,
+    names: list[str],
+    *,
+    ignored: Sequence[str] = (),
+    interrupted: str | None = None,
+    matching: roster.Matching | None = None,
 ) -> dict[str, str]:
     """Write ``gradebook.csv`` and ``summary.html`` from the reports of ``names`` in ``out`` (reports of
     submissions no longer in the folder are left out); return each submission's status.
 
     ``ignored`` names the entries of the submissions folder that are not submissions, and
     ``interrupted`` the signal that stopped the batch (its submissions without a report are then
-    listed as not graded yet), for the page."""
+    listed as not graded yet), for the page. With a roster's ``matching`` the gradebook is keyed by
+    student and the page shows whose each submission is, who is missing and what matches no one."""
     from torchgrade.reporting import summary
 
     reports = {}
@@ -614,14 +681,22 @@ def write_summaries(
             reports[name] = json.loads(report_path(out, name).read_bytes())
         except (OSError, ValueError):  # no report (it could not be written), or not one: left out
             continue
-    gradebook.write(reports, out / "gradebook.csv")
+    gradebook.write(reports, out / "gradebook.csv", matching=matching)
     pending = [name for name in names if name not in reports] if interrupted else []
+    students = {}
+    if matching is not None:
+        students = {
+            "students": matching.labels(),
+            "missing": [s.label for s in matching.missing],
+            "unmatched": list(matching.unmatched),
+        }
     summary.write(
         reports,
         out,
         report_files={name: report_path(out, name).name for name in reports},
         ignored=ignored,
         not_graded=pending,
+        **students,
     )
     return {name: gradebook.status(data) for name, data in reports.items()}
 
@@ -924,6 +999,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help=HELP_FORCE)
     parser.add_argument("--retry-failed", action="store_true", help=HELP_RETRY)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--roster", type=Path, default=None, metavar="CSV", help=HELP_ROSTER)
     parser.add_argument("--only", metavar="ID", default=None, help=grading.HELP_ONLY)
     parser.add_argument(
         "--assignment",
@@ -977,6 +1053,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             force=options.force,
             retry_failed=options.retry_failed,
             progress=not options.no_progress,
+            roster_file=options.roster,
         )
     except BatchUsageError as exc:
         print(f"torchgrade batch: {exc}", file=sys.stderr)

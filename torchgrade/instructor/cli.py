@@ -4,6 +4,9 @@ Commands:
     grade SUBMISSION     grade one submission with the assignment's graders; print its score table
     demo                 grade the bundled sample submissions (reference, template, buggy samples)
     export gradescope R  write Gradescope's results.json from report R (export markdown R: a score table)
+    export canvas OUT --roster CSV
+                         Canvas's gradebook import CSV from a batch's --out folder: a row per student on the
+                         roster, a column per assignment (export lms: a generic LMS CSV)
     release --out DIR    build the students' copy of the assignment (--profile gradescope: the autograder zip's)
     check ASSIGNMENT     grade the assignment's samples: the reference earns every auto point, the template
                          none, each buggy sample loses what its TOML file says (exit 1 on any mismatch);
@@ -139,6 +142,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from torchgrade.reporting import export
 
+    if args.format in ("canvas", "lms"):
+        return _cmd_export_lms(args)
     try:
         if args.format == "gradescope":
             results = export.write_gradescope(
@@ -155,6 +160,35 @@ def _cmd_export(args: argparse.Namespace) -> int:
     except TorchgradeError as exc:  # our output broke the platform's schema: a torchgrade bug
         print(f"torchgrade export: internal error: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
+    return EXIT_OK
+
+
+def _cmd_export_lms(args: argparse.Namespace) -> int:
+    """``export canvas`` and ``export lms``: a batch's reports and a roster to an LMS's grade CSV."""
+    from torchgrade.reporting import lms, roster
+
+    try:
+        students = roster.read(args.roster)
+        reports = lms.load_reports(args.reports)
+        grades = lms.grades(reports, students, only=args.only, missing=args.missing)
+        if args.format == "canvas":
+            table = lms.canvas_rows(grades, args.canvas_id)
+        else:
+            table = lms.lms_rows(grades, students.columns)
+    except (roster.RosterError, lms.ExportInputError) as exc:
+        print(f"torchgrade export {args.format}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    warnings = list(grades.warnings)
+    if args.format == "canvas" and lms.name_only(grades):
+        warnings.append(lms.MSG_NAME_ONLY.format(count=lms.name_only(grades)))
+    for warning in warnings:
+        print(f"torchgrade export {args.format}: {warning}", file=sys.stderr)
+    lms.write_csv(table, args.out)
+    columns = ", ".join(table[0][len(table[0]) - len(grades.assignments) :]) if args.format == "canvas" else ""
+    print(
+        f"torchgrade: wrote {args.out}: {len(grades.rows)} students, {len(grades.assignments)} assignment(s)"
+        + (f" ({columns}); import it in Canvas: Grades > Import" if columns else "")
+    )
     return EXIT_OK
 
 
@@ -312,6 +346,7 @@ def _add_export_release_check(sub) -> None:
     markdown.add_argument("report", type=Path, help="a torchgrade report (JSON)")
     markdown.add_argument("--only", metavar="ID", default=None, help=HELP_EXPORT_ONLY)
     markdown.add_argument("--out", type=Path, default=None, help="default: print it")
+    _add_lms_exports(formats)
     export_parser.set_defaults(func=_cmd_export)
 
     release_parser = sub.add_parser("release", help="build the students' copy of the assignment (never reference/)")
@@ -365,6 +400,26 @@ def _add_export_release_check(sub) -> None:
     check_parser.add_argument("-v", "--verbose", action="store_true", help="show pytest's output instead of logging it")
     check_parser.add_argument("--only", metavar="ID", default=None, help=HELP_ONLY)
     check_parser.set_defaults(func=_cmd_check)
+
+
+def _add_lms_exports(formats: argparse._SubParsersAction) -> None:
+    """``export canvas`` and ``export lms``: from a batch's output folder and a roster."""
+    from torchgrade.reporting.lms import HELP_CANVAS_ID, HELP_MISSING, MISSING_CHOICES
+
+    canvas = formats.add_parser(
+        "canvas",
+        help="Canvas's gradebook import CSV: a row per student on the roster, a column per assignment",
+    )
+    lms = formats.add_parser("lms", help="a generic LMS CSV: a row per student, score and max per assignment")
+    for parser, default in ((canvas, "canvas.csv"), (lms, "grades.csv")):
+        parser.add_argument("reports", type=Path, help="torchgrade batch's --out folder (its reports)")
+        parser.add_argument(
+            "--roster", type=Path, required=True, metavar="CSV", help="the class roster (see torchgrade batch --help)"
+        )
+        parser.add_argument("--out", type=Path, default=Path(default), help=f"default: {default}")
+        parser.add_argument("--only", metavar="ID", default=None, help="export this assignment's column only")
+        parser.add_argument("--missing", choices=MISSING_CHOICES, default=MISSING_CHOICES[0], help=HELP_MISSING)
+    canvas.add_argument("--canvas-id", action="append", default=[], metavar="ASSIGNMENT=NUMBER", help=HELP_CANVAS_ID)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,12 +14,20 @@ instructor which rows need a look, and the reason says why in one line (:data:`S
 * ``crashed``: its grading ended without a report (the grading process died, a cluster task died);
 * ``harness error``: a torchgrade error, never the student's fault: some checks hit one, or the batch
   could not make a valid report;
-* ``missing``: reserved for a roster's students with no submission (no report exists for them).
+* ``missing``: a roster's student with no submission (no report exists for them; see below).
 
 A report's ``status`` and ``reason`` fields (written by ``torchgrade batch``, which decides them from
 what the grader side saw: the report's extraction, its check outcomes, the grading's exit, the
 submission's own files parsed, never run) are taken as they are; a report without them (``torchgrade
 grade``, an older batch) gets a status derived from its content by :func:`status_and_reason`.
+
+With a roster (``torchgrade batch --roster``, :mod:`torchgrade.reporting.roster`) the gradebook is keyed
+by student: its first columns are ``student`` (the display name), ``id`` and those of ``email``,
+``canvas_id``, ``sis_user_id``, ``sis_login_id`` and ``section`` that the roster has, then
+``submission`` and the columns above. Rows follow the roster's order; a student with two submissions
+gets two rows; a student with no submission gets one row with status ``missing``, empty scores (not
+zeros: whether a missing submission is a zero is the instructor's call) and a reason; the submissions
+that match no student (or several) come last, their student columns empty.
 
 Every cell is safe to open in a spreadsheet. A text cell (a submission's name, a column's name, a
 status) that a spreadsheet would take for a formula, one starting with ``=``, ``+``, ``-``, ``@``, a
@@ -40,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from torchgrade import atomic
+from torchgrade.reporting.roster import Matching
 
 #: Notes that the batch adds to a report it had to write itself start with this.
 NOTE_PREFIX = "torchgrade batch: "
@@ -61,6 +70,14 @@ RETRIED = (STATUS_TIMED_OUT, STATUS_CRASHED, STATUS_HARNESS_ERROR)
 #: written before reports carried their status.
 TIMEOUT_NOTE = "grading was stopped after"
 FIXED_BEFORE, FIXED_AFTER = ["submission"], ["total", "max", "pending_max", "status", "reason"]
+#: With a roster: the student's columns before ``submission`` (``student`` and ``id`` always, the others
+#: when the roster has them), as (gradebook column, roster column).
+STUDENT_COLUMNS = (("student", "name"), ("id", "id"))
+OPTIONAL_STUDENT_COLUMNS = ("email", "canvas_id", "sis_user_id", "sis_login_id", "section")
+MSG_MISSING = "no submission in the folder matches this student on the roster"
+MSG_NO_REPORT = (
+    "their submission {name} has no report (not graded yet, or its report could not be written): run the batch again"
+)
 #: A text cell starting with one of these is a formula to a spreadsheet (the full-width forms too:
 #: some spreadsheets read U+FF1D as ``=``).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
@@ -116,18 +133,22 @@ def question_columns(reports: Iterable[Mapping[str, Any]]) -> list[tuple[str, st
     return list(seen)
 
 
-def rows(reports: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def rows(
+    reports: Mapping[str, Mapping[str, Any]], *, matching: Matching | None = None
+) -> tuple[list[str], list[list[str]]]:
     """The header and the rows of the gradebook.
 
     Args:
         reports: submission name -> report JSON; rows follow the mapping's order.
+        matching: the roster's students and which submission is whose (see the module docstring);
+            None: one row per report, keyed by submission.
     """
     columns = question_columns(reports.values())
     assignments = list(dict.fromkeys(a for a, _ in columns))
     subtotals = assignments if len(assignments) > 1 else []
     header = FIXED_BEFORE + [f"{a}:{q}" for a, q in columns] + [f"total:{a}" for a in subtotals] + FIXED_AFTER
-    table = []
-    for name, data in reports.items():
+
+    def row(name: str, data: Mapping[str, Any]) -> list[str]:
         scores = {(q["assignment"], q["id"]): q["score"] for q in data["questions"]}
         cells = [text_cell(name)] + [_number(scores.get(key)) for key in columns]
         for assignment in subtotals:
@@ -135,13 +156,39 @@ def rows(reports: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list
             cells.append(_number(round(sum(auto), 6) if auto else None))
         cells += [_number(data["score"]), _number(data["max_score"]), _number(data["pending_max_score"])]
         state, why = status_and_reason(data)
-        table.append([*cells, text_cell(state), text_cell(why)])
-    return [text_cell(cell) for cell in header], table
+        return [*cells, text_cell(state), text_cell(why)]
+
+    if matching is None:
+        return [text_cell(cell) for cell in header], [row(name, data) for name, data in reports.items()]
+    kept = [c for c in OPTIONAL_STUDENT_COLUMNS if c in matching.roster.columns]
+    who = [*STUDENT_COLUMNS, *((c, c) for c in kept)]
+    empty = [""] * (len(header) - 3)  # everything between the submission and the status
+
+    def missing(why: str, name: str = "") -> list[str]:
+        return [text_cell(name), *empty, STATUS_MISSING, text_cell(why)]
+
+    table, placed = [], set()
+    for student in matching.roster.students:
+        cells = [text_cell(getattr(student, attribute)) for _, attribute in who]
+        names = matching.submissions.get(student.line, [])
+        for name in names:
+            placed.add(name)
+            if name in reports:
+                table.append(cells + row(name, reports[name]))
+            else:
+                table.append(cells + missing(MSG_NO_REPORT.format(name=printable(name)), name))
+        if not names:
+            table.append(cells + missing(MSG_MISSING))
+    for name, data in reports.items():  # matching no student, or several
+        if name not in placed:
+            table.append([""] * len(who) + row(name, data))
+    return [text_cell(cell) for cell in [c for c, _ in who] + header], table
 
 
-def write(reports: Mapping[str, Mapping[str, Any]], path: str | Path) -> Path:
-    """Write the gradebook of ``reports`` (name -> report JSON) to ``path`` atomically."""
-    header, table = rows(reports)
+def write(reports: Mapping[str, Mapping[str, Any]], path: str | Path, *, matching: Matching | None = None) -> Path:
+    """Write the gradebook of ``reports`` (name -> report JSON) to ``path`` atomically; keyed by
+    student with a roster's ``matching`` (see :func:`rows`)."""
+    header, table = rows(reports, matching=matching)
     buffer = io.StringIO()
     writer = csv.writer(buffer)  # RFC 4180's CRLF: a text cell holding a lone CR is then quoted too
     writer.writerow(header)
