@@ -18,7 +18,7 @@ import torch
 pytest_plugins = ["pytester"]
 TESTS = Path(__file__).resolve().parent
 
-#: Names whose call starts a pytest run, a worker, a sandbox or a batch: a test that names one is e2e.
+#: Names whose call starts a pytest run, a worker, a sandbox, a batch or a browser: a test that names one is e2e.
 E2E_NAMES = frozenset(
     {
         "Popen",
@@ -33,6 +33,7 @@ E2E_NAMES = frozenset(
         "run_batch",
         "check_assignment",
         "main",
+        "chromium",
         "choose",
         "available",
         "LocalCluster",
