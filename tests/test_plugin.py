@@ -96,6 +96,11 @@ def test_points_parts_and_report(assignment, isolation):
     }
     assert (data["score"], data["max_score"], data["pending_max_score"], data["harness_errors"]) == (3, 8, 2, 0)
     assert data["isolation"] == isolation
+    # Starting the worker and loading the submission is stated apart, not in the first check's time.
+    assert data["worker_startup"]["starts"] == 1
+    if isolation == "process":  # a process that imports torch: far longer than doubling 3
+        assert checks["test_passes"]["duration"] < data["worker_startup"]["seconds"]
+    result.stdout.fnmatch_lines([f"Reproduce: pytest test_toy.py::test_parts --submission=*sub --isolation={isolation}"])
     result.stdout.fnmatch_lines(
         [
             f"*torchgrade: *sub ({isolation} isolation)*",

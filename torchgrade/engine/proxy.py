@@ -521,6 +521,7 @@ class Submission:
         self.calls = dict(calls)
         self.aliases = dict(aliases)
         self.explain_missing = explain_missing
+        started = time.monotonic()
         if isolation == "none":
             backend: Backend = InProcessBackend(self.folder)
         elif isolation == "process":
@@ -530,6 +531,7 @@ class Submission:
         else:
             raise errors.TorchgradeError(f"unknown isolation {isolation!r}; choose from 'none', 'process'")
         self.channel = Channel(backend, self.folder)
+        self.channel.startup_seconds = time.monotonic() - started  # choosing the sandbox is start-up too
         self._record: SubmissionRecord | None = None
 
     def __getattr__(self, name: str) -> Remote:

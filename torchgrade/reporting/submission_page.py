@@ -35,7 +35,8 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 64em; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num, td.q { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.q { text-align: left; }
 tr.lost { background: #fde8e8; }
 tr.pending { background: #f3f3f3; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f6f6; padding: 0.5em; margin: 0.3em 0; }
@@ -109,15 +110,15 @@ def _questions(data: Mapping[str, Any]) -> list[str]:
             graded = q["status"] == "graded" and q["score"] is not None
             points = f"{q['score']:g} / {q['max_score']:g}" if graded else f"pending ({q['max_score']:g})"
             rows.append(
-                f'<tr class="pending"><td>{html_text(label)}</td><td>{title}</td><td class="num">{points}</td>'
-                "<td>graded by hand</td></tr>"
+                f'<tr class="pending"><td class="q">{html_text(label)}</td><td>{title}</td>'
+                f'<td class="num">{points}</td><td>graded by hand</td></tr>'
             )
             continue
         lost = [c for c in _checks_of(data, q) if c["points"] < c["max_points"]]
         css = ' class="lost"' if lost else ""
         why = "<br>".join(html_text(f"{_short(c['id'])}: {first_line(c)}") for c in lost)
         rows.append(
-            f"<tr{css}><td>{html_text(label)}</td><td>{title}</td>"
+            f'<tr{css}><td class="q">{html_text(label)}</td><td>{title}</td>'
             f'<td class="num">{q["score"]:g} / {q["max_score"]:g}</td><td>{why}</td></tr>'
         )
     return [

@@ -49,7 +49,7 @@ N_NAMED, PATTERN_CHARS = 12, 300
 _ABSTRACTED = (
     (re.compile(r"(?:/[\w.+~-]+){2,}/?"), "<path>"),
     (re.compile(r"\b0x[0-9a-fA-F]+\b"), "#"),
-    (re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?![\w])|\b(?:nan|inf)\b"), "#"),
+    (re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d+|\.(?=[,)\]]))?|\.\d+)(?:[eE][-+]?\d+)?(?![\w])|\b(?:nan|inf)\b"), "#"),
     (re.compile(r"#(?:(?:\s*,\s*|\s+)(?:#|\.\.\.|…))+"), "#, …"),
     (re.compile(r"\s+"), " "),
 )
@@ -91,7 +91,8 @@ class FailureGroup:
     """Submissions whose check failed on one question with the same message, numbers aside.
 
     ``pattern`` is the message's first line with its numbers, paths and values abstracted
-    (:func:`message_pattern`); ``example`` is one of the messages in full; ``submissions`` are sorted.
+    (:func:`message_pattern`); ``example`` is one of the messages in full; ``submissions`` are sorted;
+    ``parts`` names the parts of checks that failed with it (empty for checks without parts).
     """
 
     assignment: str
@@ -99,6 +100,7 @@ class FailureGroup:
     pattern: str
     example: str
     submissions: tuple[str, ...]
+    parts: tuple[str, ...] = ()
 
     @property
     def count(self) -> int:
@@ -128,9 +130,11 @@ def failure_groups(reports: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, 
     Only submissions whose status is ``graded`` count: an unreadable or timed-out submission fails
     every check with one message, which the "Needs a look" list already gives. A torchgrade error is
     not the student's failure and is left out too (it is listed there as a harness error). A submission
-    is named once per group even when several of its checks in the question failed the same way.
+    is named once per group even when several of its checks in the question failed the same way. A check
+    made of parts is grouped by the message of each part it failed, and the group names those parts
+    (a crash that fails four parts of one check is one group, not four).
     """
-    found: dict[tuple[str, str], dict[str, tuple[str, set[str]]]] = {}
+    found: dict[tuple[str, str], dict[str, tuple[str, set[str], dict[str, None]]]] = {}
     for name, data in reports.items():
         if gradebook.status(data) != gradebook.STATUS_GRADED:
             continue
@@ -138,18 +142,32 @@ def failure_groups(reports: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, 
             if check["outcome"] != "failed":
                 continue
             key = (check["assignment"], check["question"])
-            pattern = message_pattern(check["message"] or "failed")
-            example, names = found.setdefault(key, {}).setdefault(pattern, (check["message"], set()))
-            names.add(name)
+            for pattern, example, part in _failures_of(check):
+                _, names, parts = found.setdefault(key, {}).setdefault(pattern, (example, set(), {}))
+                names.add(name)
+                if part:
+                    parts[part] = None
     order = {key: index for index, key in enumerate(gradebook.question_columns(reports.values()))}
     groups = {}
     for key in sorted(found, key=lambda k: (order.get(k, len(order)), k)):
         made = [
-            FailureGroup(*key, pattern, example, tuple(sorted(names)))
-            for pattern, (example, names) in found[key].items()
+            FailureGroup(*key, pattern, example, tuple(sorted(names)), tuple(parts))
+            for pattern, (example, names, parts) in found[key].items()
         ]
         groups[key] = sorted(made, key=lambda g: (-g.count, g.pattern))
     return groups
+
+
+def _failures_of(check: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(pattern, message, part name) of each way a failed check failed: one per failed part (a check
+    of several parts fails in as many ways as it has failed parts), else its message (no part)."""
+    lost = [p for p in check.get("parts") or () if p["points"] < p["max_points"]]
+    if lost:
+        return [
+            (message_pattern(p["message"] or check["message"]), p["message"] or check["message"], p["name"])
+            for p in lost
+        ]
+    return [(message_pattern(check["message"] or "failed"), check["message"], "")]
 
 
 def startup_times(reports: Mapping[str, Mapping[str, Any]]) -> list[float]:
@@ -268,12 +286,15 @@ def _short(check_id: str) -> str:
 
 # -- the page ---------------------------------------------------------------------------------------
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 64em; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 64em; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.problem { background: #fde8e8; }
 img { max-width: 100%; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f6f6; padding: 0.5em; }
+summary { cursor: pointer; }
+.parts { color: #555; font-size: 0.9em; }
 """
 
 
@@ -450,9 +471,10 @@ def _failure_section(
             named = ", ".join(_link(name, pages) for name in group.submissions[:N_NAMED])
             if group.count > N_NAMED:
                 named += f" and {group.count - N_NAMED} more"
+            parts = f'<br><span class="parts">in: {_e("; ".join(group.parts))}</span>' if group.parts else ""
             out.append(
                 f'<tr><td class="num">{group.count}</td><td><details><summary>{_e(group.pattern)}</summary>'
-                f"<pre>{_e(group.example)}</pre></details></td><td>{named}</td></tr>"
+                f"<pre>{_e(group.example)}</pre></details>{parts}</td><td>{named}</td></tr>"
             )
         out.append("</table>")
     return out
