@@ -19,6 +19,7 @@ from tests.test_lms_export import make_report
 from torchgrade.instructor import batch, cli, grading
 from torchgrade.reporting import gradebook, roster
 
+ROOT = Path(__file__).resolve().parents[1]
 ROSTER = (
     "\ufeffName,Student ID,E-mail,SIS Login ID,Section,Submission,GitHub,Gradescope\n"
     "Ada Lovelace,s1,ada@uni.edu,ada,L01,,adalove,\n"
@@ -60,6 +61,7 @@ def test_a_canvas_export_points_possible_row_and_blank_rows_are_not_students(tmp
     ("text", "message"),
     [
         ("", "is empty"),
+        ("name,id\n,\n", "has a header row but no students"),
         ("email,github\nada@x,ada\n", "has no 'name' or 'id' column (its columns: 'email', 'github')"),
         ("name,section\nAda,L01\n", "has no column to match submissions by"),
         ("name,student,id\nAda,Ada,1\n", "columns 'name' and 'student' both mean 'name'"),
@@ -79,6 +81,14 @@ def test_a_roster_that_is_not_utf8_or_not_there(tmp_path):
         roster.read(tmp_path / "latin1.csv")
     with pytest.raises(roster.RosterError, match="does not exist"):
         roster.read(tmp_path / "nowhere.csv")
+
+
+def test_the_sample_roster_matches_the_demo_samples_and_misses_one_student():
+    """fixtures/submissions/roster.csv (with the samples: never in a release), the README's example: the
+    demo's six samples and a student who submitted nothing."""
+    matching = roster.match(roster.read(ROOT / "fixtures" / "submissions" / "roster.csv"), list(cli.DEMO_SAMPLES))
+    assert sorted(matching.owner) == sorted(cli.DEMO_SAMPLES) and matching.unmatched == ()
+    assert [s.label for s in matching.missing] == ["Frances Allen (s0007)"]
 
 
 # -- matching -----------------------------------------------------------------------------------------

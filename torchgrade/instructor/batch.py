@@ -185,8 +185,10 @@ A submission belongs to the student whose submission, github, gradescope, id, em
 sis_login_id is its name (a file's .py/.ipynb dropped; case and surrounding spaces ignored), whose
 GitHub user name ends it after a hyphen (GitHub Classroom's hw2-USERNAME), or whose Gradescope id
 follows 'submission_' (Gradescope's export). A submission matching several students or none is
-warned about and belongs to nobody; a student with two submissions gets two rows. Then:
-  torchgrade export canvas reports/ --roster roster.csv --out canvas.csv   (Grades > Import in Canvas)
+warned about and belongs to nobody (its row comes last, without a student); a student with two
+submissions gets two rows; a student with none gets a row with status 'missing' and empty scores.
+Then, for Canvas's gradebook (Grades, Import):
+  torchgrade export canvas reports/ --roster roster.csv --out canvas.csv
 """
 
 MSG_INVALID = "the grading wrote a report that breaks the report schema ({error}), so every check scores 0"

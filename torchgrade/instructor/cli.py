@@ -187,7 +187,7 @@ def _cmd_export_lms(args: argparse.Namespace) -> int:
     columns = ", ".join(table[0][len(table[0]) - len(grades.assignments) :]) if args.format == "canvas" else ""
     print(
         f"torchgrade: wrote {args.out}: {len(grades.rows)} students, {len(grades.assignments)} assignment(s)"
-        + (f" ({columns}); import it in Canvas: Grades > Import" if columns else "")
+        + (f" ({columns}); import it in Canvas's Gradebook: Grades, Import" if columns else "")
     )
     return EXIT_OK
 
@@ -404,13 +404,19 @@ def _add_export_release_check(sub) -> None:
 
 def _add_lms_exports(formats: argparse._SubParsersAction) -> None:
     """``export canvas`` and ``export lms``: from a batch's output folder and a roster."""
-    from torchgrade.reporting.lms import HELP_CANVAS_ID, HELP_MISSING, MISSING_CHOICES
+    from torchgrade.reporting.lms import CANVAS_DOC, DESCRIPTION, HELP_CANVAS_ID, HELP_MISSING, MISSING_CHOICES
 
     canvas = formats.add_parser(
         "canvas",
         help="Canvas's gradebook import CSV: a row per student on the roster, a column per assignment",
+        description=f"Canvas's gradebook import CSV, as {CANVAS_DOC} documents it. {DESCRIPTION}",
     )
-    lms = formats.add_parser("lms", help="a generic LMS CSV: a row per student, score and max per assignment")
+    lms = formats.add_parser(
+        "lms",
+        help="a generic LMS CSV: a row per student, score and max per assignment",
+        description=f"A generic LMS CSV: the roster's columns, submission, score:ID and max:ID, status, reason. "
+        f"{DESCRIPTION}",
+    )
     for parser, default in ((canvas, "canvas.csv"), (lms, "grades.csv")):
         parser.add_argument("reports", type=Path, help="torchgrade batch's --out folder (its reports)")
         parser.add_argument(

@@ -75,6 +75,12 @@ HELP_CANVAS_ID = (
 #: Statuses whose points are exported: an unreadable submission's zero is honest.
 EXPORTED = (gradebook.STATUS_GRADED, gradebook.STATUS_UNREADABLE)
 STATUS_SEVERAL = "several submissions"
+DESCRIPTION = """\
+A row per student on the roster, a column per assignment (its auto-graded points). A cell holds the
+points of a 'graded' submission, 0 for an 'unreadable' one (an honest zero), and is left blank, with a
+warning, for a 'timed out', 'crashed' or 'harness error' one (rerun the batch with --retry-failed) and
+for a student with two submissions; a 'missing' student's cell is blank (Canvas keeps its grade) unless
+--missing zero. Submissions that match no student are not exported (a warning names them)."""
 
 MSG_NO_FOLDER = "{folder} is not a folder of reports (give torchgrade batch's --out folder)"
 MSG_NO_REPORTS = "{folder} holds no reports (*.json): give torchgrade batch's --out folder"

@@ -39,7 +39,7 @@ one that matches nobody (its gradebook row has no student). A student with two s
 rows, with a warning: the instructor decides which one counts.
 
 **A bad roster stops the batch before any grading** (:class:`RosterError`, exit 2): a file that is
-missing, not UTF-8 or empty; no ``name``/``id`` column or no column to match by; two columns that mean
+missing, not UTF-8, empty or without students; no ``name``/``id`` column or no column to match by; two columns that mean
 the same; a row with neither a name nor an id; the same ``id``, ``email``, ``canvas_id``,
 ``sis_user_id``, ``sis_login_id``, submission name, GitHub user or Gradescope id on two rows (each
 names one person, so a repeat is a typing error; the message gives both rows).
@@ -82,6 +82,7 @@ SUBMISSION_SUFFIXES = (".py", ".ipynb")
 MSG_NOT_FOUND = "roster {path} does not exist"
 MSG_NOT_UTF8 = "roster {path} is not UTF-8 text ({error}); save it as 'CSV UTF-8' and try again"
 MSG_EMPTY = "roster {path} is empty: it needs a header row, then one row per student"
+MSG_NO_STUDENTS = "roster {path} has a header row but no students: add one row per student"
 MSG_NO_WHO = "roster {path} has no 'name' or 'id' column (its columns: {found}); see torchgrade batch --help"
 MSG_NO_MATCH = (
     "roster {path} has no column to match submissions by ({wanted}); its columns: {found}; "
@@ -239,6 +240,8 @@ def read(path: str | Path) -> Roster:
             raise RosterError(MSG_NOBODY.format(path=path, line=line))
         values = {c: _split(v) if c in MULTI else v for c, v in cells.items()}
         students.append(Student(line=line, **values))
+    if not students:
+        raise RosterError(MSG_NO_STUDENTS.format(path=path))
     _check_unique(path, students)
     return Roster(path=path, students=tuple(students), columns=tuple(c for c in COLUMNS if c in where))
 
