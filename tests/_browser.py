@@ -46,15 +46,24 @@ CHROMIUM_ARGS = (
 #: Milliseconds any one page action may take before the test fails (a page of a batch loads in well under 1 s).
 TIMEOUT_MS = 15_000
 HOW_TO_INSTALL = (
-    "install Chromium and Playwright: `apt-get install -y --no-install-recommends chromium` (Debian/Ubuntu; "
+    "install Chromium and Playwright: `apt-get install -y --no-install-recommends chromium libatomic1` (Debian; "
     "or set TORCHGRADE_CHROMIUM to a Chromium binary) and `pip install -e .[test]` (PyPI's playwright; "
     "`playwright install` is not needed)"
 )
 MSG_NO_BROWSER = "the browser tests need a headless Chromium: {problem}; {how}"
 
 
+def no_browser(*problems: str) -> None:
+    """Fail (under CI: ``CI`` or ``TORCHGRADE_REQUIRE_BROWSER`` set) or skip (elsewhere) the calling test,
+    saying what is missing and how to install it."""
+    message = MSG_NO_BROWSER.format(problem="; ".join(problems), how=HOW_TO_INSTALL)
+    if os.environ.get("CI", "").lower() not in ("", "0", "false") or os.environ.get("TORCHGRADE_REQUIRE_BROWSER"):
+        pytest.fail(message, pytrace=False)  # CI never skips the browser tests
+    pytest.skip(message)
+
+
 def require_browser() -> None:
-    """Fail (under CI) or skip (elsewhere) the calling test when Chromium or Playwright is missing."""
+    """:func:`no_browser` when Chromium or Playwright is missing."""
     problems = []
     if not os.access(CHROMIUM, os.X_OK):
         problems.append(f"{CHROMIUM} is not an executable")
@@ -62,12 +71,8 @@ def require_browser() -> None:
         import playwright.sync_api  # noqa: F401
     except ImportError as exc:
         problems.append(f"Playwright does not import ({exc})")
-    if not problems:
-        return
-    message = MSG_NO_BROWSER.format(problem="; ".join(problems), how=HOW_TO_INSTALL)
-    if os.environ.get("CI", "").lower() not in ("", "0", "false") or os.environ.get("TORCHGRADE_REQUIRE_BROWSER"):
-        pytest.fail(message, pytrace=False)  # CI never skips the browser tests
-    pytest.skip(message)
+    if problems:
+        no_browser(*problems)
 
 
 @contextlib.contextmanager
@@ -76,12 +81,19 @@ def chromium() -> Iterator[Any]:
     require_browser()
     from playwright.sync_api import sync_playwright  # here: the fast lane never imports Playwright
 
-    with sync_playwright() as playwright:
+    try:
+        manager = sync_playwright()
+        playwright = manager.__enter__()
+    except Exception as exc:  # its node driver did not start: on a bare Debian, libatomic.so.1 is missing
+        no_browser(f"Playwright's driver did not start ({exc}; its node binary needs libatomic.so.1: libatomic1)")
+    try:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
         try:
             yield browser
         finally:
             browser.close()
+    finally:
+        manager.__exit__(None, None, None)
 
 
 # -- serving a folder -----------------------------------------------------------------------------------
