@@ -219,3 +219,12 @@ def test_batch_with_a_roster_end_to_end(tmp_path, capsys):
     ]
     text = page_text(out / "summary.html")
     assert "Grace (s3)" in text and "hw-stranger" in text
+    # the batch's own folder exports to Canvas: Ada's points, Alan's honest 0, Grace blank
+    target = tmp_path / "canvas.csv"
+    args = cli.build_parser().parse_args(["export", "canvas", str(out), "--roster", str(path), "--out", str(target)])
+    assert args.func(args) == grading.EXIT_OK
+    with open(target, newline="") as handle:
+        header, possible, *rows = list(csv.reader(handle))
+    assert header[:5] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"] and len(header) == 6
+    assert possible[0] == "Points Possible" and float(possible[5]) > 0
+    assert [(row[0], row[5]) for row in rows] == [("Ada", possible[5]), ("Alan", "0"), ("Grace", "")]
