@@ -261,3 +261,11 @@ def test_an_empty_folder_has_no_reports(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(lms.ExportInputError, match="holds no reports"):
         lms.load_reports(tmp_path / "empty")
+
+
+def test_a_report_that_does_not_grade_an_assignment_leaves_its_cell_blank_with_a_warning(tmp_path):
+    (tmp_path / "roster.csv").write_text("name,submission\nAda,ada\nAlan,alan\n")
+    out = batch_folder(tmp_path, [make_report("ada", {"a1": 4.0, "a2": 1.0}), make_report("alan", {"a1": 2.0})])
+    data = lms.grades(lms.load_reports(out), roster.read(tmp_path / "roster.csv"))
+    assert [row.points for row in data.rows] == [{"a1": 4.0, "a2": 1.0}, {"a1": 2.0, "a2": None}]
+    assert lms.MSG_NOT_GRADED_HERE.format(student="Alan", assignment="a2", name="alan") in data.warnings

@@ -16,6 +16,9 @@ What a cell holds, by the student's status (:mod:`torchgrade.reporting.gradebook
 * two submissions of one student: blank, with a warning naming both (the instructor decides);
 * a submission that matches no student: not exported, with a warning.
 
+Every report in the folder counts, as the roster matches it: the report of a submission removed from
+the batch's submissions folder stays in its output folder until it is moved out.
+
 **Canvas.** The file follows Canvas's gradebook import format, as documented in "How do I import grades
 in the Gradebook?"
 (https://community.canvaslms.com/t5/Instructor-Guide/How-do-I-import-grades-in-the-Gradebook/ta-p/807)
@@ -100,7 +103,11 @@ MSG_TITLE_LOOKS_LIKE_ID = (
 MSG_NOT_EXPORTED = (
     "{student}: left blank: their submission {name} is '{status}' ({reason}); regrade it with --retry-failed"
 )
-MSG_SEVERAL = "{student}: left blank: {count} submissions ({names}); keep one in the batch's folder and run it again"
+MSG_SEVERAL = (
+    "{student}: left blank: {count} submissions ({names}); move the reports of those that do not count out of "
+    "the folder and export again"
+)
+MSG_NOT_GRADED_HERE = "{student}: left blank for {assignment}: the report of {name} does not grade it"
 MSG_MISSING = "no submission from {count} of the roster's students ({names}): {what}"
 MSG_UNMATCHED = "not exported, matching no student on the roster: {count} submission(s) ({names})"
 MSG_NAME_ONLY = (
@@ -108,9 +115,9 @@ MSG_NAME_ONLY = (
     "their exact name only"
 )
 MSG_INCOMPLETE = (
-    "{count} reports graded a selection of the checks (-k, -m): their points are that selection's, not the assignment's"
+    "{count} of the reports graded a selection of the checks (-k, -m): their points are that selection's, "
+    "not the assignment's"
 )
-MSG_NO_REPORT_YET = "no report (not graded yet)"
 
 
 class ExportInputError(TorchgradeError):
@@ -249,6 +256,9 @@ def grades(
         state, why = gradebook.status_and_reason(data)
         if state in EXPORTED:
             points = {a.id: points_of(data, a.id) for a in columns}
+            for assignment in (a for a, value in points.items() if value is None):
+                name = gradebook.printable(names[0])
+                warnings.append(MSG_NOT_GRADED_HERE.format(student=student.label, assignment=assignment, name=name))
         else:
             points = blank
             name = gradebook.printable(names[0])
@@ -291,7 +301,7 @@ def canvas_headings(columns: Sequence[Assignment], canvas_ids: Sequence[str] = (
         elif not assignment:
             listed = ", ".join(sorted(known))
             raise ExportInputError(MSG_CANVAS_ID_WHICH.format(value=value, count=len(columns), known=listed))
-        if not number.strip().isdigit():
+        if not re.fullmatch(r"[0-9]+", number.strip()):
             raise ExportInputError(MSG_BAD_CANVAS_ID.format(value=value))
         if assignment.strip() not in known:
             raise ExportInputError(
