@@ -120,6 +120,8 @@ def test_a_submission_matching_two_students_belongs_to_neither(tmp_path):
     assert matching.owner == {} and matching.unmatched == ("hw-bob-smith",)
     assert [s.name for s in matching.ambiguous["hw-bob-smith"]] == ["Bob Smith", "Bob", "Ann"]
     assert [s.name for s in matching.missing] == ["Bob Smith", "Bob", "Ann"]
+    reason = gradebook.MSG_MISSING_AMBIGUOUS.format(names="hw-bob-smith")
+    assert gradebook.missing_reason(matching, 2) == reason and "also matches another student" in reason
     students = "Bob Smith and Bob and Ann"
     assert matching.warnings() == [roster.MSG_AMBIGUOUS.format(name="hw-bob-smith", students=students)]
     assert "it is left without a student" in matching.warnings()[0]

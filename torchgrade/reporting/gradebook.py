@@ -75,6 +75,7 @@ FIXED_BEFORE, FIXED_AFTER = ["submission"], ["total", "max", "pending_max", "sta
 STUDENT_COLUMNS = (("student", "name"), ("id", "id"))
 OPTIONAL_STUDENT_COLUMNS = ("email", "canvas_id", "sis_user_id", "sis_login_id", "section")
 MSG_MISSING = "no submission in the folder matches this student on the roster"
+MSG_MISSING_AMBIGUOUS = "no submission is theirs alone: {names} also matches another student on the roster (fix it)"
 MSG_NO_REPORT = (
     "their submission {name} has no report (not graded yet, or its report could not be written): run the batch again"
 )
@@ -178,11 +179,20 @@ def rows(
             else:
                 table.append(cells + missing(MSG_NO_REPORT.format(name=printable(name)), name))
         if not names:
-            table.append(cells + missing(MSG_MISSING))
+            table.append(cells + missing(missing_reason(matching, student.line)))
     for name, data in reports.items():  # matching no student, or several
         if name not in placed:
             table.append([""] * len(who) + row(name, data))
     return [text_cell(cell) for cell in [c for c, _ in who] + header], table
+
+
+def missing_reason(matching: Matching, line: int) -> str:
+    """Why the roster's student on ``line`` has no submission: none matches them, or those that do
+    match another student too."""
+    shared = [name for name, students in matching.ambiguous.items() if any(s.line == line for s in students)]
+    if shared:
+        return MSG_MISSING_AMBIGUOUS.format(names=", ".join(printable(name) for name in shared))
+    return MSG_MISSING
 
 
 def write(reports: Mapping[str, Mapping[str, Any]], path: str | Path, *, matching: Matching | None = None) -> Path:

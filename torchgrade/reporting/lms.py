@@ -245,7 +245,8 @@ def grades(
         blank: dict[str, float | None] = dict.fromkeys((a.id for a in columns), None)
         if not names:
             points = dict.fromkeys(blank, 0.0) if missing == "zero" else blank
-            rows.append(StudentGrade(student, (), gradebook.STATUS_MISSING, gradebook.MSG_MISSING, points))
+            why = gradebook.missing_reason(matching, student.line)
+            rows.append(StudentGrade(student, (), gradebook.STATUS_MISSING, why, points))
             continue
         if len(names) > 1:
             shown = ", ".join(map(gradebook.printable, names))
