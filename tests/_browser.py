@@ -200,9 +200,11 @@ IMAGES_JS = """() => [...document.images].map(img => {
             natural: [img.naturalWidth, img.naturalHeight], shown: [box.width, box.height]};
 })"""
 #: Whether the page is wider than its viewport (a horizontal scroll bar): document and viewport widths.
+#: ``widest`` names the first elements that stick out of the viewport or whose own content sticks out of them.
 OVERFLOW_JS = """() => ({scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth,
     widest: [...document.body.querySelectorAll("*")]
-        .filter(el => el.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5)
+        .filter(el => el.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5
+                      || (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1))
         .slice(0, 5).map(el => el.tagName + ": " + el.textContent.slice(0, 80))})"""
 #: The href of every link, as the browser resolved it.
 LINKS_JS = "() => [...document.links].map(a => ({text: a.textContent, href: a.href}))"

@@ -34,7 +34,8 @@ FULL, PARTIAL, SIMILAR = "alice", "bob.py", "carol.ipynb"
 UNREADABLE, TIMED_OUT = "empty.py", "slow"
 HTMLISH = "<img src=x onerror=alert(1)>.py"  # a folder may be named so; shown as text, never as an element
 NOT_UTF8 = os.fsdecode(b"caf\xe9.py")  # a Latin-1 name: its byte \xe9 is not UTF-8
-NAMES = [FULL, PARTIAL, SIMILAR, UNREADABLE, TIMED_OUT, HTMLISH, NOT_UTF8]  # the folder's order
+LONG = "smithjohn_1234567_89012345_Assignment1_CNN_final_version2.ipynb"  # as an LMS's export names files
+NAMES = [FULL, PARTIAL, SIMILAR, UNREADABLE, TIMED_OUT, HTMLISH, NOT_UTF8, LONG]  # the folder's order
 WHY_UNREADABLE = f"{UNREADABLE} could not be graded: the file is empty."
 WHY_TIMED_OUT = batchjob.MSG_TIMEOUT.format(seconds=60)
 #: (id, question, max points, seconds) of the assignment's checks.
@@ -155,7 +156,7 @@ def test_the_overview_counts_submissions_and_statuses(summary):
     assert page.get_by_role("heading", name="Overview").is_visible()
     overview = pairs(page, "Overview")
     assert overview["submissions"] == str(len(NAMES))
-    assert overview[gradebook.STATUS_GRADED] == "5"
+    assert overview[gradebook.STATUS_GRADED] == "6"
     assert overview[gradebook.STATUS_UNREADABLE] == "1" and overview[gradebook.STATUS_TIMED_OUT] == "1"
     for state in (gradebook.STATUS_CRASHED, gradebook.STATUS_HARNESS_ERROR):
         assert overview.get(state, "0") == "0"  # shown as 0, or not at all
@@ -247,9 +248,15 @@ SHOWN_ON_ITS_PAGE = {
     HTMLISH: [*FAILURES[HTMLISH].values()],  # "<b>4</b>" as text
     NOT_UTF8: [*FAILURES[NOT_UTF8].values()],
 }
+#: A known defect: a name without spaces does not wrap, so its page scrolls sideways (1397 px wide at 1280).
+LONG_NAME_OVERFLOWS = pytest.mark.xfail(
+    reason="a submission's page: the <h1> of a 63-character name without spaces does not wrap "
+    "(CSS: overflow-wrap: anywhere on h1, td, li); remove this mark once it does",
+    strict=False,
+)
 
 
-@pytest.mark.parametrize("name", list(SHOWN_ON_ITS_PAGE))
+@pytest.mark.parametrize("name", [*SHOWN_ON_ITS_PAGE, pytest.param(LONG, marks=LONG_NAME_OVERFLOWS)])
 def test_clicking_a_submission_opens_its_page_which_shows_what_it_lost_and_leads_back(browser, served, name):
     """The name's link in the submissions table opens the submission's own page (a JSON report is accepted
     too: it has the name); that page shows the name, the status, every message, and leads back."""
@@ -271,7 +278,7 @@ def test_clicking_a_submission_opens_its_page_which_shows_what_it_lost_and_leads
         else:
             assert shown in page.locator("h1").inner_text()
             body = page.inner_text("body")
-            for text in SHOWN_ON_ITS_PAGE[name]:
+            for text in SHOWN_ON_ITS_PAGE.get(name, [gradebook.STATUS_GRADED, "8 / 8"]):
                 assert text in body, f"{shown}'s page does not show {text!r}"
             assert page.locator("img[src='x']").count() == 0
             width = page.evaluate(_browser.OVERFLOW_JS)
