@@ -269,3 +269,10 @@ def test_a_report_that_does_not_grade_an_assignment_leaves_its_cell_blank_with_a
     data = lms.grades(lms.load_reports(out), roster.read(tmp_path / "roster.csv"))
     assert [row.points for row in data.rows] == [{"a1": 4.0, "a2": 1.0}, {"a1": 2.0, "a2": None}]
     assert lms.MSG_NOT_GRADED_HERE.format(student="Alan", assignment="a2", name="alan") in data.warnings
+
+
+def test_two_reports_of_one_submission_name_stop_the_export(tmp_path):
+    out = batch_folder(tmp_path, [make_report("ada", {"a": 1.0})])
+    (out / "copy.json").write_text((out / "ada.json").read_text())
+    with pytest.raises(lms.ExportInputError, match="two reports of a submission named 'ada'"):
+        lms.load_reports(out)

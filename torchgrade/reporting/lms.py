@@ -91,6 +91,9 @@ MSG_BAD_REPORT = (
     "{path} is not a valid torchgrade report ({error}); regrade it (torchgrade batch --force) or move it out "
     "of the folder"
 )
+MSG_SAME_SUBMISSION = (
+    "{folder} holds two reports of a submission named {name!r} (from two batches?): keep one batch's reports in it"
+)
 MSG_NO_ASSIGNMENT = "the reports grade no assignment {only!r}; they grade: {known}"
 MSG_BAD_CANVAS_ID = (
     "--canvas-id {value!r}: give ASSIGNMENT=NUMBER, where NUMBER is the id in the Canvas assignment's URL"
@@ -170,7 +173,10 @@ def load_reports(folder: str | Path) -> dict[str, dict[str, Any]]:
             report.validate(data)
         except (OSError, ValueError, TorchgradeError) as exc:
             raise ExportInputError(MSG_BAD_REPORT.format(path=path, error=" ".join(str(exc).split()))) from None
-        reports[Path(data["submission"]).name] = data
+        name = Path(data["submission"]).name
+        if name in reports:
+            raise ExportInputError(MSG_SAME_SUBMISSION.format(name=gradebook.printable(name), folder=folder))
+        reports[name] = data
     if not reports:
         raise ExportInputError(MSG_NO_REPORTS.format(folder=folder))
     return reports
