@@ -262,7 +262,8 @@ def test_summary_page_refers_to_its_plots_and_reports(tiny):
         assert f'src="{image}"' in page
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for name in TINY_SUBMISSIONS:
-        assert f'<a href="{name}.json">{name}</a>' in page
+        assert f'<a href="pages/{name}.html">{name}</a>' in page and f'<a href="{name}.json">JSON</a>' in page
+        assert f"<h1>{name}</h1>" in (out / "pages" / f"{name}.html").read_text()
     assert "<td>tiny:Q2</td>" in page  # the pass-rate table
     assert "test_tiny.py::test_scale" in page  # the slowest check: the hanging one
     assert "Not graded (not a folder, .py or .ipynb file): notes.txt" in page

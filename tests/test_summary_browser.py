@@ -16,7 +16,6 @@ there, to look at the page without a browser.
 
 from __future__ import annotations
 
-import json
 import os
 import urllib.parse
 from pathlib import Path
@@ -81,6 +80,7 @@ def make_report(name: str) -> dict:
         questions=tuple(report.summarise_questions(checks, {})),
         checks=tuple(checks),
     ).to_json()
+    data["worker_startup"] = {"seconds": 2.0 if name != LONG else 3.0, "starts": 1}
     if name == UNREADABLE:
         return {**data, "status": gradebook.STATUS_UNREADABLE, "reason": WHY_UNREADABLE}
     return {**data, "status": gradebook.STATUS_GRADED, "reason": ""}
@@ -212,6 +212,33 @@ def test_every_plot_loads_and_is_shown_at_a_readable_size(summary, folder):
         assert img.is_visible()
 
 
+def test_what_the_class_got_wrong_groups_one_mistake_and_opens_a_full_message(summary):
+    """Per question, the same failure made by two students (numbers aside) is one row with its count and
+    both names; the full message of one of them shows once the row is opened, not before."""
+    page = summary.page
+    assert page.locator("h2:text-is('What the class got wrong')").is_visible()
+    heading = page.locator("h3", has_text="hw1 Q1")
+    assert heading.inner_text() == "hw1 Q1: 3 of 8 with full marks"
+    table = page.locator("h3:has-text('hw1 Q1') + table")
+    rows = [[cell.strip() for cell in row.locator("th, td").all_inner_texts()] for row in table.locator("tr").all()]
+    assert rows[1] == ["2", "add(#, …) returned #; expected #. Hint: add returns a + b.", "bob.py, carol.ipynb"]
+    assert rows[2][0] == "1" and rows[2][1].startswith("scale([#, …], #) returned [#, …]")
+    example = table.locator("tr").nth(1).locator("pre")
+    assert not example.is_visible()
+    table.locator("tr").nth(1).locator("summary").click()
+    assert example.is_visible() and example.inner_text() in {
+        FAILURES[PARTIAL]["test_add"],
+        FAILURES[SIMILAR]["test_add"],
+    }
+    # The unreadable submission failed every check with one message: it is under "Needs a look", not here.
+    assert UNREADABLE not in page.locator("h2:text-is('What the class got wrong') ~ table").first.inner_text()
+
+
+def test_the_worker_start_up_is_shown_apart_from_the_slowest_checks(summary):
+    text = summary.page.locator("h2:text-is('Slowest checks') + p").inner_text()
+    assert "not counted in the checks' times: mean 2.14 s, at most 3.00 s per submission (7 submissions)" in text
+
+
 def test_the_page_fits_a_1280_px_window(summary):
     width = summary.page.evaluate(_browser.OVERFLOW_JS)
     assert width["scroll"] <= width["client"], f"the page scrolls sideways; too wide: {width['widest']}"
@@ -248,18 +275,13 @@ SHOWN_ON_ITS_PAGE = {
     HTMLISH: [*FAILURES[HTMLISH].values()],  # "<b>4</b>" as text
     NOT_UTF8: [*FAILURES[NOT_UTF8].values()],
 }
-#: A known defect: a name without spaces does not wrap, so its page scrolls sideways (1397 px wide at 1280).
-LONG_NAME_OVERFLOWS = pytest.mark.xfail(
-    reason="a submission's page: the <h1> of a 63-character name without spaces does not wrap "
-    "(CSS: overflow-wrap: anywhere on h1, td, li); remove this mark once it does",
-    strict=False,
-)
 
 
-@pytest.mark.parametrize("name", [*SHOWN_ON_ITS_PAGE, pytest.param(LONG, marks=LONG_NAME_OVERFLOWS)])
+@pytest.mark.parametrize("name", [*SHOWN_ON_ITS_PAGE, LONG])  # LONG: a name without spaces wraps
 def test_clicking_a_submission_opens_its_page_which_shows_what_it_lost_and_leads_back(browser, served, name):
-    """The name's link in the submissions table opens the submission's own page (a JSON report is accepted
-    too: it has the name); that page shows the name, the status, every message, and leads back."""
+    """The name's link in the submissions table opens the submission's own page (HTML, not the bare JSON
+    report); that page shows the name, the status, every message, and leads back. A submission that was
+    not graded gives its reason once (status line, and the batch's note), not once per check."""
     shown = gradebook.printable(name)
     with _browser.visit(browser, served.url("summary.html")) as seen:
         page = seen.page
@@ -273,21 +295,21 @@ def test_clicking_a_submission_opens_its_page_which_shows_what_it_lost_and_leads
             row.get_by_role("link", name=shown, exact=True).click()
         response = navigation.value
         assert response is not None and response.status == 200, f"{shown}: {response and response.status}"
-        if "json" in response.headers.get("content-type", ""):  # a bare report: the browser shows its JSON
-            assert json.loads(response.text())["submission"].endswith(f"/{name}")
-        else:
-            assert shown in page.locator("h1").inner_text()
-            body = page.inner_text("body")
-            for text in SHOWN_ON_ITS_PAGE.get(name, [gradebook.STATUS_GRADED, "8 / 8"]):
-                assert text in body, f"{shown}'s page does not show {text!r}"
-            assert page.locator("img[src='x']").count() == 0
-            width = page.evaluate(_browser.OVERFLOW_JS)
-            assert width["scroll"] <= width["client"], f"{shown}'s page scrolls sideways: {width['widest']}"
-            for link in page.evaluate(_browser.LINKS_JS):  # the JSON report, back to the summary
-                assert page.request.get(link["href"]).status == 200, link
-            with page.expect_navigation() as back:
-                page.get_by_role("link", name="summary").first.click()
-            assert back.value.status == 200 and page.url.endswith("/summary.html")
+        assert "text/html" in response.headers.get("content-type", ""), "its own page, not the bare JSON"
+        assert shown in page.locator("h1").inner_text()
+        body = page.inner_text("body")
+        for text in SHOWN_ON_ITS_PAGE.get(name, [gradebook.STATUS_GRADED, "8 / 8"]):
+            assert text in body, f"{shown}'s page does not show {text!r}"
+        if name == TIMED_OUT:
+            assert body.count(WHY_TIMED_OUT) <= 2, body
+        assert page.locator("img[src='x']").count() == 0
+        width = page.evaluate(_browser.OVERFLOW_JS)
+        assert width["scroll"] <= width["client"], f"{shown}'s page scrolls sideways: {width['widest']}"
+        for link in page.evaluate(_browser.LINKS_JS):  # the JSON report, back to the summary
+            assert page.request.get(link["href"]).status == 200, link
+        with page.expect_navigation() as back:
+            page.get_by_role("link", name="summary").first.click()
+        assert back.value.status == 200 and page.url.endswith("/summary.html")
         assert seen.problems == []
 
 

@@ -167,7 +167,7 @@ def test_a_submission_page_shows_scores_messages_cells_left_out_and_output():
     assert "<h1>&lt;i&gt;ann&lt;/i&gt; (Ann)</h1>" in page  # a name is text, never markup
     assert '<a href="../summary.html">Back to the summary</a>' in page and '<a href="../ann.json">' in page
     assert "graded</span>: 1 / 2 auto-graded points." in page
-    assert '<tr class="lost"><td class="q">a Q1</td><td></td><td class="num">0 / 1</td>' in page
+    assert '<tr class="lost"><td class="q">a Q1</td><td class="num">0 / 1</td>' in page  # no titles: no column
     assert "test_shape: forward(x) returned &lt;b&gt;bold&lt;/b&gt; shape (2, 10)" in page
     assert "<h3>a Q1: test_shape (0 / 1, failed)</h3>" in page and "test_train (" not in page
     assert "Reproduce: <code>pytest graders/test_a.py::test_shape --submission=FOLDER</code>" in page

@@ -33,6 +33,7 @@ MESSAGE_CHARS = 4000
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 64em; padding: 0 1em; color: #222; }
+h1, h2, h3, li, p, td.name { overflow-wrap: anywhere; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
 td.num, td.q { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -71,17 +72,16 @@ def render(
         f"<nav>{' · '.join(nav)}</nav>",
         f"<h1>{html_text(title)}</h1>",
         _headline(data, state, why),
-        *_questions(data),
-        *_lost_checks(data),
+        *_questions(data, graded=state == gradebook.STATUS_GRADED),
+        *(_lost_checks(data) if state == gradebook.STATUS_GRADED else _not_run(data)),
         *_extraction(data),
         *_output(data),
         *_details(data),
     ]
     return (
         '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html_text(title)}: torchgrade</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body>\n</html>\n"
+        f'<title>{html_text(title)}: torchgrade</title>\n<link rel="icon" href="data:,">\n'
+        f"<style>{STYLE}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
     )
 
 
@@ -101,30 +101,33 @@ def _headline(data: Mapping[str, Any], state: str, why: str) -> str:
     )
 
 
-def _questions(data: Mapping[str, Any]) -> list[str]:
+def _questions(data: Mapping[str, Any], *, graded: bool = True) -> list[str]:
+    """The score table. For a submission that was not graded, the reason is said once above, so the
+    rows give the points only."""
+    titled = any(q.get("title") for q in data["questions"])
     rows = []
     for q in data["questions"]:
         label = f"{q['assignment']} {q['id']}"
-        title = html_text(q.get("title", ""))
+        title = f"<td>{html_text(q.get('title', ''))}</td>" if titled else ""
         if q["manual"]:
             graded = q["status"] == "graded" and q["score"] is not None
             points = f"{q['score']:g} / {q['max_score']:g}" if graded else f"pending ({q['max_score']:g})"
             rows.append(
-                f'<tr class="pending"><td class="q">{html_text(label)}</td><td>{title}</td>'
+                f'<tr class="pending"><td class="q">{html_text(label)}</td>{title}'
                 f'<td class="num">{points}</td><td>graded by hand</td></tr>'
             )
             continue
         lost = [c for c in _checks_of(data, q) if c["points"] < c["max_points"]]
         css = ' class="lost"' if lost else ""
-        why = "<br>".join(html_text(f"{_short(c['id'])}: {first_line(c)}") for c in lost)
+        why = "<br>".join(html_text(f"{_short(c['id'])}: {first_line(c)}") for c in lost) if graded else ""
         rows.append(
-            f'<tr{css}><td class="q">{html_text(label)}</td><td>{title}</td>'
-            f'<td class="num">{q["score"]:g} / {q["max_score"]:g}</td><td>{why}</td></tr>'
+            f'<tr{css}><td class="q">{html_text(label)}</td>{title}'
+            f'<td class="num">{q["score"]:g} / {q["max_score"]:g}</td><td class="name">{why}</td></tr>'
         )
     return [
         "<h2>Score per question</h2>",
         "<table>",
-        "<tr><th>question</th><th>title</th><th>points</th><th>what lost points</th></tr>",
+        f"<tr><th>question</th>{'<th>title</th>' if titled else ''}<th>points</th><th>what lost points</th></tr>",
         *rows,
         "</table>",
     ]
@@ -160,6 +163,15 @@ def _lost_checks(data: Mapping[str, Any]) -> list[str]:
                 command += f" --only={data['only']}"
             out.append(f"<p>Reproduce: <code>{html_text(command)} --submission=FOLDER</code></p>")
     return out
+
+
+def _not_run(data: Mapping[str, Any]) -> list[str]:
+    """For a submission that was not graded: its checks by name, without the one reason (said above)
+    that each of them repeats."""
+    if not data["checks"]:
+        return []
+    names = ", ".join(_short(c["id"]) for c in data["checks"])
+    return [f"<p>Its checks, none of which could grade it: {html_text(names)}.</p>"]
 
 
 def _extraction(data: Mapping[str, Any]) -> list[str]:

@@ -214,11 +214,12 @@ def question_stats(reports: Mapping[str, Mapping[str, Any]]) -> list[QuestionSta
 def check_times(reports: Mapping[str, Mapping[str, Any]], limit: int = N_SLOWEST) -> list[CheckTime]:
     """The ``limit`` checks with the greatest mean duration, slowest first.
 
-    Reports the batch wrote for a grading that did not finish are left out: their checks never ran.
+    Only submissions whose status is ``graded`` count: the checks of a grading that did not finish
+    never ran, and those of an unreadable one failed at once, which says nothing of their speed.
     """
     runs: dict[str, list[tuple[float, str]]] = {}
     for name, data in reports.items():
-        if any(note.startswith(gradebook.NOTE_PREFIX) for note in data.get("notes", ())):
+        if gradebook.status(data) != gradebook.STATUS_GRADED:
             continue
         for check in data["checks"]:
             if check["outcome"] != "skipped":
@@ -287,6 +288,8 @@ def _short(check_id: str) -> str:
 # -- the page ---------------------------------------------------------------------------------------
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 64em; padding: 0 1em; color: #222; }
+h1, h2, h3, li, p, summary, td.name { overflow-wrap: anywhere; }
+td.name { min-width: 8em; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -360,9 +363,8 @@ def write(
     body += _submission_table(reports, pages, files, students)
     page = (
         '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{_e(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body>\n</html>\n"
+        f'<title>{_e(title)}</title>\n<link rel="icon" href="data:,">\n'
+        f"<style>{STYLE}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
     )
     return atomic.write_text(folder / "summary.html", page)
 
@@ -474,7 +476,7 @@ def _failure_section(
             parts = f'<br><span class="parts">in: {_e("; ".join(group.parts))}</span>' if group.parts else ""
             out.append(
                 f'<tr><td class="num">{group.count}</td><td><details><summary>{_e(group.pattern)}</summary>'
-                f"<pre>{_e(group.example)}</pre></details>{parts}</td><td>{named}</td></tr>"
+                f'<pre>{_e(group.example)}</pre></details>{parts}</td><td class="name">{named}</td></tr>'
             )
         out.append("</table>")
     return out
@@ -501,8 +503,8 @@ def _startup_line(seconds: list[float]) -> list[str]:
 
 def _slowest_table(times: list[CheckTime]) -> list[str]:
     rows = [
-        f'<tr><td>{_e(t.id)}</td><td class="num">{t.mean:.2f}</td><td class="num">{t.max:.2f}</td>'
-        f'<td>{_e(t.slowest_submission)}</td><td class="num">{t.runs}</td></tr>'
+        f'<tr><td class="name">{_e(t.id)}</td><td class="num">{t.mean:.2f}</td><td class="num">{t.max:.2f}</td>'
+        f'<td class="name">{_e(t.slowest_submission)}</td><td class="num">{t.runs}</td></tr>'
         for t in times
     ]
     return [
@@ -529,7 +531,7 @@ def _submission_table(
         numbers = "".join(f'<td class="num">{value}</td>' for value in values)
         raw = f'<a href="{_e(_href(files[name]))}">JSON</a>' if name in files else ""
         rows.append(
-            f"<tr{css}><td>{_link(name, pages)}</td>{who}{numbers}<td>{_e(state)}</td><td>{_e(why)}</td>"
+            f'<tr{css}><td class="name">{_link(name, pages)}</td>{who}{numbers}<td>{_e(state)}</td><td>{_e(why)}</td>'
             f"<td>{raw}</td></tr>"
         )
     student = "<th>student</th>" if students else ""
