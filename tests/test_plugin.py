@@ -100,7 +100,9 @@ def test_points_parts_and_report(assignment, isolation):
     assert data["worker_startup"]["starts"] == 1
     if isolation == "process":  # a process that imports torch: far longer than doubling 3
         assert checks["test_passes"]["duration"] < data["worker_startup"]["seconds"]
-    result.stdout.fnmatch_lines([f"Reproduce: pytest test_toy.py::test_parts --submission=*sub --isolation={isolation}"])
+    result.stdout.fnmatch_lines(
+        [f"Reproduce: pytest test_toy.py::test_parts --submission=*sub --isolation={isolation}"]
+    )
     result.stdout.fnmatch_lines(
         [
             f"*torchgrade: *sub ({isolation} isolation)*",
