@@ -144,6 +144,7 @@ def test_a_submission_page_shows_scores_messages_cells_left_out_and_output():
     data = make_report(
         check("Q1", "failed", "forward(x) returned <b>bold</b> shape (2, 10)", name="test_shape"),
         check("Q2", "passed", name="test_train"),
+        complete=False,
         extraction={
             "source": "hw.ipynb",
             "kind": "notebook",
@@ -166,9 +167,13 @@ def test_a_submission_page_shows_scores_messages_cells_left_out_and_output():
     page = submission_page.render(data, name="<i>ann</i>", student="Ann", report_file="ann.json")
     assert "<h1>&lt;i&gt;ann&lt;/i&gt; (Ann)</h1>" in page  # a name is text, never markup
     assert '<a href="../summary.html">Back to the summary</a>' in page and '<a href="../ann.json">' in page
-    assert "graded</span>: 1 / 2 auto-graded points." in page
+    assert "graded</span>: 1 / 2 auto-graded points of the selected checks only" in page
     assert '<tr class="lost"><td class="q">a Q1</td><td class="num">0 / 1</td>' in page  # no titles: no column
-    assert "test_shape: forward(x) returned &lt;b&gt;bold&lt;/b&gt; shape (2, 10)" in page
+    assert "test_shape: forward(x) returned &lt;b&gt;bold&lt;/b&gt; shape (2, 10)</td>" in page  # in the table too
+    manual = {**data, "questions": [{**data["questions"][0], "id": "Q0", "manual": True}, *data["questions"]]}
+    manual["questions"][0].update(score=None, status="pending")
+    after_manual = submission_page.render(manual, name="ann")  # a manual question first in its loop
+    assert 'class="name">test_shape: forward(x) returned' in after_manual
     assert "<h3>a Q1: test_shape (0 / 1, failed)</h3>" in page and "test_train (" not in page
     assert "Reproduce: <code>pytest graders/test_a.py::test_shape --submission=FOLDER</code>" in page
     assert "<td>cell 7, lines 1-2</td><td>mounts Google Drive</td>" in page

@@ -92,6 +92,8 @@ def write(data: Mapping[str, Any], path: str | Path, **options: Any) -> Path:
 
 def _headline(data: Mapping[str, Any], state: str, why: str) -> str:
     score = f"{data['score']:g} / {data['max_score']:g} auto-graded points"
+    if data.get("complete") is False:
+        score += " of the selected checks only (-k, -m or named checks), not the assignment's total"
     pending = f"; {data['pending_max_score']:g} more await TA review" if data["pending_max_score"] else ""
     if state == gradebook.STATUS_GRADED:
         return f'<p><span class="status">graded</span>: {html_text(score + pending)}.</p>'
@@ -110,8 +112,8 @@ def _questions(data: Mapping[str, Any], *, graded: bool = True) -> list[str]:
         label = f"{q['assignment']} {q['id']}"
         title = f"<td>{html_text(q.get('title', ''))}</td>" if titled else ""
         if q["manual"]:
-            graded = q["status"] == "graded" and q["score"] is not None
-            points = f"{q['score']:g} / {q['max_score']:g}" if graded else f"pending ({q['max_score']:g})"
+            by_hand = q["status"] == "graded" and q["score"] is not None
+            points = f"{q['score']:g} / {q['max_score']:g}" if by_hand else f"pending ({q['max_score']:g})"
             rows.append(
                 f'<tr class="pending"><td class="q">{html_text(label)}</td>{title}'
                 f'<td class="num">{points}</td><td>graded by hand</td></tr>'
