@@ -154,6 +154,10 @@ def test_errors_adaptations_and_evidence_are_in_the_output():
         "  curve: 50 values, min 0, mean 2.45, max 4.9",
         "Reproduce: pytest graders/test_x.py::test_visible",
     ]
+    # A report of one assignment (--only): the student's command collects that assignment alone too.
+    one = export.to_gradescope({**hand_built_report(), "only": "shoes"})
+    visible = next(t for t in one["tests"] if t["name"] == "shoes Q1: test_visible")
+    assert visible["output"].endswith("Reproduce: pytest graders/test_x.py::test_visible --only=shoes")
 
 
 def test_a_notebook_submission_says_what_was_left_out():

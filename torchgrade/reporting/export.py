@@ -128,7 +128,7 @@ def to_gradescope(data: dict[str, Any], *, hidden_visibility: str = HIDDEN_VISIB
     """
     if hidden_visibility not in HIDDEN_VISIBILITIES:
         raise ValueError(f"hidden_visibility {hidden_visibility!r} is not one of {', '.join(HIDDEN_VISIBILITIES)}")
-    tests = [_check_test(check, hidden_visibility) for check in data["checks"]]
+    tests = [_check_test(check, hidden_visibility, data.get("only")) for check in data["checks"]]
     tests += [_manual_test(q) for q in data["questions"] if q["manual"]]
     results: dict[str, Any] = {
         "score": data["score"],
@@ -146,14 +146,14 @@ def to_gradescope(data: dict[str, Any], *, hidden_visibility: str = HIDDEN_VISIB
     return results
 
 
-def _check_test(check: dict[str, Any], hidden_visibility: str) -> dict[str, Any]:
+def _check_test(check: dict[str, Any], hidden_visibility: str, only: str | None = None) -> dict[str, Any]:
     hidden = is_hidden_check(check["id"])
     return {
         "name": f"{check['assignment']} {check['question']}: {check['id'].split('::', 1)[-1]}",
         "score": check["points"],
         "max_score": check["max_points"],
         "status": "passed" if check["outcome"] == "passed" else "failed",
-        "output": check_output(check, hidden=hidden),
+        "output": check_output(check, hidden=hidden, only=only),
         "tags": [check["assignment"], check["question"]] + (["hidden"] if hidden else []),
         "visibility": hidden_visibility if hidden else "visible",
     }
@@ -173,9 +173,10 @@ def _manual_test(question: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_output(check: dict[str, Any], *, hidden: bool = False) -> str:
+def check_output(check: dict[str, Any], *, hidden: bool = False, only: str | None = None) -> str:
     """A check's Gradescope output: the verdict or failure message, its parts, its measurements and,
-    for a visible check that lost points, the command that reproduces it."""
+    for a visible check that lost points, the command that reproduces it (with ``--only`` when the
+    report graded one assignment: the student's copy then collects that assignment's checks only)."""
     outcome, points, max_points = check["outcome"], check["points"], check["max_points"]
     if outcome == "passed":
         lines = [f"Passed: {points:g} / {max_points:g} points."]
@@ -195,7 +196,7 @@ def check_output(check: dict[str, Any], *, hidden: bool = False) -> str:
         lines.append("Measurements:")
         lines += [f"  {line}" for line in evidence]
     if outcome == "failed" and not hidden:
-        lines.append(f"Reproduce: pytest {check['id']}")
+        lines.append(f"Reproduce: pytest {check['id']}" + (f" --only={only}" if only else ""))
     return "\n".join(lines)
 
 
