@@ -7,6 +7,7 @@ grades, by a fresh pytest process in ``--isolation process`` by default, and its
     reports/<name>.json                     the report (``<name>`` keeps a file's suffix: bob.py.json)
     reports/gradebook.csv                   one row per submission (torchgrade.reporting.gradebook)
     reports/summary.html, *.png             the summary page and its plots (torchgrade.reporting.summary)
+    reports/pages/<name>.html               each submission's page (torchgrade.reporting.submission_page)
     reports/.torchgrade-batch/<name>.json   the resumability record of each report
     reports/.torchgrade-batch/logs/         pytest's output for each grading
     reports/.torchgrade-batch/scratch/      the local gradings in flight (a rerun removes leftovers)

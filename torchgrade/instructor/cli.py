@@ -14,7 +14,7 @@ Commands:
     new DIR              write a small but real assignment of one's own to start from (docs/authoring.md)
     batch SUBMISSIONS --out DIR
                          grade every submission (subfolder, .py or .ipynb) in parallel or on a Dask cluster
-                         (--scheduler); resumable; writes a report each, gradebook.csv and summary.html
+                         (--scheduler); resumable; writes a report and a page each, gradebook.csv, summary.html
 
 Exit codes:
     0  every auto-graded check passed
