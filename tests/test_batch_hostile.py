@@ -274,8 +274,10 @@ def test_hostile_names_survive_into_report_files_gradebook_and_summary(hostile):
     )
     assert by_name["'-1.5"]["total"] == "6" and by_name[PREPARATION_FAILS]["status"] == gradebook.STATUS_UNREADABLE
     page = (out / "summary.html").read_bytes().decode("utf-8")
-    assert '<a href="%E9l%E8ve.json">\\xe9l\\xe8ve</a>' in page
-    assert f'<a href="{batch.report_path(out, LONG).name}">{LONG}</a>' in page
+    assert '<a href="pages/%E9l%E8ve.html">\\xe9l\\xe8ve</a>' in page and '<a href="%E9l%E8ve.json">JSON</a>' in page
+    stem = batch.report_path(out, LONG).stem  # a long name's page is named as its report: its stem and a hash
+    assert f'<a href="pages/{stem}.html">{LONG}</a>' in page and (out / "pages" / f"{stem}.html").is_file()
+    assert (out / "pages" / f"{NON_UTF8_FOLDER}.html").is_file()
     assert "Not graded (not a folder, .py or .ipynb file): gone.ipynb, pipe.py, spiral, zero.py" in page
 
 
