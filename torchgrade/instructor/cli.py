@@ -165,7 +165,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_export_lms(args: argparse.Namespace) -> int:
     """``export canvas`` and ``export lms``: a batch's reports and a roster to an LMS's grade CSV."""
-    from torchgrade.reporting import lms, roster
+    from torchgrade.reporting import gradebook, lms, roster
 
     try:
         students = roster.read(args.roster)
@@ -183,7 +183,7 @@ def _cmd_export_lms(args: argparse.Namespace) -> int:
         warnings.append(lms.MSG_NAME_ONLY.format(count=lms.name_only(grades)))
     for warning in warnings:
         print(f"torchgrade export {args.format}: {warning}", file=sys.stderr)
-    lms.write_csv(table, args.out)
+    gradebook.write_csv(table, args.out)
     columns = ", ".join(table[0][len(table[0]) - len(grades.assignments) :]) if args.format == "canvas" else ""
     print(
         f"torchgrade: wrote {args.out}: {len(grades.rows)} students, {len(grades.assignments)} assignment(s)"

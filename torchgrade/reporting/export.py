@@ -278,7 +278,7 @@ def extraction_lines(data: dict[str, Any]) -> list[str]:
     if dropped:
         lines.append(f"Left out of grading ({len(dropped)}):")
     for piece in dropped[:MAX_DROPPED_LINES]:
-        where = (f"cell {piece['cell']}, " if piece["cell"] is not None else "") + "lines {}-{}".format(*piece["lines"])
+        where = dropped_where(piece)
         names = f" (would define {', '.join(piece['names'])})" if piece["names"] else ""
         excerpt = piece["excerpt"].strip().splitlines()[0][:60] if piece["excerpt"].strip() else ""
         lines.append(f"  {where}: {excerpt!r}: {piece['reason']}{names}")
@@ -366,7 +366,7 @@ def to_markdown(data: dict[str, Any]) -> str:
             for c in data["checks"]
             if (c["assignment"], c["question"]) == (q["assignment"], q["id"]) and c["outcome"] != "passed"
         ]
-        reasons = "<br>".join(_markdown_cell(f"{c['id'].split('::')[-1]}: {_first_line(c)}") for c in failing)
+        reasons = "<br>".join(_markdown_cell(f"{c['id'].split('::')[-1]}: {first_line(c)}") for c in failing)
         lines.append(f"| {q['assignment']} | {q['id']} | {q['score']:g} / {q['max_score']:g} | {reasons} |")
     lines.append("")
     extraction = extraction_lines(data)
@@ -385,8 +385,16 @@ def to_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _first_line(check: dict[str, Any]) -> str:
-    return (check["message"] or check["outcome"]).splitlines()[0]
+def first_line(check: dict[str, Any]) -> str:
+    """The first line of a check's message (its outcome when the message is empty or blank)."""
+    text = (check["message"] or check["outcome"]).strip()
+    return text.splitlines()[0] if text else check["outcome"]
+
+
+def dropped_where(piece: dict[str, Any]) -> str:
+    """Where a piece left out of a notebook or script was: ``cell 7, lines 1-2`` (no cell for a script)."""
+    cell = f"cell {piece['cell']}, " if piece["cell"] is not None else ""
+    return cell + "lines {}-{}".format(*piece["lines"])
 
 
 def _markdown_cell(text: str, limit: int = 200) -> str:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,10 +199,14 @@ def write(reports: Mapping[str, Mapping[str, Any]], path: str | Path, *, matchin
     """Write the gradebook of ``reports`` (name -> report JSON) to ``path`` atomically; keyed by
     student with a roster's ``matching`` (see :func:`rows`)."""
     header, table = rows(reports, matching=matching)
+    return write_csv([header, *table], path)
+
+
+def write_csv(table: Sequence[Sequence[str]], path: str | Path) -> Path:
+    """Write rows of cells as CSV (UTF-8) atomically, with RFC 4180's CRLF: a text cell holding a lone
+    carriage return is then quoted too. The gradebook and the LMS exports write through it."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)  # RFC 4180's CRLF: a text cell holding a lone CR is then quoted too
-    writer.writerow(header)
-    writer.writerows(table)
+    csv.writer(buffer).writerows(table)
     return atomic.write_text(path, buffer.getvalue())
 
 

@@ -45,8 +45,6 @@ Every text cell goes through :func:`torchgrade.reporting.gradebook.text_cell` (s
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -54,7 +52,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torchgrade import atomic
 from torchgrade.errors import TorchgradeError
 from torchgrade.reporting import gradebook, report, roster
 
@@ -357,13 +354,6 @@ def lms_rows(export: Export, columns: Sequence[str]) -> list[list[str]]:
             cells += [_number(row.points[assignment.id]), _number(assignment.max_score)]
         table.append([*cells, gradebook.text_cell(row.status), gradebook.text_cell(row.reason)])
     return table
-
-
-def write_csv(table: Sequence[Sequence[str]], path: str | Path) -> Path:
-    """Write a table as CSV (UTF-8, CRLF as RFC 4180 has it) atomically."""
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows(table)
-    return atomic.write_text(path, buffer.getvalue())
 
 
 def _number(value: float | None) -> str:

@@ -121,7 +121,7 @@ def _questions(data: Mapping[str, Any], *, graded: bool = True) -> list[str]:
             continue
         lost = [c for c in _checks_of(data, q) if c["points"] < c["max_points"]]
         css = ' class="lost"' if lost else ""
-        why = "<br>".join(html_text(f"{_short(c['id'])}: {first_line(c)}") for c in lost) if graded else ""
+        why = "<br>".join(html_text(f"{_short(c['id'])}: {export.first_line(c)}") for c in lost) if graded else ""
         rows.append(
             f'<tr{css}><td class="q">{html_text(label)}</td>{title}'
             f'<td class="num">{q["score"]:g} / {q["max_score"]:g}</td><td class="name">{why}</td></tr>'
@@ -195,11 +195,8 @@ def _extraction(data: Mapping[str, Any]) -> list[str]:
             "<tr><th>where</th><th>why</th><th>would define</th><th>code</th></tr>",
         ]
         for piece in dropped:
-            where = (f"cell {piece['cell']}, " if piece["cell"] is not None else "") + "lines {}-{}".format(
-                *piece["lines"]
-            )
             out.append(
-                f"<tr><td>{html_text(where)}</td><td>{html_text(piece['reason'])}</td>"
+                f"<tr><td>{html_text(export.dropped_where(piece))}</td><td>{html_text(piece['reason'])}</td>"
                 f"<td>{html_text(', '.join(piece['names']))}</td>"
                 f"<td><pre>{html_text(_capped(piece['excerpt'], 600))}</pre></td></tr>"
             )
@@ -248,12 +245,6 @@ def _details(data: Mapping[str, Any]) -> list[str]:
 def _checks_of(data: Mapping[str, Any], question: Mapping[str, Any]) -> list[dict[str, Any]]:
     key = (question["assignment"], question["id"])
     return [c for c in data["checks"] if (c["assignment"], c["question"]) == key]
-
-
-def first_line(check: Mapping[str, Any]) -> str:
-    """The first line of a check's message (its outcome when the message is empty)."""
-    text = (check["message"] or check["outcome"]).strip()
-    return text.splitlines()[0] if text else check["outcome"]
 
 
 def _short(check_id: str) -> str:
